@@ -1,0 +1,1 @@
+"""chaos: Jepsen-style chaos testing for leader-follower replicated systems."""

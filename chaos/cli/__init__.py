@@ -1,0 +1,89 @@
+"""The `chaos` command: a click group whose subcommands live one per module and load lazily.
+
+Each subcommand module (`chaos/cli/<name>.py`) defines a click command named like the module.
+Loading lazily keeps `chaos --help` fast and lets one broken optional part (say, the Docker SDK)
+not take the whole CLI down.  Exit codes follow `chaos.errors.ExitCode`; click's own usage
+errors are mapped to 4 (bad arguments), as DESIGN §9 requires, instead of click's 2.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from chaos.errors import ChaosError, ExitCode
+
+#: command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "run": "chaos.cli.run:run",
+    "analyze": "chaos.cli.analyze:analyze",
+    "report": "chaos.cli.report:report",
+    "targets": "chaos.cli.targets:targets",
+    "proxy": "chaos.cli.proxy:proxy",
+    "image": "chaos.cli.image:image",
+    "down": "chaos.cli.down:down",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._load(name, quiet=True) is not None)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._load(name, quiet=False)
+
+    @staticmethod
+    def _load(name: str, quiet: bool) -> click.Command | None:
+        spec = COMMANDS.get(name)
+        if spec is None:
+            return None
+        module_name, attr = spec.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # the command is not built yet
+                return None
+            if quiet:
+                return None
+            raise
+        return getattr(module, attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chaos", prog_name="chaos")
+def cli() -> None:
+    """Jepsen-style chaos testing for leader-follower replicated systems.
+
+    \b
+    chaos run --target kvlite --nemesis partition   run a test, check it, write a report
+    chaos analyze store/latest                      check a recorded or imported history
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the group, turning known errors into one line and an exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="chaos", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("chaos: interrupted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        # Name the offending option; exit 4 (bad arguments), not click's 2.
+        click.echo(exc.ctx.get_usage() if exc.ctx else "", err=True)
+        click.echo(f"chaos: error: {exc.format_message()}", err=True)
+        sys.exit(ExitCode.BAD_INPUT)
+    except click.ClickException as exc:
+        click.echo(f"chaos: error: {exc.format_message()}", err=True)
+        sys.exit(ExitCode.BAD_INPUT)
+    except ChaosError as exc:
+        click.echo(f"chaos: error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        click.echo("chaos: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(int(rv) if isinstance(rv, int) else 0)
