@@ -1,0 +1,81 @@
+"""Fault schedules: which fault starts and stops when, decided up front from the seed.
+
+The whole schedule is data (a list of FaultSpec) written to config.json before the first fault,
+so `chaos run --replay DIR` re-runs exactly the same faults at the same offsets. What a spec
+resolves to at run time (which node was leader and so got isolated) goes in the history.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chaos.errors import BadInput
+
+#: nemesis names accepted by --nemesis (plus "all" and comma lists)
+KINDS = ("partition", "latency", "kill", "pause")
+SHAPES = ("isolate-leader", "isolate-one", "halves", "random-halves", "majorities-ring", "bridge")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault: start at `start_s`, undone at `stop_s` (seconds since the test began)."""
+
+    kind: str
+    start_s: float
+    stop_s: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FaultSpec":
+        return cls(kind=d["kind"], start_s=float(d["start_s"]), stop_s=float(d["stop_s"]),
+                   params=dict(d.get("params") or {}))
+
+
+def parse_nemeses(text: str) -> list[str]:
+    """'partition' | 'all' | 'kill,pause' | 'none' -> list of kinds; BadInput names the bad one."""
+    text = (text or "none").strip()
+    if text in ("none", ""):
+        return []
+    if text == "all":
+        return list(KINDS)
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    for k in kinds:
+        if k not in KINDS:
+            raise BadInput(f"--nemesis: unknown nemesis {k!r}; choose from "
+                           f"{', '.join(KINDS)}, all, none, or a comma list")
+    return kinds
+
+
+def make_schedule(kinds: list[str], *, interval: float, time_limit: float, seed: int,
+                  shape: str = "isolate-leader", latency_ms: int = 200,
+                  jitter_ms: int = 50) -> list[FaultSpec]:
+    """Jepsen's rhythm: `interval` s healthy, `interval` s faulty, repeated within the limit.
+
+    With several kinds the schedule cycles through them in a seeded random order, so every kind
+    occurs. shape "mixed" picks a partition shape per fault from SHAPES.
+    """
+    if not kinds:
+        return []
+    rng = random.Random(seed)
+    order = list(kinds)
+    rng.shuffle(order)
+    specs: list[FaultSpec] = []
+    t = interval
+    i = 0
+    while t + interval <= time_limit + 1e-9:
+        kind = order[i % len(order)]
+        params: dict[str, Any]
+        if kind == "partition":
+            params = {"shape": rng.choice(SHAPES) if shape == "mixed" else shape}
+        elif kind == "latency":
+            params = {"ms": latency_ms, "jitter_ms": jitter_ms, "links": "nodes"}
+        else:
+            params = {"node": "leader"}
+        specs.append(FaultSpec(kind, round(t, 3), round(t + interval, 3), params))
+        t += 2 * interval
+        i += 1
+    return specs

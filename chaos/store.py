@@ -1,0 +1,77 @@
+"""The store: one directory per run, `store/<test>/<timestamp>/`, and `latest` links.
+
+A run directory holds history.jsonl, results.json, report.html, config.json (all that is
+needed to replay: seed, options, the exact fault schedule, versions) and nodes/<node>/ logs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def new_run_dir(store: str | os.PathLike[str], test_name: str) -> Path:
+    """Create store/<test>/<UTC timestamp>/ (unique) and point the latest links at it."""
+    base = Path(store) / test_name
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    run = base / stamp
+    n = 1
+    while True:
+        try:
+            run.mkdir()
+            break
+        except FileExistsError:
+            n += 1
+            run = base / f"{stamp}-{n}"
+    for link, target in ((base / "latest", run.name), (Path(store) / "latest", f"{test_name}/{run.name}")):
+        tmp = link.with_name(f".latest.{os.getpid()}")
+        try:
+            if tmp.is_symlink():
+                tmp.unlink()
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+        except OSError:
+            pass
+    return run
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (tmp + rename): a crash never leaves half a results.json."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
+                                 default=_default))
+    os.replace(tmp, path)
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    return str(obj)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in config.json, so a replay can tell what changed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform(),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for pkg in ("chaos", "pandas", "toxiproxy-python", "docker", "paramiko"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
