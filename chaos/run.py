@@ -1,0 +1,359 @@
+"""`chaos run`: one whole test, from an empty store directory to a verdict.
+
+Lifecycle (each step undone in reverse on exit, error, Ctrl-C or SIGTERM):
+
+ 1. validate everything the user gave (target, options, workload, nemeses, numbers) before
+    anything starts: bad input exits 4 with nothing left behind;
+ 2. create store/<test>/<timestamp>/ and write config.json (seed, options, the exact fault
+    schedule, versions), so a crash mid-run still leaves a replayable record;
+ 3. runtime setup (local processes, or containers), network setup (the Toxiproxy mesh: one
+    proxy per directed node link and per client->node link);
+ 4. start the nodes with peers pointed at the proxies; wait until a leader is known;
+ 5. start the recorder (history.jsonl, written as ops happen), the monitor and the workload;
+ 6. run the fault schedule on this (main) thread, verifying each fault;
+ 7. at the time limit: heal everything, stop the clients, let the cluster settle, take the
+    workload's final reads;
+ 8. stop monitor and recorder, collect node logs, tear down nodes and proxies;
+ 9. check the history, write results.json and report.html, print the verdict.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from chaos import plugins, store
+from chaos.errors import BadInput, ChaosError, ExitCode, SetupError, verdict_exit_code
+from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
+from chaos.target import Addr, NodeConfig, Target
+
+RUNTIMES = ("local", "docker", "ssh")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a test; stored in config.json and enough to replay it."""
+
+    target: str = "kvlite"
+    target_options: dict[str, Any] = field(default_factory=dict)
+    workload: str = "register"
+    runtime: str = "local"
+    nodes: int = 3
+    nemesis: list[str] = field(default_factory=lambda: ["partition"])
+    nemesis_interval: float = 5.0
+    partition_shape: str = "isolate-leader"
+    latency_ms: int = 200
+    jitter_ms: int = 50
+    time_limit: float = 30.0
+    concurrency: int = 6
+    rate: float | None = 200.0
+    seed: int = 0
+    store: str = "store"
+    quiesce: float = 3.0
+    op_timeout: float = 1.0
+    test_name: str | None = None
+    schedule: list[FaultSpec] | None = None
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise BadInput naming the option for anything impossible."""
+        if self.runtime not in RUNTIMES:
+            raise BadInput(f"--runtime: unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        checks = [
+            (self.nodes >= 1, "--nodes must be at least 1"),
+            (self.nodes <= 15, "--nodes must be at most 15"),
+            (self.concurrency >= 1, "--concurrency must be at least 1"),
+            (self.time_limit > 0, "--time-limit must be positive"),
+            (self.nemesis_interval > 0, "--nemesis-interval must be positive"),
+            (self.rate is None or self.rate > 0, "--rate must be positive (or 0 for unlimited)"),
+            (self.quiesce >= 0, "--quiesce must not be negative"),
+            (self.op_timeout > 0, "--op-timeout must be positive"),
+            (self.partition_shape in SHAPES + ("mixed",),
+             f"--partition-shape must be one of {', '.join(SHAPES)}, mixed"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BadInput(msg)
+
+    @property
+    def name(self) -> str:
+        if self.test_name:
+            return self.test_name
+        base = os.path.basename(self.target).removesuffix(".py")
+        return f"{base}-{self.workload}-{'+'.join(self.nemesis) or 'none'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["schedule"] = [s.to_dict() for s in (self.schedule or [])]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        cfg = cls(**{k: v for k, v in d.items() if k in known and k != "schedule"})
+        cfg.schedule = [FaultSpec.from_dict(s) for s in d.get("schedule") or []]
+        return cfg
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    valid: Any
+    exit_code: ExitCode
+    results: dict[str, Any] | None
+    interrupted: bool = False
+    unverified: list[str] = field(default_factory=list)
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so cleanup runs as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[None]:
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while cleaning up: a second Ctrl-C must not leave faults behind."""
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tuple[Target, str, Any]:
+    """Validate the config and load target and workload; nothing is started yet."""
+    cfg.validate()
+    ref = plugins.resolve_ref(cfg.target)
+    target = plugins.load_target(ref)
+    if raw_options or not cfg.target_options:
+        cfg.target_options = plugins.parse_target_options(target, list(raw_options))
+    import workloads
+
+    workload = workloads.get(cfg.workload, {"seed": cfg.seed})
+    supported = getattr(target, "workloads", None)
+    if supported and cfg.workload not in supported:
+        raise BadInput(f"--workload {cfg.workload}: target {target.name} supports "
+                       f"{', '.join(sorted(supported))}")
+    if cfg.schedule is None:
+        cfg.schedule = make_schedule(cfg.nemesis, interval=cfg.nemesis_interval,
+                                     time_limit=cfg.time_limit, seed=cfg.seed,
+                                     shape=cfg.partition_shape, latency_ms=cfg.latency_ms,
+                                     jitter_ms=cfg.jitter_ms)
+    needs_net = any(s.kind in ("partition", "latency") for s in cfg.schedule)
+    if needs_net and not getattr(target, "supports_mesh", True) and cfg.runtime == "local":
+        raise BadInput(f"--nemesis: target {target.name} cannot sit behind the proxy mesh, "
+                       "so partition/latency need --runtime docker (iptables backend)")
+    return target, ref, workload
+
+
+def _make_runtime(cfg: RunConfig) -> Any:
+    if cfg.runtime == "local":
+        from chaos.runtime.local import LocalRuntime
+
+        return LocalRuntime()
+    if cfg.runtime == "docker":
+        from chaos.runtime.docker import DockerRuntime
+
+        return DockerRuntime(**cfg.runtime_options)
+    from chaos.runtime.ssh import SshRuntime
+
+    return SshRuntime(**cfg.runtime_options)
+
+
+def _wait_for_leader(target: Target, addrs: dict[str, Addr], timeout: float, runtime: Any) -> str:
+    deadline = time.monotonic() + timeout
+    last: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for node, addr in addrs.items():
+            if not runtime.is_running(node):
+                raise SetupError(f"node {node} exited during start-up; see its log in "
+                                 f"{runtime.data_dir(node)}")
+            try:
+                st = target.status(node, addr, 0.5)
+            except Exception as exc:  # noqa: BLE001
+                last[node] = f"{type(exc).__name__}: {exc}"
+                continue
+            last[node] = str(st)
+            if st.get("role") == "leader":
+                return node
+        time.sleep(0.1)
+    detail = "; ".join(f"{n}: {s}" for n, s in last.items())
+    raise SetupError(f"no leader within {timeout:.0f} s of start ({detail})")
+
+
+def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
+            progress: Any = None) -> RunOutcome:
+    """Run the test described by a prepared config (see `prepare`). Returns the outcome."""
+    from chaos.history.writer import HistoryWriter
+    from chaos.monitor import Monitor
+    from chaos.nemesis import Nemesis, NemesisContext, wait_until
+    from chaos.recorder import Recorder
+    from chaos.workload import WorkloadRunner
+
+    run_dir = store.new_run_dir(cfg.store, cfg.name)
+    config = {"config": cfg.to_dict(), "target_ref": target_ref, "versions": store.versions(),
+              "argv": sys.argv}
+    store.write_json(run_dir / "config.json", config)
+    names = [f"n{i}" for i in range(1, cfg.nodes + 1)]
+    rng = random.Random(cfg.seed)
+    interrupted = False
+    nemesis: Nemesis | None = None
+    recorder = monitor = runner = mesh = proxy = None
+    runtime = _make_runtime(cfg)
+
+    with _signals(), contextlib.ExitStack() as cleanup:
+        try:
+            runtime.setup(names, str(run_dir))
+            cleanup.callback(runtime.teardown)
+            real = {n: Addr(runtime.host(n), _node_port(runtime, n)) for n in names}
+            peer, client_addr, mesh, proxy = _setup_net(cfg, runtime, real)
+            if proxy is not None:
+                cleanup.callback(proxy.close)
+            if mesh is not None:
+                cleanup.callback(mesh.teardown)
+            node_cfgs = {
+                n: NodeConfig(name=n, listen=Addr(_listen_host(runtime), real[n].port),
+                              peers={p: peer(n, p) for p in names if p != n},
+                              data_dir=runtime.data_dir(n), options=dict(cfg.target_options))
+                for n in names}
+            for n in names:
+                runtime.start(n, target.start_command(node_cfgs[n]))
+            _wait_for_leader(target, real, 30.0, runtime)
+
+            t0 = time.monotonic_ns()
+            writer = HistoryWriter(run_dir / "history.jsonl")
+            recorder = Recorder(writer, t0)
+            cleanup.callback(recorder.close)
+            monitor = Monitor(target, real, recorder.local("monitor"))
+            monitor.start()
+            cleanup.callback(monitor.stop)
+            nemesis = Nemesis(NemesisContext(
+                runtime=runtime, net=mesh, nodes=names, leader=monitor.leader,
+                restart=lambda n: runtime.start(n, target.start_command(node_cfgs[n])),
+                rng=rng, record=recorder.local("nemesis").record))
+            cleanup.callback(lambda: nemesis.heal_all(record=False))
+            runner = WorkloadRunner(
+                target, {n: client_addr(n) for n in names}, cfg.target_options, workload,
+                recorder, concurrency=cfg.concurrency, rate=cfg.rate, seed=cfg.seed,
+                op_timeout=cfg.op_timeout, target_ref=target_ref)
+            runner.start()
+            cleanup.callback(lambda: runner.stop(timeout=cfg.op_timeout + 2))
+
+            start = time.monotonic()
+            tick = (lambda: progress.update(time.monotonic() - start, recorder, nemesis)) if progress else None
+            for spec in cfg.schedule or []:
+                wait_until(start + spec.start_s, tick)
+                nemesis.start(spec)
+                wait_until(start + spec.stop_s, tick)
+                nemesis.stop(spec)
+            wait_until(start + cfg.time_limit, tick)
+            nemesis.heal_all()
+            runner.stop(timeout=cfg.op_timeout + 2)
+            if progress:
+                progress.phase("quiescence and final reads")
+            runner.run_final(names, cfg.quiesce)
+            monitor.stop()
+        except (KeyboardInterrupt, _Terminated):
+            interrupted = True
+            if progress:
+                progress.phase("interrupted: healing faults and stopping nodes")
+        finally:
+            with _shielded():
+                if progress:
+                    progress.close()
+                if nemesis is not None and interrupted:
+                    with contextlib.suppress(Exception):
+                        nemesis.heal_all()
+                with contextlib.suppress(Exception):
+                    for n in names:
+                        runtime.collect_logs(n, str(run_dir / "nodes" / n))
+                cleanup.close()
+
+    unverified = list(nemesis.unverified) if nemesis else []
+    if interrupted:
+        return RunOutcome(run_dir, "unknown", ExitCode.UNKNOWN, None, interrupted=True,
+                          unverified=unverified)
+    results = check_run(run_dir, workload, unverified, config)
+    return RunOutcome(run_dir, results["valid"], verdict_exit_code(results["valid"]), results,
+                      unverified=unverified)
+
+
+def check_run(run_dir: Path, workload: Any, unverified: list[str],
+              config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check a finished run's history and write results.json and report.html."""
+    from chaos.checkers import run_checkers, select_checkers
+    from chaos.checkers.base import merge_valid
+    from chaos.history.reader import read_history
+
+    history = read_history(run_dir / "history.jsonl")
+    names = list(dict.fromkeys(list(getattr(workload, "checkers", [])) + ["dual-leaders"]))
+    checkers = select_checkers(history, names)
+    results = run_checkers(history, checkers, {"out_dir": str(run_dir)})
+    if unverified:
+        results["valid"] = merge_valid([results["valid"], "unknown"])
+        results["unverified_faults"] = unverified
+    store.write_json(run_dir / "results.json", results)
+    with contextlib.suppress(ImportError):
+        from chaos.report import render
+
+        render(history, results, run_dir / "report.html", config=config)
+    return results
+
+
+def _node_port(runtime: Any, node: str) -> int:
+    port = getattr(runtime, "node_port", None)
+    if callable(port):
+        return int(port(node))
+    from chaos.runtime.local import free_port
+
+    return free_port()
+
+
+def _listen_host(runtime: Any) -> str:
+    return getattr(runtime, "listen_host", "127.0.0.1")
+
+
+def _setup_net(cfg: RunConfig, runtime: Any, real: dict[str, Addr]):
+    """The network layer: the proxy mesh when any fault needs it, else direct addresses."""
+    needs_net = any(s.kind in ("partition", "latency") for s in cfg.schedule or [])
+    if not needs_net:
+        return (lambda src, dst: real[dst]), (lambda dst: real[dst]), None, None
+    setup = getattr(runtime, "setup_net", None)
+    if callable(setup):  # container runtimes bring their own (proxy container or iptables)
+        mesh = setup(real)
+        return mesh.peer_addr, mesh.client_addr, mesh, None
+    from chaos.net.client import connect_or_start
+    from chaos.net.mesh import Mesh
+
+    try:
+        proxy = connect_or_start()
+    except ChaosError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SetupError(f"cannot start the embedded Toxiproxy server: {exc}") from exc
+    mesh = Mesh(proxy, real)
+    try:
+        mesh.setup()
+    except Exception:
+        proxy.close()
+        raise
+    return mesh.peer_addr, mesh.client_addr, mesh, proxy
