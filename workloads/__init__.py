@@ -1,0 +1,61 @@
+"""Workloads: what the clients do, as data (DESIGN §3 and §4).
+
+A workload is a `Workload`: an op generator each logical client process calls for its next
+invoke, the final ops to run after healing (set: one read per node), and the checkers that
+apply to its history. The runner (chaos.workload) owns processes, threads and time; a workload
+only says *what* to ask. `get(name, opts)` is the one entry point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+import random
+
+from chaos.errors import BadInput
+
+#: generator(rng, process) -> {"f": ..., "key": ..., "value": ..., optional "node"}
+Generator = Callable[[random.Random, int], dict[str, Any]]
+
+
+def _no_final_ops(nodes: list[str]) -> list[dict[str, Any]]:
+    return []
+
+
+@dataclass
+class Workload:
+    """One workload. Must pickle (worker processes receive it), so callables are module-level
+    functions or instances of module-level classes.
+
+    name:      "register", "set", ...
+    generator: the next invoke's fields for logical process `process`; called from that
+               process's thread only, with that process's own seeded `rng`
+    final_ops: invokes to run once, after the last heal and quiescence (routed by "node")
+    checkers:  names of the checkers that apply (chaos.checkers)
+    opts:      the options it was built with (recorded in config.json)
+    """
+
+    name: str
+    generator: Generator
+    final_ops: Callable[[list[str]], list[dict[str, Any]]] = _no_final_ops
+    checkers: list[str] = field(default_factory=list)
+    opts: dict[str, Any] = field(default_factory=dict)
+
+
+def _builders() -> dict[str, Callable[[Mapping[str, Any]], Workload]]:
+    from workloads.register import register_workload
+    from workloads.set import set_workload
+    return {"register": register_workload, "set": set_workload}
+
+
+NAMES = ("register", "set")
+
+
+def get(name: str, opts: Mapping[str, Any] | None = None) -> Workload:
+    """The workload called `name`, built with `opts`; BadInput naming the valid ones if unknown."""
+    builders = _builders()
+    if name not in builders:
+        raise BadInput(f"--workload: unknown workload {name!r}; known: {', '.join(sorted(builders))}")
+    return builders[name](dict(opts or {}))
+
+
+__all__ = ["NAMES", "Workload", "get"]
