@@ -60,13 +60,6 @@ class Progress:
 
 
 def _counts(recorder: Any) -> dict[str, int]:
-    """ok/fail/info totals from the recorder's counters (whatever shape it exposes)."""
-    out = {"ok": 0, "fail": 0, "info": 0}
-    counts = getattr(recorder, "counts", None)
-    if callable(counts):
-        counts = counts()
-    if isinstance(counts, dict):
-        for k in out:
-            v = counts.get(k, 0)
-            out[k] = sum(v.values()) if isinstance(v, dict) else int(v or 0)
-    return out
+    """ok/fail/info totals of client ops, from the recorder's stats snapshot."""
+    stats = recorder.stats()
+    return {"ok": stats.ok, "fail": stats.fail, "info": stats.info}
