@@ -1,0 +1,185 @@
+"""One proxy: a listener, its live connections, and its ordered toxic chain per stream.
+
+Enabling binds the listen address (port 0 picks a free port and `listen` then reports the real
+one, as Toxiproxy does); disabling closes the listener (new connects are refused) and every
+live connection (both sockets). Toxics survive disable/enable. Standard library only.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import socket
+from typing import Any
+
+from chaos.net.proxy.link import Connection
+from chaos.net.proxy.toxics import ApiError, Toxic
+
+#: how long the proxy waits for its upstream to accept before dropping the client (upstream
+#: Toxiproxy has no limit; a hanging dial there blocks the proxy, here it only costs a task)
+DIAL_TIMEOUT = 10.0
+
+
+def split_hostport(addr: str) -> tuple[str, int]:
+    """"h:p" / "[v6]:p" / ":p" / "" -> (host, port); ValueError when the port is not a number."""
+    if not addr:
+        return "", 0
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        raise ValueError(f"missing port in address {addr}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    num = int(port)
+    if not 0 <= num <= 65535:
+        raise ValueError(f"invalid port {port!r}")
+    return host, num
+
+
+def resolve_listen(addr: str) -> str:
+    """The bound address a listen string would give (for /populate's "same proxy?" check)."""
+    try:
+        host, port = split_hostport(addr)
+    except ValueError:
+        return addr
+    if host in ("", "::"):
+        return f"[::]:{port}"
+    if host == "localhost":
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind(addr: str) -> socket.socket:
+    """A listening socket for `addr`; errors read like Go's (`listen tcp A: bind: ...`)."""
+    try:
+        host, port = split_hostport(addr)
+    except ValueError as exc:
+        raise ApiError(500, f"listen tcp {addr}: address {exc}") from None
+    try:
+        if host in ("", "::"):
+            if socket.has_dualstack_ipv6():
+                return socket.create_server(
+                    ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128
+                )
+            host = "0.0.0.0"
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, sockaddr = infos[0]
+        return socket.create_server(sockaddr, family=family, backlog=128)
+    except socket.gaierror as exc:
+        raise ApiError(500, f"listen tcp {addr}: lookup {host}: {exc.strerror}") from None
+    except OSError as exc:
+        text = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            text = "address already in use"
+        raise ApiError(500, f"listen tcp {addr}: bind: {text.lower()}") from None
+
+
+def _format(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        return "[::]:%d" % port if host == "::" else f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+class Proxy:
+    """A named proxy `listen` -> `upstream` with toxics; methods run on the server's loop."""
+
+    def __init__(self, name: str, listen: str, upstream: str, rng: random.Random) -> None:
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.rng = rng
+        self.toxics: list[Toxic] = []
+        self.connections: set[Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self._server is not None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and accept; raises ApiError(500) when the address cannot be bound."""
+        if self._server is not None:
+            return
+        sock = _bind(self.listen)
+        self.listen = _format(sock)
+        self._server = await asyncio.start_server(self._accept, sock=sock)
+
+    async def stop(self) -> None:
+        """Close the listener and every live connection (dials in progress are cancelled)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for task in list(self._pending):
+            task.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        if server is not None:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._pending.add(task)
+        try:
+            host, port = split_hostport(self.upstream)
+            up = await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
+        except (OSError, ValueError, asyncio.TimeoutError, asyncio.CancelledError):
+            # The client saw its connect succeed; now it sees EOF (Toxiproxy issue #265).
+            writer.transport.abort()
+            return
+        finally:
+            self._pending.discard(task)
+        if self._server is None:  # disabled while dialing
+            writer.transport.abort()
+            up[1].transport.abort()
+            return
+        conn = Connection(self, (reader, writer), up)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+    # -- toxics -----------------------------------------------------------------------------
+
+    def chain(self, direction: str) -> list[Toxic]:
+        return [t for t in self.toxics if t.direction == direction]
+
+    def find(self, name: str) -> Toxic:
+        for toxic in self.toxics:
+            if toxic.name == name:
+                return toxic
+        raise ApiError(404, "toxic not found")
+
+    def add_toxic(self, toxic: Toxic) -> None:
+        if any(t.name == toxic.name for t in self.toxics):
+            raise ApiError(409, "toxic already exists")
+        self.toxics.append(toxic)
+        self.notify()
+
+    def remove_toxic(self, name: str) -> None:
+        self.toxics.remove(self.find(name))
+        self.notify()
+
+    def notify(self) -> None:
+        """Make every live connection pick up the current chains now."""
+        for conn in list(self.connections):
+            conn.toxics_changed()
+
+    def to_json(self) -> dict[str, Any]:
+        ordered = self.chain("upstream") + self.chain("downstream")
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "upstream": self.upstream,
+            "enabled": self.enabled,
+            "Logger": {},
+            "toxics": [t.to_json() for t in ordered],
+        }
