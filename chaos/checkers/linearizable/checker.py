@@ -1,0 +1,206 @@
+"""The linearizability checker: per-key search, fair scheduling, budget, counterexamples.
+
+Options read from `opts` (all optional):
+
+    model        "register" | "kv": the sequential model; default picked from the ops
+                 (read/write/cas -> register, get/put/append -> kv).
+    fail         "auto" (default) | "ignore" | "observe": what a `fail` completion means.
+                 DESIGN §4: fail = did not happen ("ignore"). "observe": a fail the model can
+                 observe (a cas: the compare failed) is checked as an answer. "auto": observe
+                 exactly the fails tagged error="compare-failed" (as the Porcupine importer
+                 tags `:fail :cas`, matching Porcupine's verdicts), ignore all others.
+    time_limit   seconds for the whole check (default 60); undecided keys -> "unknown".
+    max_configs  memory cap: configurations one key may hold at once (default 1,000,000).
+
+P-compositionality: a history is linearizable iff each key's sub-history is, so keys are
+searched independently. They are run round-robin, smallest first, in slices of a few thousand
+model steps, so a key the search finds hard cannot starve one that fails fast; the first
+invalid key ends the check (the keys not finished are listed in stats["skipped_keys"]).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Generator, Mapping
+
+from chaos.checkers.base import UNKNOWN, Anomaly, CheckResult
+from chaos.checkers.linearizable.models import FAILED, MODELS, UNKNOWN as OUT_UNKNOWN, Model
+from chaos.checkers.linearizable.models import freeze, pick_model
+from chaos.checkers.linearizable.search import Outcome, SearchOp, search
+from chaos.history.model import OPEN, History
+
+ALL_FS = frozenset().union(*(m.fs for m in MODELS.values()))
+DEFAULT_TIME_LIMIT = 60.0
+DEFAULT_MAX_CONFIGS = 1_000_000
+
+
+class LinearizableChecker:
+    """Checker protocol implementation (chaos.checkers.base.Checker) named "linearizable"."""
+
+    name = "linearizable"
+
+    def applies(self, history: History) -> bool:
+        """True when the history has client ops with f in read/write/cas or get/put/append."""
+        client = history.client()
+        return bool(len(client)) and bool(client["f"].isin(ALL_FS).any())
+
+    def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
+        """Search every key; valid True / False (with a counterexample) / "unknown"."""
+        opts = dict(opts or {})
+        client = history.client()
+        client = client[client["f"].isin(ALL_FS)]
+        model = _choose_model(set(client["f"]), opts.get("model"))
+        fail_mode = opts.get("fail", "auto")
+        if fail_mode not in ("auto", "ignore", "observe"):
+            raise ValueError(f"fail must be auto, ignore or observe, not {fail_mode!r}")
+        groups, dropped = _key_ops(client, model, fail_mode)
+        time_limit = float(opts.get("time_limit", DEFAULT_TIME_LIMIT))
+        max_configs = int(opts.get("max_configs", DEFAULT_MAX_CONFIGS))
+        outcomes, skipped, elapsed = _run_keys(model, groups, time_limit, max_configs)
+
+        anomalies: list[Anomaly] = []
+        warnings: list[str] = []
+        undecided: list[dict[str, Any]] = []
+        verdicts: list[Any] = []
+        for key, out in outcomes.items():
+            verdicts.append(out.valid)
+            if out.valid is False:
+                anomalies.append(_anomaly(model, key, groups[key], out))
+            elif out.valid != True:  # noqa: E712
+                window = list(out.window) if out.window else None
+                undecided.append({"key": key, "reason": out.reason, "window": window})
+                warnings.append(f"key {key!r} undecided ({out.reason}) in time window {window}")
+        if any(v is False for v in verdicts):
+            valid: Any = False
+        elif undecided or skipped:
+            valid = UNKNOWN
+        else:
+            valid = True
+        stats = {
+            "model": model.name,
+            "fail_mode": fail_mode,
+            "keys": len(groups),
+            "ops": int(sum(len(g) for g in groups.values())),
+            "dropped_ops": dropped,
+            "keys_valid": sum(1 for o in outcomes.values() if o.valid is True),
+            "keys_invalid": sum(1 for o in outcomes.values() if o.valid is False),
+            "undecided": undecided,
+            "skipped_keys": skipped,
+            "steps": int(sum(o.steps for o in outcomes.values())),
+            "peak_configs": max((o.max_configs for o in outcomes.values()), default=0),
+            "seconds": round(elapsed, 4),
+        }
+        if skipped and valid is False:
+            warnings.append(f"{len(skipped)} key(s) not finished: an invalid key ended the check")
+        elif skipped:
+            warnings.append(f"{len(skipped)} key(s) not checked: time limit reached")
+        return CheckResult(checker=self.name, valid=valid, anomalies=anomalies, stats=stats,
+                           warnings=warnings)
+
+
+def _choose_model(fs: set[str], name: Any) -> Model:
+    if name is not None:
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+        return MODELS[name]
+    return pick_model(fs) or MODELS["register"]
+
+
+def _key_ops(client: Any, model: Model, fail_mode: str) -> tuple[dict[Any, list[SearchOp]], int]:
+    """Group the model's ops by key as SearchOps; drop ops that constrain nothing.
+
+    Dropped: fails the model does not observe (they did not happen), and unknown-outcome ops
+    that are read-only (no effect, any answer).
+    """
+    groups: dict[Any, list[SearchOp]] = {}
+    dropped = 0
+    cols = [client[c].to_numpy() for c in ("f", "key", "value", "result", "type", "invoke_time",
+                                          "complete_time", "invoke_index", "complete_index",
+                                          "error")]
+    for f, key, value, result, typ, t0, t1, i0, i1, err in zip(*cols):
+        if f not in model.fs:
+            dropped += 1
+            continue
+        inp = (f, freeze(value))
+        if typ == "ok":
+            out, due = freeze(result), True
+        elif typ == "fail":
+            observe = model.observes_fail(inp) and (
+                fail_mode == "observe" or (fail_mode == "auto" and err == "compare-failed"))
+            if not observe:
+                dropped += 1
+                continue
+            out, due = FAILED, True
+        else:  # info, or never completed
+            out, due = OUT_UNKNOWN, False
+        ro = model.read_only(inp, out)
+        if ro and not due:
+            dropped += 1
+            continue
+        if due and t1 == OPEN:
+            due = False
+        groups.setdefault(freeze(key), []).append(SearchOp(
+            inp=inp, out=out, due=due, invoke_time=int(t0), complete_time=int(t1),
+            index=int(i0), complete_index=int(i1), read_only=ro))
+    return groups, dropped
+
+
+def _run_keys(model: Model, groups: dict[Any, list[SearchOp]], time_limit: float,
+              max_configs: int) -> tuple[dict[Any, Outcome], list[Any], float]:
+    """Round-robin the per-key searches, smallest key first; stop at the first invalid key."""
+    start = time.perf_counter()
+    deadline = start + time_limit
+    order = sorted(groups, key=lambda k: (len(groups[k]), repr(k)))
+    active: list[tuple[Any, Generator[None, None, Outcome]]] = [
+        (k, search(model, groups[k], max_configs)) for k in order]
+    outcomes: dict[Any, Outcome] = {}
+    while active:
+        still: list[tuple[Any, Generator[None, None, Outcome]]] = []
+        for n, (key, gen) in enumerate(active):
+            try:
+                next(gen)
+            except StopIteration as stop:
+                outcomes[key] = stop.value
+                if stop.value.valid is False:
+                    rest = still + active[n + 1:]
+                    for _, g in rest:
+                        g.close()
+                    return outcomes, [k for k, _ in rest], time.perf_counter() - start
+                continue
+            still.append((key, gen))
+        active = still
+        if active and time.perf_counter() > deadline:
+            for key, gen in active:
+                gen.close()
+                ops = groups[key]
+                outcomes[key] = Outcome(
+                    valid="unknown", reason=f"time limit of {time_limit:g} s reached",
+                    window=(ops[0].invoke_time, max(o.invoke_time for o in ops)))
+            active = []
+    return outcomes, [], time.perf_counter() - start
+
+
+def _anomaly(model: Model, key: Any, ops: list[SearchOp], out: Outcome) -> Anomaly:
+    """A readable counterexample: the prefix that worked, the op that cannot follow it."""
+    assert out.stuck_on is not None
+    stuck = ops[out.stuck_on]
+    desc = lambda j: f"#{ops[j].index} {model.describe_op(ops[j].inp, ops[j].out)}"  # noqa: E731
+    state = model.describe_state(out.state)
+    tail = [desc(j) for j in out.linearized[-8:]]
+    keytxt = "" if key is None else f"key {key!r}: "
+    message = (f"{keytxt}{desc(out.stuck_on)} cannot be linearized: the longest linearizable "
+               f"prefix ({len(out.linearized)} ops) leaves state {state}")
+    involved = [stuck.index] + ([stuck.complete_index] if stuck.complete_index >= 0 else [])
+    involved += [ops[j].index for j in out.pending]
+    return Anomaly(
+        kind="nonlinearizable", message=message, ops=sorted(set(involved)), key=key,
+        time=int(out.time) if out.time is not None else None,
+        details={
+            "linearized": [ops[j].index for j in out.linearized],
+            "last_linearized": tail,
+            "stuck_on": stuck.index,
+            "stuck_op": desc(out.stuck_on),
+            "concurrent": [desc(j) for j in out.pending],
+            "state": state,
+            "model": model.name,
+        })
+

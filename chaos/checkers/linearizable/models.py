@@ -1,0 +1,156 @@
+"""Sequential specifications for the linearizability checker (Porcupine-style models).
+
+A model is a frozen dataclass of pure functions. The search only ever calls `step`, so a model
+must never mutate a state: states are hashable values (None, ints, strings, tuples) because
+the search memoises on them.
+
+Inputs and outputs of one operation, as the search hands them to a model:
+
+- ``inp`` is ``(f, value)``: the op's function name and its invoke value, frozen (lists become
+  tuples, so ``[1, 2]`` for a cas arrives as ``(1, 2)``).
+- ``out`` is the completion's value for an ``ok`` op, ``UNKNOWN`` for an op whose outcome is
+  unknown (``info``: it may have taken effect or not), or ``FAILED`` for a ``fail`` that the
+  model observes (a cas whose compare failed: see `Model.observes_fail`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+
+class _Sentinel:
+    """A named singleton output marker (prints as its name in counterexamples)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+UNKNOWN: Any = _Sentinel("UNKNOWN")  # output of an op whose outcome is unknown (info)
+FAILED: Any = _Sentinel("FAILED")    # output of an observed fail (compare of a cas failed)
+
+State = Hashable
+Input = tuple[str, Any]
+StepFn = Callable[[State, Input, Any], tuple[bool, State]]
+
+
+def freeze(value: Any) -> Any:
+    """Make a JSON value hashable: lists become tuples, dicts sorted item tuples."""
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _never(inp: Input, out: Any) -> bool:
+    return False
+
+
+def _describe_op(inp: Input, out: Any) -> str:
+    f, value = inp
+    shown = "" if value is None else f" {value!r}"
+    if out is UNKNOWN:
+        return f"{f}{shown} -> ?"
+    if out is FAILED:
+        return f"{f}{shown} -> failed"
+    return f"{f}{shown} -> {out!r}"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A sequential object: `init()` gives the first state; `step` is the whole semantics.
+
+    step(state, inp, out) -> (legal, new_state): is `out` a legal answer to `inp` in `state`,
+        and which state follows. Must be pure and deterministic.
+    read_only(inp, out) -> bool: True when the op can never change the state when it is legal
+        (a read, a failed compare). The search linearizes such ops greedily, the moment they
+        are legal, which is sound precisely because they have no effect; an `info` op that is
+        read-only is dropped (unknown output and no effect: it constrains nothing).
+    observes_fail(inp) -> bool: whether a `fail` of this op is an observation (checked with
+        out=FAILED) under the checker's fail mode; by DESIGN §4 a fail otherwise "did not happen".
+    describe_op / describe_state: text for counterexamples.
+    """
+
+    name: str
+    init: Callable[[], State]
+    step: StepFn
+    read_only: Callable[[Input, Any], bool] = _never
+    observes_fail: Callable[[Input], bool] = lambda inp: False
+    describe_op: Callable[[Input, Any], str] = _describe_op
+    describe_state: Callable[[State], str] = repr
+    fs: frozenset[str] = field(default_factory=frozenset)  # op names the model understands
+
+
+# --- register: read / write / cas on one value; None = never written --------------------------
+
+def _register_step(state: State, inp: Input, out: Any) -> tuple[bool, State]:
+    f, value = inp
+    if f == "read":
+        if out is UNKNOWN:
+            return True, state
+        return out == state and (out is None) == (state is None), state
+    if f == "write":
+        return True, value
+    if f == "cas":
+        expected, new = value
+        if out is FAILED:
+            return state != expected or (state is None) != (expected is None), state
+        if out is UNKNOWN:
+            return True, (new if state == expected else state)
+        return state == expected and (state is None) == (expected is None), new
+    return False, state
+
+
+def _register_read_only(inp: Input, out: Any) -> bool:
+    return inp[0] == "read" or (inp[0] == "cas" and out is FAILED)
+
+
+def _register_state(state: State) -> str:
+    return "nil (never written)" if state is None else repr(state)
+
+
+REGISTER = Model(
+    name="register", init=lambda: None, step=_register_step, read_only=_register_read_only,
+    observes_fail=lambda inp: inp[0] == "cas", describe_state=_register_state,
+    fs=frozenset({"read", "write", "cas"}),
+)
+"""A read/write/cas register. A read of None matches only the never-written state; an ok cas
+applies; an observed failed cas is legal only when the value differs from the expected one."""
+
+
+# --- kv: get / put / append over strings, one key per partition -------------------------------
+
+def _kv_step(state: State, inp: Input, out: Any) -> tuple[bool, State]:
+    f, value = inp
+    if f == "get":
+        return (out is UNKNOWN or out == state), state
+    if f == "put":
+        return True, value
+    if f == "append":
+        return True, state + ("" if value is None else value)
+    return False, state
+
+
+KV = Model(
+    name="kv", init=lambda: "", step=_kv_step,
+    read_only=lambda inp, out: inp[0] == "get", describe_state=repr,
+    fs=frozenset({"get", "put", "append"}),
+)
+"""Porcupine's kv model per key: initial value "", get returns the value, put sets, append
+concatenates. Keys are independent (P-compositionality), so the checker searches each alone."""
+
+MODELS: dict[str, Model] = {m.name: m for m in (REGISTER, KV)}
+
+
+def pick_model(fs: set[str]) -> Model | None:
+    """The model whose ops cover most of `fs` (register first on ties); None if none applies."""
+    best: Model | None = None
+    best_n = 0
+    for model in MODELS.values():
+        n = len(fs & model.fs)
+        if n > best_n:
+            best, best_n = model, n
+    return best
