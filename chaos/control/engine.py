@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from chaos.errors import SetupError
 
@@ -17,7 +18,9 @@ def docker_client(timeout: float = 60.0):
         client = docker.from_env(timeout=int(timeout))
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        text = str(exc) or type(exc).__name__
+        errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+        reason = errno.group(0) if errno else text.splitlines()[0][:160]
         raise SetupError(
             f"Docker engine not reachable at {where} ({reason}): start dockerd, or set DOCKER_HOST"
         ) from None
