@@ -41,6 +41,8 @@ Op = dict[str, Any]
 
 #: How often a RemoteSink sends a batch (also its heartbeat when idle).
 BATCH_INTERVAL = 0.02
+#: Unsent ops a RemoteSink may hold before its producers wait (backpressure).
+MAX_BACKLOG = 4096
 _DUMP_OPTS = orjson.OPT_NON_STR_KEYS
 
 
@@ -383,6 +385,11 @@ class RemoteSink:
               **{k: v for k, v in op.items() if k != "time"}}
         self._buf.append(op)
         return op
+
+    def backlog(self) -> int:
+        """Ops stamped but not yet sent: producers pause while it is over MAX_BACKLOG, so a
+        recorder that cannot keep up slows the clients instead of filling memory."""
+        return len(self._buf)
 
     def error(self, message: str) -> None:
         """Report a worker-side problem (shown as the recorder's last_error)."""

@@ -1,0 +1,483 @@
+"""The workload runner: concurrent clients in several worker processes, recorded op by op.
+
+Jepsen's interpreter, with processes: `concurrency` logical client processes are spread over
+`workers` OS processes (multiprocessing, "spawn": no inherited locks or sockets), each logical
+process a thread with its own target client. A logical process issues one op at a time: the
+invoke is recorded BEFORE the call and the completion after it. An exception, or no answer
+within `op_timeout`, completes the op as `info` ("indeterminate: ...": it may still happen);
+that process id is then retired and the next one, `id + concurrency`, continues in its place,
+with a new client. Ids are therefore unique across workers and the whole run.
+
+Every op goes through a `chaos.recorder.RemoteSink` to the parent's `Recorder`, which writes
+one time-ordered history. Workers ignore SIGINT (the parent owns Ctrl-C and stops them), stop
+on the parent's "stop" message, and exit by themselves when the parent dies (control pipe EOF,
+or the parent pid changes).
+
+Workers get the target either by reference (`target_ref`, as chaos.plugins resolves it, loaded
+again in the worker) or, without one, as the pickled target object.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from chaos.errors import BadInput, SetupError
+from chaos.recorder import MAX_BACKLOG, Recorder, RemoteSink
+from chaos.target import Addr
+
+#: how often each worker looks for ops over their timeout
+WATCHDOG_INTERVAL = 0.02
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs; pickled once per worker at start."""
+
+    worker_id: int
+    slots: list[int]                  # logical process slots (= their first process ids)
+    concurrency: int
+    target: Any                       # the target object, or None when target_ref is used
+    target_ref: str | None
+    client_addrs: dict[str, Addr]
+    target_options: dict[str, Any]
+    workload: Any
+    lane_interval: float | None       # seconds between one logical process's invokes
+    seed: int
+    op_timeout: float
+    t0_ns: int
+    parent_pid: int
+
+
+def completion_of(invoke: Mapping[str, Any], result: Mapping[str, Any] | None,
+                  exc: BaseException | None) -> dict[str, Any]:
+    """The completion op for `invoke`, from a client's result dict or the exception it raised.
+
+    A missing value means "the invoke's" for writes/adds/cas, "nothing read" for reads; a
+    type other than ok/fail/info is a client bug and becomes info (it may have happened).
+    """
+    op: dict[str, Any] = {"process": invoke["process"], "type": "info", "f": invoke.get("f"),
+                          "key": invoke.get("key")}
+    if exc is not None:
+        op["value"] = None if invoke.get("f") in ("read", "read-set") else invoke.get("value")
+        op["node"] = invoke.get("node")
+        op["error"] = f"indeterminate: {type(exc).__name__}: {exc}"[:500]
+    else:
+        result = result if isinstance(result, Mapping) else {}
+        typ = result.get("type")
+        if typ not in ("ok", "fail", "info"):
+            typ = "info"
+            op["error"] = f"indeterminate: client returned type {result.get('type')!r}"
+        op["type"] = typ
+        if "value" in result:
+            op["value"] = result["value"]
+        else:
+            op["value"] = None if invoke.get("f") in ("read", "read-set") else invoke.get("value")
+        node = result.get("node", invoke.get("node"))
+        if node is not None:
+            op["node"] = node
+        if result.get("meta") is not None:
+            op["meta"] = result["meta"]
+        if result.get("error") is not None:
+            op["error"] = str(result["error"])[:500]
+    if op.get("node") is None:
+        op.pop("node", None)
+    if invoke.get("final"):
+        op["final"] = True
+    return op
+
+
+def _timeout_completion(invoke: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    op = completion_of(invoke, None, TimeoutError(f"no answer within {timeout:g} s"))
+    op["error"] = f"indeterminate: timeout after {timeout:g} s"
+    return op
+
+
+class _Lane:
+    """One logical process: its id, and the op it has in flight (guarded by the sink lock)."""
+
+    def __init__(self, slot: int, process: int):
+        self.slot = slot
+        self.process = process
+        self.inflight: tuple[dict[str, Any], float] | None = None  # (invoke, monotonic start)
+        self.abandoned = False
+        self.thread: threading.Thread | None = None
+
+
+class _Worker:
+    """The threads of one worker process: one per logical process, plus a timeout watchdog."""
+
+    def __init__(self, spec: WorkerSpec, sink: RemoteSink, target: Any):
+        self.spec = spec
+        self.sink = sink
+        self.target = target
+        self.stop = threading.Event()
+        self.lanes: list[_Lane] = []
+
+    def start(self) -> None:
+        for slot in self.spec.slots:
+            self._start_lane(_Lane(slot, slot))
+        threading.Thread(target=self._watchdog, name="chaos-watchdog", daemon=True).start()
+
+    def _start_lane(self, lane: _Lane) -> None:
+        lane.thread = threading.Thread(target=self._lane_loop, args=(lane,), daemon=True,
+                                       name=f"chaos-process-{lane.process}")
+        self.lanes.append(lane)
+        lane.thread.start()
+
+    def _new_client(self) -> Any:
+        while not self.stop.is_set():
+            try:
+                return self.target.client(self.spec.client_addrs, self.spec.target_options)
+            except Exception as exc:  # noqa: BLE001 - keep trying; the node may be down
+                self.sink.error(f"client: {type(exc).__name__}: {exc}")
+                self.stop.wait(0.2)
+        return None
+
+    @staticmethod
+    def _close(client: Any) -> None:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - a client that cannot close is gone anyway
+            pass
+
+    def _lane_loop(self, lane: _Lane) -> None:
+        spec, sink = self.spec, self.sink
+        client = self._new_client()
+        rng = random.Random(f"{spec.seed}:{lane.process}")
+        pace = random.Random(f"{spec.seed}:pace:{lane.process}")
+        next_at = time.monotonic() + (pace.random() * spec.lane_interval
+                                      if spec.lane_interval else 0.0)
+        while client is not None and not self.stop.is_set():
+            while sink.backlog() > MAX_BACKLOG and not self.stop.is_set():
+                self.stop.wait(0.002)  # the recorder is behind: slow down, don't buffer
+            if spec.lane_interval:
+                delay = next_at - time.monotonic()
+                if delay > 0 and self.stop.wait(delay):
+                    break
+                # uniform jitter around the mean interval keeps the total rate but no lockstep
+                next_at = max(next_at, time.monotonic() - spec.lane_interval) + \
+                    spec.lane_interval * (0.5 + pace.random())
+            try:
+                fields = dict(spec.workload.generator(rng, lane.process))
+            except Exception as exc:  # noqa: BLE001 - a workload bug: report, stop this lane
+                sink.error(f"workload generator: {type(exc).__name__}: {exc}")
+                break
+            invoke = {"process": lane.process, "type": "invoke", **fields}
+            with sink.lock:
+                stamped = sink.record_locked(invoke)
+                lane.inflight = (stamped, time.monotonic())
+            result, error = None, None
+            try:
+                result = client.invoke(invoke)
+            except Exception as exc:  # noqa: BLE001 - every exception is an indeterminate op
+                error = exc
+            done = completion_of(invoke, result, error)
+            with sink.lock:
+                if lane.inflight is None:  # the watchdog timed it out and replaced this lane
+                    abandoned = True
+                else:
+                    abandoned = False
+                    lane.inflight = None
+                    sink.record_locked(done)
+            if abandoned:
+                break
+            if done["type"] == "info":  # retire the process id; continue as a new one
+                self._close(client)
+                lane.process += spec.concurrency
+                rng = random.Random(f"{spec.seed}:{lane.process}")
+                client = self._new_client()
+        if client is not None:
+            self._close(client)
+
+    def _watchdog(self) -> None:
+        """Complete ops over `op_timeout` as info, and give their slot a fresh process."""
+        timeout = self.spec.op_timeout
+        while True:
+            time.sleep(WATCHDOG_INTERVAL)
+            now = time.monotonic()
+            replace: list[_Lane] = []
+            with self.sink.lock:
+                for lane in self.lanes:
+                    if lane.inflight is not None and now - lane.inflight[1] > timeout:
+                        self.sink.record_locked(_timeout_completion(lane.inflight[0], timeout))
+                        lane.inflight = None
+                        lane.abandoned = True
+                        replace.append(lane)
+                self.lanes = [ln for ln in self.lanes if not ln.abandoned]
+            for old in replace:
+                if not self.stop.is_set():
+                    self._start_lane(_Lane(old.slot, old.process + self.spec.concurrency))
+
+    def busy(self) -> bool:
+        """True while some lane still has a thread that may record an op."""
+        with self.sink.lock:
+            return any(ln.thread is not None and ln.thread.is_alive() for ln in self.lanes)
+
+
+def _load_target(spec: WorkerSpec) -> Any:
+    if spec.target_ref is not None:
+        from chaos.plugins import load_target
+        return load_target(spec.target_ref)
+    return spec.target
+
+
+def _worker_main(spec: WorkerSpec, data_conn: Any, ctl_conn: Any) -> None:
+    """Entry point of a worker process (module-level so "spawn" can find it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    sink = RemoteSink(data_conn, spec.t0_ns)
+    sink.start()
+    try:
+        worker = _Worker(spec, sink, _load_target(spec))
+        worker.start()
+    except BaseException as exc:  # noqa: BLE001 - tell the parent why, in one line
+        sink.close(fatal=f"worker {spec.worker_id}: {type(exc).__name__}: {exc}")
+        os._exit(1)
+    parent_gone = False
+    while True:
+        try:
+            if ctl_conn.poll(0.1):
+                ctl_conn.recv()  # "stop" is the only message
+                break
+        except (EOFError, OSError):
+            parent_gone = True
+            break
+        if os.getppid() != spec.parent_pid or sink.broken:
+            parent_gone = True
+            break
+    worker.stop.set()
+    if not parent_gone:
+        # In-flight ops finish, or the watchdog times them out: bounded by op_timeout.
+        deadline = time.monotonic() + spec.op_timeout + 1.0
+        while worker.busy() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sink.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # lanes stuck in a blocking call must not keep the process alive
+
+
+class WorkloadRunner:
+    """Drives `workload` against the target from worker processes, into `recorder`.
+
+    concurrency: logical client processes in total (>= 1)
+    rate:        total invokes per second over all clients; None = as fast as possible
+    workers:     OS processes (default min(4, cpu count), never more than concurrency)
+    op_timeout:  seconds before an op without answer is recorded as info and abandoned
+    target_ref:  how workers load the target (chaos.plugins.resolve_ref); None = pickle it
+    """
+
+    def __init__(self, target: Any, client_addrs: Mapping[str, Addr],
+                 target_options: Mapping[str, Any], workload: Any, recorder: Recorder, *,
+                 concurrency: int, rate: float | None, seed: int, workers: int | None = None,
+                 op_timeout: float = 5.0, target_ref: str | None = None):
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise BadInput(f"--concurrency must be >= 1, got {concurrency}")
+        if rate is not None and not rate > 0:
+            raise BadInput(f"--rate must be > 0, got {rate}")
+        if not op_timeout > 0:
+            raise BadInput(f"op timeout must be > 0, got {op_timeout}")
+        self.target = target
+        self.client_addrs = dict(client_addrs)
+        self.target_options = dict(target_options)
+        self.workload = workload
+        self.recorder = recorder
+        self.concurrency = concurrency
+        self.rate = rate
+        self.seed = seed
+        self.workers = max(1, min(workers or min(4, os.cpu_count() or 1), concurrency))
+        self.op_timeout = op_timeout
+        self.target_ref = target_ref
+        self._procs: list[tuple[str, Any, Any]] = []  # (source name, Process, ctl conn)
+        self._started = False
+        self._stopped = False
+        self.final_results: list[dict[str, Any]] = []
+
+    # -- start -------------------------------------------------------------------------------
+    def _spec(self, worker_id: int) -> WorkerSpec:
+        return WorkerSpec(
+            worker_id=worker_id,
+            slots=[s for s in range(self.concurrency) if s % self.workers == worker_id],
+            concurrency=self.concurrency,
+            target=None if self.target_ref is not None else self.target,
+            target_ref=self.target_ref, client_addrs=self.client_addrs,
+            target_options=self.target_options, workload=self.workload,
+            lane_interval=self.concurrency / self.rate if self.rate else None,
+            seed=self.seed, op_timeout=self.op_timeout, t0_ns=self.recorder.t0_ns,
+            parent_pid=os.getpid())
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the workers and wait until each one runs its clients (SetupError if not)."""
+        if self._started:
+            raise RuntimeError("WorkloadRunner.start called twice")
+        self._started = True
+        specs = [self._spec(w) for w in range(self.workers)]
+        try:
+            pickle.dumps(specs[0])
+        except Exception as exc:  # noqa: BLE001
+            raise SetupError(f"workload runner: the target or workload cannot be sent to worker "
+                             f"processes ({type(exc).__name__}: {exc}); pass target_ref") from exc
+        ctx = mp.get_context("spawn")
+        try:
+            for spec in specs:
+                name = f"worker-{spec.worker_id}"
+                data_r, data_w = ctx.Pipe(duplex=False)
+                ctl_r, ctl_w = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker_main, args=(spec, data_w, ctl_r),
+                                   name=f"chaos-{name}", daemon=True)
+                self.recorder.add_remote(name, data_r, alive=lambda p=proc: _is_alive(p))
+                # Block SIGINT while forking so the child starts with it blocked: a Ctrl-C
+                # during its interpreter start-up then cannot print a traceback.
+                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    proc.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                data_w.close()
+                ctl_r.close()
+                self._procs.append((name, proc, ctl_w))
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop(timeout=2.0)
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = [name for name, _, _ in self._procs]
+        while pending:
+            for name in list(pending):
+                live, hello, fatal = self.recorder.source_state(name)
+                if fatal:
+                    raise SetupError(f"workload {fatal}")
+                if hello and live:
+                    pending.remove(name)
+                elif not live:
+                    raise SetupError(f"workload {name} exited during start-up (see its stderr)")
+            if pending and time.monotonic() > deadline:
+                raise SetupError(f"workload workers {', '.join(pending)} did not start "
+                                 f"within {timeout:g} s")
+            time.sleep(0.01)
+
+    # -- stop --------------------------------------------------------------------------------
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop generating, let in-flight ops finish or time out, join workers, drain their ops.
+
+        Idempotent. Workers that do not exit in `timeout` are terminated, then killed.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        for _, _, ctl in self._procs:
+            try:
+                ctl.send("stop")
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + timeout
+        for _, proc, _ in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for _, proc, _ in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+        self.recorder.wait_remotes([name for name, _, _ in self._procs], timeout=2.0)
+        for _, _, ctl in self._procs:
+            try:
+                ctl.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "WorkloadRunner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def alive_workers(self) -> int:
+        return sum(1 for _, proc, _ in self._procs if _is_alive(proc))
+
+    def stats(self) -> dict[str, Any]:
+        """For the progress line: recorder counters plus live workers."""
+        s = self.recorder.stats()
+        return {"ok": s.ok, "fail": s.fail, "info": s.info, "written": s.written,
+                "workers": self.alive_workers(), "last_error": s.last_error,
+                "lost_workers": s.lost_sources}
+
+    # -- final ops -----------------------------------------------------------------------------
+    def run_final(self, nodes: list[str], quiesce_s: float) -> list[dict[str, Any]]:
+        """After `quiesce_s` s of quiet, run the workload's final ops from this process.
+
+        Each final op gets a fresh process id (above every id used so far); an op that does not
+        come back ok is retried (up to 3 tries; a new id after info), since a missing final
+        read weakens the lost-writes check. Returns the completions.
+        """
+        ops = list(self.workload.final_ops(list(nodes)))
+        if not ops:
+            return []
+        if quiesce_s > 0:
+            time.sleep(quiesce_s)
+        source = self.recorder.local("final")
+        process = self.recorder.max_process + 1
+        client = None
+        results: list[dict[str, Any]] = []
+        try:
+            for fields in ops:
+                for _attempt in range(3):
+                    if client is None:
+                        client = self.target.client(self.client_addrs, self.target_options)
+                    invoke = {"process": process, "type": "invoke", **fields}
+                    source.record(invoke)
+                    result, error = _call_with_timeout(client, invoke, self.op_timeout)
+                    done = completion_of(invoke, result, error)
+                    if isinstance(error, TimeoutError):
+                        done["error"] = f"indeterminate: timeout after {self.op_timeout:g} s"
+                    source.record(done)
+                    if done["type"] == "ok":
+                        break
+                    if done["type"] == "info":
+                        _Worker._close(client)
+                        client = None
+                        process = max(process, self.recorder.max_process) + 1
+                results.append(done)
+                process = max(process, self.recorder.max_process) + 1
+        finally:
+            if client is not None:
+                _Worker._close(client)
+        self.final_results = results
+        return results
+
+
+def _is_alive(proc: Any) -> bool:
+    try:
+        return proc.is_alive()
+    except ValueError:  # closed
+        return False
+
+
+def _call_with_timeout(client: Any, op: Mapping[str, Any], timeout: float
+                       ) -> tuple[Any, BaseException | None]:
+    """client.invoke(op) on a helper thread, given up after `timeout` (TimeoutError)."""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["result"] = client.invoke(op)
+        except Exception as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    t = threading.Thread(target=call, name="chaos-final-op", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        return None, TimeoutError(f"no answer within {timeout:g} s")
+    return box.get("result"), box.get("error")
