@@ -1,1 +1,103 @@
-"""Checkers: pure functions from a history to a verdict (DESIGN §5)."""
+"""Checkers: pure functions from a history to a verdict (DESIGN §5), and their registry.
+
+`CHECKERS` maps each checker's CLI name to its checker object. `select_checkers` picks the
+ones a history calls for (or the ones the user named), and `run_checkers` runs them safely
+(a crashing checker gives "unknown", never valid) and then explains every anomaly, once,
+with intervals precomputed for the whole history.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from chaos.checkers.base import Anomaly, Checker, CheckResult, check_safe, merge_valid
+from chaos.checkers.dual_leaders import DUAL_LEADERS
+from chaos.checkers.explain import explain
+from chaos.checkers.lost_writes import LOST_WRITES
+from chaos.checkers.perf import PERF
+from chaos.checkers.stale_reads import STALE_READS
+from chaos.errors import BadInput
+from chaos.history.model import History
+
+#: Names in the order results are shown: safety checkers first, perf last.
+ORDER = ("lost-writes", "stale-reads", "linearizable", "dual-leaders", "perf")
+
+
+def _linearizable() -> Checker | None:
+    """The linearizability checker, when its package is present.
+
+    It is written separately (chaos/checkers/linearizable/); until it lands the registry still
+    works without it. Only its own absence is tolerated: a bug inside it still raises.
+    """
+    try:
+        from chaos.checkers.linearizable import LINEARIZABLE
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("chaos.checkers.linearizable"):
+            return None
+        raise
+    except ImportError as exc:  # the package exists but does not export LINEARIZABLE yet
+        if "LINEARIZABLE" in str(exc):
+            return None
+        raise
+    return LINEARIZABLE
+
+
+def _registry() -> dict[str, Checker]:
+    found: dict[str, Checker] = {
+        "lost-writes": LOST_WRITES, "stale-reads": STALE_READS,
+        "dual-leaders": DUAL_LEADERS, "perf": PERF,
+    }
+    lin = _linearizable()
+    if lin is not None:
+        found["linearizable"] = lin
+    return {name: found[name] for name in ORDER if name in found}
+
+
+#: checker name -> checker. "linearizable" is absent while its package is missing.
+CHECKERS: dict[str, Checker] = _registry()
+
+
+def select_checkers(history: History, names: list[str] | tuple[str, ...] | None = None
+                    ) -> dict[str, Checker]:
+    """The checkers to run on `history`, in display order.
+
+    With `names` (the user's --checker values), exactly those; an unknown or unavailable name
+    is bad input naming it and the valid ones. Without, each checker's `applies` decides from
+    the ops present (DESIGN §4): add/read-set -> lost-writes; read/write/cas -> stale-reads and
+    linearizable; monitor status -> dual-leaders; perf whenever there are client ops.
+    """
+    if names:
+        chosen: dict[str, Checker] = {}
+        for name in names:
+            if name not in CHECKERS:
+                valid = ", ".join(CHECKERS)
+                if name in ORDER:
+                    raise BadInput(f"checker {name!r} is not available in this installation "
+                                   f"(available: {valid})")
+                raise BadInput(f"unknown checker {name!r} (valid: {valid})")
+            chosen[name] = CHECKERS[name]
+        return {n: chosen[n] for n in ORDER if n in chosen}
+    return {name: c for name, c in CHECKERS.items() if c.applies(history)}
+
+
+def run_checkers(history: History, checkers: Mapping[str, Checker],
+                 opts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run `checkers` on `history`: {"valid": merged verdict, "results": {name: CheckResult}}.
+
+    Each checker runs under check_safe (a crash is "unknown" with the traceback in `error`).
+    Then every anomaly gets its explanation; a failure to explain is a warning on the results,
+    never a change of verdict.
+    """
+    results = {name: check_safe(c, history, opts) for name, c in checkers.items()}
+    anomalies: list[Anomaly] = [a for r in results.values() for a in r.anomalies]
+    if anomalies:
+        try:
+            explain(history, anomalies)
+        except Exception as exc:  # noqa: BLE001 - explanations are a courtesy, not a verdict
+            for r in results.values():
+                if r.anomalies:
+                    r.warnings.append(f"could not explain anomalies: {type(exc).__name__}: {exc}")
+    return {"valid": merge_valid([r.valid for r in results.values()]), "results": results}
+
+
+__all__ = ["CHECKERS", "ORDER", "Anomaly", "CheckResult", "Checker", "explain",
+           "run_checkers", "select_checkers"]

@@ -1,0 +1,241 @@
+"""Dual leaders: election safety, overlapping leadership, and split-brain acknowledged writes.
+
+Leadership comes from the monitor's observations (process "monitor", f "status", `node` = the
+node asked, ok result {"role", "term", "leader", ...}). A node holds a leadership interval
+from the completion of the first observation in which it says it is leader (in term t) until
+the invoke of the next observation of that node that says otherwise: another role, another
+term, or no answer at all (info). No answer ends the interval because the monitor is out of
+band: a node that does not answer it is killed or paused, and cannot act as leader then.
+The gap between the last "leader" answer and the next observation counts as leadership (the
+node claimed it and nothing says it stopped); an interval whose node was never observed
+again ends at the last monitor observation of the history (not at infinity).
+
+Judged (DESIGN §5):
+(a) "same-term-leaders" (anomaly): two nodes leader in the same term, at any times (election
+    safety: at most one leader per term, ever), or both leader with no term at all at
+    overlapping times (nothing then tells the cluster which one is right);
+(b) "overlapping-leaders" (warning): two nodes claimed leadership in different terms at once,
+    reported with the window length (an old leader that has not yet heard of the new one;
+    consensus allows it as long as the old one cannot commit);
+(c) "split-brain-writes" (anomaly): during such an overlap, ok writes (add, write, cas) were
+    acknowledged both by one node and by the other (`node` of the ok op; an op counts when
+    its [invoke, complete] meets the window).
+
+The term in ok client ops' meta is reported in (c) but not used as leadership evidence: a
+follower that forwards a write may answer it, so `node` alone does not prove leadership.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from chaos.checkers._frame import factorize, object_array
+from chaos.checkers.base import Anomaly, CheckResult
+from chaos.history.model import OPEN, History
+
+NS_PER_S = 1e9
+WRITE_FS = ("add", "write", "cas")
+
+
+@dataclass(frozen=True)
+class LeaderInterval:
+    """A node's continuous claim of leadership in one term (times in ns)."""
+
+    node: Any
+    term: Any
+    start: int
+    end: int
+    ops: tuple[int, ...]   # history indexes of the observation that opened the interval
+
+
+def _monitor(pairs: pd.DataFrame) -> pd.DataFrame:
+    return pairs[((pairs["process"] == "monitor") & (pairs["f"] == "status")).to_numpy()]
+
+
+def leader_intervals(history: History) -> list[LeaderInterval]:
+    """Every leadership interval the monitor saw, ordered by start (rules in the module doc)."""
+    mon = _monitor(history.pairs)
+    if mon.empty:
+        return []
+    res = mon["result"].to_numpy()
+    ok = (mon["type"] == "ok").to_numpy()
+    role = object_array([r.get("role") if isinstance(r, dict) else None for r in res])
+    term = object_array([r.get("term") if isinstance(r, dict) else None for r in res])
+    leader = ok & (role == "leader")
+    node_codes, node_values = factorize(mon["node"].to_numpy())
+    term_codes, term_values = factorize(term)
+    inv = mon["invoke_time"].to_numpy()
+    cmp = mon["complete_time"].to_numpy()
+    order = np.lexsort((mon["invoke_index"].to_numpy(), inv, node_codes))
+    nd, ld, tc = node_codes[order], leader[order], term_codes[order]
+    s_inv, s_cmp = inv[order], cmp[order]
+    prev_same = np.zeros(len(order), dtype=bool)
+    prev_same[1:] = (nd[1:] == nd[:-1]) & ld[:-1] & (tc[1:] == tc[:-1])
+    starts = np.flatnonzero(ld & ~prev_same)
+    if not len(starts):
+        return []
+    # the run of each start ends at the first following observation that is not the same claim
+    breaks = np.flatnonzero(~(ld & prev_same))  # positions that do not continue a run
+    nxt = np.searchsorted(breaks, starts, side="right")
+    done = cmp[cmp != OPEN]
+    horizon = int(max(done.max() if len(done) else 0, inv.max()))
+    inv_idx = mon["invoke_index"].to_numpy()[order]
+    cmp_idx = mon["complete_index"].to_numpy()[order]
+    out: list[LeaderInterval] = []
+    for s, k in zip(starts.tolist(), nxt.tolist()):
+        b = int(breaks[k]) if k < len(breaks) else -1
+        start = int(s_cmp[s])
+        if b >= 0 and nd[b] == nd[s]:
+            end = int(s_inv[b])
+        else:  # never observed again: the last time we know anything
+            last = s + int(np.searchsorted(nd[s:], nd[s], side="right")) - 1
+            end = max(int(s_cmp[last]), horizon)
+        ops = tuple(int(x) for x in (inv_idx[s], cmp_idx[s]) if x >= 0)
+        out.append(LeaderInterval(node_values[nd[s]], term_values[tc[s]], start,
+                                  max(end, start), ops))
+    out.sort(key=lambda iv: (iv.start, iv.end))
+    return out
+
+
+def leaders_at(intervals: list[LeaderInterval], t: int) -> list[LeaderInterval]:
+    """The intervals that contain time t."""
+    return [iv for iv in intervals if iv.start <= t <= iv.end]
+
+
+def _fmt(iv: LeaderInterval) -> str:
+    term = f" (term {iv.term})" if iv.term is not None else " (no term)"
+    return f"{iv.node}{term} {iv.start / NS_PER_S:.3f}-{iv.end / NS_PER_S:.3f} s"
+
+
+class _Acks:
+    """Ok writes per acknowledging node, for counting those that meet a time window."""
+
+    def __init__(self, pairs: pd.DataFrame):
+        f = pairs["f"].to_numpy()
+        mask = np.isin(f, WRITE_FS) & (pairs["type"] == "ok").to_numpy()
+        w = pairs[mask]
+        w = w[w["node"].notna().to_numpy()]
+        self.frame = w
+        self.by_node: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
+        for node, idx in w.groupby("node", sort=False).indices.items():
+            cmp = w["complete_time"].to_numpy()[idx]
+            order = np.argsort(cmp, kind="stable")
+            inv = w["invoke_time"].to_numpy()[idx][order]
+            cmp = cmp[order]
+            self.by_node[node] = (inv, cmp, idx[order], int((cmp - inv).max()))
+
+    def meeting(self, node: Any, start: int, end: int) -> np.ndarray:
+        """Row positions (in self.frame) of `node`'s ok writes whose span meets [start, end]."""
+        if node not in self.by_node:
+            return np.zeros(0, dtype=np.int64)
+        inv, cmp, rows, longest = self.by_node[node]
+        lo = np.searchsorted(cmp, start, side="left")
+        hi = np.searchsorted(cmp, end + longest, side="right")
+        sel = np.arange(lo, hi)
+        sel = sel[inv[sel] <= end]
+        return rows[sel]
+
+
+class DualLeadersChecker:
+    """Same-term leaders, overlapping leadership windows and split-brain writes."""
+
+    name = "dual-leaders"
+
+    def applies(self, history: History) -> bool:
+        return bool(((history.pairs["process"] == "monitor")
+                     & (history.pairs["f"] == "status")).any())
+
+    def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
+        opts = opts or {}
+        cap = int(opts.get("max_anomalies", 1000))
+        ivs = leader_intervals(history)
+        anomalies: list[Anomaly] = []
+        # (a) same term, any time
+        by_term: dict[Any, dict[Any, LeaderInterval]] = {}
+        for iv in ivs:
+            if iv.term is not None:
+                by_term.setdefault(iv.term, {}).setdefault(iv.node, iv)
+        for term, nodes in by_term.items():
+            firsts = list(nodes.values())
+            for a, b in zip(firsts, firsts[1:]):
+                ov = max(0, min(a.end, b.end) - max(a.start, b.start))
+                anomalies.append(Anomaly(
+                    "same-term-leaders",
+                    f"{a.node} and {b.node} were both leader in term {term} "
+                    f"({_fmt(a)}; {_fmt(b)})" + (f", at once for {ov / 1e6:.1f} ms" if ov else ""),
+                    ops=sorted(a.ops + b.ops), time=max(a.start, b.start),
+                    details={"term": term, "nodes": [a.node, b.node], "overlap_ns": ov}))
+        # overlaps between different nodes: sweep by start
+        overlaps: list[tuple[LeaderInterval, LeaderInterval, int, int]] = []
+        for i, a in enumerate(ivs):
+            for b in ivs[i + 1:]:
+                if b.start > a.end:
+                    break
+                if b.node != a.node and min(a.end, b.end) > b.start:
+                    overlaps.append((a, b, b.start, min(a.end, b.end)))
+        acks = _Acks(history.pairs) if overlaps else None
+        split = 0
+        for a, b, start, end in overlaps:
+            length = end - start
+            facts = {"nodes": [a.node, b.node], "terms": [a.term, b.term],
+                     "window_start": start, "window_end": end, "length_ns": length}
+            if a.term is None and b.term is None:
+                anomalies.append(Anomaly(
+                    "same-term-leaders", f"{a.node} and {b.node} were both leader, with no "
+                    f"term to tell them apart, for {length / 1e6:.1f} ms from "
+                    f"{start / NS_PER_S:.3f} s", ops=sorted(a.ops + b.ops), time=start,
+                    details=facts))
+            elif a.term != b.term:
+                anomalies.append(Anomaly(
+                    "overlapping-leaders", f"{a.node} (term {a.term}) and {b.node} (term "
+                    f"{b.term}) both claimed leadership for {length / 1e6:.1f} ms from "
+                    f"{start / NS_PER_S:.3f} s", ops=sorted(a.ops + b.ops), time=start,
+                    details=facts, severity="warning"))
+            assert acks is not None
+            wa, wb = acks.meeting(a.node, start, end), acks.meeting(b.node, start, end)
+            if len(wa) and len(wb):
+                split += 1
+                fr = acks.frame
+                ops: list[int] = []
+                for rows in (wa, wb):
+                    r = int(rows[np.argmin(fr["complete_time"].to_numpy()[rows])])
+                    ops += [int(fr["invoke_index"].iat[r]), int(fr["complete_index"].iat[r])]
+                meta_terms = {}
+                for node, rows in ((a.node, wa), (b.node, wb)):
+                    metas = fr["meta"].to_numpy()[rows]
+                    meta_terms[str(node)] = sorted({m.get("term") for m in metas
+                                                    if isinstance(m, dict) and "term" in m},
+                                                   key=repr)
+                anomalies.append(Anomaly(
+                    "split-brain-writes", f"{a.node} and {b.node} both claimed leadership for "
+                    f"{length / 1e6:.1f} ms from {start / NS_PER_S:.3f} s and both acknowledged "
+                    f"writes meanwhile ({len(wa)} by {a.node}, {len(wb)} by {b.node})",
+                    ops=sorted(ops + list(a.ops + b.ops)), time=start,
+                    details={**facts, "writes": {str(a.node): int(len(wa)),
+                                                 str(b.node): int(len(wb))},
+                             "ack_terms": meta_terms}))
+        anomalies.sort(key=lambda x: (x.time if x.time is not None else -1))
+        warnings: list[str] = []
+        if len(anomalies) > cap:
+            warnings.append(f"{len(anomalies)} findings, only the first {cap} listed")
+            anomalies = anomalies[:cap]
+        count = lambda k: sum(1 for x in anomalies if x.kind == k)  # noqa: E731
+        stats = {
+            "observations": int(len(_monitor(history.pairs))),
+            "leader_intervals": len(ivs),
+            "nodes_led": len({iv.node for iv in ivs}),
+            "terms": len({iv.term for iv in ivs if iv.term is not None}),
+            "same_term_leaders": count("same-term-leaders"),
+            "overlapping_leaders": count("overlapping-leaders"),
+            "overlap_ns_total": int(sum(e - s for _, _, s, e in overlaps)),
+            "split_brain_windows": split,
+        }
+        valid = not any(x.severity == "anomaly" for x in anomalies)
+        return CheckResult(self.name, valid, anomalies=anomalies, stats=stats,
+                           warnings=warnings)
+
+
+DUAL_LEADERS = DualLeadersChecker()

@@ -1,0 +1,305 @@
+"""Lost writes in the set workload: acknowledged adds that the cluster no longer has.
+
+Ops read: f "add" (value = element) and ok f "read-set" (result = the elements; `final` marks
+the reads taken after the last heal). An element is identified by (key, element), so a
+workload that spreads its sets over several keys is judged per key; reads of key k only
+speak about adds to key k.
+
+Per element (DESIGN §5), where "known" is the earliest of the ok add's completion and the
+completion of the first read that showed the element:
+
+- lost (anomaly): its add was ok, or some read observed it, yet it is absent from every final
+  read invoked after it was known;
+- divergent (anomaly): present in some final reads and absent from others (replicas disagree
+  after healing);
+- unexpected (anomaly): present in a read although never added, or its add failed;
+- stale set read (anomaly): absent from a read invoked after it was known, yet present in a
+  read invoked later still (the read went to a replica that was behind);
+- recovered (count): the add was info but the element is present: it did happen;
+- never read (count): the add was ok but no read was invoked after its acknowledgement;
+- indeterminate (count): the add was info and the element never showed up.
+
+Without final reads for a key, its read with the latest invocation plays their role
+(Jepsen's set-full). Everything is vectorised over History.pairs; anomaly objects are built
+for at most opts["max_anomalies"] elements per kind (default 1000), the stats count them all.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from chaos.checkers._frame import SegmentedTimes, combine, factorize, flatten, object_array
+from chaos.checkers.base import Anomaly, CheckResult
+from chaos.history.model import OPEN, History
+
+NS_PER_S = 1e9
+MAX_FINAL_OPS = 8  # final reads listed per anomaly (there is one per node, usually 3-5)
+
+
+def _term(meta: Any) -> Any:
+    return meta.get("term") if isinstance(meta, dict) else None
+
+
+class LostWritesChecker:
+    """The set workload's lost / divergent / unexpected / stale-read checker."""
+
+    name = "lost-writes"
+
+    def applies(self, history: History) -> bool:
+        return bool(history.pairs["f"].isin(["add", "read-set"]).any())
+
+    def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
+        opts = opts or {}
+        cap = int(opts.get("max_anomalies", 1000))
+        return _Judge(history.pairs, cap).run(self.name)
+
+
+class _Judge:
+    """One run of the lost-writes check; arrays are per add (a_*), read (r_*), element (e_*)."""
+
+    def __init__(self, pairs: pd.DataFrame, cap: int):
+        self.cap = cap
+        f = pairs["f"].to_numpy()
+        typ = pairs["type"].to_numpy()
+        self.adds = pairs[f == "add"]
+        self.reads = pairs[(f == "read-set") & (typ == "ok")]
+        self.n_reads_attempted = int((f == "read-set").sum())
+
+    # -- encoding ----------------------------------------------------------------------------
+    def _encode(self) -> None:
+        adds, reads = self.adds, self.reads
+        na, nr = len(adds), len(reads)
+        key_codes, self.key_values = factorize(
+            object_array(list(adds["key"]) + list(reads["key"])))
+        self.a_key, self.r_key = key_codes[:na], key_codes[na:]
+        self.m_read, flat = flatten(reads["result"].to_numpy())
+        elem_codes, self.elem_values = factorize(
+            np.concatenate([adds["value"].to_numpy(), flat]))
+        m_key = self.r_key[self.m_read]
+        ids = combine(np.concatenate([self.a_key, m_key]), elem_codes)
+        self.a_id, m_id = ids[:na], ids[na:]
+        self.n = int(ids.max()) + 1 if len(ids) else 0
+        self.e_key = np.zeros(self.n, dtype=np.int64)
+        self.e_elem = np.zeros(self.n, dtype=np.int64)
+        self.e_key[ids] = np.concatenate([self.a_key, m_key])
+        self.e_elem[ids] = elem_codes
+        # one membership per (read, element): an element listed twice in a read counts once
+        if len(m_id):
+            pair = np.unique(self.m_read * self.n + m_id)
+            self.m_read, self.m_id = pair // self.n, pair % self.n
+        else:
+            self.m_id = m_id
+        self.r_inv = reads["invoke_time"].to_numpy()
+        self.r_cmp = reads["complete_time"].to_numpy()
+        self.r_final = reads["final"].to_numpy().astype(bool)
+        self.r_rows = np.arange(nr)
+
+    def _final_role(self) -> np.ndarray:
+        """Flagged final reads; for keys without any, the read with the latest invocation."""
+        role = self.r_final.copy()
+        n_keys = len(self.key_values)
+        has_final = np.zeros(n_keys, dtype=bool)
+        has_final[self.r_key[role]] = True
+        missing = ~has_final[self.r_key]
+        if missing.any():
+            sub = pd.DataFrame({"k": self.r_key[missing], "t": self.r_inv[missing],
+                                "i": self.r_rows[missing]})
+            last = sub.sort_values(["k", "t", "i"]).groupby("k")["i"].last().to_numpy()
+            role[last] = True
+        self.flagged = has_final
+        return role
+
+    # -- judging -----------------------------------------------------------------------------
+    def run(self, name: str) -> CheckResult:
+        self._encode()
+        n = self.n
+        a_typ = self.adds["type"].to_numpy()
+        a_cmp = self.adds["complete_time"].to_numpy()
+        has_add = np.zeros(n, bool)
+        has_add[self.a_id] = True
+        a_ok, a_info, a_fail = (a_typ == "ok"), (a_typ == "info"), (a_typ == "fail")
+        e_ok = np.zeros(n, bool)
+        e_ok[self.a_id[a_ok]] = True
+        e_info = np.zeros(n, bool)
+        e_info[self.a_id[a_info]] = True
+        e_ack = np.full(n, OPEN, dtype=np.int64)
+        np.minimum.at(e_ack, self.a_id[a_ok], a_cmp[a_ok])
+        e_add_row = np.full(n, -1, dtype=np.int64)  # the add op describing the element
+        order = np.argsort(np.where(a_ok, 0, np.where(a_info, 1, 2)), kind="stable")[::-1]
+        e_add_row[self.a_id[order]] = order  # ok adds written last, so they win
+
+        m_id, m_read = self.m_id, self.m_read
+        present = np.bincount(m_id, minlength=n) > 0
+        first_seen = np.full(n, OPEN, dtype=np.int64)
+        np.minimum.at(first_seen, m_id, self.r_cmp[m_read])
+        known = np.minimum(e_ack, first_seen)
+        last_present_inv = np.full(n, -1, dtype=np.int64)
+        np.maximum.at(last_present_inv, m_id, self.r_inv[m_read])
+
+        role = self._final_role()
+        finals = SegmentedTimes(self.r_key[role], self.r_inv[role])
+        f_total = finals.count(self.e_key)
+        f_after_known = f_total - finals.count_le(self.e_key, known)
+        in_final = np.bincount(m_id[role[m_read]], minlength=n)
+
+        is_known = known != OPEN
+        lost = is_known & (in_final == 0) & (f_after_known > 0)
+        divergent = (in_final > 0) & (in_final < f_total) & self.flagged[self.e_key]
+        unexpected = present & ~(e_ok | e_info)
+        recovered = present & e_info & ~e_ok
+        indeterminate = ~present & e_info & ~e_ok
+
+        allr = SegmentedTimes(self.r_key, self.r_inv)
+        between = (allr.count_lt(self.e_key, last_present_inv)
+                   - allr.count_le(self.e_key, known))
+        m_between = ((self.r_inv[m_read] > known[m_id])
+                     & (self.r_inv[m_read] < last_present_inv[m_id]))
+        present_between = np.bincount(m_id[m_between], minlength=n)
+        stale = is_known & (between > present_between)
+        reads_after_ack = allr.count(self.e_key) - allr.count_le(self.e_key, e_ack)
+        never_read = e_ok & (reads_after_ack == 0)
+
+        stats = {
+            "attempted": int(has_add.sum()), "acknowledged": int(e_ok.sum()),
+            "failed": int((has_add & ~e_ok & ~e_info).sum()),
+            "indeterminate": int(indeterminate.sum()), "observed": int(present.sum()),
+            "lost": int(lost.sum()), "divergent": int(divergent.sum()),
+            "unexpected": int(unexpected.sum()), "stale": int(stale.sum()),
+            "recovered": int(recovered.sum()), "never_read": int(never_read.sum()),
+            "reads": int(len(self.reads)), "reads_attempted": self.n_reads_attempted,
+            "final_reads": int(role.sum()), "keys": int(len(self.key_values)),
+            "add_ops": int(len(self.adds)), "add_ops_failed": int(a_fail.sum()),
+        }
+        self.e_add_row, self.known, self.role = e_add_row, known, role
+        self.last_present_inv = last_present_inv
+        anomalies: list[Anomaly] = []
+        warnings: list[str] = []
+        for kind, mask, build in (("lost", lost, self._lost), ("divergent", divergent, self._divergent),
+                                  ("unexpected", unexpected, self._unexpected),
+                                  ("stale", stale, self._stale)):
+            ids = np.flatnonzero(mask)
+            if len(ids) > self.cap:
+                warnings.append(f"{len(ids)} {kind} elements, only the first {self.cap} listed")
+            if len(ids):
+                self._index_members()
+            anomalies.extend(build(int(e)) for e in ids[: self.cap])
+        anomalies.sort(key=lambda a: (a.time if a.time is not None else -1))
+        if not len(self.reads):
+            warnings.append("no ok read-set: nothing can be judged lost")
+        return CheckResult(name, not anomalies, anomalies=anomalies, stats=stats,
+                           warnings=warnings)
+
+    # -- anomaly builders (only for the few elements that need one) --------------------------
+    def _index_members(self) -> None:
+        if hasattr(self, "_members"):
+            return
+        order = np.argsort(self.m_id, kind="stable")
+        ids = self.m_id[order]
+        bounds = np.searchsorted(ids, np.arange(self.n + 1))
+        self._members = (order, bounds)
+        self._key_reads = pd.Series(np.arange(len(self.r_key))).groupby(self.r_key).indices
+
+    def _reads_with(self, e: int) -> np.ndarray:
+        order, bounds = self._members
+        return self.m_read[order[bounds[e]:bounds[e + 1]]]
+
+    def _read_ops(self, rows: Any) -> list[int]:
+        out: list[int] = []
+        for r in rows:
+            out.append(int(self.reads["invoke_index"].iat[r]))
+            ci = int(self.reads["complete_index"].iat[r])
+            if ci >= 0:
+                out.append(ci)
+        return out
+
+    def _add_facts(self, e: int) -> tuple[list[int], dict[str, Any], str]:
+        row = int(self.e_add_row[e])
+        details: dict[str, Any] = {"element": self.elem_values[self.e_elem[e]]}
+        key = self.key_values[self.e_key[e]]
+        if key is not None:
+            details["key"] = key
+        if row < 0:
+            return [], details, "never added"
+        add = self.adds.iloc[row]
+        ops = [int(add["invoke_index"])] + ([int(add["complete_index"])]
+                                            if add["complete_index"] >= 0 else [])
+        details["add_type"] = add["type"]
+        if add["type"] == "ok":
+            details["acked_by"] = add["node"]
+            details["ack_term"] = _term(add["meta"])
+            details["ack_time"] = int(add["complete_time"])
+            where = f" by {add['node']}" if add["node"] is not None else ""
+            term = details["ack_term"]
+            where += f" in term {term}" if term is not None else ""
+            return ops, details, f"acknowledged{where} at {add['complete_time'] / NS_PER_S:.3f} s"
+        return ops, details, f"added with outcome {add['type']}"
+
+    def _finals_of(self, e: int) -> np.ndarray:
+        rows = self._key_reads.get(self.e_key[e], np.zeros(0, dtype=np.int64))
+        return rows[self.role[rows]]
+
+    def _lost(self, e: int) -> Anomaly:
+        ops, details, how = self._add_facts(e)
+        finals = self._finals_of(e)
+        finals = finals[self.r_inv[finals] > self.known[e]]
+        if details.get("add_type") != "ok":
+            seen = self._reads_with(e)
+            first = seen[np.argmin(self.r_cmp[seen])]
+            ops += self._read_ops([first])
+            how = f"observed by a read at {self.r_cmp[first] / NS_PER_S:.3f} s"
+        ops += self._read_ops(finals[:MAX_FINAL_OPS])
+        details["final_reads"] = int(len(finals))
+        details["known_time"] = int(self.known[e])
+        return Anomaly("lost-write", f"element {details['element']!r} was {how} but is absent "
+                       f"from all {len(finals)} final read(s)", ops=ops, key=details.get("key"),
+                       time=int(self.known[e]), details=details)
+
+    def _divergent(self, e: int) -> Anomaly:
+        ops, details, how = self._add_facts(e)
+        finals = self._finals_of(e)
+        has = set(self._reads_with(e).tolist())
+        present = [r for r in finals if r in has]
+        absent = [r for r in finals if r not in has]
+        nodes = self.reads["node"].to_numpy()
+        details.update(present_on=[nodes[r] for r in present], absent_on=[nodes[r] for r in absent])
+        ops += self._read_ops((present + absent)[:MAX_FINAL_OPS])
+        t = int(self.r_inv[finals].min())
+        return Anomaly("divergent", f"element {details['element']!r} ({how}) is present in "
+                       f"{len(present)} final read(s) and absent from {len(absent)}: replicas "
+                       f"disagree after healing", ops=ops, key=details.get("key"), time=t,
+                       details=details)
+
+    def _unexpected(self, e: int) -> Anomaly:
+        ops, details, how = self._add_facts(e)
+        seen = self._reads_with(e)
+        first = seen[np.argmin(self.r_cmp[seen])]
+        ops += self._read_ops([first])
+        why = ("was never added" if details.get("add_type") is None
+               else "was added but whose add failed")
+        return Anomaly("unexpected", f"element {details['element']!r}, which {why}, "
+                       f"appears in {len(seen)} read(s)", ops=ops, key=details.get("key"),
+                       time=int(self.r_cmp[first]), details=details)
+
+    def _stale(self, e: int) -> Anomaly:
+        ops, details, how = self._add_facts(e)
+        rows = self._key_reads.get(self.e_key[e])
+        has = set(self._reads_with(e).tolist())
+        inv = self.r_inv[rows]
+        window = rows[(inv > self.known[e]) & (inv < self.last_present_inv[e])]
+        absent = next(r for r in window[np.argsort(self.r_inv[window], kind="stable")]
+                      if r not in has)
+        later = [r for r in has if self.r_inv[r] > self.r_inv[absent]]
+        later_r = min(later, key=lambda r: self.r_inv[r])
+        ops += self._read_ops([absent, later_r])
+        lag = int(self.r_inv[absent] - self.known[e])
+        details.update(lag_ns=lag, absent_read_node=self.reads["node"].iat[absent],
+                       present_read_node=self.reads["node"].iat[later_r])
+        return Anomaly("stale-set-read", f"element {details['element']!r} ({how}) is missing "
+                       f"from a read invoked {lag / 1e6:.1f} ms after it was known, and present "
+                       f"in a later read", ops=ops, key=details.get("key"),
+                       time=int(self.r_inv[absent]), details=details)
+
+
+LOST_WRITES = LostWritesChecker()

@@ -1,0 +1,190 @@
+"""Stale reads on registers: a read returned a value that had surely been overwritten.
+
+Ops read (register workload, unique write values per key): ok f "read" (result = the value
+read), f "write" (value) and f "cas" (value [expected, new]; an ok cas is a write of `new`).
+
+A read r (ok) returning the value of write w is stale when some ok write w2 on the same key
+completed before r was invoked, and w completed before w2 was invoked: then w2 surely took
+effect after w and before r, whatever the order inside the overlaps (DESIGN §5). Reading the
+initial value (None) after any ok write completed is stale too (w then "completed" at -inf).
+
+How stale: lag = r.invoke - w2.complete for the w2 that makes r most stale, i.e. the earliest
+completing such w2: the read's value had been replaced for at least `lag` ns when it began.
+
+A value written by an info write or cas may have taken effect at any time after its invoke,
+so it is never stale by itself (its completion is unknown). When several writes carry the
+same value (the workload promised unique ones), the latest-completing one is assumed, which
+can only hide staleness, never invent it. Values that no write produced (or only a failed
+one) are counted and left to the linearizable checker.
+
+Vectorised: ok writes are sorted by (key, invoke); a per-key suffix minimum of completion
+times answers "earliest completion among writes invoked after t" with one searchsorted.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from chaos.checkers._frame import combine, factorize, object_array
+from chaos.checkers.base import Anomaly, CheckResult
+from chaos.history.model import OPEN, History
+
+NS_PER_S = 1e9
+
+
+def _cas_new(v: Any) -> Any:
+    return v[1] if isinstance(v, (list, tuple)) and len(v) == 2 else None
+
+
+class StaleReadsChecker:
+    """Register stale-read checker (reads of surely-overwritten values, with their lag)."""
+
+    name = "stale-reads"
+
+    def applies(self, history: History) -> bool:
+        return bool(history.pairs["f"].isin(["read", "write", "cas"]).any())
+
+    def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
+        opts = opts or {}
+        cap = int(opts.get("max_anomalies", 1000))
+        pairs = history.pairs
+        f = pairs["f"].to_numpy()
+        typ = pairs["type"].to_numpy()
+        is_w, is_cas = f == "write", f == "cas"
+        writes = pairs[(is_w | is_cas) & (typ != "fail")]
+        failed = pairs[(is_w | is_cas) & (typ == "fail")]
+        reads = pairs[(f == "read") & (typ == "ok")]
+        nw, nr = len(writes), len(reads)
+        w_val = writes["value"].to_numpy()
+        w_cas = (writes["f"] == "cas").to_numpy()
+        if w_cas.any():
+            w_val = w_val.copy()
+            w_val[w_cas] = [_cas_new(v) for v in w_val[w_cas]]
+        f_val = failed["value"].to_numpy().copy()
+        f_cas = (failed["f"] == "cas").to_numpy()
+        if f_cas.any():
+            f_val[f_cas] = [_cas_new(v) for v in f_val[f_cas]]
+        r_val = reads["result"].to_numpy()
+
+        key_codes, key_values = factorize(object_array(
+            list(writes["key"]) + list(reads["key"]) + list(failed["key"])))
+        val_codes, _ = factorize(np.concatenate([w_val, r_val, f_val]))
+        ids = combine(key_codes, val_codes)
+        w_key, r_key = key_codes[:nw], key_codes[nw:nw + nr]
+        w_id, r_id, f_id = ids[:nw], ids[nw:nw + nr], ids[nw + nr:]
+        n_ids = int(ids.max()) + 1 if len(ids) else 0
+
+        w_inv = writes["invoke_time"].to_numpy()
+        w_cmp = writes["complete_time"].to_numpy()
+        w_ok = (writes["type"] == "ok").to_numpy()
+        w_cmp_eff = np.where(w_ok, w_cmp, OPEN)  # info: completion unknown
+        # the write of each (key, value): the latest-completing one (can only hide staleness)
+        best = np.full(n_ids, -1, dtype=np.int64)
+        order = np.lexsort((w_cmp_eff, w_id))
+        best[w_id[order]] = order
+        r_inv = reads["invoke_time"].to_numpy()
+        initial = np.fromiter((v is None for v in r_val), dtype=bool, count=nr)
+        w_of_r = best[r_id]
+        w_of_r[initial] = -1
+        known = initial | (w_of_r >= 0)
+        threshold = np.where(initial, np.iinfo(np.int64).min,
+                             w_cmp_eff[np.maximum(w_of_r, 0)] if nw else OPEN)
+
+        # ok writes sorted by (key, invoke) with the per-key suffix minimum of completions
+        ok_rows = np.flatnonzero(w_ok)
+        stale = np.zeros(nr, dtype=bool)
+        lag = np.zeros(nr, dtype=np.int64)
+        pos = np.zeros(nr, dtype=np.int64)
+        if len(ok_rows) and nr:
+            uniq = np.unique(w_inv[ok_rows])
+            width = len(uniq) + 1
+            code = w_key[ok_rows].astype(np.int64) * width + np.searchsorted(uniq, w_inv[ok_rows], "right")
+            srt = np.argsort(code, kind="stable")
+            s_code, s_row = code[srt], ok_rows[srt]
+            s_key = w_key[s_row]
+            s_cmp = w_cmp[s_row]
+            rev = pd.Series(s_cmp[::-1])
+            s_min = rev.groupby(s_key[::-1]).cummin().to_numpy()[::-1]
+            t_rank = np.where(threshold == OPEN, width,
+                              np.searchsorted(uniq, threshold, "right"))
+            t_rank = np.where(initial, 0, t_rank)
+            probe = r_key.astype(np.int64) * width + t_rank
+            pos = np.searchsorted(s_code, probe, side="right")
+            inside = pos < len(s_code)
+            p = np.minimum(pos, len(s_code) - 1)
+            inside &= s_key[p] == r_key
+            inside &= known & (threshold != OPEN)
+            m = np.where(inside, s_min[p], OPEN)
+            stale = inside & (m < r_inv)
+            lag = np.where(stale, r_inv - m, 0)
+
+        unwritten = ~known
+        of_failed = unwritten & np.isin(r_id, f_id)
+        stale_rows = np.flatnonzero(stale)
+        lags = lag[stale_rows]
+        stats: dict[str, Any] = {
+            "reads": int(nr), "writes": int(nw), "keys": int(len(key_values)),
+            "stale": int(len(stale_rows)),
+            "initial_value_reads": int(initial.sum()),
+            "reads_of_unwritten_values": int((unwritten & ~of_failed).sum()),
+            "reads_of_failed_writes": int(of_failed.sum()),
+        }
+        if len(lags):
+            stats["lag_ms"] = {"p50": float(np.percentile(lags, 50)) / 1e6,
+                               "max": float(lags.max()) / 1e6}
+        warnings: list[str] = []
+        if unwritten.any():
+            warnings.append(f"{int(unwritten.sum())} read(s) returned a value no successful or "
+                            f"pending write produced (left to the linearizable checker)")
+        if len(stale_rows) > cap:
+            warnings.append(f"{len(stale_rows)} stale reads, only the first {cap} listed")
+        anomalies: list[Anomaly] = []
+        if len(stale_rows):
+            ctx = dict(reads=reads, writes=writes, key_values=key_values, s_row=s_row,
+                       s_key=s_key, s_min=s_min, r_key=r_key)
+            for r in stale_rows[:cap]:
+                anomalies.append(_anomaly(int(r), int(pos[r]), int(lag[r]),
+                                          int(w_of_r[r]), ctx))
+        return CheckResult(self.name, not anomalies, anomalies=anomalies, stats=stats,
+                           warnings=warnings)
+
+
+def _ops(frame: pd.DataFrame, row: int) -> list[int]:
+    i, c = int(frame["invoke_index"].iat[row]), int(frame["complete_index"].iat[row])
+    return [i, c] if c >= 0 else [i]
+
+
+def _anomaly(r: int, pos: int, lag: int, w: int, ctx: dict[str, Any]) -> Anomaly:
+    """Build the anomaly of stale read row r (w = its write row, -1 for the initial value)."""
+    reads, writes = ctx["reads"], ctx["writes"]
+    s_key, s_min = ctx["s_key"], ctx["s_min"]
+    key_code = ctx["r_key"][r]
+    end = int(np.searchsorted(s_key, key_code, side="right"))
+    m = s_min[pos]
+    q = pos + int(np.searchsorted(s_min[pos:end], m, side="right")) - 1  # the earliest w2
+    w2 = int(ctx["s_row"][q])
+    key = ctx["key_values"][key_code]
+    value = reads["result"].iat[r]
+    new = writes["value"].iat[w2]
+    if writes["f"].iat[w2] == "cas":
+        new = _cas_new(new)
+    ops = _ops(reads, r) + (_ops(writes, w) if w >= 0 else []) + _ops(writes, w2)
+    node = reads["node"].iat[r]
+    details: dict[str, Any] = {
+        "lag_ns": lag, "value": value, "read_node": node, "overwritten_by": new,
+        "overwrite_node": writes["node"].iat[w2],
+        "overwrite_complete_time": int(writes["complete_time"].iat[w2]),
+    }
+    what = "the initial value" if w < 0 else f"{value!r}"
+    if w >= 0:
+        details["written_by"] = writes["node"].iat[w]
+    on = f" on {node}" if node is not None else ""
+    t = int(reads["invoke_time"].iat[r])
+    return Anomaly("stale-read", f"read of {key!r}{on} at {t / NS_PER_S:.3f} s returned {what}, "
+                   f"but {new!r} had replaced it {lag / 1e6:.1f} ms before the read began",
+                   ops=sorted(ops), key=key, time=t, details=details)
+
+
+STALE_READS = StaleReadsChecker()
