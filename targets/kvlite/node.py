@@ -1,0 +1,486 @@
+"""One kvlite node: its role, its state, and the handlers of every request.
+
+Two views of the data are kept: `state` holds the committed entries (what reads return) and
+`head` holds every entry in the log (what a cas at the leader is decided against, so that a
+cas after an uncommitted write sees that write). Both are rebuilt from the snapshot and the
+log when entries are discarded.
+
+Roles: "leader", "follower", "candidate" (majority failover only). `term` is a Raft term
+with failover=majority; with none/naive it is a hidden generation (bumped on each
+self-promotion, used only so that a deposed leader recognises a newer one and discards its
+unreplicated entries) and status reports term null: naive failover has no terms.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import election, replication
+from .log import DurableLog
+from .peers import PeerError, PeerLink
+from .protocol import (ProtocolError, apply_entry, copy_state, dumps, read_set, read_value,
+                       state_from_json)
+
+log = logging.getLogger("kvlite")
+
+WRITE_OPS = ("write", "cas", "add")
+READ_OPS = ("read", "read-set")
+
+
+@dataclass
+class Options:
+    """The node's switches (DESIGN §6); server.py documents each flag."""
+
+    replication: str = "async"        # async | sync | semi-sync | quorum
+    failover: str = "naive"           # none | naive | majority
+    read_from: str = "leader"         # leader | any
+    routing: str = "client"           # client | forward
+    heartbeat_ms: int = 100
+    election_timeout_ms: int = 1000
+    fsync: str = "never"              # always | never
+    initial_leader: str | None = None
+    snapshot_every: int = 10000       # compact the log after this many applied entries
+    commit_wait_ms: int = 5000        # a write waiting longer for replication gets an error
+
+    @property
+    def hb(self) -> float:
+        return self.heartbeat_ms / 1000
+
+    @property
+    def et(self) -> float:
+        return self.election_timeout_ms / 1000
+
+
+class Node:
+    """The node core. All methods run on the node's one event loop."""
+
+    def __init__(self, name: str, peers: dict[str, tuple[str, int]], data_dir: str, opts: Options):
+        self.name = name
+        self.opts = opts
+        self.peer_names = sorted(peers)
+        self.links = {p: PeerLink(p, *peers[p]) for p in self.peer_names}   # replication
+        self.ctl = {p: PeerLink(p, *peers[p]) for p in self.peer_names}     # votes/status/forward
+        self.log = DurableLog(data_dir, fsync=opts.fsync == "always")
+        self.majority = opts.failover == "majority"
+        self.cluster_size = len(peers) + 1
+        self.role = "follower"
+        self.term = 0
+        self.voted_for: str | None = None
+        self.leader: str | None = None
+        self.state: dict[Any, Any] = {}
+        self.head: dict[Any, Any] = {}
+        self.commit_index = 0
+        self.applied_index = 0
+        self.last_heard = time.monotonic()
+        self.waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self.replicators: dict[str, replication.Replicator] = {}
+        self.sync_follower: str | None = None
+        self.paused_replication = False
+        self.discarded = 0
+        self.term_start_index = 0
+        self.append_lock = asyncio.Lock()
+        self.events: list[str] = []
+        self.handlers: dict[str, Any] = {
+            "read": self.h_read, "read-set": self.h_read, "status": self.h_status,
+            "write": self.h_write, "cas": self.h_write, "add": self.h_write,
+            "append": self.h_append, "install-snapshot": self.h_install_snapshot,
+            "vote": self.h_vote, "promote": self.h_promote, "step-down": self.h_step_down,
+            "pause-replication": self.h_pause, "snapshot": self.h_snapshot,
+        }
+
+    # --- start-up -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover from disk and take the initial role."""
+        self.log.open()
+        if self.log.recovery:
+            self.note(f"log tail damaged at start-up, truncated: {self.log.recovery}", logging.ERROR)
+        meta = self.log.load_meta()
+        if meta.get("damaged"):
+            self.note("meta.json damaged; starting from term 0", logging.ERROR)
+        self.term = int(meta.get("term", 0))
+        self.voted_for = meta.get("voted_for")
+        self.state = self.log.snapshot_state_dict()
+        self.commit_index = self.applied_index = self.log.snapshot_index
+        self.head = copy_state(self.state)
+        for e in self.log.entries:
+            apply_entry(self.head, e)
+        if not self.majority:
+            # without consensus every logged entry counts (async followers apply on receipt)
+            self.advance_commit(self.log.last_index)
+        fresh = self.log.last_index == 0 and self.term == 0
+        init = self.opts.initial_leader
+        if self.opts.failover == "none" and init == self.name:
+            self.become_leader(max(self.term, 1))
+        elif self.opts.failover == "naive" and init == self.name and fresh:
+            self.become_leader(1)
+        else:
+            self.leader = init if (fresh and not self.majority and init != self.name) else None
+            self.note(f"started as follower (log to {self.log.last_index}, term {self.term})")
+
+    def note(self, msg: str, level: int = logging.INFO) -> None:
+        """Log to node.log and keep the last events for status (so tests can see them)."""
+        log.log(level, msg)
+        self.events.append(f"{time.time():.3f} {msg}")
+        del self.events[:-20]
+
+    # --- role changes -------------------------------------------------------------------
+
+    def set_term(self, term: int, voted_for: str | None) -> None:
+        """Adopt a term (persisted before it is acted upon)."""
+        if term != self.term or voted_for != self.voted_for:
+            self.term, self.voted_for = term, voted_for
+            self.log.save_meta({"term": term, "voted_for": voted_for})
+
+    def become_leader(self, term: int) -> None:
+        self.set_term(term, self.voted_for if term == self.term else self.name)
+        self.role, self.leader = "leader", self.name
+        self.sync_follower = None
+        self.ack_sent: dict[str, float] = {}
+        self.ack_recv: dict[str, float] = {}
+        self.leader_since = time.monotonic()
+        self.note(f"became leader (term {self.public_term})")
+        if self.majority:
+            # a no-op in the new term: once it commits, everything before it is committed too
+            self.append_local({"t": self.term, "n": 1})
+            self.term_start_index = self.log.last_index
+        for p in self.peer_names:
+            r = replication.Replicator(self, p)
+            self.replicators[p] = r
+            r.task = asyncio.get_running_loop().create_task(r.run())
+        self.update_commit()
+
+    def become_follower(self, term: int, leader: str | None) -> None:
+        """Step down / follow; waiting writes get an unknown outcome (they may still commit)."""
+        was = self.role
+        if term > self.term:
+            self.set_term(term, None)
+        self.role, self.leader = "follower", leader
+        if was != "follower":
+            self.note(f"became follower (term {self.public_term}, leader {leader}, was {was})")
+        for r in self.replicators.values():
+            r.stop()
+        self.replicators = {}
+        self.sync_follower = None
+        self.fail_waiters(0, "leadership lost while waiting for replication")
+
+    @property
+    def public_term(self) -> int | None:
+        """Naive and none failover have no terms: report null."""
+        return self.term if self.majority else None
+
+    # --- leases (majority failover) -----------------------------------------------------
+
+    def _kth_recent(self, times: dict[str, float]) -> float:
+        """The time by which a majority (self included) had answered."""
+        need = self.cluster_size // 2        # followers needed besides ourselves
+        if need == 0:
+            return float("inf")
+        vals = sorted((times.get(p, 0.0) for p in self.peer_names), reverse=True)
+        return vals[need - 1]
+
+    def lease_ok(self) -> bool:
+        """True while no other leader can have been elected (monotonic, checked per use).
+
+        The lease starts when a majority-acked append was *sent* and lasts 3/4 of the
+        election timeout, while followers refuse votes for a full election timeout after
+        *receiving* a leader's append: a paused (SIGSTOP) leader wakes with an expired lease.
+        """
+        if self.role != "leader":
+            return False
+        return time.monotonic() < self._kth_recent(self.ack_sent) + 0.75 * self.opts.et
+
+    def majority_contact(self) -> float:
+        return max(self._kth_recent(self.ack_recv), self.leader_since)
+
+    # --- local log ----------------------------------------------------------------------
+
+    def append_local(self, entry: dict[str, Any]) -> int:
+        index = self.log.last_index + 1
+        entry["i"] = index
+        self.log.append(entry)
+        apply_entry(self.head, entry)
+        for r in self.replicators.values():
+            r.wake.set()
+        return index
+
+    def advance_commit(self, index: int) -> None:
+        """Apply entries up to `index` to the committed state and release waiting writes."""
+        index = min(index, self.log.last_index)
+        if index <= self.commit_index:
+            return
+        st = self.state
+        for e in self.log.entries_from(self.applied_index + 1)[:index - self.applied_index]:
+            apply_entry(st, e)
+        old, self.commit_index = self.commit_index, index
+        self.applied_index = index
+        if self.waiters:
+            for i in range(old + 1, index + 1):
+                for fut in self.waiters.pop(i, ()):
+                    if not fut.done():
+                        fut.set_result(None)
+        if self.applied_index - self.log.snapshot_index >= self.opts.snapshot_every:
+            self.take_snapshot()
+
+    def update_commit(self) -> None:
+        if self.role == "leader":
+            c = replication.commit_candidate(self)
+            if c > self.commit_index and (not self.majority or self.log.term_at(c) == self.term):
+                self.advance_commit(c)
+
+    def fail_waiters(self, after: int, reason: str) -> None:
+        for i in [i for i in self.waiters if i > after]:
+            for fut in self.waiters.pop(i):
+                if not fut.done():
+                    fut.set_exception(RuntimeError(reason))
+
+    def truncate(self, index: int, why: str) -> None:
+        """Discard entries after `index` and rebuild both views (never silent)."""
+        dropped = self.log.truncate_after(index)
+        if not dropped:
+            return
+        self.discarded += len(dropped)
+        self.note(f"discarded {len(dropped)} entries after index {index}: {why}", logging.WARNING)
+        self.fail_waiters(index, "entry discarded")
+        if self.applied_index > index:
+            self.state = self.log.snapshot_state_dict()
+            for e in self.log.entries_from(self.log.snapshot_index + 1)[:index - self.log.snapshot_index]:
+                apply_entry(self.state, e)
+            self.commit_index = self.applied_index = index
+        self.head = copy_state(self.state)
+        for e in self.log.entries_from(self.applied_index + 1):
+            apply_entry(self.head, e)
+
+    def reset_storage(self, why: str) -> None:
+        """Drop snapshot and log (our history diverged below our snapshot)."""
+        self.discarded += self.log.last_index
+        self.note(f"reset storage ({self.log.last_index} entries dropped): {why}", logging.WARNING)
+        self.log.install_snapshot(0, 0, [])
+        self.state, self.head = {}, {}
+        self.commit_index = self.applied_index = 0
+
+    def take_snapshot(self) -> int:
+        idx = self.applied_index
+        if idx > self.log.snapshot_index:
+            self.log.compact(idx, self.log.term_at(idx) or 0, self.state)
+            self.note(f"snapshot at index {idx}; log compacted")
+        return idx
+
+    # --- replies ------------------------------------------------------------------------
+
+    def ok(self, value: Any = None) -> dict[str, Any]:
+        return {"type": "ok", "value": value, "node": self.name, "term": self.public_term}
+
+    def fail(self, error: str, **extra: Any) -> dict[str, Any]:
+        return {"type": "fail", "error": error, "node": self.name, **extra}
+
+    def error(self, error: str) -> dict[str, Any]:
+        return {"type": "error", "error": error, "node": self.name}
+
+    def not_leader(self, msg: dict[str, Any]) -> Any:
+        """Tell the client who leads (client routing) or forward the request (node routing)."""
+        target = self.leader
+        if self.opts.routing == "forward" and not msg.get("fwd") and target and target != self.name:
+            return self.forward(target, msg)
+        return self.fail("not leader", leader=target)
+
+    async def forward(self, target: str, msg: dict[str, Any]) -> dict[str, Any]:
+        fwd = {k: v for k, v in msg.items() if k != "id"}
+        fwd["fwd"] = 1
+        try:
+            return await self.ctl[target].call(fwd, timeout=self.opts.et)
+        except PeerError as exc:
+            if msg["op"] in READ_OPS:
+                return self.fail(f"forward to {target} failed: {exc}")
+            return self.error(f"forward to {target}: outcome unknown: {exc}")
+
+    # --- client handlers ----------------------------------------------------------------
+
+    def h_status(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return self.ok(self.status())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "role": self.role, "term": self.public_term,
+            "generation": self.term, "leader": self.leader,
+            "last_index": self.log.last_index, "commit_index": self.commit_index,
+            "applied_index": self.applied_index, "snapshot_index": self.log.snapshot_index,
+            "replication": self.opts.replication, "failover": self.opts.failover,
+            "read_from": self.opts.read_from, "routing": self.opts.routing,
+            "sync_follower": self.sync_follower,
+            "lease": self.lease_ok() if self.majority else None,
+            "paused_replication": self.paused_replication,
+            "discarded": self.discarded, "log_recovery": self.log.recovery,
+            "keys": len(self.state), "events": self.events[-5:],
+        }
+
+    def h_read(self, msg: dict[str, Any]) -> Any:
+        if self.role != "leader" and (self.opts.read_from == "leader" or msg.get("fwd")):
+            return self.not_leader(msg)
+        if self.role == "leader" and self.majority:
+            if self.commit_index < self.term_start_index:
+                return self.fail("leader not ready (its first entry is not committed yet)")
+            if not self.lease_ok():
+                return self.fail("leader lease expired", leader=None)
+        fn = read_set if msg["op"] == "read-set" else read_value
+        return self.ok(fn(self.state, msg["key"]))
+
+    def h_write(self, msg: dict[str, Any]) -> Any:
+        if self.role != "leader":
+            return self.not_leader(msg)
+        op, key = msg["op"], msg["key"]
+        if op == "cas":
+            expected, new = msg["value"]
+            if read_value(self.head, key) != expected:
+                return self.fail("cas mismatch")
+            entry = {"t": self.term, "k": key, "v": new}
+        elif op == "write":
+            entry = {"t": self.term, "k": key, "v": msg["value"]}
+        else:
+            entry = {"t": self.term, "k": key, "a": msg["value"]}
+        index = self.append_local(entry)
+        return self._await_commit(index, self.term)
+
+    async def _await_commit(self, index: int, term: int) -> dict[str, Any]:
+        await self.log.durable()
+        self.update_commit()
+        if self.commit_index < index:
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters.setdefault(index, []).append(fut)
+            try:
+                await asyncio.wait_for(fut, self.opts.commit_wait_ms / 1000)
+            except asyncio.TimeoutError:
+                return self.error(f"not replicated within {self.opts.commit_wait_ms} ms "
+                                  f"({self.opts.replication}); outcome unknown")
+            except RuntimeError as exc:
+                return self.error(f"{exc}; outcome unknown")
+        if self.role != "leader" or self.term != term:
+            return self.error("leadership lost before the ack; outcome unknown")
+        if self.majority and not self.lease_ok():
+            return self.error("leader lease expired before the ack; outcome unknown")
+        return self.ok()
+
+    # --- peer handlers ------------------------------------------------------------------
+
+    def heard_from_leader(self, term: int, leader: str) -> None:
+        """A valid append from `leader` in `term` (>= ours): follow it."""
+        if term > self.term or self.role != "follower":
+            if self.role == "leader" and term == self.term:
+                # two leaders in one generation (naive failover split brain): lower name wins
+                if leader > self.name:
+                    return
+            self.become_follower(term, leader)
+        if self.leader != leader:
+            self.note(f"following {leader} (term {self.public_term})")
+        self.leader = leader
+        self.last_heard = time.monotonic()
+
+    async def h_append(self, msg: dict[str, Any]) -> dict[str, Any]:
+        async with self.append_lock:
+            return await self._append(msg)
+
+    async def _append(self, msg: dict[str, Any]) -> dict[str, Any]:
+        term, leader = msg["term"], msg["leader"]
+        if term < self.term:
+            return {"type": "ok", "ok": False, "term": self.term}
+        self.heard_from_leader(term, leader)
+        if self.role == "leader":        # same-generation rival with a higher name: refuse
+            return {"type": "ok", "ok": False, "term": self.term, "rival_leader": self.name}
+        prev, prev_term = msg["prev_index"], msg["prev_term"]
+        entries: list[dict[str, Any]] = msg["entries"]
+        lg = self.log
+        if prev > lg.last_index:
+            return {"type": "ok", "ok": False, "term": self.term, "next": lg.last_index + 1}
+        if prev < lg.snapshot_index:
+            skip = lg.snapshot_index - prev
+            if skip > len(entries):
+                return {"type": "ok", "ok": True, "term": self.term, "match": prev + len(entries)}
+            entries = entries[skip:]
+            prev, prev_term = lg.snapshot_index, lg.snapshot_term
+        elif lg.term_at(prev) != prev_term:
+            if prev == lg.snapshot_index:
+                self.reset_storage(f"snapshot at {prev} conflicts with leader {leader}")
+                return {"type": "ok", "ok": False, "term": self.term, "next": 1}
+            bad = lg.term_at(prev)
+            j = prev
+            while j - 1 > lg.snapshot_index and lg.term_at(j - 1) == bad:
+                j -= 1
+            return {"type": "ok", "ok": False, "term": self.term, "next": j}
+        index = prev
+        for e in entries:
+            index += 1
+            if index <= lg.last_index:
+                if lg.term_at(index) == e["t"]:
+                    continue
+                self.truncate(index - 1, f"conflict with leader {leader} (unreplicated writes "
+                                         f"of a deposed leader)")
+            lg.append(e, dumps(e))
+            apply_entry(self.head, e)
+        if entries:
+            await lg.durable()
+        match = prev + len(entries)
+        self.advance_commit(min(msg["commit"], match))
+        return {"type": "ok", "ok": True, "term": self.term, "match": match}
+
+    async def h_install_snapshot(self, msg: dict[str, Any]) -> dict[str, Any]:
+        async with self.append_lock:
+            term, leader = msg["term"], msg["leader"]
+            if term < self.term:
+                return {"type": "ok", "ok": False, "term": self.term}
+            self.heard_from_leader(term, leader)
+            idx = msg["index"]
+            if idx <= self.commit_index and self.log.term_at(idx) == msg["last_term"]:
+                return {"type": "ok", "ok": True, "term": self.term, "match": idx}
+            self.note(f"installing snapshot from {leader} at index {idx} "
+                      f"(our log ended at {self.log.last_index})")
+            self.log.install_snapshot(idx, msg["last_term"], msg["state"])
+            self.state = state_from_json(msg["state"])
+            self.head = copy_state(self.state)
+            self.commit_index = self.applied_index = idx
+            return {"type": "ok", "ok": True, "term": self.term, "match": idx}
+
+    def h_vote(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return election.handle_vote(self, msg)
+
+    # --- admin handlers -----------------------------------------------------------------
+
+    def h_promote(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if self.majority:
+            self.last_heard = 0.0          # the election loop starts a campaign at once
+            return self.ok("election requested")
+        if self.role != "leader":
+            self.become_leader(self.term + 1)
+        return self.ok(self.status())
+
+    def h_step_down(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if self.role == "leader":
+            self.become_follower(self.term, None)
+            self.last_heard = time.monotonic()
+        return self.ok(self.status())
+
+    def h_pause(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.paused_replication = bool(msg.get("value", True))
+        self.note(f"replication {'paused' if self.paused_replication else 'resumed'} by admin")
+        return self.ok(self.paused_replication)
+
+    def h_snapshot(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return self.ok(self.take_snapshot())
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def dispatch(self, msg: dict[str, Any], op: str) -> Any:
+        """The reply dict, or an awaitable of it."""
+        return self.handlers[op](msg)
+
+    def stop(self) -> None:
+        for r in self.replicators.values():
+            r.stop()
+        for link in (*self.links.values(), *self.ctl.values()):
+            link.close()
+        self.log.close()
+
+
+__all__ = ["Node", "Options", "ProtocolError"]

@@ -1,0 +1,172 @@
+"""Replication from the leader: one loop per follower, and the commit rule of each mode.
+
+The leader pushes; followers never connect back. Each Replicator keeps `next_index` and
+`match_index` for its follower (Raft-style), sends batches of encoded entries (an empty batch
+is the heartbeat), and walks `next_index` back on a log mismatch using the follower's hint.
+A follower whose next entry was compacted away gets the leader's snapshot first, then the
+log after it (the "new follower from a snapshot" path of the seeds). A restarted follower
+catches up the same way: its reply says where its log ends.
+
+Commit rules (`commit_candidate`), on top of the leader's own flushed index:
+- async:     the leader's own index (ack after the local append)
+- sync:      the smallest match index over all followers
+- semi-sync: the match index of the one synchronous follower; when it fails (error or no
+             answer within the election timeout) a healthy follower takes the role
+- quorum:    the majority-th highest match index (leader included)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from .peers import PeerError
+from .protocol import dumps
+
+if TYPE_CHECKING:
+    from .node import Node
+
+BATCH = 512
+
+
+class Replicator:
+    """Keeps one follower up to date while this node leads in one term."""
+
+    def __init__(self, node: "Node", peer: str):
+        self.node = node
+        self.peer = peer
+        self.term = node.term
+        self.next_index = node.log.last_index + 1
+        self.match = 0
+        self.wake = asyncio.Event()
+        self.healthy = False
+        self.last_ok = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    def active(self) -> bool:
+        n = self.node
+        return n.role == "leader" and n.term == self.term and n.replicators.get(self.peer) is self
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def run(self) -> None:
+        node = self.node
+        while self.active():
+            try:
+                more = await self.step()
+            except PeerError as exc:
+                if not self._failing:
+                    node.note(f"replication to {self.peer} failing: {exc}", logging.WARNING)
+                self._failing = True
+                self.healthy = False
+                on_follower_failed(node, self.peer)
+                await asyncio.sleep(node.opts.hb)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not silently stop replication
+                logging.getLogger("kvlite").exception("replicator %s crashed; restarting", self.peer)
+                await asyncio.sleep(node.opts.hb)
+                continue
+            if self._failing:
+                node.note(f"replication to {self.peer} recovered")
+                self._failing = False
+            if not more and self.active():
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), node.opts.hb)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def step(self) -> bool:
+        """One append (or snapshot) round trip; True when more entries are waiting."""
+        node, lg = self.node, self.node.log
+        timeout = max(node.opts.et, 0.05)
+        if self.next_index <= lg.snapshot_index:
+            msg = {"op": "install-snapshot", "term": self.term, "leader": node.name,
+                   "index": lg.snapshot_index, "last_term": lg.snapshot_term,
+                   "state": lg.snapshot_state}
+            sent = time.monotonic()
+            node.note(f"sending snapshot at {lg.snapshot_index} to {self.peer}")
+            reply = await node.links[self.peer].call(msg, timeout=max(timeout, 5.0))
+            return self.handle(reply, sent)
+        prev = self.next_index - 1
+        raws = [] if node.paused_replication else lg.slice_raw(self.next_index, BATCH)
+        head = dumps({"op": "append", "term": self.term, "leader": node.name, "prev_index": prev,
+                      "prev_term": lg.term_at(prev), "commit": node.commit_index})
+        raw = ("%s,\"entries\":[%s]}\n" % (head[:-1], ",".join(raws))).encode()
+        sent = time.monotonic()
+        reply = await node.links[self.peer].call({}, timeout=timeout, raw=raw)
+        return self.handle(reply, sent)
+
+    def handle(self, reply: dict, sent: float) -> bool:
+        node = self.node
+        if not self.active():
+            return False
+        rterm = reply.get("term", 0)
+        if rterm > node.term:
+            node.note(f"{self.peer} has term {rterm} > ours: stepping down")
+            node.become_follower(rterm, None)
+            return False
+        if reply.get("rival_leader"):
+            node.note(f"{self.peer} leads the same generation: stepping down")
+            node.become_follower(node.term, reply["rival_leader"])
+            return False
+        if not reply.get("ok"):
+            nxt = reply.get("next", self.next_index - 1)
+            self.next_index = max(1, min(int(nxt), node.log.last_index + 1))
+            return True
+        now = time.monotonic()
+        self.match = reply["match"]
+        self.next_index = self.match + 1
+        self.healthy, self.last_ok = True, now
+        node.ack_sent[self.peer] = sent
+        node.ack_recv[self.peer] = now
+        on_follower_ok(node, self.peer)
+        node.update_commit()
+        return self.next_index <= node.log.last_index and not node.paused_replication
+
+
+def on_follower_ok(node: "Node", peer: str) -> None:
+    """Semi-sync: a healthy follower becomes synchronous when there is none."""
+    if node.opts.replication != "semi-sync":
+        return
+    cur = node.replicators.get(node.sync_follower or "")
+    if cur is None or not cur.healthy:
+        if node.sync_follower != peer:
+            node.note(f"semi-sync: {peer} is now the synchronous follower "
+                      f"(was {node.sync_follower})")
+        node.sync_follower = peer
+
+
+def on_follower_failed(node: "Node", peer: str) -> None:
+    """Semi-sync: when the synchronous follower fails, promote the best healthy one."""
+    if node.opts.replication != "semi-sync" or node.sync_follower != peer:
+        return
+    healthy = [r for r in node.replicators.values() if r.healthy and r.peer != peer]
+    if healthy:
+        best = max(healthy, key=lambda r: (r.match, r.last_ok))
+        node.note(f"semi-sync: synchronous follower {peer} failed; {best.peer} takes over")
+        node.sync_follower = best.peer
+
+
+def commit_candidate(node: "Node") -> int:
+    """The highest index the replication mode allows the leader to commit now."""
+    local = node.log.durable_index
+    mode = node.opts.replication
+    reps = node.replicators
+    if mode == "async" or not reps and mode != "semi-sync":
+        return local
+    if mode == "sync":
+        return min([local] + [r.match for r in reps.values()])
+    if mode == "semi-sync":
+        if not node.peer_names:
+            return local
+        r = reps.get(node.sync_follower or "")
+        return min(local, r.match) if r is not None else node.commit_index
+    matches = sorted([local] + [r.match for r in reps.values()], reverse=True)
+    return matches[node.cluster_size // 2]
