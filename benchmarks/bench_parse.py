@@ -1,0 +1,97 @@
+"""Benchmark: parse + validate + pair a generated history.jsonl with read_history (lines/s).
+
+    python benchmarks/bench_parse.py [--lines 1000000] [--workload set|register] [--repeat 3]
+
+Generates a realistic history (10 client processes interleaved, a nemesis and a monitor op
+now and then) into a temp file, then times `read_history` end to end: file read, JSON
+parsing, validation, pairing and the pandas DataFrame build. Prints the best of N runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from chaos.history.reader import read_history  # noqa: E402
+
+
+def generate(path: Path, n_lines: int, workload: str, seed: int = 1) -> None:
+    """Write ~n_lines lines: pairs of invoke/completion, 10 processes interleaved."""
+    rnd = random.Random(seed)
+    procs = 10
+    open_ops: dict[int, dict] = {}
+    t = 0
+    idx = 0
+    nxt_proc = procs
+    active = list(range(procs))
+    elem = 0
+    buf: list[bytes] = []
+    with open(path, "wb") as fh:
+        while idx < n_lines:
+            t += rnd.randint(1_000, 50_000)
+            slot = rnd.randrange(procs)
+            p = active[slot]
+            if p in open_ops:
+                inv = open_ops.pop(p)
+                r = rnd.random()
+                typ = "ok" if r < 0.9 else ("fail" if r < 0.95 else "info")
+                op = dict(inv, index=idx, time=t, type=typ, node=f"n{rnd.randint(1, 3)}")
+                if inv["f"] == "read" and typ == "ok":
+                    op["value"] = rnd.randint(0, elem)
+                if inv["f"] == "read-set" and typ == "ok":
+                    op["value"] = list(range(max(0, elem - 20), elem))
+                if typ == "info":
+                    active[slot] = nxt_proc
+                    nxt_proc += 1
+            else:
+                elem += 1
+                if workload == "set":
+                    f, v = ("add", elem) if rnd.random() < 0.9 else ("read-set", None)
+                    op = {"index": idx, "time": t, "process": p, "type": "invoke", "f": f,
+                          "value": v}
+                else:
+                    f = rnd.choice(("read", "write", "write", "cas"))
+                    v = None if f == "read" else (elem if f == "write" else [elem - 1, elem])
+                    op = {"index": idx, "time": t, "process": p, "type": "invoke", "f": f,
+                          "key": f"k{rnd.randint(0, 4)}", "value": v}
+                open_ops[p] = op
+            buf.append(orjson.dumps(op))
+            idx += 1
+            if len(buf) >= 10_000:
+                fh.write(b"\n".join(buf) + b"\n")
+                buf.clear()
+        if buf:
+            fh.write(b"\n".join(buf) + b"\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--workload", choices=("set", "register"), default="register")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_parse_") as d:
+        path = Path(d) / "history.jsonl"
+        generate(path, args.lines, args.workload)
+        size = os.path.getsize(path)
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            h = read_history(path)
+            best = min(best, time.perf_counter() - t0)
+            n_ops = len(h.ops)
+            del h
+        print(f"{args.workload}: {n_ops} lines, {size / 1e6:.1f} MB: best of {args.repeat} "
+              f"{best:.2f} s = {n_ops / best:,.0f} lines/s")
+
+
+if __name__ == "__main__":
+    main()
