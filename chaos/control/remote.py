@@ -83,7 +83,7 @@ class RemoteProcesses:
         env_words = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment.items())
         inner = f'echo $$ > {qd}/node.pid.new && mv {qd}/node.pid.new {qd}/node.pid && exec "$@"'
         command = (
-            f"mkdir -p {qd} && cd {qd} && rm -f node.pid && "
+            f"mkdir -p {qd} && cd {qd} && rm -f node.pid || exit 1; "
             f"{env_words} setsid sh -c {shlex.quote(inner)} chaos-node {shlex.join(argv)} "
             f">> {qd}/node.out 2>&1 < /dev/null & "
             f"i=0; while [ ! -s {qd}/node.pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done; "

@@ -1,0 +1,128 @@
+"""The iptables net backend: partitions as DROP rules inside the nodes' own network stacks.
+
+For targets whose peers cannot be pointed at proxies (e.g. Redis Sentinel discovers peers by
+their real addresses). A cut a->b is one rule on b: `INPUT -s <ip of a> -j DROP`, so b never
+sees a's packets (for TCP that breaks connections both ways, as in Jepsen). Every rule carries
+the comment `chaos:<tag>`; heal removes exactly the rules with our tag and nothing else, so it
+is safe on shared hosts and after a crash (`IptablesNet(...).heal()` with the same tag).
+In Docker the containers need NET_ADMIN (`DockerRuntime(iptables=True)`); on SSH hosts the
+user must be root. The method names follow the proxy mesh's fault ops.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterable
+
+from chaos.control.remote import parallel
+from chaos.control.ssh import Result
+from chaos.errors import SetupError
+
+Runner = Callable[..., Result]  # runner(node, command, timeout=..., check=...) -> Result
+
+
+class IptablesNet:
+    """Cut links between nodes with tagged iptables rules, run on each node over SSH."""
+
+    def __init__(self, run: Runner, hosts: dict[str, str], tag: str = "chaos"):
+        self._run = run
+        self.hosts = dict(hosts)
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", tag):
+            raise SetupError(f"iptables tag {tag!r}: use letters, digits and _.:- only")
+        self.tag = tag
+        self.cuts: set[tuple[str, str]] = set()
+
+    @classmethod
+    def for_runtime(cls, runtime, nodes: Iterable[str] | None = None, tag: str | None = None
+                    ) -> IptablesNet:
+        """Built on a runtime with `run(node, cmd)` and `host(node)` (docker or ssh)."""
+        names = list(nodes) if nodes is not None else runtime.nodes()
+        return cls(runtime.run, {n: runtime.host(n) for n in names},
+                   tag or f"chaos:{getattr(runtime, 'test_id', 'test')}")
+
+    @property
+    def comment(self) -> str:
+        return self.tag if self.tag.startswith("chaos") else f"chaos:{self.tag}"
+
+    def _rule(self, src: str) -> str:
+        return (f"-s {shlex.quote(self.hosts[src])}/32 -m comment "
+                f"--comment {shlex.quote(self.comment)} -j DROP")
+
+    def _apply(self, dst: str, sources: list[str]) -> None:
+        if not sources:
+            return
+        cmd = " && ".join(f"iptables -w -A INPUT {self._rule(s)}" for s in sources)
+        res = self._run(dst, cmd, timeout=30)
+        if not res.ok:
+            raise SetupError(
+                f"iptables on {dst} failed: {(res.err or res.out).strip()[:200]} (the container "
+                "needs NET_ADMIN: DockerRuntime(iptables=True); on SSH hosts log in as root)"
+            )
+
+    def _check_node(self, node: str) -> None:
+        if node not in self.hosts:
+            raise SetupError(f"unknown node {node!r} for the iptables backend")
+
+    def cut(self, src: str, dst: str) -> None:
+        """Drop every packet from src arriving at dst (one-way at the IP level)."""
+        self._check_node(src)
+        self._check_node(dst)
+        if (src, dst) not in self.cuts:
+            self._apply(dst, [src])
+            self.cuts.add((src, dst))
+
+    def partition(self, groups: list[list[str]]) -> None:
+        """Heal, then cut every link between nodes of different groups (both directions)."""
+        for group in groups:
+            for node in group:
+                self._check_node(node)
+        self.heal()
+        side = {n: i for i, group in enumerate(groups) for n in group}
+        wanted: dict[str, list[str]] = {n: [] for n in side}
+        for dst, i in side.items():
+            wanted[dst] = [src for src, j in side.items() if j != i]
+        parallel(lambda dst: self._apply(dst, wanted[dst]), [d for d in wanted if wanted[d]])
+        self.cuts = {(src, dst) for dst, srcs in wanted.items() for src in srcs}
+
+    def isolate(self, node: str) -> None:
+        """Partition `node` from all the others."""
+        self.partition([[node], [n for n in self.hosts if n != node]])
+
+    def _pattern(self) -> str:
+        """An ERE matching our comment as `iptables -S` prints it (quoted or not)."""
+        escaped = self.comment.replace(".", "\\.")
+        return f'--comment "?{escaped}"?( |$)'
+
+    def _our_rules(self, node: str) -> list[str]:
+        res = self._run(node, "iptables -w -S INPUT", timeout=30)
+        if not res.ok:
+            raise SetupError(f"iptables -S on {node} failed: {(res.err or res.out).strip()[:200]}")
+        return [line for line in res.out.splitlines() if re.search(self._pattern(), line)]
+
+    def heal(self) -> None:
+        """Delete every INPUT rule with our comment on every node (ours only; idempotent)."""
+        script = (
+            f"iptables -w -S INPUT | grep -E -- {shlex.quote(self._pattern())} | "
+            "sed 's/^-A /-D /' | while read -r rule; do eval iptables -w $rule || exit 1; done"
+        )
+
+        def one(node: str) -> None:
+            res = self._run(node, script, timeout=30)
+            if not res.ok:
+                raise SetupError(f"heal on {node} failed: {(res.err or res.out).strip()[:200]}")
+        parallel(one, list(self.hosts))
+        self.cuts = set()
+
+    def verify(self) -> list[str]:
+        """Problems found comparing the rules on the nodes with the cuts we made ([] = verified)."""
+        problems: list[str] = []
+        rules = parallel(self._our_rules, list(self.hosts))
+        for dst, lines in rules.items():
+            have = {src for src, ip in self.hosts.items()
+                    if any(f"-s {ip}/32 " in line for line in lines)}
+            want = {src for src, d in self.cuts if d == dst}
+            for src in sorted(want - have):
+                problems.append(f"cut {src}->{dst} missing on {dst}")
+            for src in sorted(have - want):
+                problems.append(f"unexpected cut {src}->{dst} on {dst}")
+        return problems

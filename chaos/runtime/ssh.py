@@ -1,0 +1,127 @@
+"""The `ssh` runtime: nodes on existing Debian hosts, Jepsen-style, for clusters bigger than one
+machine.
+
+The same control layer as the docker runtime (paramiko sessions, chaos.control.remote): at
+setup it connects to every host, uploads chaos/ and targets/ (.py only) to `code_dir`, and
+empties each node's data dir; nodes are started in the background and killed / paused /
+resumed by signals to their process group over SSH. The hosts need python3 (and iptables
+for the iptables net backend, which needs root). Teardown SIGKILLs what we started and closes
+the sessions; it leaves the data dirs for inspection (the next setup empties them).
+"""
+from __future__ import annotations
+
+from chaos.control.remote import CODE_DIR, DATA_ROOT, RemoteProcesses, parallel
+from chaos.control.ssh import Result, SshSession, load_key
+from chaos.errors import SetupError
+from chaos.runtime.docker import code_roots
+
+
+def read_nodes_file(path: str) -> dict[str, str]:
+    """`--nodes-file`: one host per line (`host` or `name host`); names default to n1..nN."""
+    from chaos.errors import BadInput
+
+    hosts: dict[str, str] = {}
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as exc:
+        raise BadInput(f"cannot read nodes file: {exc.strerror}", where=path) from None
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if len(words) > 2:
+            raise BadInput(f"expected `host` or `name host`, got {line!r}", where=f"{path}:{number}")
+        name, host = (words if len(words) == 2 else (f"n{len(hosts) + 1}", words[0]))
+        if name in hosts:
+            raise BadInput(f"node {name} listed twice", where=f"{path}:{number}")
+        hosts[name] = host
+    if not hosts:
+        raise BadInput("no hosts in nodes file", where=path)
+    return hosts
+
+
+class SshRuntime:
+    """Nodes on hosts reached over SSH with a key (no passwords)."""
+
+    name = "ssh"
+
+    def __init__(self, hosts: dict[str, str], user: str, key_path: str, port: int = 22, *,
+                 code_dir: str = CODE_DIR, data_root: str = DATA_ROOT,
+                 connect_timeout: float = 15.0):
+        self.hosts = dict(hosts)
+        self.user = user
+        self.key_path = key_path
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.procs = RemoteProcesses({}, code_dir=code_dir, data_root=data_root)
+        self._order: list[str] = []
+
+    def setup(self, nodes: list[str], store_dir: str) -> None:
+        """Connect to each node's host, upload the code, empty its data dir; all or nothing."""
+        missing = [n for n in nodes if n not in self.hosts]
+        if missing:
+            raise SetupError(f"no host for node(s) {', '.join(missing)}: add them to the nodes file")
+        key = load_key(self.key_path)
+
+        def one(node: str) -> None:
+            session = SshSession(self.hosts[node], self.user, key, self.port)
+            session.connect(timeout=self.connect_timeout)
+            self.procs.sessions[node] = session
+            for root in code_roots():
+                session.upload_tree(str(root), self.procs.code_dir)
+            self.procs.prepare(node)
+        try:
+            parallel(one, nodes)
+        except BaseException:
+            self.teardown()
+            raise
+        self._order = list(nodes)
+
+    def nodes(self) -> list[str]:
+        return list(self._order)
+
+    def host(self, node: str) -> str:
+        try:
+            return self.hosts[node]
+        except KeyError:
+            raise SetupError(f"unknown node {node!r}") from None
+
+    def data_dir(self, node: str) -> str:
+        return self.procs.data_dir(node)
+
+    def start(self, node: str, argv: list[str]) -> None:
+        self.procs.start(node, argv)
+
+    def stop(self, node: str, timeout: float = 5.0) -> None:
+        self.procs.stop(node, timeout)
+
+    def kill(self, node: str) -> None:
+        self.procs.kill(node)
+
+    def pause(self, node: str) -> None:
+        self.procs.pause(node)
+
+    def resume(self, node: str) -> None:
+        self.procs.resume(node)
+
+    def is_running(self, node: str) -> bool:
+        return self.procs.is_running(node)
+
+    def is_paused(self, node: str) -> bool:
+        return self.procs.is_paused(node)
+
+    def collect_logs(self, node: str, dest_dir: str) -> None:
+        self.procs.collect_logs(node, dest_dir)
+
+    def run(self, node: str, command: str, timeout: float = 30.0, check: bool = False) -> Result:
+        """Run a shell command on the node's host (for net backends and targets)."""
+        return self.procs.session(node).run(command, timeout=timeout, check=check)
+
+    def teardown(self) -> None:
+        """SIGKILL every node process we started, close the sessions. Idempotent."""
+        try:
+            self.procs.kill_all()
+        finally:
+            self.procs.close()
+            self.procs.sessions.clear()

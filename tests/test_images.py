@@ -1,0 +1,125 @@
+"""Node images: mirror discovery, content hashing, cached builds, build failures, engine errors."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chaos.errors import BadInput, SetupError
+from chaos.images.base import apt_mirror, base_tag
+from chaos.images.node import TARGET_PACKAGES, node_tag, render
+from tests.conftest import REPO
+
+
+def test_apt_mirror_deb822(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\nComponents: main\n"
+    )
+    assert apt_mirror(str(tmp_path)) == "http://mirror.example/debian"
+
+
+def test_apt_mirror_one_line(tmp_path):
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb https://other.example/apt stable main\n"
+        "deb [arch=amd64] http://ftp.example/debian bookworm main\n"
+    )
+    assert apt_mirror(str(tmp_path)) == "http://ftp.example/debian"
+
+
+def test_apt_mirror_missing_names_the_fix(tmp_path):
+    (tmp_path / "sources.list").write_text("deb https://other.example/apt stable main\n")
+    with pytest.raises(SetupError, match="no Debian mirror"):
+        apt_mirror(str(tmp_path))
+
+
+def test_tags_follow_content():
+    assert base_tag("http://a/debian") != base_tag("http://b/debian")
+    assert base_tag("http://a/debian") == base_tag("http://a/debian")
+    kv, redis = render("kvlite", "chaos-base:x"), render("redis", "chaos-base:x")
+    assert b"FROM chaos-base:x" in kv["Dockerfile"]
+    assert b"redis-server" in redis["Dockerfile"] and b"redis-server" not in kv["Dockerfile"]
+    tag = node_tag("kvlite", kv, "sha256:1")
+    assert tag.startswith("chaos-node-kvlite:")
+    assert tag == node_tag("kvlite", render("kvlite", "chaos-base:x"), "sha256:1")
+    assert tag != node_tag("kvlite", kv, "sha256:2")  # a new base means a new image
+    assert tag != node_tag("kvlite", render("kvlite", "chaos-base:y"), "sha256:1")
+
+
+def test_unknown_target_is_bad_input():
+    with pytest.raises(BadInput, match="known: kvlite"):
+        render("nope", "x")
+    assert "kvlite" in TARGET_PACKAGES
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chaos(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
+    return subprocess.run(
+        [sys.executable, "-m", "chaos", *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("command", [["image", "build"], ["down"]])
+def test_engine_not_reachable_is_exit_3_one_line(command):
+    proc = _chaos(*command, env={"DOCKER_HOST": f"tcp://127.0.0.1:{_free_port()}"}, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Docker engine not reachable" in lines[0]
+    assert "start dockerd" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.docker
+def test_image_build_cli_then_cached_is_instant():
+    proc = _chaos("image", "build", "--target", "kvlite")  # builds once on a fresh machine
+    assert proc.returncode == 0, proc.stderr
+    tag = proc.stdout.strip()
+    assert tag.startswith("chaos-node-kvlite:")
+    started = time.monotonic()
+    again = _chaos("image", "build")
+    assert again.returncode == 0 and again.stdout.strip() == tag
+    assert "(cached)" in again.stderr
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.docker
+def test_build_failure_is_setup_error_and_leaves_no_image():
+    from chaos.control.engine import docker_client
+    from chaos.images.node import _build
+
+    client = docker_client()
+    tag = "chaos-node-broken:test"
+    context = {"Dockerfile": b"FROM scratch\nRUN /bin/false-does-not-exist\n"}
+    with pytest.raises(SetupError, match="image build of chaos-node-broken:test failed"):
+        _build(client, tag, context, progress=lambda _l: None)
+    import docker.errors
+
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(tag)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_image_build_from_nothing():
+    """Remove the chaos images, build again from nothing (about 1.5-3 minutes)."""
+    from chaos.control.engine import docker_client
+
+    client = docker_client()
+    for image in client.images.list(filters={"label": "chaos.image"}):
+        for ref in image.tags:
+            client.images.remove(ref, force=True)
+    started = time.monotonic()
+    proc = _chaos("image", "build", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "debootstrap" in proc.stderr or "bookworm-slim" in proc.stderr
+    assert time.monotonic() - started < 300
