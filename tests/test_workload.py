@@ -1,0 +1,404 @@
+"""The workload runner against a real (tiny) TCP key-value server run by the test, with clients
+in spawned worker processes: history shape, Jepsen process semantics (info retires a process,
+timeouts), rate limiting, final reads, reproducibility, and the process lifecycle (parent
+death, Ctrl-C)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pytest
+
+import workloads
+from chaos.errors import BadInput
+from chaos.history.writer import HistoryWriter
+from chaos.recorder import Recorder
+from chaos.target import Addr
+from chaos.workload import WorkloadRunner, completion_of
+from test_recorder import validate_history
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- a real little server: one dict behind a lock, JSON lines over TCP --------------------------
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        store = self.server.store  # type: ignore[attr-defined]
+        lock = self.server.lock  # type: ignore[attr-defined]
+        for line in self.rfile:
+            op = json.loads(line)
+            f, key, value = op["f"], op.get("key"), op.get("value")
+            with lock:
+                if f == "read":
+                    res = {"type": "ok", "value": store.get(key)}
+                elif f == "write":
+                    store[key] = value
+                    res = {"type": "ok"}
+                elif f == "cas":
+                    ok = store.get(key) == value[0]
+                    if ok:
+                        store[key] = value[1]
+                    res = {"type": "ok" if ok else "fail"}
+                elif f == "add":
+                    store.setdefault(key, set()).add(value)
+                    res = {"type": "ok"}
+                elif f == "read-set":
+                    res = {"type": "ok", "value": sorted(store.get(key, ()))}
+                else:
+                    res = {"type": "fail", "error": f"unknown f {f}"}
+            self.wfile.write(json.dumps(res).encode() + b"\n")
+
+
+class KVServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.store: dict[Any, Any] = {}
+        self.lock = threading.Lock()
+
+
+class KVClient:
+    """One TCP connection; misbehaves on purpose when told to (options)."""
+
+    def __init__(self, nodes: Mapping[str, Addr], options: Mapping[str, Any]):
+        self.nodes = dict(nodes)
+        self.options = options
+        self.n = 0
+        self.socks: dict[str, tuple[socket.socket, Any]] = {}
+
+    def _conn(self, node: str) -> tuple[socket.socket, Any]:
+        if node not in self.socks:
+            a = self.nodes[node]
+            s = socket.create_connection((a.host, a.port), timeout=5)
+            self.socks[node] = (s, s.makefile("rb"))
+        return self.socks[node]
+
+    def invoke(self, op: Mapping[str, Any]) -> dict[str, Any]:
+        self.n += 1
+        if self.options.get("raise_every") and self.n % self.options["raise_every"] == 0:
+            raise ConnectionResetError("connection reset by test")
+        if self.options.get("hang_every") and self.n % self.options["hang_every"] == 0:
+            time.sleep(30)
+        node = op.get("node") or sorted(self.nodes)[0]
+        s, rf = self._conn(node)
+        s.sendall(json.dumps({k: op.get(k) for k in ("f", "key", "value")}).encode() + b"\n")
+        res = json.loads(rf.readline())
+        res["node"] = node
+        return res
+
+    def close(self) -> None:
+        for s, rf in self.socks.values():
+            rf.close()
+            s.close()
+
+
+class KVTarget:
+    name = "kv-test"
+
+    def client(self, nodes: Mapping[str, Addr], options: Mapping[str, Any]) -> KVClient:
+        return KVClient(nodes, options)
+
+
+class NoopClient:
+    def invoke(self, op: Mapping[str, Any]) -> dict[str, Any]:
+        return {"type": "ok", "value": None if op["f"] == "read" else op.get("value")}
+
+    def close(self) -> None:
+        pass
+
+
+class NoopTarget:
+    name = "noop"
+
+    def client(self, nodes: Mapping[str, Addr], options: Mapping[str, Any]) -> NoopClient:
+        return NoopClient()
+
+
+@pytest.fixture
+def server() -> Iterator[KVServer]:
+    srv = KVServer()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[Recorder]:
+    rec = Recorder(HistoryWriter(tmp_path / "history.jsonl"), time.monotonic_ns())
+    yield rec
+    rec.close(timeout=1.0)
+
+
+def addrs(srv: KVServer, names: tuple[str, ...] = ("n1",)) -> dict[str, Addr]:
+    host, port = srv.server_address[:2]
+    return {n: Addr(host, port) for n in names}
+
+
+def run_for(runner: WorkloadRunner, seconds: float) -> None:
+    runner.start()
+    try:
+        time.sleep(seconds)
+    finally:
+        runner.stop(timeout=5)
+
+
+# -- tests --------------------------------------------------------------------------------------
+def test_register_history_is_complete_and_consistent(server: KVServer, recorder: Recorder,
+                                                     tmp_path: Path) -> None:
+    runner = WorkloadRunner(KVTarget(), addrs(server), {}, workloads.get("register"), recorder,
+                            concurrency=6, rate=None, seed=7, workers=2, op_timeout=5)
+    run_for(runner, 1.5)
+    recorder.close()
+    ops = validate_history(tmp_path / "history.jsonl")
+    client = [o for o in ops if o["type"] != "invoke"]
+    assert len(client) > 200
+    assert {o["process"] for o in ops} == set(range(6))  # nothing failed: no retired ids
+    written = {o["value"] for o in ops if o["f"] == "write" and o["type"] == "invoke"}
+    written |= {o["value"][1] for o in ops if o["f"] == "cas" and o["type"] == "invoke"}
+    reads = [o["value"] for o in client if o["f"] == "read" and o["type"] == "ok"]
+    assert reads and all(v is None or v in written for v in reads)
+    assert all(o.get("node") == "n1" for o in client)
+    values = [o["value"] for o in ops if o["f"] == "write" and o["type"] == "invoke"]
+    assert len(values) == len(set(values)), "write values repeat"
+    assert recorder.stats().lost_sources == [] and recorder.stats().late == 0
+
+
+def test_exception_is_info_and_retires_the_process(server: KVServer, recorder: Recorder,
+                                                   tmp_path: Path) -> None:
+    runner = WorkloadRunner(KVTarget(), addrs(server), {"raise_every": 5},
+                            workloads.get("register"), recorder,
+                            concurrency=3, rate=None, seed=1, workers=1, op_timeout=5)
+    run_for(runner, 0.8)
+    recorder.close()
+    ops = validate_history(tmp_path / "history.jsonl")
+    infos = [o for o in ops if o["type"] == "info"]
+    assert infos and all(o["error"].startswith("indeterminate: ConnectionResetError") for o in infos)
+    for info in infos:  # the retired id never invokes again; id + concurrency carries on
+        later = [o for o in ops if o["index"] > info["index"] and o["process"] == info["process"]]
+        assert later == []
+        assert any(o["process"] == info["process"] + 3 for o in ops)
+
+
+def test_timeout_is_info_and_the_slot_continues(server: KVServer, recorder: Recorder,
+                                                tmp_path: Path) -> None:
+    runner = WorkloadRunner(KVTarget(), addrs(server), {"hang_every": 4},
+                            workloads.get("register"), recorder,
+                            concurrency=2, rate=None, seed=1, workers=1, op_timeout=0.3)
+    t = time.monotonic()
+    run_for(runner, 1.2)
+    assert time.monotonic() - t < 10, "stop waited for hung calls"
+    recorder.close()
+    ops = validate_history(tmp_path / "history.jsonl")
+    timeouts = [o for o in ops if o.get("error") == "indeterminate: timeout after 0.3 s"]
+    assert len(timeouts) >= 2
+    inv = {o["process"]: o for o in ops if o["type"] == "invoke"}
+    for o in timeouts:
+        lag = o["time"] - max(i["time"] for i in ops
+                              if i["process"] == o["process"] and i["type"] == "invoke")
+        assert 0.3e9 <= lag < 2e9
+    assert max(inv) >= 4  # replacement processes ran
+
+
+def test_rate_limits_total_throughput(recorder: Recorder, tmp_path: Path) -> None:
+    runner = WorkloadRunner(NoopTarget(), {}, {}, workloads.get("register"), recorder,
+                            concurrency=4, rate=100.0, seed=3, workers=2, op_timeout=5)
+    runner.start()
+    t0 = recorder.now()
+    time.sleep(2.0)
+    runner.stop()
+    recorder.close()
+    ops = validate_history(tmp_path / "history.jsonl")
+    n = sum(1 for o in ops if o["type"] == "invoke" and t0 <= o["time"] <= t0 + 2e9)
+    assert 100 <= n <= 300, f"{n} invokes in 2 s at rate 100/s"
+
+
+def test_unlimited_rate_is_much_faster(recorder: Recorder, tmp_path: Path) -> None:
+    runner = WorkloadRunner(NoopTarget(), {}, {}, workloads.get("set"), recorder,
+                            concurrency=4, rate=None, seed=3, workers=2, op_timeout=5)
+    run_for(runner, 1.0)
+    assert recorder.stats().ok > 1000
+
+
+def test_set_final_reads_hit_every_node(server: KVServer, recorder: Recorder,
+                                        tmp_path: Path) -> None:
+    names = ("n1", "n2", "n3")
+    runner = WorkloadRunner(KVTarget(), addrs(server, names), {}, workloads.get("set"), recorder,
+                            concurrency=4, rate=None, seed=5, workers=2, op_timeout=5)
+    run_for(runner, 1.0)
+    finals = runner.run_final(list(names), quiesce_s=0.05)
+    recorder.close()
+    ops = validate_history(tmp_path / "history.jsonl")
+    assert [o["node"] for o in finals] == list(names)
+    assert all(o["type"] == "ok" and o["final"] for o in finals)
+    final_lines = [o for o in ops if o.get("final")]
+    assert len(final_lines) == 6 and all(o["f"] == "read-set" for o in final_lines)
+    assert len({o["process"] for o in final_lines}) == 3
+    assert min(o["process"] for o in final_lines) > max(
+        o["process"] for o in ops if not o.get("final"))
+    added = {o["value"] for o in ops if o["f"] == "add" and o["type"] == "ok"}
+    assert added and all(added <= set(o["value"]) for o in finals)
+
+
+def test_same_seed_same_per_process_ops(server: KVServer, tmp_path: Path) -> None:
+    def run(i: int) -> dict[int, list[tuple[Any, ...]]]:
+        rec = Recorder(HistoryWriter(tmp_path / f"h{i}.jsonl"), time.monotonic_ns())
+        runner = WorkloadRunner(KVTarget(), addrs(server), {}, workloads.get("register"), rec,
+                                concurrency=3, rate=300.0, seed=42, workers=2, op_timeout=5)
+        run_for(runner, 0.6)
+        rec.close()
+        seqs: dict[int, list[tuple[Any, ...]]] = {}
+        for o in validate_history(tmp_path / f"h{i}.jsonl"):
+            if o["type"] == "invoke":
+                v = o["value"][1] if o["f"] == "cas" else o["value"]
+                seqs.setdefault(o["process"], []).append((o["f"], o["key"], v))
+        return seqs
+
+    a, b = run(1), run(2)
+    assert set(a) == set(b)
+    for p in a:
+        n = min(len(a[p]), len(b[p]))
+        assert n > 5 and a[p][:n] == b[p][:n]
+
+
+def test_bad_numbers_are_bad_input(recorder: Recorder) -> None:
+    w = workloads.get("register")
+    with pytest.raises(BadInput, match="concurrency"):
+        WorkloadRunner(NoopTarget(), {}, {}, w, recorder, concurrency=0, rate=None, seed=1)
+    with pytest.raises(BadInput, match="rate"):
+        WorkloadRunner(NoopTarget(), {}, {}, w, recorder, concurrency=1, rate=0.0, seed=1)
+    with pytest.raises(BadInput, match="known: register, set"):
+        workloads.get("bank")
+    with pytest.raises(BadInput, match="keys"):
+        workloads.get("register", {"keys": 0})
+
+
+def test_completion_of_fills_values_and_flags_bad_types() -> None:
+    inv = {"process": 1, "type": "invoke", "f": "write", "key": "k", "value": 9, "final": True}
+    assert completion_of(inv, {"type": "ok", "node": "n2", "meta": {"term": 3}}, None) == {
+        "process": 1, "type": "ok", "f": "write", "key": "k", "value": 9, "node": "n2",
+        "meta": {"term": 3}, "final": True}
+    bad = completion_of(inv, {"type": "maybe"}, None)
+    assert bad["type"] == "info" and "maybe" in bad["error"]
+    rd = completion_of({"process": 2, "f": "read", "key": "k", "value": None},
+                       None, OSError("down"))
+    assert rd["type"] == "info" and rd["value"] is None and rd["error"].startswith("indeterminate")
+
+
+def test_workload_definitions() -> None:
+    reg, st = workloads.get("register"), workloads.get("set")
+    assert reg.checkers == ["stale-reads", "linearizable", "perf", "dual-leaders"]
+    assert st.checkers == ["lost-writes", "perf", "dual-leaders"]
+    assert reg.final_ops(["n1", "n2"]) == []
+    assert st.final_ops(["n1", "n2"]) == [
+        {"f": "read-set", "key": "s", "value": None, "node": "n1", "final": True},
+        {"f": "read-set", "key": "s", "value": None, "node": "n2", "final": True}]
+    import random
+    rng = random.Random(0)
+    fs = [st.generator(rng, 3)["f"] for _ in range(2000)]
+    assert 100 < fs.count("read-set") < 320  # ~10 %
+    adds = [st.generator(rng, 4)["value"] for _ in range(500)]
+    adds = [a for a in adds if a is not None]
+    assert len(adds) == len(set(adds)) and all(4_000_000 <= a < 5_000_000 for a in adds)
+    ops = [reg.generator(rng, 2) for _ in range(3000)]
+    assert {o["f"] for o in ops} == {"read", "write", "cas"}
+    assert any(o["f"] == "cas" and o["value"][0] is not None for o in ops)
+
+
+# -- process lifecycle: run a runner in a child interpreter we can kill or interrupt ----------
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    sys.path[:0] = [{repo!r}, {tests!r}]
+    from chaos.history.writer import HistoryWriter
+    from chaos.recorder import Recorder
+    from chaos.workload import WorkloadRunner
+    import workloads
+    from test_workload import NoopTarget
+
+    if __name__ == "__main__":
+        rec = Recorder(HistoryWriter({hist!r}), time.monotonic_ns())
+        runner = WorkloadRunner(NoopTarget(), {{}}, {{}}, workloads.get("register"), rec,
+                                concurrency=4, rate=200.0, seed=1, workers=2, op_timeout=2)
+        runner.start()
+        print(" ".join(str(p.pid) for _, p, _ in runner._procs), flush=True)
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            runner.stop(timeout=5)
+            rec.close()
+            print("stopped", flush=True)
+""")
+
+
+def _child(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(repo=str(REPO), tests=str(REPO / "tests"),
+                                   hist=str(tmp_path / "history.jsonl")))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    pids = [int(x) for x in line.split()]
+    if len(pids) != 2:
+        proc.kill()
+        raise AssertionError(f"child did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return proc, pids
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    proc, pids = _child(tmp_path)
+    try:
+        time.sleep(0.3)
+        proc.kill()
+        proc.wait(5)
+        assert all(_gone(p, 5) for p in pids), "workers outlived their parent"
+    finally:
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_ctrl_c_reaches_no_worker_and_loses_nothing(tmp_path: Path) -> None:
+    proc, pids = _child(tmp_path)
+    try:
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C does
+        out, err = proc.communicate(timeout=20)
+        assert "stopped" in out, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        assert all(_gone(p, 5) for p in pids)
+        ops = validate_history(tmp_path / "history.jsonl")
+        assert sum(1 for o in ops if o["type"] == "ok") > 20
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
