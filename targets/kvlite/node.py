@@ -143,6 +143,9 @@ class Node:
         self.ack_recv: dict[str, float] = {}
         self.leader_since = time.monotonic()
         self.note(f"became leader (term {self.public_term})")
+        if not self.majority:
+            # without consensus the new leader's log is the truth: all of it counts
+            self.advance_commit(self.log.last_index)
         if self.majority:
             # a no-op in the new term: once it commits, everything before it is committed too
             self.append_local({"t": self.term, "n": 1})
@@ -306,7 +309,7 @@ class Node:
         return {
             "name": self.name, "role": self.role, "term": self.public_term,
             "generation": self.term, "leader": self.leader,
-            "last_index": self.log.last_index, "commit_index": self.commit_index,
+            "last_index": self.log.last_index, "last_term": self.log.last_term, "commit_index": self.commit_index,
             "applied_index": self.applied_index, "snapshot_index": self.log.snapshot_index,
             "replication": self.opts.replication, "failover": self.opts.failover,
             "read_from": self.opts.read_from, "routing": self.opts.routing,
@@ -422,6 +425,11 @@ class Node:
         if entries:
             await lg.durable()
         match = prev + len(entries)
+        end = msg.get("last", match)
+        if match == end and lg.last_index > end and lg.last_term != term:
+            # entries past the leader's log from an older term/generation: they can never
+            # commit (a deposed leader's unreplicated writes), so they are discarded
+            self.truncate(end, f"entries past the log of leader {leader}")
         self.advance_commit(min(msg["commit"], match))
         return {"type": "ok", "ok": True, "term": self.term, "match": match}
 
