@@ -1,0 +1,119 @@
+"""The ssh runtime against containers with sshd as the "existing hosts", and its error lines."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from chaos.errors import BadInput, SetupError
+from chaos.runtime.ssh import SshRuntime, read_nodes_file
+
+SLEEPER = ["python3", "-c", "import time\nprint('up', flush=True)\ntime.sleep(1e9)"]
+
+
+def test_nodes_file(tmp_path):
+    path = tmp_path / "hosts.txt"
+    path.write_text("# my hosts\n10.0.0.1\n10.0.0.2  # second\n\n10.0.0.3\n")
+    assert read_nodes_file(str(path)) == {"n1": "10.0.0.1", "n2": "10.0.0.2", "n3": "10.0.0.3"}
+    path.write_text("db1 10.0.0.1\ndb2 10.0.0.2\n")
+    assert read_nodes_file(str(path)) == {"db1": "10.0.0.1", "db2": "10.0.0.2"}
+    path.write_text("db1 10.0.0.1\ndb1 10.0.0.2\n")
+    with pytest.raises(BadInput, match=r"hosts.txt:2: node db1 listed twice"):
+        read_nodes_file(str(path))
+    path.write_text("a b c\n")
+    with pytest.raises(BadInput, match=r"hosts.txt:1: expected"):
+        read_nodes_file(str(path))
+    with pytest.raises(BadInput, match="cannot read nodes file"):
+        read_nodes_file(str(tmp_path / "missing.txt"))
+
+
+def test_missing_key_file(tmp_path):
+    rt = SshRuntime({"n1": "127.0.0.1"}, "root", str(tmp_path / "nope"))
+    with pytest.raises(SetupError, match="does not exist"):
+        rt.setup(["n1"], str(tmp_path))
+
+
+def test_unreachable_host_is_one_clear_error(tmp_path):
+    from chaos.control.ssh import ensure_keypair
+
+    key, _ = ensure_keypair(str(tmp_path))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = SshRuntime({"n1": "127.0.0.1"}, "root", key, port=port, connect_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(SetupError, match=r"SSH host 127.0.0.1:\d+ unreachable.*check the address"):
+        rt.setup(["n1"], str(tmp_path))
+    assert time.monotonic() - started < 10
+    with pytest.raises(SetupError, match="no host for node"):
+        rt.setup(["n1", "n9"], str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    """Two containers with sshd, made by the docker runtime, used as plain SSH hosts."""
+    from chaos.control.engine import docker_client
+    from chaos.images import ensure_node_image
+    from chaos.runtime.docker import DockerRuntime
+
+    store = tmp_path_factory.mktemp("store")
+    rt = DockerRuntime(image=ensure_node_image(docker_client(), "kvlite"), iptables=True)
+    rt.setup(["h1", "h2"], str(store))
+    try:
+        yield {"n1": rt.host("h1"), "n2": rt.host("h2")}, str(store / "ssh" / "id_ed25519")
+    finally:
+        rt.teardown()
+
+
+@pytest.mark.docker
+def test_key_refused_is_one_clear_error(hosts, tmp_path):
+    from chaos.control.ssh import ensure_keypair
+
+    addrs, _key = hosts
+    other, _ = ensure_keypair(str(tmp_path))  # a key the hosts never saw
+    rt = SshRuntime(addrs, "root", other)
+    with pytest.raises(SetupError, match=r"SSH key refused by root@.*authorized_keys"):
+        rt.setup(["n1", "n2"], str(tmp_path))
+    assert rt.procs.sessions == {}
+
+
+@pytest.mark.docker
+def test_ssh_runtime_lifecycle_and_iptables(hosts, tmp_path):
+    from chaos.net.iptables import IptablesNet
+
+    addrs, key = hosts
+    rt = SshRuntime(addrs, "root", key, data_root="/var/lib/chaos-ssh")
+    rt.setup(["n1", "n2"], str(tmp_path))
+    try:
+        assert rt.host("n2") == addrs["n2"] and rt.nodes() == ["n1", "n2"]
+        assert rt.data_dir("n1") == "/var/lib/chaos-ssh/n1"
+        rt.start("n1", SLEEPER)
+        assert rt.is_running("n1")
+        rt.pause("n1")
+        assert rt.is_paused("n1")
+        rt.resume("n1")
+        assert not rt.is_paused("n1")
+        rt.kill("n1")
+        assert not rt.is_running("n1")
+        rt.start("n1", ["python3", "-c", "import chaos.errors; print('code ok')"])
+        deadline = time.monotonic() + 10
+        while rt.is_running("n1") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rt.collect_logs("n1", str(tmp_path / "logs"))
+        assert "code ok" in (tmp_path / "logs" / "node.out").read_text()
+        net = IptablesNet(rt.run, addrs, tag="chaos:ssh-test")
+        net.cut("n1", "n2")
+        assert net.verify() == []
+        net.heal()
+        assert net.verify() == [] and "ssh-test" not in rt.run("n2", "iptables -S INPUT").out
+        rt.start("n2", ["sleep", "1000"])
+    finally:
+        rt.teardown()
+    # teardown killed what it started, on the real host
+    probe = SshRuntime(addrs, "root", key, data_root="/var/lib/chaos-ssh")
+    probe.setup(["n2"], str(tmp_path))
+    try:
+        assert "sleep 1000" not in probe.run("n2", "ps -eo cmd").out
+    finally:
+        probe.teardown()
