@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import select
 import socket
 import time
 from typing import Any, Mapping
@@ -28,6 +29,20 @@ class _Conn:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
+
+    def alive(self) -> bool:
+        """False when the node already closed this connection (so no request is lost on it)."""
+        try:
+            r, _, _ = select.select([self.sock], [], [], 0)
+            if r and not self.buf:
+                self.sock.setblocking(False)
+                try:
+                    return self.sock.recv(1, socket.MSG_PEEK) != b""
+                finally:
+                    self.sock.setblocking(True)
+            return True
+        except (OSError, ValueError):
+            return False
 
     def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
         rid = next(_ids)
@@ -77,6 +92,9 @@ class KvliteClient:
 
     def _conn(self, name: str) -> _Conn:
         c = self.conns.get(name)
+        if c is not None and not c.alive():
+            self._drop(name)
+            c = None
         if c is None:
             host, port = self.nodes[name]
             c = self.conns[name] = _Conn(host, port, self.timeout)

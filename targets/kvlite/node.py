@@ -150,6 +150,7 @@ class Node:
             # a no-op in the new term: once it commits, everything before it is committed too
             self.append_local({"t": self.term, "n": 1})
             self.term_start_index = self.log.last_index
+            self.log.durable().add_done_callback(lambda _f: self.update_commit())
         for p in self.peer_names:
             r = replication.Replicator(self, p)
             self.replicators[p] = r
