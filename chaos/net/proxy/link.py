@@ -2,10 +2,12 @@
 
 Model (Toxiproxy's, see shared/reference/toxiproxy-api.md §4):
 
-- A link has a reader task (source socket -> queue of (receive time, chunk)) and a pump task
-  (queue -> toxics -> destination). The reader never waits on toxics, so latency *shifts* a
-  stream instead of throttling it; the queue is bounded (1024 chunks), so a stalled toxic
-  (bandwidth) back-pressures the sender through TCP, as upstream does.
+- Each socket is an asyncio Protocol (`Side`); bytes it receives go to the link reading it.
+  With no toxic on that stream and nothing queued, a chunk is written to the other socket at
+  once (the fast path: no task switch, no copy). Otherwise it is queued with its receive time
+  and the link's pump task pushes it through the toxics, so latency *shifts* a stream instead
+  of throttling it. The queue is bounded (1024 chunks) and a full destination buffer pauses
+  the source: a stalled toxic (bandwidth) back-pressures the sender through TCP.
 - The pump reads the proxy's current toxic chain for every chunk, so toxics added, updated or
   removed apply to live connections at once; a chunk held by latency is re-timed when the
   chain changes (removing the latency toxic releases it immediately, no data lost).
@@ -16,6 +18,7 @@ Model (Toxiproxy's, see shared/reference/toxiproxy-api.md §4):
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import socket
 import struct
@@ -27,54 +30,122 @@ from chaos.net.proxy.toxics import Toxic
 if TYPE_CHECKING:  # pragma: no cover
     from chaos.net.proxy.proxy import Proxy
 
-CHUNK = 64 * 1024
 QUEUE_CHUNKS = 1024
 
 
-class Connection:
-    """A client socket and its upstream socket; closing it closes both and stops all tasks."""
+class Side(asyncio.Protocol):
+    """One socket of a connection (the client's or the upstream's)."""
 
-    def __init__(
-        self,
-        proxy: Proxy,
-        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    ) -> None:
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reads_into: Link | None = None  # the link whose source this socket is
+        self.writes_for: Link | None = None  # the link whose destination this socket is
+        self.early: list[bytes | None] = []  # bytes that arrived before the links existed
+        self._pauses: set[str] = set()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.pause("dial")  # until both sockets exist (Connection.start)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reads_into is None:
+            self.early.append(data)
+        else:
+            self.reads_into.feed(data)
+
+    def eof_received(self) -> bool:
+        if self.reads_into is None:
+            self.early.append(None)
+        else:
+            self.reads_into.feed(None)
+        return True  # keep the transport: the link decides when the connection closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.writable.set()
+        link = self.reads_into or self.writes_for
+        if link is not None:
+            link.conn.close()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+        if self.writes_for is not None:
+            self.writes_for.source.pause("dest")
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+        if self.writes_for is not None:
+            self.writes_for.source.resume("dest")
+
+    def pause(self, why: str) -> None:
+        if not self._pauses and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._pauses.add(why)
+
+    def resume(self, why: str) -> None:
+        if why in self._pauses:
+            self._pauses.discard(why)
+            if not self._pauses and self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("destination closed")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        await self.writable.wait()
+        if self.lost:
+            raise ConnectionError("destination closed")
+
+
+class Connection:
+    """A client socket and its upstream socket; closing it closes both and stops the pumps."""
+
+    def __init__(self, proxy: Proxy, client: Side, upstream: Side) -> None:
         self.proxy = proxy
-        self.writers = (client[1], upstream[1])
-        self.closed = asyncio.Event()
+        self.sides = (client, upstream)
+        self.closed = False
         self.links = {
-            "upstream": Link(self, "upstream", client[0], upstream[1]),
-            "downstream": Link(self, "downstream", upstream[0], client[1]),
+            "upstream": Link(self, "upstream", client, upstream),
+            "downstream": Link(self, "downstream", upstream, client),
         }
 
-    async def run(self) -> None:
-        """Pump both directions until the connection is closed (by a peer, a toxic or the API)."""
-        tasks = [t for link in self.links.values() for t in link.start()]
-        try:
-            await self.closed.wait()
-        finally:
+    def start(self) -> None:
+        """Wire the sides to their links, replay early bytes, start reading both sockets."""
+        for link in self.links.values():
+            link.sync()
+            link.source.reads_into = link
+            link.dest.writes_for = link
+        for side in self.sides:
+            early, side.early = side.early, []
+            for data in early:
+                side.reads_into.feed(data)  # type: ignore[union-attr]
+            side.resume("dial")
+        if any(side.lost for side in self.sides):
             self.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self, reset: bool = False) -> None:
         """Close both sockets; with `reset`, abort with SO_LINGER 0 so the peers see a TCP RST."""
-        if self.closed.is_set():
+        if self.closed:
             return
-        self.closed.set()
+        self.closed = True
+        self.proxy.connections.discard(self)
         for link in self.links.values():
-            link.cancel_timers()
-        for writer in self.writers:
-            transport = writer.transport
+            link.stop()
+        for side in self.sides:
+            transport = side.transport
+            if transport is None:
+                continue
             if reset:
                 sock = transport.get_extra_info("socket")
                 if sock is not None:
                     try:
-                        sock.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     except OSError:
                         pass
                 transport.abort()
@@ -86,43 +157,55 @@ class Connection:
         for link in self.links.values():
             link.sync()
             link.changed.set()
+            link.wake.set()
 
 
 class Link:
     """One direction of a connection and its per-toxic state (rolls, counters, timers)."""
 
-    def __init__(
-        self,
-        conn: Connection,
-        direction: str,
-        source: asyncio.StreamReader,
-        dest: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, conn: Connection, direction: str, source: Side, dest: Side) -> None:
         self.conn = conn
         self.direction = direction
         self.source = source
         self.dest = dest
-        self.queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue(QUEUE_CHUNKS)
-        self.changed = asyncio.Event()
+        self.queue: collections.deque[tuple[float, bytes | None]] = collections.deque()
+        self.wake = asyncio.Event()  # something was queued
+        self.changed = asyncio.Event()  # the toxic chain changed
+        self.busy = False  # the pump holds a chunk
         self.rng = conn.proxy.rng
         #: toxic name -> (generation, active, type) for every toxic this link has seen
         self.rolls: dict[str, tuple[int, bool, str]] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.sent: dict[str, int] = {}  # limit_data counters (survive updates)
         self.bw_next = 0.0  # bandwidth pacing clock (monotonic seconds)
+        self.task = asyncio.ensure_future(self._pump())
 
-    def start(self) -> list[asyncio.Task[None]]:
-        self.sync()
-        return [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._pump())]
+    def stop(self) -> None:
+        self.cancel_timers()
+        self.task.cancel()
+
+    # -- input ------------------------------------------------------------------------------
+
+    def feed(self, data: bytes | None) -> None:
+        """A chunk (None = EOF) from the source socket."""
+        if self.conn.closed:
+            return
+        if data is not None and not self.queue and not self.busy and not self.chain():
+            self.dest.transport.write(data)  # type: ignore[union-attr]  # fast path
+            return
+        self.queue.append((time.monotonic(), data))
+        self.wake.set()
+        if len(self.queue) >= QUEUE_CHUNKS:
+            self.source.pause("queue")
 
     # -- toxic state ------------------------------------------------------------------------
 
     def chain(self) -> list[Toxic]:
-        return self.conn.proxy.chain(self.direction)
+        return self.conn.proxy.chains[self.direction]
 
     def sync(self) -> None:
         """Roll toxicity for new/updated toxics, arm timeout timers, react to removals."""
-        if self.conn.closed.is_set():
+        if self.conn.closed:
             return
         current = {t.name: t for t in self.chain()}
         for name, (_gen, _active, type_) in list(self.rolls.items()):
@@ -166,31 +249,31 @@ class Link:
                 out.append(toxic)
         return out
 
-    # -- tasks ------------------------------------------------------------------------------
-
-    async def _read(self) -> None:
-        try:
-            while True:
-                data = await self.source.read(CHUNK)
-                await self.queue.put((time.monotonic(), data or None))
-                if not data:
-                    return
-        except (OSError, asyncio.IncompleteReadError):
-            await self.queue.put((time.monotonic(), None))
+    # -- the pump ---------------------------------------------------------------------------
 
     async def _pump(self) -> None:
         try:
             while True:
-                stamp, data = await self.queue.get()
-                if data is None:
-                    await self._on_eof()
-                    return
-                if not await self._forward(stamp, data):
-                    return
+                await self.wake.wait()
+                self.wake.clear()
+                while self.queue:
+                    self.busy = True
+                    stamp, data = self.queue.popleft()
+                    if len(self.queue) < QUEUE_CHUNKS // 2:
+                        self.source.resume("queue")
+                    if data is None:
+                        await self._on_eof()
+                        return
+                    if not await self._forward(stamp, data):
+                        self.conn.close()
+                        return
+                    self.busy = False
         except (OSError, RuntimeError):
-            pass  # destination gone (RuntimeError: write on a closed transport)
-        finally:
-            self.conn.close()
+            self.conn.close()  # destination gone
+
+    async def _write(self, data: bytes) -> None:
+        self.dest.write(data)
+        await self.dest.drain()
 
     async def _on_eof(self) -> None:
         """Source ended: hold the close for slow_close / reset_peer, then close everything."""
@@ -230,8 +313,7 @@ class Link:
         """Push one chunk through the active toxics; False when the link must end."""
         toxics = self.active()
         if not toxics:
-            self.dest.write(data)
-            await self.dest.drain()
+            await self._write(data)
             return True
         for toxic in toxics:
             if toxic.type == "timeout":
@@ -260,21 +342,20 @@ class Link:
             if toxic.type == "slicer":
                 pieces = _slice(pieces, toxic.attributes, self.rng)
                 gap += toxic.attributes["delay"] / 1e6
-        rate = min(
-            (t.attributes["rate"] for t in toxics if t.type == "bandwidth" and t.attributes["rate"] > 0),
-            default=0,
-        )
+        rate = min((t.attributes["rate"] for t in toxics
+                    if t.type == "bandwidth" and t.attributes["rate"] > 0), default=0)
         for i, piece in enumerate(pieces):
             if i and gap:
                 await asyncio.sleep(gap)
             await self._write_paced(piece, rate)
+        if close_after:
+            await self.dest.drain()
         return not close_after
 
     async def _write_paced(self, data: bytes, rate_kb: int) -> None:
         """Write `data`, at most `rate_kb` KB/s (1 KB = 1000 bytes; 0 = unlimited)."""
         if rate_kb <= 0:
-            self.dest.write(data)
-            await self.dest.drain()
+            await self._write(data)
             return
         bps = rate_kb * 1000
         step = max(bps // 10, 1)  # 100 ms worth of bytes per write, as upstream splits
@@ -282,8 +363,7 @@ class Link:
             piece = data[i : i + step]
             now = time.monotonic()
             self.bw_next = max(self.bw_next, now) + len(piece) / bps
-            self.dest.write(piece)
-            await self.dest.drain()
+            await self._write(piece)
             wait = self.bw_next - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -296,7 +376,7 @@ def _slice(pieces: list[bytes], attrs: dict[str, int], rng: random.Random) -> li
     for data in pieces:
         i = 0
         while i < len(data):
-            size = avg + (rng.randint(-var, var) if var else 0)
-            out.append(data[i : i + max(size, 1)])
-            i += max(size, 1)
+            size = max(avg + (rng.randint(-var, var) if var else 0), 1)
+            out.append(data[i : i + size])
+            i += size
     return out

@@ -13,7 +13,7 @@ import random
 import socket
 from typing import Any
 
-from chaos.net.proxy.link import Connection
+from chaos.net.proxy.link import Connection, Side
 from chaos.net.proxy.toxics import ApiError, Toxic
 
 #: how long the proxy waits for its upstream to accept before dropping the client (upstream
@@ -81,6 +81,25 @@ def _format(sock: socket.socket) -> str:
     return f"{host}:{port}"
 
 
+def _abort(side: Side | None) -> None:
+    if side is not None and side.transport is not None:
+        side.transport.abort()
+
+
+class _ClientSide(Side):
+    """The accepted socket: starts the upstream dial as soon as it is made."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        task = asyncio.ensure_future(self.proxy._dial(self))
+        self.proxy._pending.add(task)
+        task.add_done_callback(self.proxy._pending.discard)
+
+
 class Proxy:
     """A named proxy `listen` -> `upstream` with toxics; methods run on the server's loop."""
 
@@ -90,6 +109,8 @@ class Proxy:
         self.upstream = upstream
         self.rng = rng
         self.toxics: list[Toxic] = []
+        #: the toxics of each stream, in order (recomputed by notify(); read per chunk)
+        self.chains: dict[str, list[Toxic]] = {"upstream": [], "downstream": []}
         self.connections: set[Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -106,7 +127,8 @@ class Proxy:
             return
         sock = _bind(self.listen)
         self.listen = _format(sock)
-        self._server = await asyncio.start_server(self._accept, sock=sock)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _ClientSide(self), sock=sock)
 
     async def stop(self) -> None:
         """Close the listener and every live connection (dials in progress are cancelled)."""
@@ -123,29 +145,27 @@ class Proxy:
             except asyncio.TimeoutError:
                 pass
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._pending.add(task)
+    async def _dial(self, client: Side) -> None:
+        """Connect the accepted client to the upstream; on failure the client sees EOF."""
+        up: Side | None = None
         try:
             host, port = split_hostport(self.upstream)
-            up = await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
-        except (OSError, ValueError, asyncio.TimeoutError, asyncio.CancelledError):
+            loop = asyncio.get_running_loop()
+            _, up = await asyncio.wait_for(loop.create_connection(Side, host, port), DIAL_TIMEOUT)
+        except (OSError, ValueError, asyncio.TimeoutError):
             # The client saw its connect succeed; now it sees EOF (Toxiproxy issue #265).
-            writer.transport.abort()
+            _abort(client)
             return
-        finally:
-            self._pending.discard(task)
-        if self._server is None:  # disabled while dialing
-            writer.transport.abort()
-            up[1].transport.abort()
+        except asyncio.CancelledError:
+            _abort(client)
+            raise
+        if self._server is None or client.lost:  # disabled, or client gone, while dialing
+            _abort(client)
+            _abort(up)
             return
-        conn = Connection(self, (reader, writer), up)
+        conn = Connection(self, client, up)
         self.connections.add(conn)
-        try:
-            await conn.run()
-        finally:
-            self.connections.discard(conn)
+        conn.start()
 
     # -- toxics -----------------------------------------------------------------------------
 
@@ -170,6 +190,7 @@ class Proxy:
 
     def notify(self) -> None:
         """Make every live connection pick up the current chains now."""
+        self.chains = {d: self.chain(d) for d in ("upstream", "downstream")}
         for conn in list(self.connections):
             conn.toxics_changed()
 
