@@ -49,6 +49,12 @@ def resolve_history_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def sniff(head: str) -> bool:
+    """True when `head` (the file's first bytes) opens like our JSONL: `{"` or `{}`."""
+    s = head.lstrip()
+    return s.startswith("{") and s[1:].lstrip()[:1] in ('"', "}")
+
+
 def read_history(path: str | os.PathLike[str]) -> History:
     """Parse and validate our JSONL history at `path` (a file or a run directory)."""
     p = resolve_history_path(path)
@@ -112,7 +118,7 @@ def _loads_lines(lines: list[bytes], linenos: list[int] | None, source: str) -> 
             out.append(orjson.loads(ln))
         except orjson.JSONDecodeError as exc:
             lineno = linenos[i] if linenos else i + 1
-            raise BadInput(f"bad JSON: {exc.args[0] if exc.args else exc}",
+            raise BadInput(f"bad JSON at column {exc.colno}: {exc.msg}",
                            where=f"{source}:{lineno}") from None
     return out  # unreachable in practice: every line parsed alone, so the join parses too
 

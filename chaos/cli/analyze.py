@@ -1,0 +1,150 @@
+"""`chaos analyze PATH...`: check recorded or imported histories offline and give a verdict.
+
+Each PATH is a history file (our JSONL, a Jepsen history.edn, a Porcupine log: recognised by
+content unless --format says) or a run directory (its history.jsonl). The checkers follow
+from the ops present unless --checker names them. For each PATH we print a human summary
+(or, with --json, one JSON object per line) and write the results next to the history:
+
+    run directory DIR              -> DIR/results.json
+    a file named history.jsonl     -> results.json beside it (the run directory's file)
+    any other file F               -> F.results.json beside it
+
+An input file is never overwritten (such a target is skipped with a warning), and a directory
+we cannot write to is a warning, not a failure: the verdict is still printed.
+
+Exit code (DESIGN §9), over all PATHs: 4 if any was bad input, else 1 if any had anomalies,
+else 2 if any was undecided, else 0.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from chaos.errors import BadInput, ChaosError, ExitCode, verdict_exit_code
+from chaos.history.importers.detect import FORMATS, detect, load_any, resolve
+from chaos.history.model import History
+from chaos.history.summary import format_summary
+
+#: how bad each outcome is when several PATHs are combined
+RANK = {ExitCode.VALID: 0, ExitCode.UNKNOWN: 1, ExitCode.INVALID: 2, ExitCode.SETUP: 3,
+        ExitCode.BAD_INPUT: 4}
+
+
+def results_path(path: str | Path) -> Path:
+    """Where results for the history at `path` go (see the module doc)."""
+    p = Path(path)
+    if p.is_dir():
+        return p / "results.json"
+    if p.name == "history.jsonl":
+        return p.with_name("results.json")
+    return p.with_name(p.name + ".results.json")
+
+
+def _dumps(obj: Any, indent: bool = False) -> bytes:
+    opt = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    if indent:
+        opt |= orjson.OPT_INDENT_2
+    return orjson.dumps(obj, option=opt, default=_fallback)
+
+
+def _fallback(obj: Any) -> Any:
+    """Whatever orjson cannot encode (sets, numpy scalars in old versions, ...) as text/list."""
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if hasattr(obj, "item"):
+        return obj.item()
+    return repr(obj)
+
+
+def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
+                opts: dict[str, Any]) -> tuple[dict[str, Any], History, str]:
+    """Load and check one history; returns (json-able outcome, history, format used)."""
+    from chaos.checkers import run_checkers, select_checkers  # heavy: import when needed
+
+    used = detect(path) if fmt == "auto" else fmt
+    history = load_any(path, used)
+    checkers = select_checkers(history, checker_names or None)
+    outcome = run_checkers(history, checkers, opts)
+    results = {name: (r.to_dict() if hasattr(r, "to_dict") else r)
+               for name, r in outcome["results"].items()}
+    doc = {"path": str(path), "history": history.source, "format": used,
+           "valid": outcome["valid"], "ops": len(history.pairs),
+           "warnings": list(history.warnings), "results": results}
+    return doc, history, used
+
+
+def _write_results(path: str, doc: dict[str, Any], inputs: set[Path]) -> str | None:
+    """Write results.json for `path`; returns a warning instead of failing."""
+    target = results_path(path)
+    try:
+        if target.resolve() in inputs:
+            return f"not writing {target}: it is one of the inputs"
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(_dumps(doc, indent=True) + b"\n")
+        tmp.replace(target)
+    except OSError as exc:
+        return f"could not write {target}: {exc.strerror or exc}"
+    return None
+
+
+@click.command("analyze")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="History format; auto recognises it by content.")
+@click.option("--checker", "checkers", multiple=True, metavar="NAME",
+              help="Run only this checker (repeatable): lost-writes, stale-reads, "
+                   "linearizable, dual-leaders, perf. Default: from the ops present.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per PATH (one line each) instead of the summary.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="S", help="Time budget per checker, in seconds (the linearizable "
+                                "search stops at it and says unknown).")
+@click.option("--results/--no-results", "write", default=True, show_default=True,
+              help="Write results.json next to each history.")
+@click.pass_context
+def analyze(ctx: click.Context, paths: tuple[str, ...], fmt: str, checkers: tuple[str, ...],
+            as_json: bool, time_limit: float | None, write: bool) -> None:
+    """Check recorded or imported histories and print the verdict.
+
+    \b
+    PATH is a history file (JSONL, Jepsen EDN, Porcupine log) or a run directory.
+    Exit: 0 valid, 1 anomalies, 2 unknown, 4 bad input (the worst over all PATHs).
+    """
+    opts: dict[str, Any] = {}
+    if time_limit is not None:
+        opts["time_limit"] = time_limit
+    inputs = set()
+    for p in paths:
+        try:
+            inputs.add(resolve(p).resolve())
+        except (ChaosError, OSError):
+            pass
+    worst = ExitCode.VALID
+    for path in paths:
+        try:
+            doc, history, used = analyze_one(path, fmt, list(checkers), opts)
+        except ChaosError as exc:
+            code = ExitCode(int(exc.exit_code))
+            click.echo(f"chaos: error: {exc}", err=True)
+            if as_json:
+                click.echo(_dumps({"path": path, "error": str(exc), "exit_code": int(code)}))
+        else:
+            code = verdict_exit_code(doc["valid"])
+            problem = _write_results(path, doc, inputs) if write else None
+            if as_json:
+                click.echo(_dumps(doc))
+            else:
+                click.echo(format_summary(path, doc, history, used))
+            if problem:
+                click.echo(f"chaos: warning: {problem}", err=True)
+        if RANK[code] > RANK[worst]:
+            worst = code
+    sys.stdout.flush()
+    ctx.exit(int(worst))
+
+
+__all__ = ["analyze", "analyze_one", "results_path", "BadInput"]

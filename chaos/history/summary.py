@@ -1,0 +1,137 @@
+"""Human-readable verdicts: what `chaos analyze` prints for a person at a terminal.
+
+One block per history: the merged verdict, then per checker its verdict and its anomalies,
+each with its kind, message, key, the ops involved (index, time in ms, process, type, f,
+value, node) and the explanation tying it to faults and leaders. Long lists are cut (the
+full data is in results.json and `--json`), so a big history still gives a readable screen.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from chaos.history.model import History
+
+NS_PER_MS = 1_000_000
+MAX_ANOMALIES = 10   # per checker, in the human summary
+MAX_OPS = 8          # per anomaly
+MAX_VALUE = 60       # characters of a value shown inline
+
+
+def verdict_word(valid: Any) -> str:
+    """True -> "valid", False -> "INVALID", anything else -> "UNKNOWN"."""
+    if valid is True:
+        return "valid"
+    if valid is False:
+        return "INVALID"
+    return "UNKNOWN"
+
+
+def _short(value: Any) -> str:
+    s = repr(value) if not isinstance(value, str) else value
+    return s if len(s) <= MAX_VALUE else s[: MAX_VALUE - 3] + "..."
+
+
+def _ms(ns: Any) -> str:
+    return f"{ns / NS_PER_MS:.3f} ms" if isinstance(ns, (int, float)) else "?"
+
+
+def _proc(p: Any) -> str:
+    return f"p{p}" if isinstance(p, int) and not isinstance(p, bool) else str(p)
+
+
+def describe_op(op: Mapping[str, Any]) -> str:
+    """One op line: `#17  12.345 ms  p3 ok write k1=42 @n2`."""
+    parts = [f"#{op.get('index')}", f"{_ms(op.get('time')):>12}", _proc(op.get("process")),
+             str(op.get("type")), str(op.get("f"))]
+    key, value = op.get("key"), op.get("value")
+    if key is not None:
+        parts.append(f"{_short(key)}={_short(value)}")
+    elif value is not None:
+        parts.append(_short(value))
+    if op.get("node") is not None:
+        parts.append(f"@{op['node']}")
+    if op.get("error") is not None:
+        parts.append(f"error={_short(op['error'])}")
+    return "  ".join(parts)
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """Read a field from a CheckResult/Anomaly dataclass or from its dict form."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _stats_line(stats: Mapping[str, Any]) -> str:
+    """The scalar stats, compactly (nested ones are left to results.json)."""
+    items = [f"{k}={v}" for k, v in stats.items()
+             if isinstance(v, (int, float, str, bool)) or v is None][:8]
+    return ", ".join(items)
+
+
+def format_summary(path: str, outcome: Mapping[str, Any], history: History | None = None,
+                   fmt: str | None = None) -> str:
+    """The text block for one analysed history (`outcome` as run_checkers returns it)."""
+    by_index: dict[int, Mapping[str, Any]] = {}
+    if history is not None:
+        wanted = {i for r in outcome.get("results", {}).values()
+                  for a in (_get(r, "anomalies") or [])[:MAX_ANOMALIES]
+                  for i in (_get(a, "ops") or [])[:MAX_OPS]}
+        if wanted:
+            by_index = {op["index"]: op for op in history.ops
+                        if isinstance(op, Mapping) and op.get("index") in wanted}
+    results = outcome.get("results", {})
+    n_ops = len(history.pairs) if history is not None else None
+    head = f"{path}: {verdict_word(outcome.get('valid'))}"
+    extra = [x for x in (fmt and f"format {fmt}", n_ops is not None and f"{n_ops} ops",
+                         f"{len(results)} checkers") if x]
+    lines = [f"{head}  ({', '.join(extra)})"]
+    if history is not None:
+        lines += [f"  warning: {w}" for w in history.warnings]
+    if not results:
+        lines.append("  no checker applies to the ops in this history")
+    width = max((len(n) for n in results), default=0)
+    for name, r in results.items():
+        anomalies = _get(r, "anomalies") or []
+        real = [a for a in anomalies if _get(a, "severity", "anomaly") == "anomaly"]
+        warns = len(anomalies) - len(real)
+        note = []
+        if real:
+            note.append(f"{len(real)} anomal{'y' if len(real) == 1 else 'ies'}")
+        if warns:
+            note.append(f"{warns} warning{'s' if warns != 1 else ''}")
+        stats = _stats_line(_get(r, "stats") or {})
+        if stats:
+            note.append(stats)
+        lines.append(f"  {name:<{width}}  {verdict_word(_get(r, 'valid')):<8} {'; '.join(note)}")
+        if _get(r, "error"):
+            lines.append(f"    checker crashed: {str(_get(r, 'error')).splitlines()[0]}")
+        for w in _get(r, "warnings") or []:
+            lines.append(f"    warning: {w}")
+        for a in anomalies[:MAX_ANOMALIES]:
+            lines += _anomaly_lines(a, by_index)
+        if len(anomalies) > MAX_ANOMALIES:
+            lines.append(f"    ... and {len(anomalies) - MAX_ANOMALIES} more "
+                         "(all of them are in results.json / --json)")
+    return "\n".join(lines)
+
+
+def _anomaly_lines(a: Any, by_index: Mapping[int, Mapping[str, Any]]) -> list[str]:
+    sev = _get(a, "severity", "anomaly")
+    key = _get(a, "key")
+    head = f"    - {_get(a, 'kind')}{' (warning)' if sev == 'warning' else ''}"
+    if key is not None:
+        head += f" [key {_short(key)}]"
+    if _get(a, "time") is not None:
+        head += f" at {_ms(_get(a, 'time'))}"
+    out = [head, f"      {_get(a, 'message')}"]
+    ops = _get(a, "ops") or []
+    for i in ops[:MAX_OPS]:
+        op = by_index.get(i)
+        out.append(f"        {describe_op(op) if op else f'#{i}'}")
+    if len(ops) > MAX_OPS:
+        out.append(f"        ... {len(ops) - MAX_OPS} more ops")
+    if _get(a, "explanation"):
+        for j, text in enumerate(str(_get(a, "explanation")).splitlines()):
+            out.append(f"      {'why: ' if j == 0 else '     '}{text}")
+    return out
