@@ -70,7 +70,7 @@ class Connection(asyncio.Protocol):
                        "node": self.node.name})
             return
         except (KeyError, TypeError, ValueError) as exc:
-            self.send({"id": rid, "type": "error", "error": f"bad request: {exc!r}",
+            self.send({"id": rid, "type": "error", "error": bad_request(exc),
                        "node": self.node.name})
             return
         if isinstance(result, dict):
@@ -85,14 +85,23 @@ class Connection(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            if not isinstance(exc, (KeyError, TypeError, ValueError)):
+            if isinstance(exc, (KeyError, TypeError, ValueError)):
+                error = bad_request(exc)
+            else:
                 logging.getLogger("kvlite").error("handler failed: %r", exc, exc_info=exc)
-            self.send({"id": rid, "type": "error", "error": f"request failed: {exc!r}",
-                       "node": self.node.name})
+                error = f"request failed: {exc!r}"
+            self.send({"id": rid, "type": "error", "error": error, "node": self.node.name})
             return
         reply = task.result()
         reply["id"] = rid
         self.send(reply)
+
+
+def bad_request(exc: Exception) -> str:
+    """A one-line reason for a request whose fields are missing or of the wrong type."""
+    if isinstance(exc, KeyError):
+        return f"bad request: missing field {exc}"
+    return f"bad request: {type(exc).__name__}: {exc}"
 
 
 def parse_addr(text: str) -> tuple[str, int]:
