@@ -124,3 +124,34 @@ def test_node_routing_forwards_to_the_leader(cluster):
     done = cl.invoke({"f": "write", "key": "k", "value": 7})
     assert done["type"] == "ok" and done["node"] == "n1"
     assert cl.invoke({"f": "read", "key": "k"})["value"] == 7
+
+
+def test_async_reads_from_any_node_are_stale_under_replication_latency(cluster):
+    c = cluster(mesh=True, options={"replication": "async", "failover": "none",
+                                    "read_from": "any", "heartbeat_ms": 50,
+                                    "election_timeout_ms": 2000})
+    cl = c.client()
+    assert cl.invoke({"f": "write", "key": "k", "value": 1})["type"] == "ok"
+    c.wait_for(lambda: c.call("n3", {"op": "read", "key": "k"})["value"] == 1, 5, "replication")
+    c.set_latency("n1", "n3", 0.5)
+    time.sleep(0.2)
+    assert cl.invoke({"f": "write", "key": "k", "value": 2})["type"] == "ok"   # acked...
+    stale = c.call("n3", {"op": "read", "key": "k"})                            # ...then read
+    assert stale["type"] == "ok" and stale["value"] == 1                        # the old value
+    c.wait_for(lambda: c.call("n3", {"op": "read", "key": "k"})["value"] == 2, 5, "convergence")
+
+
+def test_leader_reads_in_majority_mode_are_not_stale_under_latency(cluster):
+    c = cluster(mesh=True, options={"replication": "quorum", "failover": "majority",
+                                    "initial_leader": None, "election_timeout_ms": 1500})
+    leader = c.wait_for(lambda: (c.leaders() or [None])[0], 10, "an elected leader")
+    for b in c.names:
+        if b != leader:
+            c.set_latency(leader, b, 0.1)
+    cl = c.client()
+    for v in range(5):
+        assert cl.invoke({"f": "write", "key": "k", "value": v})["type"] == "ok"
+        r = c.client().invoke({"f": "read", "key": "k"})
+        assert r["type"] == "ok" and r["value"] == v
+    assert c.call([n for n in c.names if n != leader][0],
+                  {"op": "read", "key": "k"})["error"] == "not leader"

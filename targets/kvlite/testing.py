@@ -38,6 +38,7 @@ class Forwarder:
         self.loop = loop
         self.upstream = upstream
         self.cut = False
+        self.delay = 0.0                      # seconds added to every chunk (latency)
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -55,14 +56,27 @@ class Forwarder:
         self._writers |= {w, uw}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(1 << 16):
+            queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def deliver() -> None:
+                while True:
+                    due, data = await queue.get()
+                    wait = due - self.loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                     if not self.cut:          # blackholed: swallow the bytes
                         dst.write(data)
                         await dst.drain()
+            sender = asyncio.ensure_future(deliver())
+            try:
+                while data := await src.read(1 << 16):
+                    queue.put_nowait((self.loop.time() + self.delay, data))
             except (OSError, asyncio.CancelledError):
                 pass
             finally:
+                while not queue.empty() and not sender.done():
+                    await asyncio.sleep(0.01)
+                sender.cancel()
                 dst.close()
         await asyncio.gather(pipe(r, uw), pipe(ur, w))
         self._writers -= {w, uw}
@@ -126,6 +140,11 @@ class Cluster:
         for (a, b), fw in self.forwarders.items():
             if node in (a, b):
                 fw.set_cut(True)
+
+    def set_latency(self, a: str, b: str, seconds: float) -> None:
+        """Delay every byte on the link a->b (both directions of its connections)."""
+        fw = self.forwarders[(a, b)]
+        self._loop.call_soon_threadsafe(setattr, fw, "delay", seconds)  # type: ignore[union-attr]
 
     def heal(self) -> None:
         for fw in self.forwarders.values():
