@@ -6,6 +6,9 @@ import json
 import socket
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from urllib.parse import quote
 
 from chaos.net.echo import EchoServer
 from chaos.net.proxy import ServerThread
@@ -257,3 +260,53 @@ def test_garbage_and_keepalive_do_not_kill_server(server):
         resp = conn.getresponse()
         assert resp.status == 200 and json.loads(resp.read()) == {"version": "2.12.0"}
     conn.close()
+
+
+def test_expect_100_continue_and_chunked_bodies(server, echo):
+    body = json.dumps({"name": "p", "upstream": str(echo.addr), "listen": "127.0.0.1:0"}).encode()
+    with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as s:
+        s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        assert s.recv(4096).startswith(b"HTTP/1.1 201 Created")
+    call(server, "DELETE", "/proxies/p")
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as s:
+        s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+        assert s.recv(4096).startswith(b"HTTP/1.1 201 Created")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+toxic_bodies = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["latency", "bandwidth", "slow_close", "timeout", "reset_peer",
+                             "slicer", "limit_data", "noop", "bogus"]) | json_values,
+    "stream": st.sampled_from(["upstream", "downstream", "UP"]) | json_values,
+    "name": st.text(max_size=5) | json_values,
+    "toxicity": st.floats(-1, 2) | json_values,
+    "attributes": st.dictionaries(st.sampled_from(["latency", "jitter", "rate", "delay", "timeout",
+                                                   "bytes", "average_size", "size_variation"]),
+                                  st.integers(-10, 2**64) | json_values, max_size=4) | json_values,
+})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=toxic_bodies | json_values)
+def test_fuzzed_toxic_bodies_get_200_or_4xx(server, echo, body):
+    proxies = call(server, "GET", "/proxies")[2]
+    if "f" not in proxies:
+        make(server, echo, "f")
+    status, _, answer = call(server, "POST", "/proxies/f/toxics", body)
+    assert status in (200, 400, 409), (status, answer)
+    if status == 200:
+        call(server, "DELETE", "/proxies/f/toxics/" + quote(answer["name"], safe=""))
+    else:
+        assert answer["status"] == status and answer["error"]
+    status, _, answer = call(server, "PATCH", "/proxies/f", body)
+    assert status in (200, 400, 500), (status, answer)
+    call(server, "DELETE", "/proxies/f")
+    assert call(server, "GET", "/version")[0] == 200

@@ -121,7 +121,7 @@ def _wait_version(url: str, proc: subprocess.Popen, deadline: float = 20) -> dic
 
 
 @pytest.mark.parametrize("argv", [
-    [sys.executable, "-m", "chaos.net.proxy"],
+    [sys.executable, "-S", "-m", "chaos.net.proxy"],  # -S: no site-packages, stdlib only
     [sys.executable, "-m", "chaos", "proxy", "serve"],
 ])
 def test_standalone_server_serves_and_stops_on_sigterm(argv):

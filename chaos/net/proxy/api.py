@@ -59,7 +59,9 @@ class BadHttp(Exception):
         self.status = status
 
 
-async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
+async def read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None = None
+) -> tuple[str, str, dict[str, str], bytes] | None:
     """(method, target, headers, body) of the next request, None on a clean EOF."""
     try:
         line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
@@ -90,6 +92,9 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str
             raise BadHttp(400, "malformed header")
         headers[key.strip().lower()] = value.strip()
     body = b""
+    if headers.get("expect", "").lower() == "100-continue":
+        if writer is not None:  # curl waits (1 s) for this before sending a large body
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if "chunked" in headers.get("transfer-encoding", "").lower():
         while True:
             size_line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
@@ -237,7 +242,7 @@ async def handle_client(server: ProxyServer, reader: asyncio.StreamReader,
     try:
         while True:
             try:
-                req = await read_request(reader)
+                req = await read_request(reader, writer)
             except BadHttp as exc:
                 await _send(writer, error(exc.status, str(exc)), close=True)
                 return
