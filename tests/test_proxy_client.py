@@ -93,9 +93,10 @@ def test_connect_or_start_uses_a_server_that_answers(server, monkeypatch):
     assert ProxyClient().url == server.url  # TOXIPROXY_URL is the default everywhere
 
 
-def test_connect_or_start_starts_embedded_and_close_stops_it(monkeypatch):
+@pytest.mark.parametrize("mode", ["thread", "subprocess"])
+def test_connect_or_start_starts_embedded_and_close_stops_it(monkeypatch, mode):
     monkeypatch.setenv("TOXIPROXY_URL", f"http://127.0.0.1:{free_port()}")
-    client = connect_or_start(probe_timeout=0.5)
+    client = connect_or_start(probe_timeout=0.5, embedded=mode)
     assert client.embedded and client.version() == "2.12.0"
     with EchoServer() as echo:
         proxy = client.create_proxy("p", str(echo.addr))

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -62,7 +66,7 @@ class ProxyClient:
         if "://" not in self.url:
             self.url = "http://" + self.url
         self.timeout = timeout
-        self._embedded: Any = None  # a ServerThread when connect_or_start started one
+        self._embedded: Any = None  # a ServerThread/ServerProcess connect_or_start started
 
     @property
     def embedded(self) -> bool:
@@ -210,14 +214,59 @@ class ProxyClient:
         self.close()
 
 
+class ServerProcess:
+    """The embedded server as a child process (`python -m chaos.net.proxy --port 0`).
+
+    Keeps proxy traffic off the caller's GIL (a thread shares it with the test harness).
+    `stop()` sends SIGTERM (the server closes every listener and connection), then SIGKILL
+    if it has not exited within 5 s.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", start_timeout: float = 20.0) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chaos.net.proxy", "--host", host, "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
+                                  daemon=True)
+        reader.start()
+        reader.join(start_timeout)
+        line = ready[0] if ready else ""
+        match = re.search(r"(http://\S+)", line)
+        if not match:
+            self.stop()
+            err = self.proc.stderr.read().strip() if self.proc.stderr else ""
+            raise SetupError(f"the embedded proxy server did not start: {err or line or 'timeout'}")
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def connect_or_start(url: str | None = None, timeout: float = 10.0,
-                     probe_timeout: float = 1.0) -> ProxyClient:
+                     probe_timeout: float = 1.0, embedded: str = "thread") -> ProxyClient:
     """A client for a real Toxiproxy if `url` (default $TOXIPROXY_URL) answers /version.
 
-    Otherwise start the embedded server on 127.0.0.1 with a free port, in a background thread
-    of this process, and return a client for it: `client.embedded` is True and
-    `client.close()` stops it (listeners and connections included).
+    Otherwise start the embedded server on 127.0.0.1 with a free port — in a background thread
+    of this process (`embedded="thread"`) or as a child process (`"subprocess"`) — and return
+    a client for it: `client.embedded` is True and `client.close()` stops it (listeners and
+    connections included).
     """
+    if embedded not in ("thread", "subprocess"):
+        raise ValueError(f"embedded must be 'thread' or 'subprocess', not {embedded!r}")
     target = url or os.environ.get("TOXIPROXY_URL")
     if target:
         client = ProxyClient(target, timeout=probe_timeout)
@@ -228,12 +277,16 @@ def connect_or_start(url: str | None = None, timeout: float = 10.0,
         else:
             client.timeout = timeout
             return client
-    from chaos.net.proxy.server import ServerThread
+    server: Any
+    if embedded == "subprocess":
+        server = ServerProcess()
+    else:
+        from chaos.net.proxy.server import ServerThread
 
-    try:
-        thread = ServerThread("127.0.0.1", 0).start()
-    except OSError as exc:
-        raise SetupError(f"cannot start the embedded proxy server: {exc}") from None
-    client = ProxyClient(thread.url, timeout=timeout)
-    client._embedded = thread
+        try:
+            server = ServerThread("127.0.0.1", 0).start()
+        except OSError as exc:
+            raise SetupError(f"cannot start the embedded proxy server: {exc}") from None
+    client = ProxyClient(server.url, timeout=timeout)
+    client._embedded = server
     return client
