@@ -12,10 +12,11 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from chaos.control.ssh import SshSession
+from chaos.control.ssh import SshSession, pack_trees
 from chaos.errors import SetupError
 
 T = TypeVar("T")
@@ -27,6 +28,19 @@ _STATE = (
     'if read -r l < /proc/$P/stat 2>/dev/null; then s=${l##*) }; echo ${s%% *}; '
     'else echo -; fi'
 )
+
+
+def code_roots() -> list[Path]:
+    """The Python packages shipped into nodes: chaos/ and targets/ of this checkout/install."""
+    import chaos
+    import targets
+
+    return [Path(chaos.__file__).parent, Path(targets.__file__).parent]
+
+
+def code_archive() -> bytes:
+    """chaos/ and targets/ (.py only) as one tar, packed once per setup and sent to every node."""
+    return pack_trees([str(root) for root in code_roots()])[0]
 
 
 def parallel(fn: Callable[[str], T], items: Iterable[str], workers: int = 16) -> dict[str, T]:

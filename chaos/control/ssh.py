@@ -86,6 +86,27 @@ def load_key(path: str) -> paramiko.PKey:
                      "unencrypted ed25519/ecdsa/rsa key")
 
 
+def pack_trees(roots: list[str], suffixes: tuple[str, ...] = (".py",)) -> tuple[bytes, int]:
+    """(an uncompressed tar of the files under each root ending in suffixes, their count).
+
+    Each root keeps its own name as the top directory (chaos/..., targets/...). Packed once and
+    sent to every node: packing is CPU work the controller should not repeat per node.
+    """
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    count = 0
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for root in roots:
+            base = Path(root)
+            for path in sorted(base.rglob("*")):
+                if path.is_file() and path.suffix in suffixes and "__pycache__" not in path.parts:
+                    tar.add(path, arcname=str(Path(base.name) / path.relative_to(base)))
+                    count += 1
+    return buf.getvalue(), count
+
+
 class SshSession:
     """A connected SSH session to one host.
 
@@ -184,26 +205,18 @@ class SshSession:
 
     def upload_tree(self, local_root: str, remote_root: str, suffixes: tuple[str, ...] = (".py",)
                     ) -> int:
-        """Copy the files under local_root ending in `suffixes` to remote_root; returns the count.
-
-        Sent as one tar stream over a channel (`tar -x`): much faster than a file-by-file SFTP
-        walk for a few hundred small files.
-        """
-        import io
-        import tarfile
-
-        buf = io.BytesIO()
-        count = 0
-        base = Path(local_root)
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            for path in sorted(base.rglob("*")):
-                if path.is_file() and path.suffix in suffixes and "__pycache__" not in path.parts:
-                    tar.add(path, arcname=str(Path(base.name) / path.relative_to(base)))
-                    count += 1
-        q = shlex.quote(remote_root)
-        self.run(f"mkdir -p {q} && tar -xzf - -C {q}", stdin=buf.getvalue(), check=True,
-                 timeout=60)
+        """Copy the files under local_root ending in `suffixes` to remote_root; returns the count."""
+        data, count = pack_trees([local_root], suffixes)
+        self.upload_tar(data, remote_root)
         return count
+
+    def upload_tar(self, data: bytes, remote_root: str) -> None:
+        """Unpack a tar archive (from `pack_trees`) under remote_root, in one channel.
+
+        One tar stream is much faster than a file-by-file SFTP walk for hundreds of small files.
+        """
+        q = shlex.quote(remote_root)
+        self.run(f"mkdir -p {q} && tar -xf - -C {q}", stdin=data, check=True, timeout=60)
 
     def download(self, remote_path: str, local_path: str) -> bool:
         """Copy one remote file (SFTP); False when it does not exist."""

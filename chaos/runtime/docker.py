@@ -19,9 +19,8 @@ import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 
-from chaos.control.remote import RemoteProcesses, parallel
+from chaos.control.remote import RemoteProcesses, code_archive, parallel
 from chaos.control.ssh import Result, SshSession, ensure_keypair, load_key
 from chaos.errors import ChaosError, SetupError
 
@@ -30,14 +29,6 @@ TEST = "chaos.test"
 NODE = "chaos.node"
 PROXY_NODE = "proxy"
 PROXY_PORT = 8474
-
-
-def code_roots() -> list[Path]:
-    """The Python packages shipped into nodes: chaos/ and targets/ of this checkout/install."""
-    import chaos
-    import targets
-
-    return [Path(chaos.__file__).parent, Path(targets.__file__).parent]
 
 
 def remove_test_resources(client, test_id: str | None = None) -> tuple[int, int]:
@@ -96,6 +87,7 @@ class DockerRuntime:
         self._ips: dict[str, str] = {}
         self._order: list[str] = []
         self._pubkey = ""
+        self._code = b""
         self._key = None
         self._lock = threading.Lock()
         self.procs = RemoteProcesses({})
@@ -143,6 +135,7 @@ class DockerRuntime:
                 labels={MANAGED: "1", TEST: self.test_id},
             )
             self._order = list(nodes)
+            self._code = code_archive()
             self.progress(f"docker: network {self.network_name}, {len(nodes)} containers")
             parallel(self._add_node, nodes)
         except docker.errors.APIError as exc:
@@ -171,8 +164,7 @@ class DockerRuntime:
         with self._lock:
             self._ips[node] = ip
             self.procs.sessions[node] = session
-        for root in code_roots():
-            session.upload_tree(str(root), self.procs.code_dir)
+        session.upload_tar(self._code, self.procs.code_dir)
         self.procs.prepare(node)
 
     # -- the Runtime protocol --------------------------------------------------------------
@@ -248,6 +240,8 @@ class DockerRuntime:
         proxies it creates listen on that container's IP (`self.host("proxy")`).
         """
         if PROXY_NODE not in self._ips:
+            if not self._code:
+                raise SetupError("start_proxy_container() needs setup() first")
             try:
                 self._add_node(PROXY_NODE)
             except BaseException:

@@ -10,10 +10,9 @@ the sessions; it leaves the data dirs for inspection (the next setup empties the
 """
 from __future__ import annotations
 
-from chaos.control.remote import CODE_DIR, DATA_ROOT, RemoteProcesses, parallel
+from chaos.control.remote import CODE_DIR, DATA_ROOT, RemoteProcesses, code_archive, parallel
 from chaos.control.ssh import Result, SshSession, load_key
 from chaos.errors import SetupError
-from chaos.runtime.docker import code_roots
 
 
 def read_nodes_file(path: str) -> dict[str, str]:
@@ -63,13 +62,13 @@ class SshRuntime:
         if missing:
             raise SetupError(f"no host for node(s) {', '.join(missing)}: add them to the nodes file")
         key = load_key(self.key_path)
+        self._code = code_archive()
 
         def one(node: str) -> None:
             session = SshSession(self.hosts[node], self.user, key, self.port)
             session.connect(timeout=self.connect_timeout)
             self.procs.sessions[node] = session
-            for root in code_roots():
-                session.upload_tree(str(root), self.procs.code_dir)
+            session.upload_tar(self._code, self.procs.code_dir)
             self.procs.prepare(node)
         try:
             parallel(one, nodes)
