@@ -1,0 +1,181 @@
+"""Jepsen EDN importer and format auto-detection."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chaos.errors import BadInput
+from chaos.history.importers import jepsen_edn
+from chaos.history.importers.detect import detect, load_any
+
+REPO = Path(__file__).resolve().parent.parent
+EDN = REPO / "histories" / "edn"
+ETCD = REPO.parent / "shared" / "corpora" / "porcupine" / "jepsen" / "etcd_000.log"
+
+
+def write(tmp_path: Path, text: str, name: str = "history.edn") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def rows(h):
+    return [tuple(r) for r in h.pairs[["process", "f", "key", "value", "result", "type"]]
+            .itertuples(index=False)]
+
+
+def test_sniff():
+    assert jepsen_edn.sniff("{:type :invoke, :f :read}")
+    assert jepsen_edn.sniff("[{:type :invoke}\n {:type :ok}]")
+    assert jepsen_edn.sniff("; comment\n#jepsen.history.Op{:index 0}")
+    assert not jepsen_edn.sniff('{"type": "invoke"}')
+    assert not jepsen_edn.sniff("INFO  jepsen.util - 0\t:invoke\t:read\tnil")
+    assert not jepsen_edn.sniff("hello")
+
+
+def test_keyed_register_with_nemesis():
+    h = jepsen_edn.load(EDN / "register-independent-stale.edn")
+    client = h.client()
+    assert set(client["key"]) == {0, 1}
+    w = client.iloc[0]
+    assert (w["f"], w["key"], w["value"], w["result"], w["type"]) == ("write", 0, 1, 1, "ok")
+    cas = client[client["f"] == "cas"].iloc[0]
+    assert cas["value"] == [5, 2] and cas["type"] == "fail"
+    nem = h.nemesis()
+    assert list(nem["f"]) == ["start", "stop"] and list(nem["type"]) == ["ok", "ok"]
+    assert nem.iloc[0]["result"] == ["isolated", {"n1": ["n2", "n3"]}]
+    info = client[client["type"] == "info"].iloc[0]
+    assert info["error"] == "timeout" and info["key"] == 0
+    assert h.pairs["invoke_time"].iloc[0] == 10_000_000
+
+
+def test_unkeyed_cas_register_is_not_split():
+    h = jepsen_edn.load(EDN / "cas-register-valid.edn")
+    assert set(h.pairs["key"].map(repr)) == {"None"}
+    cas = h.pairs[h.pairs["f"] == "cas"]
+    assert list(cas["value"]) == [[1, 2], [1, 3]]
+
+
+def test_cas_only_unkeyed_history_is_not_split(tmp_path):
+    p = write(tmp_path, "{:type :invoke, :f :cas, :value [1 2], :process 0}\n"
+                        "{:type :ok, :f :cas, :value [1 2], :process 0}\n")
+    assert jepsen_edn.load(p).pairs.iloc[0]["value"] == [1, 2]
+
+
+def test_keyed_cas_is_split(tmp_path):
+    p = write(tmp_path, "{:type :invoke, :f :cas, :value [7 [1 2]], :process 0}\n"
+                        "{:type :ok, :f :cas, :value [7 [1 2]], :process 0}\n")
+    r = jepsen_edn.load(p).pairs.iloc[0]
+    assert (r["key"], r["value"], r["result"]) == (7, [1, 2], [1, 2])
+
+
+def test_vector_form_set_workload_reads_become_read_set():
+    h = jepsen_edn.load(EDN / "set-valid.edn")
+    reads = h.pairs[h.pairs["f"] == "read-set"]
+    assert list(reads["result"]) == [[0, 1], [0, 1, 3]]  # sets -> sorted lists
+    info = h.pairs[h.pairs["type"] == "info"].iloc[0]
+    assert info["error"] == ["timeout", "no answer"]
+
+
+def test_records_without_time_use_index_order():
+    h = jepsen_edn.load(EDN / "set-lost.edn")
+    assert list(h.pairs["invoke_time"]) == list(h.pairs["invoke_index"])
+    last = h.pairs[h.pairs["f"] == "read-set"].iloc[0]
+    assert last["result"] == [1, 2]  # a vector read value is sorted too
+    assert list(h.nemesis()["result"]) == [{"n1": "killed"}, {"n1": "started"}]
+
+
+def test_missing_index_uses_position_and_nil_read_is_none(tmp_path):
+    p = write(tmp_path, "{:type :invoke, :f :read, :process 0, :time 5}\n"
+                        "{:type :ok, :f :read, :value nil, :process 0, :time 9}\n")
+    r = jepsen_edn.load(p).pairs.iloc[0]
+    assert (r["invoke_index"], r["complete_index"], r["result"], r["type"]) == (0, 1, None, "ok")
+
+
+def test_reads_stay_reads_without_adds(tmp_path):
+    p = write(tmp_path, "{:type :invoke, :f :read, :process 0}\n"
+                        "{:type :ok, :f :read, :value [1 2], :process 0}\n")
+    assert jepsen_edn.load(p).pairs.iloc[0]["f"] == "read"
+
+
+def test_truncated_last_line_is_a_warning(tmp_path):
+    p = write(tmp_path, "{:type :invoke, :f :read, :process 0}\n"
+                        "{:type :ok, :f :read, :value 1, :process 0}\n{:type :ok, :f")
+    h = jepsen_edn.load(p)
+    assert len(h.pairs) == 1 and h.pairs.iloc[0]["type"] == "ok"
+    assert len(h.warnings) == 1 and f"{p}:3" in h.warnings[0]
+
+
+def test_multiline_pretty_printed_maps(tmp_path):
+    p = write(tmp_path, "{:type :invoke,\n :f :write,\n :value 3,\n :process 0}\n"
+                        "{:type :ok,\n :f :write,\n :value 3,\n :process 0}\n")
+    h = jepsen_edn.load(p)
+    assert len(h.pairs) == 1 and h.pairs.iloc[0]["type"] == "ok"
+
+
+@pytest.mark.parametrize("text,where,needle", [
+    ("{:type :invoke, :f :read, :process 0}\n{:type :ok :f\n{:type :ok}\n", 2, "bad EDN"),
+    ("{:type :invoke, :f :read, :process 0}\n[1 2]\n", 2, "expected an op map"),
+    ("{:type :invoke, :f :read, :process 0}\n{:f :read, :process 0}\n", 2, "no :type"),
+    ("{:type :invoke, :f :read, :process 0}\n{:type :done, :f :read, :process 0}\n", 2,
+     "unknown type 'done'"),
+    ("{:type :ok, :f :read, :process 0}\n", 1, "has no open invoke"),
+    ("{:type :invoke, :f :read, :process 0, :time :soon}\n", 1, ":time must be an integer"),
+    ("{:type :invoke, :f :read, :process 0} {:type :ok, :f :read, :process 0}\n"
+     "{:a\n", 1, "2 values on one line"),
+])
+def test_garbage_is_rejected_with_file_line(tmp_path, text, where, needle):
+    p = write(tmp_path, text)
+    with pytest.raises(BadInput) as ei:
+        jepsen_edn.load(p)
+    assert ei.value.where == f"{p}:{where}", str(ei.value)
+    assert needle in str(ei.value)
+
+
+def test_empty_edn(tmp_path):
+    with pytest.raises(BadInput, match="history is empty"):
+        jepsen_edn.load(write(tmp_path, "\n ; only a comment\n"))
+
+
+# ---------------------------------------------------------------- detection
+
+def test_detect_by_content_not_extension(tmp_path):
+    jsonl = tmp_path / "looks.edn"
+    jsonl.write_text('{"index":0,"time":0,"process":0,"type":"invoke","f":"read"}\n')
+    edn = tmp_path / "looks.jsonl"
+    edn.write_text("{:type :invoke, :f :read, :process 0}\n")
+    assert detect(jsonl) == "jsonl" and detect(edn) == "jepsen-edn"
+    assert load_any(jsonl).pairs.iloc[0]["type"] == "info"
+    assert load_any(edn, "auto").pairs.iloc[0]["f"] == "read"
+
+
+@pytest.mark.skipif(not ETCD.exists(), reason="porcupine corpus not present")
+def test_detect_porcupine_etcd_log():
+    assert detect(ETCD) == "porcupine"
+    assert len(load_any(ETCD).pairs) > 50
+
+
+def test_detect_unknown_content_names_formats(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("hello world\n")
+    with pytest.raises(BadInput) as ei:
+        load_any(p)
+    msg = str(ei.value)
+    assert msg.startswith(f"{p}: unrecognised history format") and "jsonl" in msg
+    assert "jepsen-edn" in msg and "porcupine" in msg
+
+
+def test_forced_format_and_bad_format_name(tmp_path):
+    p = tmp_path / "h.edn"
+    p.write_text("{:type :invoke, :f :read, :process 0}\n")
+    with pytest.raises(BadInput, match="bad JSON"):
+        load_any(p, "jsonl")
+    with pytest.raises(BadInput, match="unknown format 'xml'"):
+        load_any(p, "xml")
+
+
+def test_run_directory_with_history_edn(tmp_path):
+    write(tmp_path, "{:type :invoke, :f :read, :process 0}\n")
+    assert detect(tmp_path) == "jepsen-edn"
+    assert len(load_any(tmp_path).pairs) == 1
