@@ -43,7 +43,7 @@ class DurableLog:
         self.offsets: list[int] = []      # file offset where each entry's line starts
         self.recovery: dict[str, Any] | None = None
         self._file: Any = None
-        self._pending: list[asyncio.Future[None]] = []
+        self._pending: list[Any] = []  # futures or callbacks
         self._flush_scheduled = False
         #: last index known flushed (fsynced with fsync=always); the leader's own "ack"
         self.durable_index = 0
@@ -185,6 +185,13 @@ class DurableLog:
             loop.call_soon(self._flush)
         return fut
 
+    def after_flush(self, callback: Any) -> None:
+        """Call `callback()` once everything appended so far is flushed (no future, no hop)."""
+        self._pending.append(callback)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
@@ -193,8 +200,11 @@ class DurableLog:
             os.fsync(self._file.fileno())
         self.durable_index = self.last_index
         for fut in pending:
-            if not fut.done():
-                fut.set_result(None)
+            if isinstance(fut, asyncio.Future):
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                fut()
 
     def truncate_after(self, index: int) -> list[dict[str, Any]]:
         """Drop every entry after `index` (>= snapshot_index); returns the dropped entries."""

@@ -346,26 +346,44 @@ class Node:
         else:
             entry = {"t": self.term, "k": key, "a": msg["value"]}
         index = self.append_local(entry)
-        return self._await_commit(index, self.term)
+        return self._ack_when_committed(index, self.term)
 
-    async def _await_commit(self, index: int, term: int) -> dict[str, Any]:
-        await self.log.durable()
-        self.update_commit()
-        if self.commit_index < index:
-            fut = asyncio.get_running_loop().create_future()
-            self.waiters.setdefault(index, []).append(fut)
-            try:
-                await asyncio.wait_for(fut, self.opts.commit_wait_ms / 1000)
-            except asyncio.TimeoutError:
-                return self.error(f"not replicated within {self.opts.commit_wait_ms} ms "
-                                  f"({self.opts.replication}); outcome unknown")
-            except RuntimeError as exc:
-                return self.error(f"{exc}; outcome unknown")
-        if self.role != "leader" or self.term != term:
-            return self.error("leadership lost before the ack; outcome unknown")
-        if self.majority and not self.lease_ok():
-            return self.error("leader lease expired before the ack; outcome unknown")
-        return self.ok()
+    def _ack_when_committed(self, index: int, term: int) -> asyncio.Future[dict[str, Any]]:
+        """A future of the write's reply: ok once committed per the replication mode.
+
+        Built from callbacks rather than a task per write: this is the hot path.
+        """
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+        def finish(error: str | None) -> None:
+            if reply.done():
+                return
+            if error is None and (self.role != "leader" or self.term != term):
+                error = "leadership lost before the ack; outcome unknown"
+            if error is None and self.majority and not self.lease_ok():
+                error = "leader lease expired before the ack; outcome unknown"
+            reply.set_result(self.error(error) if error else self.ok())
+
+        def flushed() -> None:
+            self.update_commit()
+            if self.commit_index >= index:
+                return finish(None)
+            waiter = loop.create_future()
+            self.waiters.setdefault(index, []).append(waiter)
+            wait_ms = self.opts.commit_wait_ms
+            timer = loop.call_later(wait_ms / 1000, finish,
+                                    f"not replicated within {wait_ms} ms "
+                                    f"({self.opts.replication}); outcome unknown")
+
+            def released(f: asyncio.Future[None]) -> None:
+                timer.cancel()
+                exc = None if f.cancelled() else f.exception()
+                finish(f"{exc}; outcome unknown" if exc else None)
+            waiter.add_done_callback(released)
+
+        self.log.after_flush(flushed)
+        return reply
 
     # --- peer handlers ------------------------------------------------------------------
 

@@ -76,6 +76,8 @@ class Connection(asyncio.Protocol):
         if isinstance(result, dict):
             result["id"] = rid
             self.send(result)
+        elif isinstance(result, asyncio.Future):
+            result.add_done_callback(lambda t: self._finish(t, rid))
         else:
             task = asyncio.ensure_future(result)
             task.add_done_callback(lambda t: self._finish(t, rid))
