@@ -109,6 +109,7 @@ class RunOutcome:
     results: dict[str, Any] | None
     interrupted: bool = False
     unverified: list[str] = field(default_factory=list)
+    history: Any = None  # the checked History, for the summary (not serialised)
 
 
 class _Terminated(BaseException):
@@ -292,14 +293,14 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
     if interrupted:
         return RunOutcome(run_dir, "unknown", ExitCode.UNKNOWN, None, interrupted=True,
                           unverified=unverified)
-    results = check_run(run_dir, workload, unverified, config)
+    results, history = check_run(run_dir, workload, unverified, config)
     return RunOutcome(run_dir, results["valid"], verdict_exit_code(results["valid"]), results,
-                      unverified=unverified)
+                      unverified=unverified, history=history)
 
 
 def check_run(run_dir: Path, workload: Any, unverified: list[str],
-              config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check a finished run's history and write results.json and report.html."""
+              config: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+    """Check a finished run's history; write results.json and report.html; return both."""
     from chaos.checkers import run_checkers, select_checkers
     from chaos.checkers.base import merge_valid
     from chaos.history.reader import read_history
@@ -316,7 +317,7 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
         from chaos.report import render
 
         render(history, results, run_dir / "report.html", config=config)
-    return results
+    return results, history
 
 
 def _node_port(runtime: Any, node: str) -> int:

@@ -101,9 +101,9 @@ def _print_verdict(outcome) -> None:
         return
     for problem in outcome.unverified:
         click.echo(f"UNVERIFIED FAULT: {problem}")
-    from chaos.history.summary import format_results
+    from chaos.history.summary import format_summary
 
-    click.echo(format_results(outcome.results))
+    click.echo(format_summary(str(outcome.run_dir), outcome.results, outcome.history))
     report = outcome.run_dir / "report.html"
     if report.exists():
         click.echo(f"report: {report}")
