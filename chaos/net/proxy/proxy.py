@@ -62,6 +62,8 @@ def _bind(addr: str) -> socket.socket:
                     ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128
                 )
             host = "0.0.0.0"
+        if host == "localhost":  # as Go does: never ::1 first
+            host = "127.0.0.1"
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family, _, _, _, sockaddr = infos[0]
         return socket.create_server(sockaddr, family=family, backlog=128)
