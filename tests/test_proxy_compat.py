@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
