@@ -130,6 +130,24 @@ def test_one_way_cut(mesh, echoes):
     assert reachable(mesh) == set(mesh.node_links())
 
 
+def test_reset_drops_live_connections_but_keeps_cuts(mesh):
+    addr = mesh.peer_addr("n1", "n2")
+    live = socket.create_connection((addr.host, addr.port), timeout=2)
+    live.sendall(b"x")
+    assert live.recv(1) == b"x"
+    mesh.partition([["n1", "n2", "n3", "n4"], ["n5"]])
+    done = mesh.reset([("n1", "n2"), ("n1", "n5")])
+    assert done == {"reset": [["n1", "n2"]]}
+    live.settimeout(2)
+    try:
+        assert live.recv(1) == b""
+    except ConnectionResetError:
+        pass
+    live.close()
+    assert talks(addr)
+    assert mesh.verify() == []
+
+
 def test_verify_detects_tampering(mesh, server):
     api = ProxyClient(server.url)
     mesh.partition([["n1", "n2"], ["n3", "n4", "n5"]])

@@ -263,6 +263,22 @@ class Mesh:
                     self._set_toxic(link, name, "bandwidth", stream, {"rate": rate_kb})
         return {"bandwidth": rate_kb, "links": [list(l) for l in chosen]}
 
+    def reset(self, links: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        """Drop every live connection on `links` (None = all node links); they may reconnect.
+
+        Bounces each proxy (disable + enable: the peers see their sockets closed). Links a
+        refuse-mode partition holds cut stay cut.
+        """
+        chosen = self._check_links(links)
+        bounced = []
+        for link in chosen:
+            if link in self._cut and self._mode == "refuse":
+                continue
+            self.client.disable(self.name(*link))
+            self.client.enable(self.name(*link))
+            bounced.append(list(link))
+        return {"reset": bounced}
+
     def heal(self) -> dict[str, Any]:
         """Enable every mesh proxy and remove every toxic on it (read from the server)."""
         mine = {self.name(a, b): (a, b) for a, b in self.links()}
