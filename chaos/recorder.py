@@ -132,8 +132,9 @@ class Recorder:
                    alive: Callable[[], bool] | None = None) -> None:
         """Register the reading end of a RemoteSink's pipe. Call BEFORE starting its process.
 
-        `alive` (e.g. `process.is_alive`) lets the recorder drop a source whose process is
-        gone even if the pipe's EOF never shows (a grandchild holding the write end).
+        `alive` lets the recorder drop a source whose process is gone even if the pipe's EOF
+        never shows (a grandchild holding the write end). It must answer True until the
+        process has been started: `lambda: proc.exitcode is None`, not `proc.is_alive`.
         """
         with self._lock:
             if name in self._remotes:

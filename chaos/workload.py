@@ -404,7 +404,7 @@ class WorkloadRunner:
         self.stop()
 
     def alive_workers(self) -> int:
-        return sum(1 for _, proc, _ in self._procs if _is_alive(proc))
+        return sum(1 for _, proc, _ in self._procs if proc.pid is not None and _is_alive(proc))
 
     def stats(self) -> dict[str, Any]:
         """For the progress line: recorder counters plus live workers."""
@@ -458,8 +458,9 @@ class WorkloadRunner:
 
 
 def _is_alive(proc: Any) -> bool:
+    """Running, or not started yet (the recorder learns of a worker before its start)."""
     try:
-        return proc.is_alive()
+        return proc.exitcode is None
     except ValueError:  # closed
         return False
 

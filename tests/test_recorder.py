@@ -83,7 +83,7 @@ def _start_producer(rec: Recorder, name: str, proc_base: int, n_ops: int, seed: 
     r, w = ctx.Pipe(duplex=False)
     p = ctx.Process(target=_producer, args=(w, rec.t0_ns, proc_base, n_ops, seed, forever),
                     daemon=True)
-    rec.add_remote(name, r, alive=p.is_alive)
+    rec.add_remote(name, r, alive=lambda: p.exitcode is None)  # True until started
     p.start()
     w.close()
     return p

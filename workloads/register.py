@@ -46,8 +46,11 @@ class RegisterGenerator:
         return process * VALUES_PER_PROCESS + n
 
     def __call__(self, rng: random.Random, process: int) -> dict[str, Any]:
+        # Always the same three draws per op: the rng stream (hence the op sequence of a
+        # process) must not depend on what other processes did, or seeds would not replay.
         key = rng.choice(self.keys)
         f = rng.choices(("read", "write", "cas"), weights=self.weights)[0]
+        pick = rng.random()
         if f == "read":
             return {"f": "read", "key": key, "value": None}
         with self._lock:
@@ -56,7 +59,7 @@ class RegisterGenerator:
             if f == "write":
                 recent.append(new)
                 return {"f": "write", "key": key, "value": new}
-            expected = rng.choice(list(recent)) if recent else None
+            expected = recent[int(pick * len(recent))] if recent else None
             recent.append(new)
         return {"f": "cas", "key": key, "value": [expected, new]}
 
