@@ -152,3 +152,12 @@ def test_serve_on_busy_port_exits_3():
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == ExitCode.SETUP
     assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_bad_port_is_bad_input(capsys):
+    from chaos.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["proxy", "serve", "--port", "99999"])
+    assert exc.value.code == ExitCode.BAD_INPUT
+    assert "--port" in capsys.readouterr().err
