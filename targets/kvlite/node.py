@@ -430,7 +430,7 @@ class Node:
             j = prev
             while j - 1 > lg.snapshot_index and lg.term_at(j - 1) == bad:
                 j -= 1
-            return {"type": "ok", "ok": False, "term": self.term, "next": j}
+            return {"type": "ok", "ok": False, "term": self.term, "next": j, "conflict_term": bad}
         index = prev
         for e in entries:
             index += 1

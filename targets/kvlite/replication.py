@@ -119,6 +119,16 @@ class Replicator:
             return False
         if not reply.get("ok"):
             nxt = reply.get("next", self.next_index - 1)
+            ct = reply.get("conflict_term")
+            if ct is not None:
+                # skip the follower's whole run of that term at once: resume after our own
+                # last entry of it (Raft's fast log back-tracking)
+                lg = node.log
+                i = min(self.next_index - 1, lg.last_index)
+                while i > lg.snapshot_index and lg.term_at(i) > ct:
+                    i -= 1
+                if i > lg.snapshot_index and lg.term_at(i) == ct:
+                    nxt = max(int(nxt), i + 1)
             self.next_index = max(1, min(int(nxt), node.log.last_index + 1))
             return True
         now = time.monotonic()
