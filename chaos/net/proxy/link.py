@@ -14,6 +14,10 @@ Model (Toxiproxy's, see shared/reference/toxiproxy-api.md §4):
 - Toxicity is rolled once per (link, toxic generation): a toxic with toxicity 0.5 affects about
   half the connections, not half the chunks; an update re-rolls.
 - No half-close: when either source ends, the whole connection closes (upstream behaviour).
+
+Deliberate deviations: reset_peer always ends in a TCP RST (SO_LINGER 0 is set when it fires)
+and never turns other closes into RSTs (upstream's toxicity-0 RST surprise, its issue #603);
+the slicer cuts pieces of average_size ± size_variation directly instead of recursing.
 """
 from __future__ import annotations
 
