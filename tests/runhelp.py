@@ -1,0 +1,33 @@
+"""Helpers for end-to-end tests that run `chaos` as a real subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def chaos(*args: str, timeout: float = 240, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m chaos ARGS` from the repo (no install needed); capture output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "chaos", *args], cwd=cwd or REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_json(*args: str, timeout: float = 240) -> tuple[int, dict]:
+    """`chaos run ... --json`: the exit code and the parsed results document."""
+    proc = chaos("run", "--json", *args, timeout=timeout)
+    try:
+        doc = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"no JSON on stdout (exit {proc.returncode}):\n"
+                             f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}") from exc
+    return proc.returncode, doc
+
+
+def anomaly_kinds(doc: dict, checker: str) -> set[str]:
+    res = (doc.get("results") or {}).get("results", {}).get(checker) or {}
+    return {a["kind"] for a in res.get("anomalies", []) if a.get("severity", "anomaly") == "anomaly"}
