@@ -22,6 +22,8 @@ from __future__ import annotations
 import time
 from typing import Any, Generator, Mapping
 
+import numpy as np
+
 from chaos.checkers.base import UNKNOWN, Anomaly, CheckResult
 from chaos.checkers.linearizable.models import FAILED, MODELS, UNKNOWN as OUT_UNKNOWN, Model
 from chaos.checkers.linearizable.models import freeze, pick_model
@@ -46,13 +48,12 @@ class LinearizableChecker:
     def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
         """Search every key; valid True / False (with a counterexample) / "unknown"."""
         opts = dict(opts or {})
-        client = history.client()
-        client = client[client["f"].isin(ALL_FS)]
-        model = _choose_model(set(client["f"]), opts.get("model"))
+        rows = _client_rows(history)
+        model = _choose_model({r[0] for r in rows}, opts.get("model"))
         fail_mode = opts.get("fail", "auto")
         if fail_mode not in ("auto", "ignore", "observe"):
             raise ValueError(f"fail must be auto, ignore or observe, not {fail_mode!r}")
-        groups, dropped = _key_ops(client, model, fail_mode)
+        groups, dropped = _key_ops(rows, model, fail_mode)
         time_limit = float(opts.get("time_limit", DEFAULT_TIME_LIMIT))
         max_configs = int(opts.get("max_configs", DEFAULT_MAX_CONFIGS))
         outcomes, skipped, elapsed = _run_keys(model, groups, time_limit, max_configs)
@@ -105,7 +106,22 @@ def _choose_model(fs: set[str], name: Any) -> Model:
     return pick_model(fs) or MODELS["register"]
 
 
-def _key_ops(client: Any, model: Model, fail_mode: str) -> tuple[dict[Any, list[SearchOp]], int]:
+COLS = ("f", "key", "value", "result", "type", "invoke_time", "complete_time", "invoke_index",
+        "complete_index", "error")
+
+
+def _client_rows(history: History) -> list[tuple[Any, ...]]:
+    """Client ops with a modelled f, as tuples in COLS order (plain Python: no pandas per row)."""
+    pairs = history.pairs
+    procs = pairs["process"].to_numpy()
+    cols = [pairs[c].to_numpy() for c in COLS]
+    keep = [isinstance(p, (int, np.integer)) and not isinstance(p, bool) and f in ALL_FS
+            for p, f in zip(procs, cols[0])]
+    return [row for row, k in zip(zip(*cols), keep) if k]
+
+
+def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
+             ) -> tuple[dict[Any, list[SearchOp]], int]:
     """Group the model's ops by key as SearchOps; drop ops that constrain nothing.
 
     Dropped: fails the model does not observe (they did not happen), and unknown-outcome ops
@@ -113,10 +129,7 @@ def _key_ops(client: Any, model: Model, fail_mode: str) -> tuple[dict[Any, list[
     """
     groups: dict[Any, list[SearchOp]] = {}
     dropped = 0
-    cols = [client[c].to_numpy() for c in ("f", "key", "value", "result", "type", "invoke_time",
-                                          "complete_time", "invoke_index", "complete_index",
-                                          "error")]
-    for f, key, value, result, typ, t0, t1, i0, i1, err in zip(*cols):
+    for f, key, value, result, typ, t0, t1, i0, i1, err in rows:
         if f not in model.fs:
             dropped += 1
             continue

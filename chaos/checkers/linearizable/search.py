@@ -1,14 +1,16 @@
-"""Linearizability search for one key: Wing & Gong / Lowe, breadth-first and just in time.
+"""Linearizability search for one key: Wing & Gong / Lowe, depth-first and just in time.
 
-The search walks the key's invoke and return events in real-time order and keeps the set of
-*configurations* reachable so far: (model state, bitset of operations already linearized).
-Bitsets are Python ints; a configuration is memoised the first time it is seen (the cache of
-Wing & Gong / Lowe's algorithm, here a dict), so two orders that reach the same state with the
-same ops done are explored once. At the return of op `o`, every configuration must linearize
-`o` now: configurations that already did keep going; the others are extended by linearizing
-pending ops, ending with `o` (Lowe's just-in-time linearization: nothing is linearized before
-it is needed). No configuration left = no linearization exists: `o` is the op that cannot be
-linearized, and the configurations just before are the longest linearizable prefixes.
+A *configuration* is (k, model state, bitset of ops linearized but not yet returned): k counts
+the return events passed, in real-time order. Bitsets are Python ints. The search starts at
+k = 0 and must reach the end of the history; from a configuration waiting at the return of op
+`o`, a move linearizes one pending op (any invoked, not yet linearized op: `o` itself, another
+pending op, or an op with unknown outcome); once `o` is linearized the configuration passes
+its return (Lowe's just-in-time linearization: nothing is forced before a return needs it).
+Every configuration is memoised the first time it is seen (Wing & Gong / Lowe's cache), so two
+orders that reach the same state with the same ops done are explored once. Depth-first, with
+pending ops tried in invoke order (as Porcupine does), a valid history is usually confirmed on
+the first path; an invalid one exhausts the memo, and the deepest return ever reached names
+the op that cannot be linearized, with the longest linearizable prefix that led there.
 
 Pruning, each sound for the reason given:
 
@@ -20,7 +22,7 @@ Pruning, each sound for the reason given:
 - ops whose outcome is unknown (`info`, never returned) may take effect at any time after
   their invoke or never; equal ones (same input) are interchangeable, so only the earliest
   unused one of each kind is tried, and a configuration that used a subset of another's
-  unknown ops (same state, same other ops) covers it and the larger one is dropped.
+  unknown ops (same k, state and other ops) covers it: the larger one is skipped.
 
 The search is a generator that yields every few thousand model steps so a scheduler can share
 time fairly between keys, and gives up (undecided) past a memory cap on configurations.
@@ -91,156 +93,167 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
     """Decide whether `ops` (one key) are linearizable w.r.t. `model`; see the module doc.
 
     A generator: drive it with next() until StopIteration, whose value is the Outcome.
-    `max_configs` caps live plus freshly explored configurations (memory budget).
+    `max_configs` caps the memoised configurations (memory budget).
     """
     step = model.step
+    plan = _plan(ops)
+    returns, segments, pend_upd, pend_ro, kinds = plan
+    n_ret = len(returns)
+    unknown_all = 0
+    for i, op in enumerate(ops):
+        if not op.due:
+            unknown_all |= 1 << i
+
+    def enter(k: int, s: Any, m: int, path: Any) -> tuple[int, int, Any]:
+        """Pass the returns whose op is linearized; on the way, linearize the read-only ops
+        invoked before the next return if they are legal (greedy, see the module doc)."""
+        while k < n_ret and m & (1 << returns[k]):
+            m &= ~(1 << returns[k])
+            k += 1
+            for j in segments[k]:
+                o = ops[j]
+                if step(s, o.inp, o.out)[0]:
+                    m |= 1 << j
+                    path = (j, path, path[2] + 1 if path else 1)
+        return k, m, path
+
+    def saturate(k: int, s: Any, m: int, path: Any) -> tuple[int, Any]:
+        """Linearize every pending read-only op that is legal in `s`."""
+        for j in pend_ro[k]:
+            b = 1 << j
+            if not m & b:
+                o = ops[j]
+                if step(s, o.inp, o.out)[0]:
+                    m |= b
+                    path = (j, path, path[2] + 1 if path else 1)
+        return m, path
+
+    s0 = model.init()
+    m0, p0 = saturate(0, s0, 0, None)  # read-only ops invoked before the first return
+    k0, m0, p0 = enter(0, s0, m0, p0)
+    stack: list[tuple[int, Any, int, Any]] = [(k0, s0, m0, p0)]
+    visited: dict[tuple[int, Any, int], list[int]] = {}  # (k, state, due ops) -> unknowns used
+    seen: set[tuple[int, Any, int]] = set()  # the same, when there are no unknown ops
+    n_visited = 0
+    steps = 0
+    budget = YIELD_EVERY
+    deepest = (-1, s0, None)
+    while stack:
+        k, s, m, path = stack.pop()
+        if k == n_ret:
+            return Outcome(valid=True, steps=steps, max_configs=n_visited)
+        if unknown_all:
+            used = m & unknown_all
+            group = visited.setdefault((k, s, m & ~unknown_all), [])
+            if any(u & ~used == 0 for u in group):
+                continue  # this configuration, or one that used fewer unknown ops, was done
+            group.append(used)
+        else:
+            node = (k, s, m)
+            if node in seen:
+                continue
+            seen.add(node)
+        n_visited += 1
+        if k >= deepest[0] and (k > deepest[0] or _plen(path) > _plen(deepest[2])):
+            deepest = (k, s, path)
+        target = returns[k]
+        children: list[tuple[int, Any, int, Any]] = []
+        for j in _candidates(target, m, pend_upd[k], kinds[k]):
+            op = ops[j]
+            legal, s2 = step(s, op.inp, op.out)
+            steps += 1
+            if not legal or (s2 == s and not op.due):
+                continue
+            m2 = m | (1 << j)
+            path2 = (j, path, path[2] + 1 if path else 1)
+            if s2 != s:
+                m2, path2 = saturate(k, s2, m2, path2)
+            k2, m2, path2 = enter(k, s2, m2, path2)
+            children.append((k2, s2, m2, path2))
+        children.reverse()  # popped in invoke order (Porcupine's order)
+        stack.extend(children)
+        if steps >= budget:
+            budget = steps + YIELD_EVERY
+            if n_visited > max_configs:
+                op = ops[returns[deepest[0]]]
+                return Outcome(valid="unknown", steps=steps, max_configs=n_visited,
+                               reason=f"memory cap of {max_configs} configurations reached",
+                               window=(op.invoke_time, ops[returns[-1]].complete_time),
+                               time=op.complete_time)
+            yield
+    k, s, path = deepest
+    stuck = returns[k]
+    done = set(_path_list(path))
+    pending = sorted(j for j in pend_upd[k] + pend_ro[k] if j != stuck and j not in done)
+    pending += sorted(j for members in kinds[k] for j in members if j not in done)
+    return Outcome(valid=False, steps=steps, max_configs=n_visited, stuck_on=stuck,
+                   linearized=_path_list(path), pending=pending, state=s,
+                   time=ops[stuck].complete_time)
+
+
+def _plen(path: Any) -> int:
+    return path[2] if path else 0
+
+
+def _candidates(target: int, m: int, upd: list[int], kinds: list[list[int]]) -> list[int]:
+    """Ops that may be linearized next: the due one first, then pending updates, then the
+    earliest unused unknown-outcome op of each kind (equal unknown ops are interchangeable)."""
+    out = [j for j in upd if not m & (1 << j)]
+    if target not in out and not m & (1 << target):
+        out.append(target)  # a read-only target: it needs a state change first
+    for members in kinds:
+        for j in members:
+            if not m & (1 << j):
+                out.append(j)
+                break
+    return out
+
+
+Plan = tuple[list[int], list[list[int]], list[list[int]], list[list[int]], list[list[list[int]]]]
+
+
+def _plan(ops: list[SearchOp]) -> Plan:
+    """Precompute, for each return (in real-time order), what is pending at that moment.
+
+    returns[k]:  the op whose return is the k-th return event
+    segments[k]: due read-only ops invoked after return k-1 and before return k
+    pend_upd[k], pend_ro[k]: due updating / read-only ops invoked and not returned before
+                 return k (including returns[k] itself)
+    kinds[k]:    unknown-outcome ops invoked before return k, grouped by input, in invoke order
+    Index k = len(returns) describes the end of the history.
+    """
     events: list[tuple[int, int, int]] = []
     for i, op in enumerate(ops):
         events.append((op.invoke_time, 0, i))
         if op.due:
             events.append((op.complete_time, 1, i))
     events.sort()  # at equal times invokes come first: closed intervals, the permissive order
-
-    configs: dict[tuple[Any, int], Any] = {(model.init(), 0): None}
-    pending_ro: list[int] = []      # due read-only ops invoked and not yet returned
-    pending_upd: list[int] = []     # due updating ops invoked and not yet returned
-    unknown_kinds: dict[Any, list[int]] = {}  # unknown-outcome ops by input, in invoke order
-    unknown_mask = 0
-    steps = 0
-    budget = YIELD_EVERY
-    peak = 1
-
-    def saturate(state: Any, mask: int, path: Any) -> tuple[int, Any]:
-        """Linearize every pending read-only op that is legal in `state`."""
-        for j in pending_ro:
-            b = 1 << j
-            if not mask & b:
-                op = ops[j]
-                if step(state, op.inp, op.out)[0]:
-                    mask |= b
-                    path = (j, path)
-        return mask, path
-
-    for ev_time, kind, i in events:
+    returns: list[int] = []
+    segments: list[list[int]] = [[]]
+    pend_upd: list[list[int]] = []
+    pend_ro: list[list[int]] = []
+    kinds: list[list[list[int]]] = []
+    upd: list[int] = []
+    ro: list[int] = []
+    by_kind: dict[Any, list[int]] = {}
+    for _t, kind, i in events:
         op = ops[i]
-        bit = 1 << i
-        if kind == 0:  # invoke
+        if kind == 0:
             if not op.due:
-                unknown_kinds.setdefault(op.inp, []).append(i)
-                unknown_mask |= bit
+                by_kind.setdefault(op.inp, []).append(i)
             elif op.read_only:
-                pending_ro.append(i)
-                new: dict[tuple[Any, int], Any] = {}
-                for (s, m), path in configs.items():
-                    if step(s, op.inp, op.out)[0]:
-                        m |= bit
-                        path = (i, path)
-                    if (s, m) not in new:
-                        new[(s, m)] = path
-                configs = new
-                steps += len(new)
+                ro.append(i)
+                segments[-1].append(i)
             else:
-                pending_upd.append(i)
+                upd.append(i)
             continue
-
-        # return of op i: every configuration must have linearized it by now
-        new = {}
-        seen: set[tuple[Any, int]] = set(configs)
-        stack: list[tuple[Any, int, Any]] = []
-        for (s, m), path in configs.items():
-            if m & bit:
-                key = (s, m & ~bit)
-                if key not in new:
-                    new[key] = path
-            else:
-                stack.append((s, m, path))
-        while stack:
-            s, m, path = stack.pop()
-            cands = [j for j in pending_upd if not m & (1 << j)]
-            for members in unknown_kinds.values():
-                for j in members:
-                    if not m & (1 << j):
-                        cands.append(j)
-                        break
-            for j in cands:
-                cop = ops[j]
-                legal, s2 = step(s, cop.inp, cop.out)
-                steps += 1
-                if not legal or (s2 == s and not cop.due):
-                    continue
-                m2 = m | (1 << j)
-                path2 = (j, path)
-                if s2 != s:
-                    m2, path2 = saturate(s2, m2, path2)
-                if m2 & bit:
-                    key = (s2, m2 & ~bit)
-                    if key not in new:
-                        new[key] = path2
-                elif (s2, m2) not in seen:
-                    seen.add((s2, m2))
-                    stack.append((s2, m2, path2))
-            if steps >= budget:
-                budget = steps + YIELD_EVERY
-                if len(seen) + len(new) > max_configs:
-                    return Outcome(valid="unknown", steps=steps, max_configs=len(seen),
-                                   reason=f"memory cap of {max_configs} configurations reached",
-                                   window=(op.invoke_time, events[-1][0]), time=ev_time)
-                yield
-        peak = max(peak, len(seen), len(new))
-
-        if not new:
-            return _refuted(configs, ops, i, pending_ro, pending_upd, unknown_kinds, ev_time,
-                            steps, peak)
-
-        if op.read_only:
-            pending_ro.remove(i)
-        else:
-            pending_upd.remove(i)
-        if unknown_mask:
-            new = _drop_covered(new, unknown_mask)
-        configs = new
-    return Outcome(valid=True, steps=steps, max_configs=peak)
-
-
-def _drop_covered(configs: dict[tuple[Any, int], Any], unknown_mask: int
-                  ) -> dict[tuple[Any, int], Any]:
-    """Keep only configurations whose used unknown ops are minimal for their (state, due ops).
-
-    Used unknown ops are always the earliest of each kind, so "uses a subset" is exactly
-    "can still do everything the other can": the superset configuration adds nothing.
-    """
-    groups: dict[tuple[Any, int], list[tuple[int, int, Any]]] = {}
-    for (s, m), path in configs.items():
-        groups.setdefault((s, m & ~unknown_mask), []).append((m & unknown_mask, m, path))
-    out: dict[tuple[Any, int], Any] = {}
-    for (s, _), members in groups.items():
-        if len(members) == 1:
-            _, m, path = members[0]
-            out[(s, m)] = path
-            continue
-        members.sort(key=lambda t: t[0].bit_count())
-        kept: list[int] = []
-        for used, m, path in members:
-            if any(k & ~used == 0 for k in kept):
-                continue
-            kept.append(used)
-            out[(s, m)] = path
-    return out
-
-
-def _refuted(configs: dict[tuple[Any, int], Any], ops: list[SearchOp], stuck: int,
-             pending_ro: list[int], pending_upd: list[int], unknown_kinds: dict[Any, list[int]],
-             time: int, steps: int, peak: int) -> Outcome:
-    """Build the counterexample from the configurations alive just before the failing return."""
-    best_path: list[int] = []
-    best_state: Any = None
-    for (s, _m), path in configs.items():
-        lst = _path_list(path)
-        if best_state is None and not best_path or len(lst) > len(best_path):
-            best_path, best_state = lst, s
-    done = set(best_path)
-    pending = sorted(j for j in pending_ro + pending_upd if j != stuck and j not in done)
-    pending += sorted(j for members in unknown_kinds.values() for j in members
-                      if j not in done)
-    return Outcome(valid=False, steps=steps, max_configs=peak, stuck_on=stuck,
-                   linearized=best_path, pending=pending, state=best_state, time=time)
+        returns.append(i)
+        pend_upd.append(list(upd))
+        pend_ro.append(list(ro))
+        kinds.append([list(v) for v in by_kind.values()])
+        segments.append([])
+        (ro if op.read_only else upd).remove(i)
+    pend_upd.append(list(upd))
+    pend_ro.append(list(ro))
+    kinds.append([list(v) for v in by_kind.values()])
+    return returns, segments, pend_upd, pend_ro, kinds
