@@ -1,0 +1,58 @@
+"""`chaos run`: bad input exits 4 with nothing started; --replay repeats config and schedule."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.runhelp import chaos, run_json
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "nope"], "unknown target 'nope'"),
+    (["--nemesis", "flood"], "unknown nemesis 'flood'"),
+    (["--workload", "bank"], "bank"),
+    (["--concurrency", "0"], "--concurrency must be at least 1"),
+    (["--time-limit", "-5"], "--time-limit must be positive"),
+    (["--nodes", "0"], "--nodes must be at least 1"),
+    (["--runtime", "moon"], "unknown runtime 'moon'"),
+    (["-O", "replication=fast"], "replication"),
+    (["-O", "colour=blue"], "colour"),
+    (["--partition-shape", "triangle"], "triangle"),
+    (["--no-such-flag"], "--no-such-flag"),
+])
+def test_bad_input_exits_4_and_starts_nothing(tmp_path, args, message):
+    store = tmp_path / "store"
+    res = chaos("run", "--store", str(store), *args, timeout=60)
+    assert res.returncode == 4, (res.stdout, res.stderr)
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not store.exists()  # nothing started, nothing written
+
+
+def test_replay_repeats_config_and_schedule(tmp_path):
+    code, doc = run_json("--store", str(tmp_path / "a"), "--workload", "set", "--nemesis", "kill,pause",
+                         "--time-limit", "6", "--nemesis-interval", "1", "--seed", "5",
+                         "--quiesce", "0.5", "-O", "replication=quorum", "-O", "failover=majority")
+    assert code in (0, 1, 2), doc
+    def run_dir(store):
+        return next(p.parent.resolve() for p in store.glob("*/*/config.json")
+                    if "latest" not in p.parts)
+    run_a = run_dir(tmp_path / "a")
+    code_b, doc_b = run_json("--store", str(tmp_path / "b"), "--replay", str(run_a))
+    run_b = run_dir(tmp_path / "b")
+    cfg_a = json.loads((run_a / "config.json").read_text())["config"]
+    cfg_b = json.loads((run_b / "config.json").read_text())["config"]
+    for key in ("seed", "schedule", "target_options", "workload", "nemesis", "time_limit"):
+        assert cfg_a[key] == cfg_b[key], key
+    assert len(cfg_a["schedule"]) == 3
+    # The replayed run did the same faults, in the same order.
+    def faults(run):
+        ops = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+        return [o["f"] for o in ops if o["process"] == "nemesis" and o["type"] == "invoke"]
+    assert faults(run_a) == faults(run_b)
+
+
+def test_replay_of_a_missing_dir_is_bad_input(tmp_path):
+    res = chaos("run", "--replay", str(tmp_path / "nothing"), timeout=60)
+    assert res.returncode == 4 and "no config.json" in res.stderr
