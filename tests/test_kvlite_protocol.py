@@ -200,3 +200,12 @@ def test_server_rejects_bad_arguments(tmp_path):
                         "--listen", "nowhere", "--data-dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "expected HOST:PORT" in r.stderr
+
+
+def test_client_spreads_reads_when_reading_from_any_node(tmp_path):
+    with Cluster(tmp_path / "c", n=3, options={"failover": "none", "read_from": "any"}) as c:
+        cl = c.client(read_from="any")
+        assert cl.invoke({"f": "write", "key": "k", "value": 1})["type"] == "ok"
+        nodes = {cl.invoke({"f": "read", "key": "k"})["node"] for _ in range(40)}
+        assert len(nodes) >= 2
+        assert cl.invoke({"f": "write", "key": "k", "value": 2})["node"] == "n1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import select
 import socket
 import time
@@ -78,13 +79,16 @@ class KvliteClient:
     """A chaos.target.Client for the register and set workloads."""
 
     def __init__(self, nodes: Mapping[str, Any], timeout: float = 1.0, routing: str = "client",
-                 prefer: str | None = None):
+                 prefer: str | None = None, read_from: str = "leader"):
         self.nodes = {n: _addr(a) for n, a in nodes.items()}
         if not self.nodes:
             raise ValueError("KvliteClient needs at least one node")
         self.names = sorted(self.nodes)
         self.timeout = timeout
         self.routing = routing
+        #: "any": reads go to a random node (that is the point of reading from followers)
+        self.read_from = read_from
+        self._rng = random.Random()
         self.leader = prefer if prefer in self.nodes else self.names[0]
         self.conns: dict[str, _Conn] = {}
 
@@ -126,6 +130,8 @@ class KvliteClient:
         tried: list[str] = []
         last_error = "no node reachable"
         target: str | None = self.leader
+        if is_read and self.read_from == "any":
+            target = self._rng.choice(self.names)
         for _ in range(2 * len(self.names) + 1):
             if target is None or (target in tried and len(tried) < len(self.names)):
                 target = next((n for n in self.names if n not in tried), self.names[0])
@@ -145,7 +151,8 @@ class KvliteClient:
             kind = reply.get("type")
             node = reply.get("node", target)
             if kind == "ok":
-                self.leader = target
+                if not (is_read and self.read_from == "any"):
+                    self.leader = target
                 return {"type": "ok", "value": reply.get("value") if is_read else op.get("value"),
                         "node": node, "meta": {"term": reply.get("term")}}
             if kind == "fail" and reply.get("error") == "not leader" and self.routing == "client":

@@ -98,7 +98,8 @@ class KvliteTarget:
     def client(self, nodes: Mapping[str, Addr], options: Mapping[str, Any]) -> KvliteClient:
         return KvliteClient({n: (a.host, a.port) for n, a in nodes.items()},
                             timeout=float(options.get("timeout", 1.0)),
-                            routing=str(options.get("routing", "client")))
+                            routing=str(options.get("routing", "client")),
+                            read_from=str(options.get("read_from", "leader")))
 
     def status(self, node: str, addr: Addr, timeout: float) -> dict[str, Any]:
         """The node's status dict; raises OSError (or ValueError) when it does not answer."""
