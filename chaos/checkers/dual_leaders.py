@@ -19,7 +19,8 @@ Judged (DESIGN §5):
     consensus allows it as long as the old one cannot commit);
 (c) "split-brain-writes" (anomaly): during such an overlap, ok writes (add, write, cas) were
     acknowledged both by one node and by the other (`node` of the ok op; an op counts when
-    its [invoke, complete] meets the window).
+    its whole [invoke, complete] lies inside the window, so the acknowledgement surely fell
+    in it: a write merely overlapping the window's edge may have been acked before it).
 
 The term in ok client ops' meta is reported in (c) but not used as leadership evidence: a
 follower that forwards a write may answer it, so `node` alone does not prove leadership.
@@ -119,24 +120,24 @@ class _Acks:
         w = pairs[mask]
         w = w[w["node"].notna().to_numpy()]
         self.frame = w
-        self.by_node: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
+        self.by_node: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for node, idx in w.groupby("node", sort=False).indices.items():
             cmp = w["complete_time"].to_numpy()[idx]
             order = np.argsort(cmp, kind="stable")
             inv = w["invoke_time"].to_numpy()[idx][order]
             cmp = cmp[order]
-            self.by_node[node] = (inv, cmp, idx[order], int((cmp - inv).max()))
+            self.by_node[node] = (inv, cmp, idx[order])
 
-    def meeting(self, node: Any, start: int, end: int) -> np.ndarray:
-        """Row positions (in self.frame) of `node`'s ok writes whose span meets [start, end]."""
+    def within(self, node: Any, start: int, end: int) -> np.ndarray:
+        """Row positions (in self.frame) of `node`'s ok writes that ran entirely inside
+        [start, end], so their acknowledgement surely fell inside the window."""
         if node not in self.by_node:
             return np.zeros(0, dtype=np.int64)
-        inv, cmp, rows, longest = self.by_node[node]
+        inv, cmp, rows = self.by_node[node]
         lo = np.searchsorted(cmp, start, side="left")
-        hi = np.searchsorted(cmp, end + longest, side="right")
+        hi = np.searchsorted(cmp, end, side="right")
         sel = np.arange(lo, hi)
-        sel = sel[inv[sel] <= end]
-        return rows[sel]
+        return rows[sel[inv[sel] >= start]]
 
 
 class DualLeadersChecker:
@@ -195,7 +196,7 @@ class DualLeadersChecker:
                     f"{start / NS_PER_S:.3f} s", ops=sorted(a.ops + b.ops), time=start,
                     details=facts, severity="warning"))
             assert acks is not None
-            wa, wb = acks.meeting(a.node, start, end), acks.meeting(b.node, start, end)
+            wa, wb = acks.within(a.node, start, end), acks.within(b.node, start, end)
             if len(wa) and len(wb):
                 split += 1
                 fr = acks.frame

@@ -25,12 +25,14 @@ for at most opts["max_anomalies"] elements per kind (default 1000), the stats co
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from chaos.checkers._frame import SegmentedTimes, combine, factorize, flatten, object_array
+from chaos.checkers._frame import (SegmentedTimes, combine, factorize, flatten, int_array,
+                                   object_array)
 from chaos.checkers.base import Anomaly, CheckResult
 from chaos.history.model import OPEN, History
 
@@ -57,44 +59,102 @@ class LostWritesChecker:
 
 
 class _Judge:
-    """One run of the lost-writes check; arrays are per add (a_*), read (r_*), element (e_*)."""
+    """One run of the lost-writes check; arrays are per add (a_*), read (r_*), element (e_*).
+
+    Columns are taken as numpy arrays indexed by row positions (no DataFrame copies): at a
+    million ops, filtering frames would cost more than the whole judgement.
+    """
 
     def __init__(self, pairs: pd.DataFrame, cap: int):
         self.cap = cap
+        self.pairs = pairs
         f = pairs["f"].to_numpy()
         typ = pairs["type"].to_numpy()
-        self.adds = pairs[f == "add"]
-        self.reads = pairs[(f == "read-set") & (typ == "ok")]
-        self.n_reads_attempted = int((f == "read-set").sum())
+        is_read = f == "read-set"
+        self.add_rows = np.flatnonzero(f == "add")
+        self.read_rows = np.flatnonzero(is_read & (typ == "ok"))
+        self.n_reads_attempted = int(is_read.sum())
+
+    def col(self, name: str, rows: np.ndarray) -> np.ndarray:
+        return self.pairs[name].to_numpy()[rows]
 
     # -- encoding ----------------------------------------------------------------------------
     def _encode(self) -> None:
-        adds, reads = self.adds, self.reads
-        na, nr = len(adds), len(reads)
-        key_codes, self.key_values = factorize(
-            object_array(list(adds["key"]) + list(reads["key"])))
+        ar, rr = self.add_rows, self.read_rows
+        na, nr = len(ar), len(rr)
+        keys = self.pairs["key"].to_numpy()
+        key_codes, self.key_values = factorize(np.concatenate([keys[ar], keys[rr]]))
         self.a_key, self.r_key = key_codes[:na], key_codes[na:]
-        self.m_read, flat = flatten(reads["result"].to_numpy())
-        elem_codes, self.elem_values = factorize(
-            np.concatenate([adds["value"].to_numpy(), flat]))
+        self.m_read, flat = flatten(self.col("result", rr))
+        add_vals = self.col("value", ar)
         m_key = self.r_key[self.m_read]
-        ids = combine(np.concatenate([self.a_key, m_key]), elem_codes)
+        all_keys = np.concatenate([self.a_key, m_key])
+        ints = int_array(add_vals) if flat.dtype == np.int64 else None
+        ids = None
+        if ints is not None and len(ints) + len(flat):
+            elems = np.concatenate([ints, flat])
+            ids = self._dense_ids(elems, all_keys)
+            if ids is None:
+                lo, hi = int(elems.min()), int(elems.max())
+                span = hi - lo + 1
+                if span * max(len(self.key_values), 1) < 2 ** 62:  # pack (key, element)
+                    ids, packed = pd.factorize(all_keys.astype(np.int64) * span + (elems - lo))
+                    self._elem = lambda e: int(packed[e] % span + lo)
+                else:
+                    codes, uniq = pd.factorize(elems)
+                    ids = combine(all_keys, codes)
+                    per_id = self._per_id(ids, codes)
+                    self._elem = lambda e: int(uniq[per_id[e]])
+        if ids is None:
+            codes, uniq = factorize(np.concatenate([add_vals, flat.astype(object)]))
+            ids = combine(all_keys, codes)
+            per_id = self._per_id(ids, codes)
+            self._elem = lambda e: uniq[per_id[e]]
         self.a_id, m_id = ids[:na], ids[na:]
         self.n = int(ids.max()) + 1 if len(ids) else 0
         self.e_key = np.zeros(self.n, dtype=np.int64)
-        self.e_elem = np.zeros(self.n, dtype=np.int64)
-        self.e_key[ids] = np.concatenate([self.a_key, m_key])
-        self.e_elem[ids] = elem_codes
-        # one membership per (read, element): an element listed twice in a read counts once
-        if len(m_id):
-            pair = np.unique(self.m_read * self.n + m_id)
-            self.m_read, self.m_id = pair // self.n, pair % self.n
-        else:
-            self.m_id = m_id
-        self.r_inv = reads["invoke_time"].to_numpy()
-        self.r_cmp = reads["complete_time"].to_numpy()
-        self.r_final = reads["final"].to_numpy().astype(bool)
+        self.e_key[ids] = all_keys
+        self.r_inv = self.col("invoke_time", rr)
+        self.r_cmp = self.col("complete_time", rr)
+        self.r_final = self.col("final", rr).astype(bool)
         self.r_rows = np.arange(nr)
+        self.m_id = m_id
+        if len(m_id) and self._maybe_duplicates(flat):
+            # one membership per (read, element): an element listed twice in a read counts once
+            pair = pd.unique(self.m_read * self.n + m_id)
+            self.m_read, self.m_id = pair // self.n, pair % self.n
+
+    def _dense_ids(self, elems: np.ndarray, keys: np.ndarray) -> np.ndarray | None:
+        """Ids without hashing, for the usual workload: int elements from a dense range, each
+        element used under a single key. None when that does not hold (then we hash)."""
+        lo, hi = int(elems.min()), int(elems.max())
+        span = hi - lo + 1
+        if span > 4 * len(elems) + 1024:
+            return None
+        off = elems - lo
+        seen = np.zeros(span, dtype=bool)
+        seen[off] = True
+        dense = np.cumsum(seen) - 1
+        ids = dense[off]
+        key_of = np.zeros(int(dense[-1]) + 1, dtype=keys.dtype)
+        key_of[ids] = keys
+        if not np.array_equal(key_of[ids], keys):  # an element under two keys
+            return None
+        self._elem = lambda e: int(np.searchsorted(dense, e) + lo)  # first offset with code e
+        return ids
+
+    def _per_id(self, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+        out = np.empty(int(ids.max()) + 1 if len(ids) else 0, dtype=values.dtype)
+        out[ids] = values
+        return out
+
+    def _maybe_duplicates(self, flat: np.ndarray) -> bool:
+        """False when every read's elements are strictly increasing (sorted, as DESIGN §4
+        asks), which rules duplicates out without hashing millions of pairs."""
+        if flat.dtype != np.int64 or len(flat) < 2:
+            return flat.dtype != np.int64
+        same_read = self.m_read[1:] == self.m_read[:-1]
+        return bool((same_read & (flat[1:] <= flat[:-1])).any())
 
     def _final_role(self) -> np.ndarray:
         """Flagged final reads; for keys without any, the read with the latest invocation."""
@@ -115,8 +175,8 @@ class _Judge:
     def run(self, name: str) -> CheckResult:
         self._encode()
         n = self.n
-        a_typ = self.adds["type"].to_numpy()
-        a_cmp = self.adds["complete_time"].to_numpy()
+        a_typ = self.col("type", self.add_rows)
+        a_cmp = self.col("complete_time", self.add_rows)
         has_add = np.zeros(n, bool)
         has_add[self.a_id] = True
         a_ok, a_info, a_fail = (a_typ == "ok"), (a_typ == "info"), (a_typ == "fail")
@@ -131,35 +191,41 @@ class _Judge:
         e_add_row[self.a_id[order]] = order  # ok adds written last, so they win
 
         m_id, m_read = self.m_id, self.m_read
+        n_keys = len(self.key_values)
         present = np.bincount(m_id, minlength=n) > 0
         first_seen = np.full(n, OPEN, dtype=np.int64)
         np.minimum.at(first_seen, m_id, self.r_cmp[m_read])
         known = np.minimum(e_ack, first_seen)
-        last_present_inv = np.full(n, -1, dtype=np.int64)
-        np.maximum.at(last_present_inv, m_id, self.r_inv[m_read])
+        is_known = known != OPEN
 
         role = self._final_role()
-        finals = SegmentedTimes(self.r_key[role], self.r_inv[role])
-        f_total = finals.count(self.e_key)
-        f_after_known = f_total - finals.count_le(self.e_key, known)
         in_final = np.bincount(m_id[role[m_read]], minlength=n)
-
-        is_known = known != OPEN
-        lost = is_known & (in_final == 0) & (f_after_known > 0)
+        finals = SegmentedTimes(self.r_key[role], self.r_inv[role], n_keys)
+        f_total = finals.count(self.e_key)
+        lost = np.zeros(n, dtype=bool)
+        cand = np.flatnonzero(is_known & (in_final == 0))  # few: count finals only for them
+        lost[cand] = finals.count_le(self.e_key[cand], known[cand]) < f_total[cand]
         divergent = (in_final > 0) & (in_final < f_total) & self.flagged[self.e_key]
         unexpected = present & ~(e_ok | e_info)
         recovered = present & e_info & ~e_ok
         indeterminate = ~present & e_info & ~e_ok
 
-        allr = SegmentedTimes(self.r_key, self.r_inv)
-        between = (allr.count_lt(self.e_key, last_present_inv)
-                   - allr.count_le(self.e_key, known))
-        m_between = ((self.r_inv[m_read] > known[m_id])
-                     & (self.r_inv[m_read] < last_present_inv[m_id]))
+        # Stale: some read of the key invoked after `known` and before the latest read that
+        # has the element lacks it. Reads are ranked per key by invocation (lo = how many
+        # reads of the key were invoked strictly before), so "reads in (known, last present)"
+        # is a difference of ranks and one count per element.
+        allr = SegmentedTimes(self.r_key, self.r_inv, n_keys)
+        lo = allr.count_lt(self.r_key, self.r_inv)
+        m_lo = lo[m_read]
+        last_lo = np.full(n, -1, dtype=np.int64)
+        np.maximum.at(last_lo, m_id, m_lo)
+        c_known = allr.count_le(self.e_key, known)
+        m_between = (m_lo >= c_known[m_id]) & (m_lo < last_lo[m_id])
         present_between = np.bincount(m_id[m_between], minlength=n)
-        stale = is_known & (between > present_between)
-        reads_after_ack = allr.count(self.e_key) - allr.count_le(self.e_key, e_ack)
-        never_read = e_ok & (reads_after_ack == 0)
+        stale = is_known & (last_lo - c_known > present_between)
+        key_last_inv = np.full(max(n_keys, 1), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(key_last_inv, self.r_key, self.r_inv)
+        never_read = e_ok & (key_last_inv[self.e_key] <= e_ack)
 
         stats = {
             "attempted": int(has_add.sum()), "acknowledged": int(e_ok.sum()),
@@ -168,12 +234,12 @@ class _Judge:
             "lost": int(lost.sum()), "divergent": int(divergent.sum()),
             "unexpected": int(unexpected.sum()), "stale": int(stale.sum()),
             "recovered": int(recovered.sum()), "never_read": int(never_read.sum()),
-            "reads": int(len(self.reads)), "reads_attempted": self.n_reads_attempted,
+            "reads": int(len(self.read_rows)), "reads_attempted": self.n_reads_attempted,
             "final_reads": int(role.sum()), "keys": int(len(self.key_values)),
-            "add_ops": int(len(self.adds)), "add_ops_failed": int(a_fail.sum()),
+            "add_ops": int(len(self.add_rows)), "add_ops_failed": int(a_fail.sum()),
         }
         self.e_add_row, self.known, self.role = e_add_row, known, role
-        self.last_present_inv = last_present_inv
+        self.lo, self.last_lo, self.c_known = lo, last_lo, c_known
         anomalies: list[Anomaly] = []
         warnings: list[str] = []
         for kind, mask, build in (("lost", lost, self._lost), ("divergent", divergent, self._divergent),
@@ -186,7 +252,7 @@ class _Judge:
                 self._index_members()
             anomalies.extend(build(int(e)) for e in ids[: self.cap])
         anomalies.sort(key=lambda a: (a.time if a.time is not None else -1))
-        if not len(self.reads):
+        if not len(self.read_rows):
             warnings.append("no ok read-set: nothing can be judged lost")
         return CheckResult(name, not anomalies, anomalies=anomalies, stats=stats,
                            warnings=warnings)
@@ -205,6 +271,14 @@ class _Judge:
         order, bounds = self._members
         return self.m_read[order[bounds[e]:bounds[e + 1]]]
 
+    @functools.cached_property
+    def adds(self) -> pd.DataFrame:
+        return self.pairs.iloc[self.add_rows]
+
+    @functools.cached_property
+    def reads(self) -> pd.DataFrame:
+        return self.pairs.iloc[self.read_rows]
+
     def _read_ops(self, rows: Any) -> list[int]:
         out: list[int] = []
         for r in rows:
@@ -216,7 +290,7 @@ class _Judge:
 
     def _add_facts(self, e: int) -> tuple[list[int], dict[str, Any], str]:
         row = int(self.e_add_row[e])
-        details: dict[str, Any] = {"element": self.elem_values[self.e_elem[e]]}
+        details: dict[str, Any] = {"element": self._elem(e)}
         key = self.key_values[self.e_key[e]]
         if key is not None:
             details["key"] = key
@@ -286,8 +360,8 @@ class _Judge:
         ops, details, how = self._add_facts(e)
         rows = self._key_reads.get(self.e_key[e])
         has = set(self._reads_with(e).tolist())
-        inv = self.r_inv[rows]
-        window = rows[(inv > self.known[e]) & (inv < self.last_present_inv[e])]
+        lo = self.lo[rows]
+        window = rows[(lo >= self.c_known[e]) & (lo < self.last_lo[e])]
         absent = next(r for r in window[np.argsort(self.r_inv[window], kind="stable")]
                       if r not in has)
         later = [r for r in has if self.r_inv[r] > self.r_inv[absent]]

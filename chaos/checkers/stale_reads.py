@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from chaos.checkers._frame import combine, factorize, object_array
+from chaos.checkers._frame import combine, factorize, object_array, sorted_unique
 from chaos.checkers.base import Anomaly, CheckResult
 from chaos.history.model import OPEN, History
 
@@ -36,6 +36,16 @@ NS_PER_S = 1e9
 
 def _cas_new(v: Any) -> Any:
     return v[1] if isinstance(v, (list, tuple)) and len(v) == 2 else None
+
+
+def _written(values: np.ndarray, fs: np.ndarray) -> np.ndarray:
+    """The value each write or cas op writes (a cas [expected, new] writes new)."""
+    cas = fs == "cas"
+    if not cas.any():
+        return values
+    out = values.copy()
+    out[cas] = object_array([_cas_new(v) for v in values[cas]])
+    return out
 
 
 class StaleReadsChecker:
@@ -50,44 +60,42 @@ class StaleReadsChecker:
         opts = opts or {}
         cap = int(opts.get("max_anomalies", 1000))
         pairs = history.pairs
+        col = lambda name, rows: pairs[name].to_numpy()[rows]  # noqa: E731 - no frame copies
         f = pairs["f"].to_numpy()
         typ = pairs["type"].to_numpy()
-        is_w, is_cas = f == "write", f == "cas"
-        writes = pairs[(is_w | is_cas) & (typ != "fail")]
-        failed = pairs[(is_w | is_cas) & (typ == "fail")]
-        reads = pairs[(f == "read") & (typ == "ok")]
-        nw, nr = len(writes), len(reads)
-        w_val = writes["value"].to_numpy()
-        w_cas = (writes["f"] == "cas").to_numpy()
-        if w_cas.any():
-            w_val = w_val.copy()
-            w_val[w_cas] = [_cas_new(v) for v in w_val[w_cas]]
-        f_val = failed["value"].to_numpy().copy()
-        f_cas = (failed["f"] == "cas").to_numpy()
-        if f_cas.any():
-            f_val[f_cas] = [_cas_new(v) for v in f_val[f_cas]]
-        r_val = reads["result"].to_numpy()
-
-        key_codes, key_values = factorize(object_array(
-            list(writes["key"]) + list(reads["key"]) + list(failed["key"])))
-        val_codes, _ = factorize(np.concatenate([w_val, r_val, f_val]))
-        ids = combine(key_codes, val_codes)
+        is_write = (f == "write") | (f == "cas")
+        w_rows = np.flatnonzero(is_write & (typ != "fail"))
+        f_rows = np.flatnonzero(is_write & (typ == "fail"))
+        r_rows = np.flatnonzero((f == "read") & (typ == "ok"))
+        nw, nr = len(w_rows), len(r_rows)
+        w_val = _written(col("value", w_rows), col("f", w_rows))
+        f_val = _written(col("value", f_rows), col("f", f_rows))
+        r_val = col("result", r_rows)
+        initial = r_val == None  # noqa: E711 - elementwise on an object array
+        keys = pairs["key"].to_numpy()
+        key_codes, key_values = factorize(np.concatenate([keys[w_rows], keys[r_rows],
+                                                          keys[f_rows]]))
         w_key, r_key = key_codes[:nw], key_codes[nw:nw + nr]
-        w_id, r_id, f_id = ids[:nw], ids[nw:nw + nr], ids[nw + nr:]
+        f_key = key_codes[nw + nr:]
+        # initial-value reads take no part in value matching (None is nobody's write)
+        rv = np.flatnonzero(~initial)
+        val_codes, _ = factorize(np.concatenate([w_val, r_val[rv], f_val]))
+        ids = combine(np.concatenate([w_key, r_key[rv], f_key]), val_codes)
         n_ids = int(ids.max()) + 1 if len(ids) else 0
+        w_id, f_id = ids[:nw], ids[nw + len(rv):]
+        r_id = np.full(nr, -1, dtype=np.int64)
+        r_id[rv] = ids[nw:nw + len(rv)]
 
-        w_inv = writes["invoke_time"].to_numpy()
-        w_cmp = writes["complete_time"].to_numpy()
-        w_ok = (writes["type"] == "ok").to_numpy()
+        w_inv = col("invoke_time", w_rows)
+        w_cmp = col("complete_time", w_rows)
+        w_ok = col("type", w_rows) == "ok"
         w_cmp_eff = np.where(w_ok, w_cmp, OPEN)  # info: completion unknown
         # the write of each (key, value): the latest-completing one (can only hide staleness)
-        best = np.full(n_ids, -1, dtype=np.int64)
+        best = np.full(n_ids + 1, -1, dtype=np.int64)  # slot n_ids: "no value" for -1 ids
         order = np.lexsort((w_cmp_eff, w_id))
         best[w_id[order]] = order
-        r_inv = reads["invoke_time"].to_numpy()
-        initial = np.fromiter((v is None for v in r_val), dtype=bool, count=nr)
-        w_of_r = best[r_id]
-        w_of_r[initial] = -1
+        r_inv = col("invoke_time", r_rows)
+        w_of_r = best[r_id]  # r_id -1 reads slot n_ids, which stays -1
         known = initial | (w_of_r >= 0)
         threshold = np.where(initial, np.iinfo(np.int64).min,
                              w_cmp_eff[np.maximum(w_of_r, 0)] if nw else OPEN)
@@ -98,7 +106,7 @@ class StaleReadsChecker:
         lag = np.zeros(nr, dtype=np.int64)
         pos = np.zeros(nr, dtype=np.int64)
         if len(ok_rows) and nr:
-            uniq = np.unique(w_inv[ok_rows])
+            uniq = sorted_unique(w_inv[ok_rows])
             width = len(uniq) + 1
             code = w_key[ok_rows].astype(np.int64) * width + np.searchsorted(uniq, w_inv[ok_rows], "right")
             srt = np.argsort(code, kind="stable")
@@ -121,7 +129,7 @@ class StaleReadsChecker:
             lag = np.where(stale, r_inv - m, 0)
 
         unwritten = ~known
-        of_failed = unwritten & np.isin(r_id, f_id)
+        of_failed = unwritten & np.isin(r_id, f_id) & (r_id >= 0)
         stale_rows = np.flatnonzero(stale)
         lags = lag[stale_rows]
         stats: dict[str, Any] = {
@@ -142,7 +150,7 @@ class StaleReadsChecker:
             warnings.append(f"{len(stale_rows)} stale reads, only the first {cap} listed")
         anomalies: list[Anomaly] = []
         if len(stale_rows):
-            ctx = dict(reads=reads, writes=writes, key_values=key_values, s_row=s_row,
+            ctx = dict(reads=pairs.iloc[r_rows], writes=pairs.iloc[w_rows], key_values=key_values, s_row=s_row,
                        s_key=s_key, s_min=s_min, r_key=r_key)
             for r in stale_rows[:cap]:
                 anomalies.append(_anomaly(int(r), int(pos[r]), int(lag[r]),
