@@ -10,8 +10,8 @@ with a new client. Ids are therefore unique across workers and the whole run.
 
 Every op goes through a `chaos.recorder.RemoteSink` to the parent's `Recorder`, which writes
 one time-ordered history. Workers ignore SIGINT (the parent owns Ctrl-C and stops them), stop
-on the parent's "stop" message, and exit by themselves when the parent dies (control pipe EOF,
-or the parent pid changes).
+on the parent's "stop" message or SIGTERM (flushing their ops), and exit by themselves when the
+parent dies (control pipe EOF, or the parent pid changes).
 
 Workers get the target either by reference (`target_ref`, as chaos.plugins resolves it, loaded
 again in the worker) or, without one, as the pickled target object.
@@ -233,6 +233,9 @@ def _worker_main(spec: WorkerSpec, data_conn: Any, ctl_conn: Any) -> None:
     """Entry point of a worker process (module-level so "spawn" can find it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    terminated = threading.Event()
+    # SIGTERM (say, to the whole process group) is a stop request: finish, flush, say bye.
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     sink = RemoteSink(data_conn, spec.t0_ns)
     sink.start()
     try:
@@ -243,6 +246,8 @@ def _worker_main(spec: WorkerSpec, data_conn: Any, ctl_conn: Any) -> None:
         os._exit(1)
     parent_gone = False
     while True:
+        if terminated.is_set():
+            break
         try:
             if ctl_conn.poll(0.1):
                 ctl_conn.recv()  # "stop" is the only message

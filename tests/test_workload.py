@@ -307,3 +307,22 @@ def test_ctrl_c_reaches_no_worker_and_loses_nothing(tmp_path: Path) -> None:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_sigterm_stops_a_worker_cleanly(server: KVServer, recorder: Recorder,
+                                        tmp_path: Path) -> None:
+    runner = WorkloadRunner(KVTarget(), addrs(server), {}, workloads.get("register"), recorder,
+                            concurrency=4, rate=None, seed=2, workers=2, op_timeout=5)
+    runner.start()
+    try:
+        time.sleep(0.3)
+        victim = runner._procs[0][1]
+        os.kill(victim.pid, signal.SIGTERM)
+        victim.join(10)
+        assert victim.exitcode == 0
+        assert runner.alive_workers() == 1
+    finally:
+        runner.stop(timeout=5)
+    recorder.close()
+    validate_history(tmp_path / "history.jsonl")  # every invoke completed: nothing lost
+    assert recorder.stats().lost_sources == []
