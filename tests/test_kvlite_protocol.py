@@ -149,8 +149,10 @@ def test_plugin_is_a_target_and_validates_options():
     t = KvliteTarget()
     assert isinstance(t, Target) and t.name == "kvlite" and t.supports_mesh
     assert t.workloads == {"register", "set"}
-    opts = t.validate_options({"replication": "quorum", "heartbeat_ms": "20"})
+    opts = t.validate_options({"replication": "quorum", "heartbeat_ms": "20",
+                               "replication_lag_ms": "0", "timeout": "0.5"})
     assert opts["replication"] == "quorum" and opts["heartbeat_ms"] == 20
+    assert opts["replication_lag_ms"] == 0 and opts["timeout"] == 0.5
     assert opts["failover"] == "naive" and opts["read_from"] == "leader"
     for raw, msg in [({"replication": "paxos"}, "replication=paxos: must be one of"),
                      ({"colour": "red"}, "unknown kvlite option"),

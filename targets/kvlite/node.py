@@ -44,6 +44,7 @@ class Options:
     initial_leader: str | None = None
     snapshot_every: int = 10000       # compact the log after this many applied entries
     commit_wait_ms: int = 5000        # a write waiting longer for replication gets an error
+    replication_lag_ms: int = 0       # pause between shipped batches (a lag on purpose)
 
     @property
     def hb(self) -> float:

@@ -43,6 +43,9 @@ class KvliteTarget:
         "fsync": OptionSpec("never", "fsync the log before acking (group commit)",
                             ("always", "never")),
         "snapshot_every": OptionSpec(10000, "compact the log after this many entries", None, int),
+        "replication_lag_ms": OptionSpec(0, "pause between log batches shipped to each follower "
+                                         "(0 = ship at once); makes async loss on kill likely",
+                                         None, int),
         "timeout": OptionSpec(1.0, "client timeout per request (s); no answer -> info", None, float),
     }
 
@@ -69,8 +72,9 @@ class KvliteTarget:
                 v = spec.type(value)
             except (TypeError, ValueError):
                 raise BadInput(f"-O {key}={value}: expected a {spec.type.__name__}") from None
-            if not v > 0:
-                raise BadInput(f"-O {key}={value}: must be > 0")
+            if not (v >= 0 if key == "replication_lag_ms" else v > 0):
+                raise BadInput(f"-O {key}={value}: must be "
+                               f"{'>= 0' if key == 'replication_lag_ms' else '> 0'}")
             opts[key] = v
         if opts["heartbeat_ms"] * 2 > opts["election_timeout_ms"]:
             raise BadInput(f"-O election_timeout_ms={opts['election_timeout_ms']}: must be at "
@@ -88,7 +92,8 @@ class KvliteTarget:
                 "--read-from", str(o["read_from"]), "--routing", str(o["routing"]),
                 "--heartbeat-ms", str(int(o["heartbeat_ms"])),
                 "--election-timeout-ms", str(int(o["election_timeout_ms"])),
-                "--fsync", str(o["fsync"]), "--snapshot-every", str(int(o["snapshot_every"]))]
+                "--fsync", str(o["fsync"]), "--snapshot-every", str(int(o["snapshot_every"])),
+                "--replication-lag-ms", str(int(o["replication_lag_ms"]))]
         if o["failover"] != "majority":
             argv += ["--initial-leader", names[0]]
         for peer, addr in sorted(node.peers.items()):

@@ -75,6 +75,8 @@ class Replicator:
             if self._failing:
                 node.note(f"replication to {self.peer} recovered")
                 self._failing = False
+            if node.opts.replication_lag_ms:      # ship in batches: a replication lag on purpose
+                await asyncio.sleep(node.opts.replication_lag_ms / 1000)
             if not more and self.active():
                 self.wake.clear()
                 try:

@@ -139,6 +139,8 @@ def arg_parser() -> argparse.ArgumentParser:
                    help="compact the log after this many applied entries")
     p.add_argument("--commit-wait-ms", type=int, default=5000,
                    help="a write waiting longer for replication gets an unknown-outcome error")
+    p.add_argument("--replication-lag-ms", type=int, default=0,
+                   help="pause between batches shipped to each follower (a lag on purpose)")
     return p
 
 
@@ -147,7 +149,7 @@ def options_from_args(a: argparse.Namespace) -> Options:
                    routing=a.routing, heartbeat_ms=a.heartbeat_ms,
                    election_timeout_ms=a.election_timeout_ms, fsync=a.fsync,
                    initial_leader=a.initial_leader, snapshot_every=a.snapshot_every,
-                   commit_wait_ms=a.commit_wait_ms)
+                   commit_wait_ms=a.commit_wait_ms, replication_lag_ms=a.replication_lag_ms)
 
 
 async def serve(a: argparse.Namespace) -> None:
