@@ -178,6 +178,31 @@ def test_budget_gives_unknown_never_valid():
     assert check_linearizable(h).valid is True  # decidable with the default budget
 
 
+def concurrent_writes(n: int, key: str, read: int) -> list[tuple]:
+    """n writes all concurrent, then a read of `read`: 99 was never written, so the search
+    must exhaust every order of every subset (2**n * n configurations) to refute it."""
+    return ([(p, "invoke", "write", p, key) for p in range(n)]
+            + [(p, "ok", "write", p, key) for p in range(n)]
+            + [(99, "invoke", "read", None, key), (99, "ok", "read", read, key)])
+
+
+def test_time_limit_gives_unknown_with_key_and_window():
+    r = check_linearizable(hist(*concurrent_writes(17, "hard", 99)), {"time_limit": 0.3})
+    assert r.valid == "unknown"
+    [u] = r.stats["undecided"]
+    assert u["key"] == "hard" and "time limit" in u["reason"] and u["window"]
+
+
+def test_hard_key_does_not_starve_an_invalid_one():
+    easy = [(p, t, f, v, "easy") for p, t, f, v in
+            seq((1, "write", 1, 1), (1, "write", 2, 2), (2, "read", None, 1))]
+    h = hist(*concurrent_writes(17, "hard", 99), *easy)
+    r = check_linearizable(h, {"time_limit": 30})
+    assert r.valid is False and [a.key for a in r.anomalies] == ["easy"]
+    assert r.stats["skipped_keys"] == ["hard"]
+    assert r.stats["seconds"] < 5
+
+
 def test_applies():
     assert LINEARIZABLE.applies(hist(*seq((0, "read", None, None))))
     assert LINEARIZABLE.applies(hist(*kvseq((0, "get", "a", None, ""))))
