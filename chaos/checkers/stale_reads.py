@@ -182,6 +182,7 @@ def _anomaly(r: int, pos: int, lag: int, w: int, ctx: dict[str, Any]) -> Anomaly
     node = reads["node"].iat[r]
     details: dict[str, Any] = {
         "lag_ns": lag, "value": value, "read_node": node, "overwritten_by": new,
+        "read_index": int(reads["invoke_index"].iat[r]),
         "overwrite_node": writes["node"].iat[w2],
         "overwrite_complete_time": int(writes["complete_time"].iat[w2]),
     }
