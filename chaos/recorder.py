@@ -229,20 +229,29 @@ class Recorder:
     # -- the reader thread -------------------------------------------------------------------
     def _read_loop(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                conns = {r.conn: r for r in self._remotes.values()}
-            if not conns:
-                self._stop.wait(0.02)
-                continue
             try:
-                ready = wait(list(conns), timeout=0.05)
-            except OSError:
-                ready = []
-            for conn in ready:
-                self._read_one(conns[conn])
-            self._reap_dead()
-            with self._lock:
-                self._drain()
+                self._read_round()
+            except Exception as exc:  # noqa: BLE001 - never let the funnel die silently
+                with self._lock:
+                    self._stats.last_error = f"recorder: {type(exc).__name__}: {exc}"[:300]
+                self._stop.wait(0.05)
+
+    def _read_round(self) -> None:
+        """One wait on every remote pipe, then read, reap the dead, and write what is safe."""
+        with self._lock:
+            conns = {r.conn: r for r in self._remotes.values()}
+        if not conns:
+            self._stop.wait(0.02)
+            return
+        try:
+            ready = wait(list(conns), timeout=0.05)
+        except OSError:
+            ready = []
+        for conn in ready:
+            self._read_one(conns[conn])
+        self._reap_dead()
+        with self._lock:
+            self._drain()
 
     def _read_one(self, r: _Remote) -> None:
         """Take one message from a remote source; end the source on EOF or on `bye`."""
@@ -259,6 +268,9 @@ class Recorder:
         with self._lock:
             r.hello = True
             for op in msg.get("ops", ()):
+                if not isinstance(op, dict) or not isinstance(op.get("time"), int):
+                    self._stats.last_error = f"{r.name}: malformed op dropped: {op!r}"[:300]
+                    continue
                 self._push(op)
             wm = msg.get("wm")
             if isinstance(wm, int) and wm > r.watermark:

@@ -234,3 +234,23 @@ def test_history_reader_accepts_a_merged_history(recorder: Recorder, tmp_path: P
     recorder.close()
     h = reader.read_history(tmp_path / "history.jsonl")
     assert len(h.pairs) == 2 * 3 * 50
+
+
+def test_malformed_remote_ops_are_dropped_and_reported(recorder: Recorder,
+                                                       tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    r, w = ctx.Pipe(duplex=False)
+    recorder.add_remote("odd", r)
+    t = recorder.now()
+    w.send_bytes(orjson.dumps({"ops": [{"process": 1, "type": "invoke", "f": "read"}, 5],
+                               "wm": t}))
+    w.send_bytes(orjson.dumps({"ops": [
+        {"time": t + 1, "process": 1, "type": "invoke", "f": "read", "value": None},
+        {"time": t + 2, "process": 1, "type": "ok", "f": "read", "value": 1}],
+        "wm": recorder.now(), "bye": True}))
+    w.close()
+    assert recorder.wait_remotes(timeout=5)
+    recorder.close()
+    ops = validate_history(tmp_path / "history.jsonl")
+    assert len(ops) == 2 and "malformed op" in (recorder.stats().last_error or "")
+    assert recorder.stats().lost_sources == []
