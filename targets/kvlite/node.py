@@ -18,11 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import election, replication
+from . import election, follower, replication
 from .log import DurableLog
 from .peers import PeerError, PeerLink
-from .protocol import (ProtocolError, apply_entry, copy_state, dumps, read_set, read_value,
-                       state_from_json)
+from .protocol import ProtocolError, apply_entry, copy_state, read_set, read_value
 
 log = logging.getLogger("kvlite")
 
@@ -388,87 +387,11 @@ class Node:
 
     # --- peer handlers ------------------------------------------------------------------
 
-    def heard_from_leader(self, term: int, leader: str) -> None:
-        """A valid append from `leader` in `term` (>= ours): follow it."""
-        if term > self.term or self.role != "follower":
-            if self.role == "leader" and term == self.term:
-                # two leaders in one generation (naive failover split brain): lower name wins
-                if leader > self.name:
-                    return
-            self.become_follower(term, leader)
-        if self.leader != leader:
-            self.note(f"following {leader} (term {self.public_term})")
-        self.leader = leader
-        self.last_heard = time.monotonic()
+    def h_append(self, msg: dict[str, Any]) -> Any:
+        return follower.handle_append(self, msg)
 
-    async def h_append(self, msg: dict[str, Any]) -> dict[str, Any]:
-        async with self.append_lock:
-            return await self._append(msg)
-
-    async def _append(self, msg: dict[str, Any]) -> dict[str, Any]:
-        term, leader = msg["term"], msg["leader"]
-        if term < self.term:
-            return {"type": "ok", "ok": False, "term": self.term}
-        self.heard_from_leader(term, leader)
-        if self.role == "leader":        # same-generation rival with a higher name: refuse
-            return {"type": "ok", "ok": False, "term": self.term, "rival_leader": self.name}
-        prev, prev_term = msg["prev_index"], msg["prev_term"]
-        entries: list[dict[str, Any]] = msg["entries"]
-        lg = self.log
-        if prev > lg.last_index:
-            return {"type": "ok", "ok": False, "term": self.term, "next": lg.last_index + 1}
-        if prev < lg.snapshot_index:
-            skip = lg.snapshot_index - prev
-            if skip > len(entries):
-                return {"type": "ok", "ok": True, "term": self.term, "match": prev + len(entries)}
-            entries = entries[skip:]
-            prev, prev_term = lg.snapshot_index, lg.snapshot_term
-        elif lg.term_at(prev) != prev_term:
-            if prev == lg.snapshot_index:
-                self.reset_storage(f"snapshot at {prev} conflicts with leader {leader}")
-                return {"type": "ok", "ok": False, "term": self.term, "next": 1}
-            bad = lg.term_at(prev)
-            j = prev
-            while j - 1 > lg.snapshot_index and lg.term_at(j - 1) == bad:
-                j -= 1
-            return {"type": "ok", "ok": False, "term": self.term, "next": j, "conflict_term": bad}
-        index = prev
-        for e in entries:
-            index += 1
-            if index <= lg.last_index:
-                if lg.term_at(index) == e["t"]:
-                    continue
-                self.truncate(index - 1, f"conflict with leader {leader} (unreplicated writes "
-                                         f"of a deposed leader)")
-            lg.append(e, dumps(e))
-            apply_entry(self.head, e)
-        if entries:
-            await lg.durable()
-        match = prev + len(entries)
-        end = msg.get("last", match)
-        if match == end and lg.last_index > end and lg.last_term != term:
-            # entries past the leader's log from an older term/generation: they can never
-            # commit (a deposed leader's unreplicated writes), so they are discarded
-            self.truncate(end, f"entries past the log of leader {leader}")
-        self.advance_commit(min(msg["commit"], match))
-        return {"type": "ok", "ok": True, "term": self.term, "match": match}
-
-    async def h_install_snapshot(self, msg: dict[str, Any]) -> dict[str, Any]:
-        async with self.append_lock:
-            term, leader = msg["term"], msg["leader"]
-            if term < self.term:
-                return {"type": "ok", "ok": False, "term": self.term}
-            self.heard_from_leader(term, leader)
-            idx = msg["index"]
-            if idx <= self.commit_index and self.log.term_at(idx) == msg["last_term"]:
-                return {"type": "ok", "ok": True, "term": self.term, "match": idx}
-            self.note(f"installing snapshot from {leader} at index {idx} "
-                      f"(our log ended at {self.log.last_index})")
-            self.log.install_snapshot(idx, msg["last_term"], msg["state"])
-            self.state = state_from_json(msg["state"])
-            self.head = copy_state(self.state)
-            self.commit_index = self.applied_index = idx
-            return {"type": "ok", "ok": True, "term": self.term, "match": idx}
+    def h_install_snapshot(self, msg: dict[str, Any]) -> Any:
+        return follower.handle_install_snapshot(self, msg)
 
     def h_vote(self, msg: dict[str, Any]) -> dict[str, Any]:
         return election.handle_vote(self, msg)

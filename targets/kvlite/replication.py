@@ -100,7 +100,7 @@ class Replicator:
         raws = [] if node.paused_replication else lg.slice_raw(self.next_index, BATCH)
         head = dumps({"op": "append", "term": self.term, "leader": node.name, "prev_index": prev,
                       "prev_term": lg.term_at(prev), "commit": node.commit_index,
-                      "last": prev + len(raws)})
+                      "last": lg.last_index})
         raw = ("%s,\"entries\":[%s]}\n" % (head[:-1], ",".join(raws))).encode()
         sent = time.monotonic()
         reply = await node.links[self.peer].call({}, timeout=timeout, raw=raw)
