@@ -121,4 +121,5 @@ class KvliteTarget:
         reply = json.loads(buf.split(b"\n", 1)[0])
         if reply.get("type") != "ok":
             raise ConnectionError(f"{node}: status failed: {reply.get('error')}")
-        return reply["value"]
+        # the recent-events list stays out: the monitor records every status it gets
+        return {k: v for k, v in reply["value"].items() if k != "events"}
