@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -59,8 +60,21 @@ def _gen_proc(args: tuple[int, str, range, float]) -> tuple[int, list[float]]:
     return asyncio.run(_gen(*args))
 
 
-def phase(port: int, op: str, clients: int, seconds: float, procs: int = 1) -> dict[str, float]:
-    """`clients` closed-loop clients spread over `procs` load-generator processes."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(port: int, op: str, clients: int, seconds: float, procs: int = 1,
+          leader_pid: int | None = None, all_pids: list[int] | None = None) -> dict[str, float]:
+    """`clients` closed-loop clients spread over `procs` load-generator processes.
+
+    CPU time per op of the leader and of all nodes together is measured too: on a shared,
+    loaded machine it is a steadier figure than ops/s (which mostly measures how often the
+    scheduler lets our processes run).
+    """
+    cpu0 = {p: cpu_seconds(p) for p in all_pids or []}
     t0 = time.perf_counter()
     if procs <= 1:
         results = [asyncio.run(_gen(port, op, range(clients), seconds))]
@@ -73,8 +87,14 @@ def phase(port: int, op: str, clients: int, seconds: float, procs: int = 1) -> d
     counts = [r[0] for r in results]
     lat = sorted(x for r in results for x in r[1])
     q = statistics.quantiles(lat, n=100)
-    return {"ops": sum(counts), "ops_per_s": round(sum(counts) / elapsed),
-            "p50_ms": round(q[49] * 1000, 2), "p99_ms": round(q[98] * 1000, 2)}
+    ops = sum(counts)
+    out = {"ops": ops, "ops_per_s": round(ops / elapsed),
+           "p50_ms": round(q[49] * 1000, 2), "p99_ms": round(q[98] * 1000, 2)}
+    if all_pids:
+        used = {p: cpu_seconds(p) - cpu0[p] for p in all_pids}
+        out["leader_cpu_us_per_op"] = round(used[leader_pid] / ops * 1e6, 1)
+        out["nodes_cpu_us_per_op"] = round(sum(used.values()) / ops * 1e6, 1)
+    return out
 
 
 def run_mode(mode: str, failover: str, clients: int, seconds: float, fsync: str,
@@ -89,8 +109,10 @@ def run_mode(mode: str, failover: str, clients: int, seconds: float, fsync: str,
             if failover == "majority":    # wait for the lease and the first commit
                 c.wait_for(lambda: c.call(leader, {"op": "read", "key": "x"})["type"] == "ok", 10)
             port = c.ports[leader]
-            w = phase(port, "write", clients, seconds, procs)
-            r = phase(port, "read", clients, seconds, procs)
+            pids = [p.pid for p in c.procs.values()]
+            lpid = c.procs[leader].pid
+            w = phase(port, "write", clients, seconds, procs, lpid, pids)
+            r = phase(port, "read", clients, seconds, procs, lpid, pids)
             return {"mode": mode, "failover": failover, "fsync": fsync, "write": w, "read": r}
 
 
@@ -110,12 +132,15 @@ def main() -> None:
         return
     print(f"3 nodes, {a.clients} clients, {a.seconds:g} s per phase, failover={a.failover}, "
           f"fsync={a.fsync}, {a.procs} load process(es)")
-    print(f"{'mode':<10} {'writes/s':>9} {'w p50 ms':>9} {'w p99 ms':>9} "
-          f"{'reads/s':>9} {'r p50 ms':>9} {'r p99 ms':>9}")
+    print(f"{'mode':<10} {'writes/s':>9} {'w p50 ms':>9} {'w p99 ms':>9} {'w ldr us':>9} "
+          f"{'w all us':>9} {'reads/s':>9} {'r p50 ms':>9} {'r p99 ms':>9} {'r ldr us':>9}")
     for r in rows:
         w, rd = r["write"], r["read"]
         print(f"{r['mode']:<10} {w['ops_per_s']:>9} {w['p50_ms']:>9} {w['p99_ms']:>9} "
-              f"{rd['ops_per_s']:>9} {rd['p50_ms']:>9} {rd['p99_ms']:>9}")
+              f"{w['leader_cpu_us_per_op']:>9} {w['nodes_cpu_us_per_op']:>9} "
+              f"{rd['ops_per_s']:>9} {rd['p50_ms']:>9} {rd['p99_ms']:>9} "
+              f"{rd['leader_cpu_us_per_op']:>9}")
+    print("(us = CPU microseconds per op: of the leader, and of all three nodes together)")
 
 
 if __name__ == "__main__":
