@@ -15,7 +15,7 @@ Inputs and outputs of one operation, as the search hands them to a model:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Sequence
 
 
 class _Sentinel:
@@ -72,6 +72,14 @@ class Model:
     observes_fail(inp) -> bool: whether a `fail` of this op is an observation (checked with
         out=FAILED) under the checker's fail mode; by DESIGN §4 a fail otherwise "did not happen".
     describe_op / describe_state: text for counterexamples.
+    reachable(state, inp, out) -> bool, optional pruning: False only when the read-only op
+        (inp, out) can never become legal from `state` through updates that do not `reset`
+        (e.g. kv: appends only extend the string, so a get of S needs `state` to be a prefix
+        of S). The search then drops a configuration whose pending read can no longer be
+        satisfied, unless a resetting op could still intervene. Must never be wrong.
+    resets(inp) -> bool: an update that may set the state to anything (kv put, a write).
+    partition: optional; ops -> groups checked independently. None = by the ops' key, which
+        is P-compositionality for both built-in models (keys are independent objects).
     """
 
     name: str
@@ -82,6 +90,9 @@ class Model:
     describe_op: Callable[[Input, Any], str] = _describe_op
     describe_state: Callable[[State], str] = repr
     fs: frozenset[str] = field(default_factory=frozenset)  # op names the model understands
+    reachable: Callable[[State, Input, Any], bool] | None = None
+    resets: Callable[[Input], bool] = lambda inp: True
+    partition: Callable[[Sequence[Any]], list[list[Any]]] | None = None
 
 
 # --- register: read / write / cas on one value; None = never written --------------------------
@@ -134,10 +145,15 @@ def _kv_step(state: State, inp: Input, out: Any) -> tuple[bool, State]:
     return False, state
 
 
+def _kv_reachable(state: State, inp: Input, out: Any) -> bool:
+    return not isinstance(out, str) or out.startswith(state)
+
+
 KV = Model(
     name="kv", init=lambda: "", step=_kv_step,
     read_only=lambda inp, out: inp[0] == "get", describe_state=repr,
     fs=frozenset({"get", "put", "append"}),
+    reachable=_kv_reachable, resets=lambda inp: inp[0] == "put",
 )
 """Porcupine's kv model per key: initial value "", get returns the value, put sets, append
 concatenates. Keys are independent (P-compositionality), so the checker searches each alone."""

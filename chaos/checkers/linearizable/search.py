@@ -99,6 +99,25 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
     plan = _plan(ops)
     returns, segments, pend_upd, pend_ro, kinds = plan
     n_ret = len(returns)
+    reachable = model.reachable
+    ret_pos = {i: k for k, i in enumerate(returns)}
+    resetters = _resetters(model, ops) if reachable is not None else {}
+
+    def dead(k: int, s: Any, m: int) -> int:
+        """A pending read no sequence of updates can satisfy any more (model hint), or -1."""
+        for j in pend_ro[k]:
+            if m & (1 << j):
+                continue
+            o = ops[j]
+            if reachable(s, o.inp, o.out):
+                continue
+            for u in resetters[j]:
+                if not m & (1 << u) and (not ops[u].due or ret_pos[u] >= k):
+                    break  # a reset may still come before the read: no conclusion
+            else:
+                return j
+        return -1
+
     unknown_all = 0
     for i, op in enumerate(ops):
         if not op.due:
@@ -137,7 +156,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
     n_visited = 0
     steps = 0
     budget = YIELD_EVERY
-    deepest = (-1, s0, None)
+    deepest: tuple[int, Any, Any, int] = (-1, s0, None, -1)
     while stack:
         k, s, m, path = stack.pop()
         if k == n_ret:
@@ -154,8 +173,11 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
                 continue
             seen.add(node)
         n_visited += 1
+        culprit = dead(k, s, m) if reachable is not None else -1
         if k >= deepest[0] and (k > deepest[0] or _plen(path) > _plen(deepest[2])):
-            deepest = (k, s, path)
+            deepest = (k, s, path, culprit)
+        if culprit >= 0:
+            continue
         target = returns[k]
         children: list[tuple[int, Any, int, Any]] = []
         for j in _candidates(target, m, pend_upd[k], kinds[k]):
@@ -181,14 +203,21 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
                                window=(op.invoke_time, ops[returns[-1]].complete_time),
                                time=op.complete_time)
             yield
-    k, s, path = deepest
-    stuck = returns[k]
+    k, s, path, culprit = deepest
+    stuck = culprit if culprit >= 0 else returns[k]
     done = set(_path_list(path))
     pending = sorted(j for j in pend_upd[k] + pend_ro[k] if j != stuck and j not in done)
     pending += sorted(j for members in kinds[k] for j in members if j not in done)
     return Outcome(valid=False, steps=steps, max_configs=n_visited, stuck_on=stuck,
                    linearized=_path_list(path), pending=pending, state=s,
                    time=ops[stuck].complete_time)
+
+
+def _resetters(model: Model, ops: list[SearchOp]) -> dict[int, list[int]]:
+    """For each due read-only op: the resetting updates invoked before it returns."""
+    resets = [i for i, op in enumerate(ops) if not op.read_only and model.resets(op.inp)]
+    return {j: [u for u in resets if ops[u].invoke_time <= op.complete_time]
+            for j, op in enumerate(ops) if op.due and op.read_only}
 
 
 def _plen(path: Any) -> int:
