@@ -179,3 +179,56 @@ def test_run_directory_with_history_edn(tmp_path):
     write(tmp_path, "{:type :invoke, :f :read, :process 0}\n")
     assert detect(tmp_path) == "jepsen-edn"
     assert len(load_any(tmp_path).pairs) == 1
+
+
+# ---------------------------------------------------------------- fast tokenizer vs edn_format
+
+TRICKY = [
+    '{:a 1, :b [1 2.5 -3 3N 4.0M 1e3] :c #{3 1 2} :d nil :e "x y" :f :nemesis :g (1 2)}\n',
+    '{:h {"n1" :killed, 2 #{"b" "a"}} :i true :j false :k jepsen/sym :l :a.b/c}\n',
+    '#jepsen.history.Op{:index 0 :type :invoke :value [0 [1 2]]}\n{:x {[1 2] 3}}\n',
+    '[{:a 1}\n {:b #{[0 1] [0 0]}}]\n',
+    '; comment\n{:a\n 1}\n\n{:b "multi\nline"}\n',
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_fast_parse_agrees_with_edn_format(text, tmp_path):
+    fast, where = jepsen_edn.fast_parse(text, "f")
+    jepsen_edn._register_tags(text)
+    warnings: list[str] = []
+    slow, _ = jepsen_edn._parse(text, "f", warnings)
+    assert fast == [jepsen_edn.plain(v) for v in slow]
+    assert len(where) == len(fast) and all(w.startswith("f:") for w in where)
+
+
+def test_fast_parse_line_numbers():
+    _, where = jepsen_edn.fast_parse("; c\n{:a 1}\n\n{:b\n 2}\n{:c 3}", "f")
+    assert where == ["f:2", "f:4", "f:6"]
+
+
+@pytest.mark.parametrize("text", [
+    '{:a "esc\\"aped"}\n',      # string escapes
+    '{:a \\c}\n',               # a character literal
+    '{:a #_ 1 :b 2}\n',         # discard
+    '{:a #inst "2020-01-01T00:00:00Z"}\n',
+    '{:a [1 2}\n',              # unbalanced: garbage, left to the library to explain
+])
+def test_fast_parse_falls_back_on_the_unusual(text):
+    with pytest.raises(jepsen_edn._Fallback):
+        jepsen_edn.fast_parse(text, "f")
+
+
+def test_fallback_still_loads(tmp_path):
+    p = write(tmp_path, '{:type :invoke, :f :write, :value "a\\"b", :process 0}\n'
+                        '{:type :ok, :f :write, :value "a\\"b", :process 0}\n')
+    assert jepsen_edn.load(p).pairs.iloc[0]["value"] == 'a"b'
+
+
+def test_every_example_parses_the_same_both_ways():
+    for path in sorted(EDN.glob("*.edn")):
+        text = path.read_text()
+        fast, _ = jepsen_edn.fast_parse(text, "f")
+        jepsen_edn._register_tags(text)
+        slow, _ = jepsen_edn._parse(text, "f", [])
+        assert fast == [jepsen_edn.plain(v) for v in slow], path.name

@@ -1,8 +1,13 @@
 """Import a Jepsen `history.edn` (one map per line, or one vector of maps) into our history.
 
-Parsing goes through the `edn_format` library; each op map becomes one of our op dicts and
-the result is validated and paired by the same code as our JSONL (chaos.history.reader), so
-an imported history obeys the same rules (completion needs an invoke, unique index, ...).
+Parsing: the `edn_format` library is the reference, but it rebuilds its PLY parser on every
+call and parses about 1-2k lines/s, too slow for real Jepsen histories (100k+ lines). So a
+small tokenizer (`fast_parse`) reads the subset Jepsen writes (maps, vectors, lists, sets,
+keywords, strings without escapes, numbers, nil/true/false, tagged records) in one pass;
+anything else, and any error, falls back to edn_format for the whole file, which then also
+names the bad line. Tests check both give the same ops. Each op map becomes one of our op
+dicts, validated and paired by the same code as our JSONL (chaos.history.reader), so an
+imported history obeys the same rules (completion needs an invoke, unique index, ...).
 
 Mapping (Jepsen -> ours), chosen so checkers need not know where a history came from:
 
@@ -162,6 +167,100 @@ def _parse_multiline(text: str, source: str, first_bad: str, first_exc: Exceptio
     return values, [f"{source}: op #{i}" for i in range(len(values))]
 
 
+class _Fallback(Exception):
+    """The fast tokenizer met something it does not handle: use edn_format instead."""
+
+
+_TOKEN = re.compile(r"""
+    (?P<ws>[\s,]+|;[^\n]*)
+  | (?P<open>\#\{|[\[({])
+  | (?P<close>[\])}])
+  | (?P<str>"[^"\\]*")
+  | (?P<tag>\#[A-Za-z][\w.\-/]*)
+  | (?P<num>[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[NM]?)(?=[\s,\[\](){}";]|\Z)
+  | (?P<kw>:[A-Za-z_*+!?<>=.\-][\w*+!?<>=.\-/:\#']*)
+  | (?P<sym>[A-Za-z_*+!?<>=.\-][\w*+!?<>=.\-/:\#']*)
+  | (?P<other>.)
+""", re.X | re.S)
+_CLOSER = {"[": "]", "(": ")", "{": "}", "#{": "}"}
+
+
+def _edn_number(tok: str) -> int | float:
+    if tok[-1] == "N":
+        return int(tok[:-1])
+    if tok[-1] == "M":
+        d = Decimal(tok[:-1])
+        return int(d) if d == d.to_integral_value() else float(d)
+    if "." in tok or "e" in tok or "E" in tok:
+        return float(tok)
+    return int(tok)
+
+
+def fast_parse(text: str, source: str) -> tuple[list[Any], list[str]]:
+    """Top-level op maps of `text` as plain values, each with "file:line"; or _Fallback.
+
+    Accepts a sequence of maps (one per line, or spread over lines) or one vector of maps.
+    Values come out as `plain` would make them (keywords -> names, sets -> sorted lists).
+    """
+    stack: list[tuple[str, list[Any], int]] = []
+    top: list[tuple[Any, int]] = []     # (value, start pos) at depth 0
+    inner: list[tuple[Any, int]] = []   # (value, start pos) directly inside a top vector
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "ws" or kind == "tag" and m.group() not in ("#inst", "#uuid"):
+            continue  # a tagged record reads as its content
+        tok = m.group()
+        if kind == "open":
+            stack.append((tok, [], m.start()))
+            continue
+        if kind == "close":
+            if not stack or _CLOSER[stack[-1][0]] != tok:
+                raise _Fallback
+            opener, items, start = stack.pop()
+            if opener == "{":
+                if len(items) % 2:
+                    raise _Fallback
+                value: Any = {_plain_key(items[i]): items[i + 1]
+                              for i in range(0, len(items), 2)}
+            elif opener == "#{":
+                value = sort_elements(items)
+            else:
+                value = items
+        elif kind == "str":
+            value, start = tok[1:-1], m.start()
+        elif kind == "num":
+            value, start = _edn_number(tok), m.start()
+        elif kind == "kw":
+            value, start = tok[1:], m.start()
+        elif kind == "sym":
+            value = {"nil": None, "true": True, "false": False}.get(tok, tok)
+            start = m.start()
+        else:
+            raise _Fallback  # chars, escapes, #_ discards, #inst, garbage: the library's job
+        if not stack:
+            top.append((value, start))
+        else:
+            if len(stack) == 1 and stack[0][0] in ("[", "("):
+                inner.append((value, start))
+            stack[-1][1].append(value)
+    if stack:
+        raise _Fallback  # unbalanced: maybe a truncated last line, which the slow path reports
+    if len(top) == 1 and isinstance(top[0][0], list):
+        pairs = inner
+    else:
+        pairs = top
+    if not all(isinstance(v, dict) for v, _ in pairs):
+        raise _Fallback
+    starts = [pos for _, pos in pairs]
+    where = []
+    line, last = 1, 0
+    for pos in starts:
+        line += text.count("\n", last, pos)
+        last = pos
+        where.append(f"{source}:{line}")
+    return [v for v, _ in pairs], where
+
+
 def _is_pair(v: Any) -> bool:
     return isinstance(v, list) and len(v) == 2
 
@@ -176,9 +275,12 @@ def load(path: str | Path) -> History:
     text = _read_text(p)
     if not text.strip():
         raise BadInput("history is empty", where=source)
-    _register_tags(text)
     warnings: list[str] = []
-    raw, where = _parse(text, source, warnings)
+    try:
+        raw, where = fast_parse(text, source)
+    except _Fallback:  # something unusual (or wrong): the library decides, and explains
+        _register_tags(text)
+        raw, where = _parse(text, source, warnings)
     if not raw:
         raise BadInput("history is empty", where=source)
     ops = [_convert(m, where[i]) for i, m in enumerate(raw)]
