@@ -290,6 +290,11 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
                 cleanup.close()
 
     unverified = list(nemesis.unverified) if nemesis else []
+    if recorder is not None:
+        # A worker that died without handing over its last ops may have lost an invoke: the
+        # history is incomplete, so the verdict cannot be "valid".
+        unverified += [f"client worker {s} ended without delivering all its ops"
+                       for s in recorder.stats().lost_sources]
     if interrupted:
         return RunOutcome(run_dir, "unknown", ExitCode.UNKNOWN, None, interrupted=True,
                           unverified=unverified)
