@@ -72,11 +72,12 @@ class Model:
     observes_fail(inp) -> bool: whether a `fail` of this op is an observation (checked with
         out=FAILED) under the checker's fail mode; by DESIGN §4 a fail otherwise "did not happen".
     describe_op / describe_state: text for counterexamples.
-    reachable(state, inp, out) -> bool, optional pruning: False only when the read-only op
-        (inp, out) can never become legal from `state` through updates that do not `reset`
-        (e.g. kv: appends only extend the string, so a get of S needs `state` to be a prefix
-        of S). The search then drops a configuration whose pending read can no longer be
-        satisfied, unless a resetting op could still intervene. Must never be wrong.
+    reachable(state, inp, out, resets) -> bool, optional pruning: False only when the
+        read-only op (inp, out) can never become legal from `state`, given that the only
+        resetting updates that may still come first have inputs `resets` (all other updates
+        are non-resetting). E.g. kv: appends only extend the string, so a get of S needs
+        `state`, or a possible put's value, to be a prefix of S. The search drops a
+        configuration with such a pending read. Must never be wrong.
     resets(inp) -> bool: an update that may set the state to anything (kv put, a write).
     partition: optional; ops -> groups checked independently. None = by the ops' key, which
         is P-compositionality for both built-in models (keys are independent objects).
@@ -90,7 +91,7 @@ class Model:
     describe_op: Callable[[Input, Any], str] = _describe_op
     describe_state: Callable[[State], str] = repr
     fs: frozenset[str] = field(default_factory=frozenset)  # op names the model understands
-    reachable: Callable[[State, Input, Any], bool] | None = None
+    reachable: Callable[[State, Input, Any, Sequence[Input]], bool] | None = None
     resets: Callable[[Input], bool] = lambda inp: True
     partition: Callable[[Sequence[Any]], list[list[Any]]] | None = None
 
@@ -145,8 +146,10 @@ def _kv_step(state: State, inp: Input, out: Any) -> tuple[bool, State]:
     return False, state
 
 
-def _kv_reachable(state: State, inp: Input, out: Any) -> bool:
-    return not isinstance(out, str) or out.startswith(state)
+def _kv_reachable(state: State, inp: Input, out: Any, resets: Sequence[Input]) -> bool:
+    if not isinstance(out, str) or out.startswith(state):
+        return True
+    return any(out.startswith(v or "") for _f, v in resets)
 
 
 KV = Model(

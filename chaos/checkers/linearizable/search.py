@@ -109,12 +109,11 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
             if m & (1 << j):
                 continue
             o = ops[j]
-            if reachable(s, o.inp, o.out):
+            if reachable(s, o.inp, o.out, ()):
                 continue
-            for u in resetters[j]:
-                if not m & (1 << u) and (not ops[u].due or ret_pos[u] >= k):
-                    break  # a reset may still come before the read: no conclusion
-            else:
+            resets = [ops[u].inp for u in resetters[j]
+                      if not m & (1 << u) and (not ops[u].due or ret_pos[u] >= k)]
+            if not resets or not reachable(s, o.inp, o.out, resets):
                 return j
         return -1
 
