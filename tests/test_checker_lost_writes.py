@@ -247,7 +247,7 @@ def arbitrary_set_histories(draw: st.DrawFn) -> History:
     return b.history()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arbitrary_set_histories())
 def test_vectorised_counts_match_the_naive_oracle(h):
     r = LOST_WRITES.check(h)

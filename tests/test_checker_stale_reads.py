@@ -198,7 +198,7 @@ def arbitrary_register_histories(draw: st.DrawFn) -> History:
     return b.history()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arbitrary_register_histories())
 def test_vectorised_verdicts_match_the_naive_oracle(h):
     r = STALE_READS.check(h)

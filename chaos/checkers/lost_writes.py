@@ -25,7 +25,6 @@ for at most opts["max_anomalies"] elements per kind (default 1000), the stats co
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Mapping
 
 import numpy as np
@@ -68,6 +67,7 @@ class _Judge:
     def __init__(self, pairs: pd.DataFrame, cap: int):
         self.cap = cap
         self.pairs = pairs
+        self._columns: dict[str, np.ndarray] = {}
         f = pairs["f"].to_numpy()
         typ = pairs["type"].to_numpy()
         is_read = f == "read-set"
@@ -75,14 +75,20 @@ class _Judge:
         self.read_rows = np.flatnonzero(is_read & (typ == "ok"))
         self.n_reads_attempted = int(is_read.sum())
 
+    def column(self, name: str) -> np.ndarray:
+        """A pairs column as a numpy array (cached: column lookup costs ~10 us each)."""
+        if name not in self._columns:
+            self._columns[name] = self.pairs[name].to_numpy()
+        return self._columns[name]
+
     def col(self, name: str, rows: np.ndarray) -> np.ndarray:
-        return self.pairs[name].to_numpy()[rows]
+        return self.column(name)[rows]
 
     # -- encoding ----------------------------------------------------------------------------
     def _encode(self) -> None:
         ar, rr = self.add_rows, self.read_rows
         na, nr = len(ar), len(rr)
-        keys = self.pairs["key"].to_numpy()
+        keys = self.column("key")
         key_codes, self.key_values = factorize(np.concatenate([keys[ar], keys[rr]]))
         self.a_key, self.r_key = key_codes[:na], key_codes[na:]
         self.m_read, flat = flatten(self.col("result", rr))
@@ -271,19 +277,18 @@ class _Judge:
         order, bounds = self._members
         return self.m_read[order[bounds[e]:bounds[e + 1]]]
 
-    @functools.cached_property
-    def adds(self) -> pd.DataFrame:
-        return self.pairs.iloc[self.add_rows]
+    def _add(self, row: int, name: str) -> Any:
+        """Column `name` of add number `row` (no DataFrame row objects: they are slow)."""
+        return self.column(name)[self.add_rows[row]]
 
-    @functools.cached_property
-    def reads(self) -> pd.DataFrame:
-        return self.pairs.iloc[self.read_rows]
+    def _read(self, row: int, name: str) -> Any:
+        return self.column(name)[self.read_rows[row]]
 
     def _read_ops(self, rows: Any) -> list[int]:
         out: list[int] = []
         for r in rows:
-            out.append(int(self.reads["invoke_index"].iat[r]))
-            ci = int(self.reads["complete_index"].iat[r])
+            out.append(int(self._read(r, "invoke_index")))
+            ci = int(self._read(r, "complete_index"))
             if ci >= 0:
                 out.append(ci)
         return out
@@ -296,19 +301,18 @@ class _Judge:
             details["key"] = key
         if row < 0:
             return [], details, "never added"
-        add = self.adds.iloc[row]
-        ops = [int(add["invoke_index"])] + ([int(add["complete_index"])]
-                                            if add["complete_index"] >= 0 else [])
-        details["add_type"] = add["type"]
-        if add["type"] == "ok":
-            details["acked_by"] = add["node"]
-            details["ack_term"] = _term(add["meta"])
-            details["ack_time"] = int(add["complete_time"])
-            where = f" by {add['node']}" if add["node"] is not None else ""
-            term = details["ack_term"]
-            where += f" in term {term}" if term is not None else ""
-            return ops, details, f"acknowledged{where} at {add['complete_time'] / NS_PER_S:.3f} s"
-        return ops, details, f"added with outcome {add['type']}"
+        ci = int(self._add(row, "complete_index"))
+        ops = [int(self._add(row, "invoke_index"))] + ([ci] if ci >= 0 else [])
+        typ = self._add(row, "type")
+        details["add_type"] = typ
+        if typ != "ok":
+            return ops, details, f"added with outcome {typ}"
+        node, term = self._add(row, "node"), _term(self._add(row, "meta"))
+        done = int(self._add(row, "complete_time"))
+        details.update(acked_by=node, ack_term=term, ack_time=done)
+        where = (f" by {node}" if node is not None else "") + (
+            f" in term {term}" if term is not None else "")
+        return ops, details, f"acknowledged{where} at {done / NS_PER_S:.3f} s"
 
     def _finals_of(self, e: int) -> np.ndarray:
         rows = self._key_reads.get(self.e_key[e], np.zeros(0, dtype=np.int64))
@@ -336,8 +340,8 @@ class _Judge:
         has = set(self._reads_with(e).tolist())
         present = [r for r in finals if r in has]
         absent = [r for r in finals if r not in has]
-        nodes = self.reads["node"].to_numpy()
-        details.update(present_on=[nodes[r] for r in present], absent_on=[nodes[r] for r in absent])
+        details.update(present_on=[self._read(r, "node") for r in present],
+                       absent_on=[self._read(r, "node") for r in absent])
         ops += self._read_ops((present + absent)[:MAX_FINAL_OPS])
         t = int(self.r_inv[finals].min())
         return Anomaly("divergent", f"element {details['element']!r} ({how}) is present in "
@@ -351,7 +355,7 @@ class _Judge:
         first = seen[np.argmin(self.r_cmp[seen])]
         ops += self._read_ops([first])
         why = ("was never added" if details.get("add_type") is None
-               else "was added but whose add failed")
+               else "had its add fail")
         return Anomaly("unexpected", f"element {details['element']!r}, which {why}, "
                        f"appears in {len(seen)} read(s)", ops=ops, key=details.get("key"),
                        time=int(self.r_cmp[first]), details=details)
@@ -368,8 +372,8 @@ class _Judge:
         later_r = min(later, key=lambda r: self.r_inv[r])
         ops += self._read_ops([absent, later_r])
         lag = int(self.r_inv[absent] - self.known[e])
-        details.update(lag_ns=lag, absent_read_node=self.reads["node"].iat[absent],
-                       present_read_node=self.reads["node"].iat[later_r])
+        details.update(lag_ns=lag, absent_read_node=self._read(absent, "node"),
+                       present_read_node=self._read(later_r, "node"))
         return Anomaly("stale-set-read", f"element {details['element']!r} ({how}) is missing "
                        f"from a read invoked {lag / 1e6:.1f} ms after it was known, and present "
                        f"in a later read", ops=ops, key=details.get("key"),

@@ -150,8 +150,11 @@ class StaleReadsChecker:
             warnings.append(f"{len(stale_rows)} stale reads, only the first {cap} listed")
         anomalies: list[Anomaly] = []
         if len(stale_rows):
-            ctx = dict(reads=pairs.iloc[r_rows], writes=pairs.iloc[w_rows], key_values=key_values, s_row=s_row,
-                       s_key=s_key, s_min=s_min, r_key=r_key)
+            cols = {c: pairs[c].to_numpy() for c in ("invoke_index", "complete_index", "result",
+                                                     "value", "f", "node", "invoke_time",
+                                                     "complete_time")}
+            ctx = dict(cols=cols, r_rows=r_rows, w_rows=w_rows, key_values=key_values,
+                       s_row=s_row, s_key=s_key, s_min=s_min, r_key=r_key)
             for r in stale_rows[:cap]:
                 anomalies.append(_anomaly(int(r), int(pos[r]), int(lag[r]),
                                           int(w_of_r[r]), ctx))
@@ -159,38 +162,39 @@ class StaleReadsChecker:
                            warnings=warnings)
 
 
-def _ops(frame: pd.DataFrame, row: int) -> list[int]:
-    i, c = int(frame["invoke_index"].iat[row]), int(frame["complete_index"].iat[row])
+def _ops(cols: dict[str, np.ndarray], row: int) -> list[int]:
+    i, c = int(cols["invoke_index"][row]), int(cols["complete_index"][row])
     return [i, c] if c >= 0 else [i]
 
 
 def _anomaly(r: int, pos: int, lag: int, w: int, ctx: dict[str, Any]) -> Anomaly:
-    """Build the anomaly of stale read row r (w = its write row, -1 for the initial value)."""
-    reads, writes = ctx["reads"], ctx["writes"]
+    """Build the anomaly of stale read number r (w = its write number, -1 for the initial
+    value); numbers index r_rows / w_rows, which index the pairs columns."""
+    cols, r_rows, w_rows = ctx["cols"], ctx["r_rows"], ctx["w_rows"]
     s_key, s_min = ctx["s_key"], ctx["s_min"]
     key_code = ctx["r_key"][r]
     end = int(np.searchsorted(s_key, key_code, side="right"))
     m = s_min[pos]
     q = pos + int(np.searchsorted(s_min[pos:end], m, side="right")) - 1  # the earliest w2
-    w2 = int(ctx["s_row"][q])
+    rr, w2 = int(r_rows[r]), int(w_rows[ctx["s_row"][q]])
     key = ctx["key_values"][key_code]
-    value = reads["result"].iat[r]
-    new = writes["value"].iat[w2]
-    if writes["f"].iat[w2] == "cas":
+    value = cols["result"][rr]
+    new = cols["value"][w2]
+    if cols["f"][w2] == "cas":
         new = _cas_new(new)
-    ops = _ops(reads, r) + (_ops(writes, w) if w >= 0 else []) + _ops(writes, w2)
-    node = reads["node"].iat[r]
+    ops = _ops(cols, rr) + (_ops(cols, int(w_rows[w])) if w >= 0 else []) + _ops(cols, w2)
+    node = cols["node"][rr]
     details: dict[str, Any] = {
         "lag_ns": lag, "value": value, "read_node": node, "overwritten_by": new,
-        "read_index": int(reads["invoke_index"].iat[r]),
-        "overwrite_node": writes["node"].iat[w2],
-        "overwrite_complete_time": int(writes["complete_time"].iat[w2]),
+        "read_index": int(cols["invoke_index"][rr]),
+        "overwrite_node": cols["node"][w2],
+        "overwrite_complete_time": int(cols["complete_time"][w2]),
     }
     what = "the initial value" if w < 0 else f"{value!r}"
     if w >= 0:
-        details["written_by"] = writes["node"].iat[w]
+        details["written_by"] = cols["node"][int(w_rows[w])]
     on = f" on {node}" if node is not None else ""
-    t = int(reads["invoke_time"].iat[r])
+    t = int(cols["invoke_time"][rr])
     return Anomaly("stale-read", f"read of {key!r}{on} at {t / NS_PER_S:.3f} s returned {what}, "
                    f"but {new!r} had replaced it {lag / 1e6:.1f} ms before the read began",
                    ops=sorted(ops), key=key, time=t, details=details)
