@@ -1,0 +1,105 @@
+"""`chaos report RUNDIR`: (re)write a run's HTML report, and optionally JUnit XML, from its files.
+
+Reads RUNDIR/history.jsonl, RUNDIR/results.json and (if present) RUNDIR/config.json; it does
+not re-check anything (that is `chaos analyze`). The exit code is the stored verdict's (0
+valid, 1 invalid, 2 unknown), so a CI step that only renders the report still fails on a bad
+run; 4 means the run directory or one of its files is missing or unreadable.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from chaos.errors import BadInput, verdict_exit_code
+from chaos.history.model import History
+
+
+def _read_history_fallback(path: Path) -> History:
+    """Parse history.jsonl line by line until chaos.history.reader is available.
+
+    A bad line is an error naming its line number; a truncated last line (a crash mid-write)
+    is skipped with a warning, as DESIGN §4 requires.
+    """
+    ops: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            op = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            if n - 1 == last and not data.endswith(b"\n"):  # one write per line: cut short
+                warnings.append(f"{path}:{n}: truncated last line skipped")
+                continue
+            raise BadInput(f"not a JSON object ({exc})", where=f"{path}:{n}") from None
+        if not isinstance(op, dict):
+            raise BadInput("not a JSON object", where=f"{path}:{n}")
+        ops.append(op)
+    return History.from_ops(ops, source=str(path), warnings=warnings)
+
+
+def load_history(path: Path) -> History:
+    """The validating reader when it exists, else the fallback parser above."""
+    try:
+        from chaos.history.reader import read_history
+    except ImportError:
+        return _read_history_fallback(path)
+    return read_history(path)
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"no {what} in {path.parent}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"cannot read {what}: {exc}", where=str(path)) from None
+
+
+@click.command("report")
+@click.argument("rundir", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Where to write the HTML report [default: RUNDIR/report.html].")
+@click.option("--junit", "junit", type=click.Path(path_type=Path), default=None,
+              help="Also write JUnit XML (one testcase per checker) to this file.")
+@click.option("--title", default=None, help="Report title [default: from the run directory].")
+def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None) -> int:
+    """Write RUNDIR/report.html from the run's history.jsonl, results.json and config.json.
+
+    Exits with the stored verdict: 0 valid, 1 invalid, 2 unknown; 4 on a missing or bad file.
+    """
+    from chaos.report import render, write_junit
+    from chaos.report.results import normalize_results
+
+    if not rundir.is_dir():
+        raise BadInput(f"no such run directory: {rundir}")
+    hist_path = rundir / "history.jsonl"
+    if not hist_path.is_file():
+        raise BadInput(f"no history.jsonl in {rundir}")
+    results = _load_json(rundir / "results.json", "results.json")
+    try:
+        norm = normalize_results(results)
+    except (TypeError, AttributeError) as exc:
+        raise BadInput(f"not checker results: {exc}", where=str(rundir / "results.json")) from None
+    config_path = rundir / "config.json"
+    config = _load_json(config_path, "config.json") if config_path.exists() else None
+    if config is not None and not isinstance(config, dict):
+        raise BadInput("config.json is not a JSON object", where=str(config_path))
+    history = load_history(hist_path)
+    name = rundir.resolve().name
+    suite = str(config.get("name") or config.get("test_name") or name) if config else name
+    path = render(history, results, out or rundir / "report.html", config=config,
+                  title=title or f"chaos report: {suite}")
+    click.echo(f"report: {path}")
+    if junit is not None:
+        click.echo(f"junit: {write_junit(results, junit, suite_name=suite)}")
+    code = verdict_exit_code(norm["valid"])
+    click.echo(f"verdict: {code.name.lower()}")
+    return int(code)

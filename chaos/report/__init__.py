@@ -1,0 +1,217 @@
+"""The self-contained HTML report of a run: verdict, config, per-checker anomalies, plots.
+
+`render(history, results, out_path)` writes one HTML file with its plots embedded as base64
+PNG data URIs and its CSS inline, so the file can be mailed, attached to a CI run or opened
+years later with nothing beside it. Reporting is separate from checking: it only reads the
+history and the results (live CheckResult objects or the dicts of results.json).
+
+`write_junit(results, path, suite_name=...)` writes the CI view of the same results.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+import numpy as np
+
+from chaos.history.model import History
+from chaos.report.junit import write_junit
+from chaos.report.plots import (MAX_POINTS, ClientOps, data_uri, latency_png, leadership_png,
+                                throughput_png)
+from chaos.report.results import normalize_results, verdict_word
+from chaos.report.timeline import fault_windows, leader_overlaps, role_runs
+
+__all__ = ["render", "write_junit", "normalize_results", "build_context"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MAX_ANOMALIES_SHOWN = 100   # per checker; the rest are counted, not listed
+MAX_OPS_PER_ANOMALY = 12
+#: config keys shown at the top, in this order, with the label a person reads
+CONFIG_KEYS = [
+    ("target", "target"), ("options", "options"), ("target_options", "options"),
+    ("workload", "workload"), ("nemesis", "nemesis"), ("nemesis_interval", "nemesis interval"),
+    ("runtime", "runtime"), ("nodes", "nodes"), ("concurrency", "concurrency"),
+    ("rate", "rate"), ("seed", "seed"), ("time_limit", "time limit"),
+    ("duration", "duration"), ("started", "started"),
+]
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["show"] = _show
+    return env
+
+
+def _show(value: Any) -> str:
+    """A value as a person reads it in a table cell: strings bare, the rest as compact JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _ms(ns: Any) -> str:
+    return f"{ns / 1e6:,.1f}" if isinstance(ns, (int, float)) and not isinstance(ns, bool) else ""
+
+
+def _secs(ns: Any) -> str:
+    return f"{ns / 1e9:.3f}" if isinstance(ns, (int, float)) and not isinstance(ns, bool) else ""
+
+
+class _OpLookup:
+    """history line `index` -> the op; ops are usually in index order, so try the position first."""
+
+    def __init__(self, history: History):
+        self.ops = history.ops
+        self._by_index: dict[int, dict[str, Any]] | None = None
+
+    def get(self, index: int) -> dict[str, Any] | None:
+        if 0 <= index < len(self.ops) and self.ops[index].get("index", index) == index:
+            return self.ops[index]
+        if self._by_index is None:
+            self._by_index = {int(op.get("index", pos)): op for pos, op in enumerate(self.ops)}
+        return self._by_index.get(index)
+
+
+def _op_row(index: int, op: dict[str, Any] | None) -> dict[str, str]:
+    if op is None:
+        return {"index": str(index), "process": "", "type": "(not in history)", "f": "",
+                "key": "", "value": "", "node": "", "time_ms": ""}
+    return {"index": str(op.get("index", index)), "process": _show(op.get("process")),
+            "type": _show(op.get("type")), "f": _show(op.get("f")),
+            "key": "" if op.get("key") is None else _show(op.get("key")),
+            "value": _show(op.get("value")), "node": "" if op.get("node") is None
+            else _show(op.get("node")), "time_ms": _ms(op.get("time"))}
+
+
+def _config_rows(config: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    if not config:
+        return []
+    rows, seen = [], set()
+    for key, label in CONFIG_KEYS:
+        if key in config and label not in seen and config[key] not in (None, {}, []):
+            value = config[key]
+            if isinstance(value, Mapping):
+                value = " ".join(f"{k}={_show(v)}" for k, v in value.items())
+            rows.append((label, _show(value)))
+            seen.add(label)
+    return rows
+
+
+def _history_summary(history: History, ops: ClientOps) -> dict[str, Any]:
+    pairs = history.pairs
+    counts: dict[str, dict[str, int]] = {name: {} for name in ops.f_names}
+    for typ in ("ok", "fail", "info"):
+        per_f = np.bincount(ops.f_codes[ops.type == typ], minlength=len(ops.f_names))
+        for name, n in zip(ops.f_names, per_f):
+            counts[name][typ] = int(n)
+    return {"source": history.source, "lines": len(history.ops), "operations": len(pairs),
+            "client": len(ops), "nemesis": int((pairs["process"] == "nemesis").sum()),
+            "monitor": int((pairs["process"] == "monitor").sum()),
+            "duration_s": f"{ops.end_s:.3f}", "by_f": sorted(counts.items()),
+            "warnings": list(history.warnings)}
+
+
+def build_context(history: History, results: Mapping[str, Any] | None, *,
+                  config: Mapping[str, Any] | None = None,
+                  title: str | None = None) -> dict[str, Any]:
+    """Everything the template shows, plots included (the slow part: three PNGs)."""
+    res = normalize_results(results)
+    ops = ClientOps.from_history(history)
+    windows = fault_windows(history)
+    runs = role_runs(history, end_time=int(ops.end_s * 1e9))
+    overlaps = leader_overlaps(runs)
+    lookup = _OpLookup(history)
+
+    marks: list[tuple[int, str, str]] = []
+    checkers, n_anomalies, n_warnings, number = [], 0, 0, 0
+    for name, r in res["results"].items():
+        shown = []
+        for a in r["anomalies"]:
+            number += 1
+            label = f"A{number}"
+            if a["time"] is not None:
+                marks.append((a["time"], label, a["severity"]))
+            if a["severity"] == "anomaly":
+                n_anomalies += 1
+            else:
+                n_warnings += 1
+            if len(shown) < MAX_ANOMALIES_SHOWN:
+                idxs = a["ops"][:MAX_OPS_PER_ANOMALY]
+                shown.append({**a, "label": label, "time_s": _secs(a["time"]),
+                              "key_text": "" if a["key"] is None else _show(a["key"]),
+                              "op_rows": [_op_row(i, lookup.get(i)) for i in idxs],
+                              "ops_omitted": len(a["ops"]) - len(idxs)})
+        checkers.append({"name": name, "verdict": verdict_word(r["valid"]),
+                         "stats": [(k, _show(v)) for k, v in r["stats"].items()],
+                         "warnings": r["warnings"], "error": r["error"],
+                         "anomalies": shown,
+                         "anomalies_omitted": len(r["anomalies"]) - len(shown),
+                         "anomaly_count": sum(a["severity"] == "anomaly" for a in r["anomalies"]),
+                         "warning_count": sum(a["severity"] == "warning" for a in r["anomalies"])})
+
+    sampled = (f" {MAX_POINTS:,} of {len(ops):,} shown: every fail/info, a sample of ok."
+               if len(ops) > MAX_POINTS else "")
+    plots = [
+        {"title": "Latency", "uri": data_uri(latency_png(ops, windows, marks)),
+         "alt": "latency of client operations over time",
+         "caption": "Each point is one client operation at its invoke time; colour is the "
+                    "outcome, marker shape the operation. Shaded spans are faults, dashed "
+                    "lines anomalies (numbered as in the tables below)." + sampled},
+        {"title": "Throughput", "uri": data_uri(throughput_png(ops, windows, marks)),
+         "alt": "completions per second over time by outcome",
+         "caption": "Completions per time bin, by outcome, over every operation."},
+    ]
+    if runs:
+        plots.append({"title": "Leadership",
+                      "uri": data_uri(leadership_png(runs, overlaps, windows, marks, ops.end_s)),
+                      "alt": "role of each node over time as seen by the monitor",
+                      "caption": "Role of each node from the monitor's status polls. Red "
+                                 "spans: two nodes claimed leadership at once."})
+    verdict = verdict_word(res["valid"])
+    return {
+        "title": title or (f"chaos report: {history.source}" if history.source else "chaos report"),
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "verdict": verdict, "notes": res["notes"], "anomaly_count": n_anomalies, "warning_count": n_warnings,
+        "config_rows": _config_rows(config),
+        "config_json": json.dumps(config, indent=2, default=str, sort_keys=True) if config else "",
+        "history": _history_summary(history, ops),
+        "faults": [{"kind": w.kind, "start_s": _secs(w.start),
+                    "end_s": _secs(w.end) if w.end is not None else "(not stopped)",
+                    "detail": w.detail, "outcome": w.outcome, "index": w.start_index}
+                   for w in windows],
+        "overlaps": [{"start_s": _secs(o.start), "end_s": _secs(o.end),
+                      "length_ms": _ms(o.end - o.start), "same_term": o.same_term,
+                      "leaders": ", ".join(f"{n} (term {_show(t)})" for n, t in o.leaders)}
+                     for o in overlaps],
+        "has_monitor": bool(runs), "plots": plots, "checkers": checkers,
+    }
+
+
+def render(history: History, results: Mapping[str, Any] | None,
+           out_path: str | os.PathLike[str], *, config: Mapping[str, Any] | None = None,
+           title: str | None = None) -> Path:
+    """Write the HTML report to `out_path` (parents created, written atomically); return its path.
+
+    `results` is run_checkers' {"valid", "results": {name: CheckResult or dict}}; `config`
+    is the run's config.json content (target, options, nemesis, seed, ...), shown when given.
+    """
+    html = _env().get_template("report.html.j2").render(
+        **build_context(history, results, config=config, title=title))
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
