@@ -2,6 +2,7 @@
 hypothesis histories generated from a sequential register with random concurrency."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -217,6 +218,17 @@ def test_model_choice_option():
     assert check_linearizable(h, {"model": "register"}).stats["model"] == "register"
     with pytest.raises(ValueError):
         check_linearizable(h, {"model": "nope"})
+
+
+def test_partition_hook():
+    """Per key (default) two registers are fine; as one object (a custom partition) they
+    are not: the read of nil on key b follows the write on key a."""
+    h = hist(*seq((0, "write", 1, 1, )), *[(p, t, f, v, "b") for p, t, f, v in
+                                          seq((1, "read", None, None))])
+    assert verdict(h) is True
+    one = dataclasses.replace(REGISTER, partition=lambda ops: {"all": list(ops)})
+    r = check_linearizable(h, {"model": one})
+    assert r.valid is False and r.anomalies[0].key == "all"
 
 
 def test_models_step_pure():

@@ -2,8 +2,8 @@
 
 Options read from `opts` (all optional):
 
-    model        "register" | "kv": the sequential model; default picked from the ops
-                 (read/write/cas -> register, get/put/append -> kv).
+    model        "register" | "kv" (or a Model object): the sequential model; default picked
+                 from the ops (read/write/cas -> register, get/put/append -> kv).
     fail         "auto" (default) | "ignore" | "observe": what a `fail` completion means.
                  DESIGN §4: fail = did not happen ("ignore"). "observe": a fail the model can
                  observe (a cas: the compare failed) is checked as an answer. "auto": observe
@@ -99,6 +99,8 @@ class LinearizableChecker:
 
 
 def _choose_model(fs: set[str], name: Any) -> Model:
+    if isinstance(name, Model):
+        return name
     if name is not None:
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
@@ -128,6 +130,7 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
     that are read-only (no effect, any answer).
     """
     groups: dict[Any, list[SearchOp]] = {}
+    kept: list[SearchOp] = []
     dropped = 0
     for f, key, value, result, typ, t0, t1, i0, i1, err in rows:
         if f not in model.fs:
@@ -151,9 +154,13 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
             continue
         if due and t1 == OPEN:
             due = False
-        groups.setdefault(freeze(key), []).append(SearchOp(
+        kept.append(SearchOp(
             inp=inp, out=out, due=due, invoke_time=int(t0), complete_time=int(t1),
-            index=int(i0), complete_index=int(i1), read_only=ro))
+            index=int(i0), complete_index=int(i1), read_only=ro, key=freeze(key)))
+    if model.partition is not None:
+        return {k: list(v) for k, v in model.partition(kept).items() if v}, dropped
+    for op in kept:
+        groups.setdefault(op.key, []).append(op)
     return groups, dropped
 
 

@@ -15,7 +15,7 @@ Inputs and outputs of one operation, as the search hands them to a model:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 
 class _Sentinel:
@@ -79,8 +79,9 @@ class Model:
         `state`, or a possible put's value, to be a prefix of S. The search drops a
         configuration with such a pending read. Must never be wrong.
     resets(inp) -> bool: an update that may set the state to anything (kv put, a write).
-    partition: optional; ops -> groups checked independently. None = by the ops' key, which
-        is P-compositionality for both built-in models (keys are independent objects).
+    partition(ops) -> {group name: ops}, optional: groups checked independently (each op has
+        a `.key`). None = by key, which is P-compositionality for both built-in models (keys
+        are independent objects); a model over a whole map would return one group.
     """
 
     name: str
@@ -93,7 +94,7 @@ class Model:
     fs: frozenset[str] = field(default_factory=frozenset)  # op names the model understands
     reachable: Callable[[State, Input, Any, Sequence[Input]], bool] | None = None
     resets: Callable[[Input], bool] = lambda inp: True
-    partition: Callable[[Sequence[Any]], list[list[Any]]] | None = None
+    partition: Callable[[Sequence[Any]], Mapping[Any, list[Any]]] | None = None
 
 
 # --- register: read / write / cas on one value; None = never written --------------------------

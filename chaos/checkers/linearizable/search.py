@@ -45,6 +45,7 @@ class SearchOp:
            linearized between `invoke_time` and `complete_time`. False for unknown outcome
            (info / never completed): it may be linearized after its invoke, or never.
     index: the invoke line's `index` in the history; `complete_index` the completion's (-1).
+    key:   the op's key (what the default partition groups by).
     """
 
     inp: tuple[str, Any]
@@ -55,6 +56,7 @@ class SearchOp:
     index: int
     complete_index: int
     read_only: bool
+    key: Any = None
 
 
 @dataclass
