@@ -1,6 +1,7 @@
 """Benchmark: parse + validate + pair a generated history.jsonl with read_history (lines/s).
 
     python benchmarks/bench_parse.py [--lines 1000000] [--workload set|register] [--repeat 3]
+    python benchmarks/bench_parse.py --edn --lines 100000     # the Jepsen EDN importer
 
 Generates a realistic history (10 client processes interleaved, a nemesis and a monitor op
 now and then) into a temp file, then times `read_history` end to end: file read, JSON
@@ -22,7 +23,29 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chaos.history.importers import jepsen_edn  # noqa: E402
 from chaos.history.reader import read_history  # noqa: E402
+
+
+def to_edn(op: dict) -> str:
+    """One op as a Jepsen-style EDN map (keywords for type/f, :nemesis for the nemesis)."""
+    def v(x):
+        if x is None:
+            return "nil"
+        if isinstance(x, bool):
+            return "true" if x else "false"
+        if isinstance(x, (list, tuple)):
+            return "[" + " ".join(v(e) for e in x) + "]"
+        if isinstance(x, str):
+            return f'"{x}"'
+        return str(x)
+    parts = [f":index {op['index']}", f":time {op['time']}", f":type :{op['type']}",
+             f":f :{op['f']}", f":process {op['process']}"]
+    value = op.get("value")
+    if "key" in op:
+        value = [op["key"], value]
+    parts.append(f":value {v(value)}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def generate(path: Path, n_lines: int, workload: str, seed: int = 1) -> None:
@@ -79,24 +102,31 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--workload", choices=("set", "register"), default="register")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--edn", action="store_true", help="time the Jepsen EDN importer instead")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_parse_") as d:
         path = Path(d) / "history.jsonl"
         generate(path, args.lines, args.workload)
+        load = read_history
+        if args.edn:
+            lines = [to_edn(orjson.loads(ln)) for ln in path.read_bytes().splitlines()]
+            path = path.with_suffix(".edn")
+            path.write_text("\n".join(lines) + "\n")
+            load = jepsen_edn.load
         size = os.path.getsize(path)
         best = best_cpu = float("inf")
         for _ in range(args.repeat):
             t0, c0 = time.perf_counter(), time.process_time()
-            h = read_history(path)
+            h = load(path)
             best = min(best, time.perf_counter() - t0)
             best_cpu = min(best_cpu, time.process_time() - c0)
             n_ops = len(h.ops)
             del h
-        load = os.getloadavg()[0]
-        print(f"{args.workload}: {n_ops} lines, {size / 1e6:.1f} MB, best of {args.repeat}: "
+        avg = os.getloadavg()[0]
+        print(f"{args.workload}{' (EDN)' if args.edn else ''}: {n_ops} lines, {size / 1e6:.1f} MB, best of {args.repeat}: "
               f"wall {best:.2f} s = {n_ops / best:,.0f} lines/s; "
               f"CPU {best_cpu:.2f} s = {n_ops / best_cpu:,.0f} lines/s "
-              f"(load average {load:.1f} on {os.cpu_count()} cores)")
+              f"(load average {avg:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

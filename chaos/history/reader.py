@@ -3,7 +3,7 @@
 Speed (target >= 300k lines/s): lines go through orjson in one C-level map with the cyclic GC
 paused; validation and pairing are then vectorised over columns (`_fast_build`, numpy).
 Only when something is wrong does the per-op Python loop (`build_history`) run, and it is
-the one that names the offending line. Importers call `build_history` directly, so an
+the one that names the offending line. Importers call `pair_ops` (the same two paths), so an
 imported history is held to the same rules as our own.
 
 Rules (each violation is `BadInput` with "file:line"):
@@ -94,10 +94,7 @@ def parse_jsonl(data: bytes, source: str) -> History:
     try:
         ops = _loads_lines(lines, linenos, source)
         del lines
-        fast = _fast_build(ops, source, warnings)
-        if fast is not None:
-            return fast
-        return build_history(ops, source, linenos=linenos, warnings=warnings)
+        return pair_ops(ops, source, warnings=warnings, linenos=linenos)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -265,7 +262,22 @@ def _with_sentinel(col: np.ndarray, sentinel: Any = None) -> np.ndarray:
     return out
 
 
-def _fast_build(ops: list[Any], source: str, warnings: list[str]) -> History | None:
+def pair_ops(ops: list[Any], source: str, *, warnings: list[str] | None = None,
+             check_time: bool = True, linenos: Sequence[int] | None = None,
+             where: Callable[[int], str] | None = None) -> History:
+    """Validate and pair `ops`: the vectorised path when all is well, else `build_history`.
+
+    Importers call this with their op dicts (arguments as for build_history).
+    """
+    fast = _fast_build(ops, source, list(warnings or []), check_time=check_time)
+    if fast is not None:
+        return fast
+    return build_history(ops, source, linenos=linenos, warnings=warnings,
+                         check_time=check_time, where=where)
+
+
+def _fast_build(ops: list[Any], source: str, warnings: list[str],
+                check_time: bool = True) -> History | None:
     """Vectorised validation and pairing for well-formed histories; None if anything is off.
 
     Produces exactly what `build_history` produces (tests compare the two), but with numpy
@@ -288,7 +300,7 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str]) -> History | N
         times = np.array(tim, dtype=np.int64)
     except OverflowError:
         return None
-    if n > 1 and np.any(np.diff(times) < 0):
+    if check_time and n > 1 and np.any(np.diff(times) < 0):
         return None
     if n > 1 and not np.all(np.diff(index) > 0) and np.unique(index).size != n:
         return None

@@ -38,14 +38,14 @@ import uuid
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import edn_format
 from edn_format import EDNDecodeError, ImmutableDict, ImmutableList, Keyword, Symbol
 
 from chaos.errors import BadInput
 from chaos.history.model import History, Op
-from chaos.history.reader import build_history, resolve_history_path
+from chaos.history.reader import pair_ops, resolve_history_path
 
 NAME = "jepsen-edn"
 #: The op fields we carry over; the others (e.g. :exception stack traces) are dropped.
@@ -183,6 +183,7 @@ _TOKEN = re.compile(r"""
   | (?P<other>.)
 """, re.X | re.S)
 _CLOSER = {"[": "]", "(": ")", "{": "}", "#{": "}"}
+_SYMBOLS = {"nil": None, "true": True, "false": False}
 
 
 def _edn_number(tok: str) -> int | float:
@@ -207,8 +208,8 @@ def fast_parse(text: str, source: str) -> tuple[list[Any], list[str]]:
     inner: list[tuple[Any, int]] = []   # (value, start pos) directly inside a top vector
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
-        if kind == "ws" or kind == "tag" and m.group() not in ("#inst", "#uuid"):
-            continue  # a tagged record reads as its content
+        if kind == "ws":
+            continue
         tok = m.group()
         if kind == "open":
             stack.append((tok, [], m.start()))
@@ -220,28 +221,30 @@ def fast_parse(text: str, source: str) -> tuple[list[Any], list[str]]:
             if opener == "{":
                 if len(items) % 2:
                     raise _Fallback
-                value: Any = {_plain_key(items[i]): items[i + 1]
-                              for i in range(0, len(items), 2)}
+                keys = items[0::2]
+                if all(type(k) is str for k in keys):
+                    value: Any = dict(zip(keys, items[1::2]))
+                else:
+                    value = {_plain_key(k): v for k, v in zip(keys, items[1::2])}
             elif opener == "#{":
                 value = sort_elements(items)
             else:
                 value = items
-        elif kind == "str":
-            value, start = tok[1:-1], m.start()
+        elif kind == "kw" or kind == "str":
+            value, start = tok[1:] if kind == "kw" else tok[1:-1], -1
         elif kind == "num":
-            value, start = _edn_number(tok), m.start()
-        elif kind == "kw":
-            value, start = tok[1:], m.start()
+            value, start = _edn_number(tok), -1
         elif kind == "sym":
-            value = {"nil": None, "true": True, "false": False}.get(tok, tok)
-            start = m.start()
+            value, start = _SYMBOLS.get(tok, tok), -1
+        elif kind == "tag" and tok not in ("#inst", "#uuid"):
+            continue  # a tagged record reads as its content
         else:
             raise _Fallback  # chars, escapes, #_ discards, #inst, garbage: the library's job
         if not stack:
-            top.append((value, start))
+            top.append((value, m.start() if start < 0 else start))
         else:
             if len(stack) == 1 and stack[0][0] in ("[", "("):
-                inner.append((value, start))
+                inner.append((value, m.start() if start < 0 else start))
             stack[-1][1].append(value)
     if stack:
         raise _Fallback  # unbalanced: maybe a truncated last line, which the slow path reports
@@ -276,31 +279,37 @@ def load(path: str | Path) -> History:
     if not text.strip():
         raise BadInput("history is empty", where=source)
     warnings: list[str] = []
+    convert: Callable[[Any], Any] = _same  # fast_parse already gives plain values
     try:
         raw, where = fast_parse(text, source)
-    except _Fallback:  # something unusual (or wrong): the library decides, and explains
+    except _Fallback:
+        convert = plain  # something unusual (or wrong): the library decides, and explains
         _register_tags(text)
         raw, where = _parse(text, source, warnings)
     if not raw:
         raise BadInput("history is empty", where=source)
-    ops = [_convert(m, where[i]) for i, m in enumerate(raw)]
+    ops = [_convert(m, where[i], convert) for i, m in enumerate(raw)]
     _number(ops)
     _split_keys(ops)
     _pair_nemesis_info(ops)
     _set_reads(ops)
-    return build_history(ops, source, warnings=warnings, check_time=False,
-                         where=lambda i: where[i])
+    return pair_ops(ops, source, warnings=warnings, check_time=False,
+                    where=lambda i: where[i])
 
 
-def _convert(m: Any, where: str) -> Op:
+def _same(x: Any) -> Any:
+    return x
+
+
+def _convert(m: Any, where: str, convert: Callable[[Any], Any] = plain) -> Op:
     """One EDN op map -> our op dict (fields in FIELDS only), or BadInput naming `where`."""
     if not isinstance(m, (ImmutableDict, dict)):
         raise BadInput(f"expected an op map, got {type(m).__name__}", where=where)
     op: Op = {}
     for k, v in m.items():
-        name = k.name if isinstance(k, Keyword) else str(k)
+        name = k if type(k) is str else k.name if isinstance(k, Keyword) else str(k)
         if name in FIELDS:
-            op[name] = plain(v)
+            op[name] = convert(v)
     if "type" not in op:
         raise BadInput("op map has no :type", where=where)
     proc = op.get("process")
