@@ -1,10 +1,14 @@
-"""The base image: Debian bookworm, pulled when a registry answers, else debootstrapped.
+"""The base image: Debian bookworm, pulled when a registry answers, else bootstrapped.
 
 Our machines have no registry, so the usual `FROM debian:bookworm-slim` cannot be pulled.
-We then build the root filesystem ourselves with `debootstrap --variant=minbase` from the
-Debian mirror the host's apt already uses (never a hard-coded host), tar it and
-`docker import` it as `chaos-base:<hash>`. The hash covers the recipe (suite, variant,
-mirror, recipe version), so a second build finds the tag and does nothing.
+We then build the root filesystem ourselves from the Debian mirror the host's apt already uses
+(never a hard-coded host) and `docker import` it as `chaos-base:<hash>`. mmdebstrap is
+preferred: apt resolves dependencies fast, it installs our common packages (python3, sshd,
+iproute2, iptables, procps) in the same pass and writes the tar itself; debootstrap
+(`--variant=minbase`) is the fallback, and the node Dockerfile then installs what is missing.
+The work happens in /dev/shm when it has room: the build is disk-bound otherwise (measured
+140 s on disk vs 56 s in RAM on a loaded 2-core machine). The hash covers the recipe (suite,
+variant, mirror, packages, recipe version), so a second build finds the tag and does nothing.
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from chaos.errors import SetupError
 SUITE = "bookworm"
 VARIANT = "minbase"
 #: bump when the way the rootfs is made changes (forces a rebuild everywhere)
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
+#: what every node image needs (installed by mmdebstrap already, else by the node Dockerfile)
+COMMON_PACKAGES = ("python3", "openssh-server", "iproute2", "iptables", "procps")
 BASE_REPO = "chaos-base"
 UPSTREAM = ("debian", "bookworm-slim")
 LABEL = "chaos.image"
@@ -68,7 +74,9 @@ def apt_mirror(sources_dir: str = "/etc/apt") -> str:
 
 def base_tag(mirror: str) -> str:
     """`chaos-base:<hash>` for the debootstrap recipe with this mirror."""
-    recipe = {"suite": SUITE, "variant": VARIANT, "mirror": mirror, "v": RECIPE_VERSION}
+    # The tool is not part of the hash: either way the node layer ends with the same packages.
+    recipe = {"suite": SUITE, "variant": VARIANT, "mirror": mirror, "v": RECIPE_VERSION,
+              "include": COMMON_PACKAGES}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     return f"{BASE_REPO}:{digest}"
 
@@ -103,32 +111,48 @@ def _try_upstream(client, progress: Progress, pull: bool) -> str | None:
         return None
 
 
-def _ensure_debootstrap(progress: Progress) -> str:
-    """The debootstrap path, installing it with apt-get when we are root and it is missing."""
-    found = shutil.which("debootstrap") or (
-        "/usr/sbin/debootstrap" if os.path.exists("/usr/sbin/debootstrap") else None
-    )
+def _which(tool: str) -> str | None:
+    found = shutil.which(tool)
     if found:
         return found
+    return f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None
+
+
+def _ensure_bootstrapper(progress: Progress) -> str:
+    """mmdebstrap (preferred: apt resolves, installs our packages, writes a tar) or debootstrap.
+
+    When neither is installed and we are root with apt-get, installs mmdebstrap (falling back to
+    debootstrap); otherwise SetupError naming what to install.
+    """
+    for tool in ("mmdebstrap", "debootstrap"):
+        if _which(tool):
+            return tool
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise SetupError(
-            "debootstrap is not installed and no registry is reachable: run "
-            "`apt-get install -y debootstrap` as root (or `docker load` a debian:bookworm-slim)"
+            "neither mmdebstrap nor debootstrap is installed and no registry is reachable: run "
+            "`apt-get install -y mmdebstrap` as root (or `docker load` a debian:bookworm-slim)"
         )
-    progress("base: installing debootstrap with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "debootstrap"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-            raise SetupError(f"`{' '.join(cmd)}` failed ({tail[0]}): install debootstrap by hand")
-    return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+    last = "?"
+    for tool in ("mmdebstrap", "debootstrap"):
+        progress(f"base: installing {tool} with apt-get")
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", tool]):
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL)
+            if proc.returncode != 0:
+                last = ((proc.stderr or proc.stdout).strip().splitlines() or ["?"])[-1]
+                break
+        if _which(tool):
+            return tool
+    raise SetupError(f"could not install mmdebstrap or debootstrap ({last}): install one by hand")
 
 
-def _run_streaming(cmd: list[str], progress: Progress, what: str) -> None:
+def _run_streaming(cmd: list[str], progress: Progress, what: str,
+                   env: dict[str, str] | None = None) -> None:
     """Run cmd, passing each output line to progress; SetupError with the last line on failure."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        env=env,
     )
     last = ""
     assert proc.stdout is not None
@@ -141,33 +165,51 @@ def _run_streaming(cmd: list[str], progress: Progress, what: str) -> None:
         raise SetupError(f"{what} failed ({last[-200:]}); see the lines above")
 
 
-def _debootstrap_base(client, tag: str, mirror: str, progress: Progress) -> str:
-    """Make the rootfs in a temp dir, tar it, import it as `tag`; the temp dir never survives."""
+def _scratch_dir() -> str:
+    """A temp dir in RAM (/dev/shm) when it has room: unpacking ~300 MB of small files is
+    I/O bound, and on a busy disk tmpfs makes the base build 2-3x faster."""
+    try:
+        st = os.statvfs("/dev/shm")
+        if st.f_bavail * st.f_frsize > 2 * 1024**3:
+            return tempfile.mkdtemp(prefix="chaos-rootfs-", dir="/dev/shm")
+    except OSError:
+        pass
+    return tempfile.mkdtemp(prefix="chaos-rootfs-")
+
+
+def _bootstrap_base(client, tag: str, mirror: str, progress: Progress) -> str:
+    """Make the rootfs tar in a scratch dir, import it as `tag`; the scratch dir never survives."""
     if os.geteuid() != 0:
         raise SetupError(
-            "building the base image needs root (debootstrap): run `chaos image build` once as "
-            "root, or `docker load` a debian:bookworm-slim image"
+            "building the base image needs root (mmdebstrap/debootstrap): run `chaos image "
+            "build` once as root, or `docker load` a debian:bookworm-slim image"
         )
-    tool = _ensure_debootstrap(progress)
-    work = tempfile.mkdtemp(prefix="chaos-rootfs-")
+    tool = _ensure_bootstrapper(progress)
+    work = _scratch_dir()
+    tarball = os.path.join(work, "rootfs.tar")
     try:
-        root = os.path.join(work, "root")
-        _run_streaming(
-            [tool, f"--variant={VARIANT}", SUITE, root, mirror], progress, "debootstrap"
-        )
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for entry in Path(root, junk).glob("*"):
-                if entry.is_file():
-                    entry.unlink()
-        tarball = os.path.join(work, "rootfs.tar")
-        progress("base: packing the root filesystem")
-        _run_streaming(
-            ["tar", "-C", root, "--numeric-owner", "-cf", tarball, "."], progress, "tar"
-        )
+        if tool == "mmdebstrap":
+            _run_streaming(
+                [_which(tool) or tool, f"--variant={VARIANT}", "--dpkgopt=force-unsafe-io",
+                 f"--include={','.join(COMMON_PACKAGES)}", SUITE, tarball, mirror],
+                progress, tool, env=dict(os.environ, TMPDIR=work),
+            )
+        else:
+            root = os.path.join(work, "root")
+            _run_streaming([_which(tool) or tool, f"--variant={VARIANT}", SUITE, root, mirror],
+                           progress, tool)
+            for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                for entry in Path(root, junk).glob("*"):
+                    if entry.is_file():
+                        entry.unlink()
+            progress("base: packing the root filesystem")
+            _run_streaming(["tar", "-C", root, "--numeric-owner", "-cf", tarball, "."],
+                           progress, "tar")
         progress(f"base: importing as {tag}")
         repo, _, version = tag.partition(":")
         client.api.import_image_from_file(
-            tarball, repository=repo, tag=version, changes=[f"LABEL {LABEL}=base", 'CMD ["/bin/bash"]']
+            tarball, repository=repo, tag=version,
+            changes=[f"LABEL {LABEL}=base", 'CMD ["/bin/bash"]'],
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -193,4 +235,4 @@ def ensure_base(client, force: bool = False, progress: Progress = _noop) -> str:
     upstream = _try_upstream(client, progress, pull=True)
     if upstream:
         return upstream
-    return _debootstrap_base(client, tag, mirror, progress)
+    return _bootstrap_base(client, tag, mirror, progress)

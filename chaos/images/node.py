@@ -14,7 +14,7 @@ import tarfile
 from importlib import resources
 
 from chaos.errors import BadInput, SetupError
-from chaos.images.base import LABEL, Progress, _image_exists, _noop, ensure_base
+from chaos.images.base import COMMON_PACKAGES, LABEL, Progress, _image_exists, _noop, ensure_base
 
 #: Debian packages each built-in target needs on top of the common ones (see node.Dockerfile)
 TARGET_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -39,8 +39,8 @@ def render(target: str, base: str) -> dict[str, bytes]:
     text = files.pop("node.Dockerfile").decode()
     text = (
         text.replace("{base}", base)
+        .replace("{common_packages}", " ".join(COMMON_PACKAGES))
         .replace("{target_packages}", " ".join(TARGET_PACKAGES[target]))
-        .replace("{target}", target)
     )
     return {"Dockerfile": text.encode(), **files}
 
@@ -65,14 +65,15 @@ def _tar(context: dict[str, bytes]) -> io.BytesIO:
     return buf
 
 
-def _build(client, tag: str, context: dict[str, bytes], progress: Progress) -> None:
+def _build(client, tag: str, context: dict[str, bytes], progress: Progress,
+           labels: dict[str, str] | None = None) -> None:
     """docker build through the SDK, one progress line per build log line."""
     import docker.errors
 
     try:
         stream = client.api.build(
             fileobj=_tar(context), custom_context=True, tag=tag, rm=True, forcerm=True,
-            decode=True, labels={LABEL: "node"},
+            decode=True, labels={LABEL: "node", **(labels or {})},
         )
         for chunk in stream:
             if "error" in chunk:
@@ -104,7 +105,7 @@ def ensure_node_image(
         progress(f"node: {tag} (cached)")
         return tag
     progress(f"node: building {tag}")
-    _build(client, tag, context, progress)
+    _build(client, tag, context, progress, labels={"chaos.target": target})
     return tag
 
 
