@@ -1,12 +1,15 @@
 """Benchmark: the linearizability checker on Porcupine's corpus (etcd Jepsen logs and kv logs).
 
     python benchmarks/bench_linearizable.py [--corpus DIR] [--repeat N] [--json]
+    python benchmarks/bench_linearizable.py --per-key c50-bad.txt [--time-limit 20]
 
 For every etcd file: parse time and check time (the best of N runs: the machine is shared, the
 minimum is the least noisy estimate of the cost), and whether the verdict is the expected one
 (expected-etcd.txt). Then the same for each kv file (expected from the name: -ok / -bad).
 Prints the totals (check only, and parse + check), the slowest files, and exits 1 if any
 verdict is wrong or undecided. Figures go to docs/benchmarks.md with this command.
+With --per-key, each key of one kv file is checked alone instead (the hard-key experiment of
+EXPECTED.md: which keys are decided within the time limit).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaos.checkers.linearizable import check_linearizable  # noqa: E402
 from chaos.history.importers.porcupine import load  # noqa: E402
+from chaos.history.model import History  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "porcupine"
 
@@ -52,16 +56,32 @@ def measure(path: Path, expected: bool, repeat: int, time_limit: float) -> dict[
             "configs": result.stats["peak_configs"]}
 
 
+def per_key(path: Path, time_limit: float) -> int:
+    """Check every key of one kv file as its own history; print verdict and time per key."""
+    history = load(path)
+    for key in sorted({op["key"] for op in history.ops}):
+        sub = History.from_ops([op for op in history.ops if op["key"] == key])
+        t0 = time.perf_counter()
+        r = check_linearizable(sub, {"time_limit": time_limit})
+        why = f"  ({r.stats['undecided'][0]['reason']})" if r.stats["undecided"] else ""
+        print(f"key {key!r}: {r.stats['ops']} ops  valid={r.valid}  "
+              f"{time.perf_counter() - t0:.2f} s  steps={r.stats['steps']}{why}", flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--time-limit", type=float, default=10.0, help="budget per file (s)")
     ap.add_argument("--json", action="store_true", help="print every row as JSON")
+    ap.add_argument("--per-key", metavar="KVFILE", help="check each key of this kv file alone")
     args = ap.parse_args()
     if not (args.corpus / "expected-etcd.txt").exists():
         print(f"corpus not found at {args.corpus}", file=sys.stderr)
         return 4
+    if args.per_key:
+        return per_key(args.corpus / "kv" / args.per_key, args.time_limit)
 
     exp = expected_etcd(args.corpus)
     etcd = [measure(args.corpus / "jepsen" / name, want, args.repeat, args.time_limit)
