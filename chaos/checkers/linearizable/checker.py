@@ -170,8 +170,9 @@ def _run_keys(model: Model, groups: dict[Any, list[SearchOp]], time_limit: float
     start = time.perf_counter()
     deadline = start + time_limit
     order = sorted(groups, key=lambda k: (len(groups[k]), repr(k)))
+    progress: dict[Any, dict[str, Any]] = {k: {} for k in order}
     active: list[tuple[Any, Generator[None, None, Outcome]]] = [
-        (k, search(model, groups[k], max_configs)) for k in order]
+        (k, search(model, groups[k], max_configs, progress[k])) for k in order]
     outcomes: dict[Any, Outcome] = {}
     while active:
         still: list[tuple[Any, Generator[None, None, Outcome]]] = []
@@ -191,10 +192,11 @@ def _run_keys(model: Model, groups: dict[Any, list[SearchOp]], time_limit: float
         if active and time.perf_counter() > deadline:
             for key, gen in active:
                 gen.close()
-                ops = groups[key]
+                got = progress[key]
                 outcomes[key] = Outcome(
                     valid="unknown", reason=f"time limit of {time_limit:g} s reached",
-                    window=(ops[0].invoke_time, max(o.invoke_time for o in ops)))
+                    window=got.get("window"), steps=got.get("steps", 0),
+                    max_configs=got.get("configs", 0))
             active = []
     return outcomes, [], time.perf_counter() - start
 

@@ -90,12 +90,14 @@ def _path_list(path: Any) -> list[int]:
     return out
 
 
-def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
-           ) -> Generator[None, None, Outcome]:
+def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
+           progress: dict[str, Any] | None = None) -> Generator[None, None, Outcome]:
     """Decide whether `ops` (one key) are linearizable w.r.t. `model`; see the module doc.
 
     A generator: drive it with next() until StopIteration, whose value is the Outcome.
-    `max_configs` caps the memoised configurations (memory budget).
+    `max_configs` caps the memoised configurations (memory budget). Before each yield,
+    `progress["window"]` is set to the (first, last) time not yet known to be linearizable,
+    so a caller that stops the search can say which window stayed undecided.
     """
     step = model.step
     plan = _plan(ops)
@@ -197,12 +199,14 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000
         stack.extend(children)
         if steps >= budget:
             budget = steps + YIELD_EVERY
+            op = ops[returns[deepest[0]]]
+            window = (op.invoke_time, ops[returns[-1]].complete_time)
             if n_visited > max_configs:
-                op = ops[returns[deepest[0]]]
                 return Outcome(valid="unknown", steps=steps, max_configs=n_visited,
                                reason=f"memory cap of {max_configs} configurations reached",
-                               window=(op.invoke_time, ops[returns[-1]].complete_time),
-                               time=op.complete_time)
+                               window=window, time=op.complete_time)
+            if progress is not None:
+                progress.update(window=window, steps=steps, configs=n_visited)
             yield
     k, s, path, culprit = deepest
     stuck = culprit if culprit >= 0 else returns[k]
@@ -226,8 +230,9 @@ def _plen(path: Any) -> int:
 
 
 def _candidates(target: int, m: int, upd: list[int], kinds: list[list[int]]) -> list[int]:
-    """Ops that may be linearized next: the due one first, then pending updates, then the
-    earliest unused unknown-outcome op of each kind (equal unknown ops are interchangeable)."""
+    """Ops that may be linearized next: pending updates in invoke order (the due `target`
+    among them, or last if it is read-only), then the earliest unused unknown-outcome op of
+    each kind (equal unknown ops are interchangeable)."""
     out = [j for j in upd if not m & (1 << j)]
     if target not in out and not m & (1 << target):
         out.append(target)  # a read-only target: it needs a state change first
