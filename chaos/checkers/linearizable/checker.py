@@ -10,7 +10,8 @@ Options read from `opts` (all optional):
                  exactly the fails tagged error="compare-failed" (as the Porcupine importer
                  tags `:fail :cas`, matching Porcupine's verdicts), ignore all others.
     time_limit   seconds for the whole check (default 60); undecided keys -> "unknown".
-    max_configs  memory cap: configurations one key may hold at once (default 1,000,000).
+    max_configs  memory cap: configurations memoised per key (default 1,000,000; about
+                 400 bytes each) before the key is given up as undecided.
 
 P-compositionality: a history is linearizable iff each key's sub-history is, so keys are
 searched independently. They are run round-robin, smallest first, in slices of a few thousand
@@ -42,8 +43,9 @@ class LinearizableChecker:
 
     def applies(self, history: History) -> bool:
         """True when the history has client ops with f in read/write/cas or get/put/append."""
-        client = history.client()
-        return bool(len(client)) and bool(client["f"].isin(ALL_FS).any())
+        pairs = history.pairs
+        procs = pairs["process"].to_numpy()[pairs["f"].isin(ALL_FS).to_numpy()]
+        return any(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in procs)
 
     def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
         """Search every key; valid True / False (with a counterexample) / "unknown"."""
