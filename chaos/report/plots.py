@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
+from pandas.api.types import infer_dtype
 
 from chaos.history.model import OPEN, History
 from chaos.report.timeline import FaultWindow, LeaderOverlap, RoleRun
@@ -55,10 +57,7 @@ class ClientOps:
     def from_history(cls, history: History) -> "ClientOps":
         pairs = history.pairs
         n = len(pairs)
-        proc = pairs["process"].to_numpy()
-        is_client = np.fromiter(
-            (isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in proc),
-            dtype=bool, count=n)
+        is_client = client_mask(pairs["process"])
         inv = pairs["invoke_time"].to_numpy()
         comp = pairs["complete_time"].to_numpy()
         closed = comp != OPEN
@@ -76,11 +75,27 @@ class ClientOps:
         return len(self.invoke_s)
 
 
+def client_mask(process: pd.Series) -> np.ndarray:
+    """True for client ops (integer process ids), vectorised for the usual case.
+
+    Fast path: drop the two named processes with a hash lookup, then let pandas confirm the
+    rest are all integers; only an unusual history pays for a per-op type check.
+    """
+    mask = (~process.isin(["nemesis", "monitor"]) & process.notna()).to_numpy()
+    if not mask.any() or infer_dtype(process[mask], skipna=False) == "integer":
+        return mask
+    return np.fromiter((isinstance(p, (int, np.integer)) and not isinstance(p, bool)
+                        for p in process), dtype=bool, count=len(process))
+
+
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    names = [str(v) for v in values]
-    uniq = sorted(set(names))
-    lookup = {name: i for i, name in enumerate(uniq)}
-    return np.fromiter((lookup[v] for v in names), dtype=np.int32, count=len(names)), uniq
+    """Codes into a sorted list of names (as str), so marker shapes are stable per f."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    names = [str(u) for u in uniques]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    remap = np.empty(len(names), dtype=np.int32)
+    remap[order] = np.arange(len(names), dtype=np.int32)
+    return remap[codes] if len(codes) else codes.astype(np.int32), [names[i] for i in order]
 
 
 def sample_indexes(types: np.ndarray, max_points: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
