@@ -117,3 +117,46 @@ def test_ssh_runtime_lifecycle_and_iptables(hosts, tmp_path):
         assert "sleep 1000" not in probe.run("n2", "ps -eo cmd").out
     finally:
         probe.teardown()
+
+
+@pytest.mark.docker
+def test_chaos_down_cleans_ssh_hosts(hosts, tmp_path):
+    """After a controller crash, `chaos down --nodes-file` removes our rules and node processes."""
+    import os
+    import subprocess
+    import sys
+
+    from chaos.net.iptables import IptablesNet
+    from tests.conftest import REPO
+
+    addrs, key = hosts
+    rt = SshRuntime(addrs, "root", key, data_root="/var/lib/chaos")
+    rt.setup(["n1", "n2"], str(tmp_path))
+    try:
+        rt.start("n1", ["sleep", "1001"])
+        rt.start("n2", ["sleep", "1002"])
+        net = IptablesNet(rt.run, addrs, tag="chaos:crashed-test")
+        net.partition([["n1"], ["n2"]])
+        rt.run("n2", "iptables -w -A INPUT -s 10.254.254.253/32 -j DROP", check=True)  # not ours
+        rt.procs.close()  # the controller "dies" without tearing down
+        nodes_file = tmp_path / "hosts.txt"
+        nodes_file.write_text("".join(f"{n} {h}\n" for n, h in addrs.items()))
+        proc = subprocess.run(
+            [sys.executable, "-m", "chaos", "down", "--nodes-file", str(nodes_file),
+             "--ssh-key", key], cwd=REPO, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert proc.returncode == 0, proc.stderr
+        assert "removed 2 iptables rule(s), killed 2 node process(es) on 2 host(s)" in proc.stdout
+        probe = SshRuntime(addrs, "root", key, data_root="/var/lib/chaos-probe")
+        probe.setup(["n1", "n2"], str(tmp_path))
+        try:
+            for node in ("n1", "n2"):
+                assert "crashed-test" not in probe.run(node, "iptables -w -S INPUT").out
+                assert "sleep 100" not in probe.run(node, "ps -eo cmd").out
+            assert "10.254.254.253" in probe.run("n2", "iptables -w -S INPUT").out
+        finally:
+            probe.run("n2", "iptables -w -D INPUT -s 10.254.254.253/32 -j DROP")
+            probe.teardown()
+    finally:
+        rt.procs.sessions.clear()
+        rt.teardown()

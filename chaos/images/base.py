@@ -227,12 +227,18 @@ def ensure_base(client, force: bool = False, progress: Progress = _noop) -> str:
     upstream = _try_upstream(client, progress, pull=False)
     if upstream:
         return upstream
-    mirror = apt_mirror()
-    tag = base_tag(mirror)
-    if not force and _image_exists(client, tag):
+    try:
+        mirror = apt_mirror()
+    except SetupError:
+        mirror = None  # not a Debian host: only a pull can help
+    tag = base_tag(mirror) if mirror else None
+    if tag and not force and _image_exists(client, tag):
         progress(f"base: {tag} (cached)")
         return tag
     upstream = _try_upstream(client, progress, pull=True)
     if upstream:
         return upstream
+    if mirror is None or tag is None:
+        apt_mirror()  # raises the SetupError that names the fix
+        raise AssertionError("unreachable")
     return _bootstrap_base(client, tag, mirror, progress)

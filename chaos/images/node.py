@@ -113,7 +113,12 @@ def find_node_image(client, target: str = "kvlite") -> str | None:
     """The tag `ensure_node_image` would return, if it is already built (no building, no net)."""
     from chaos.images.base import UPSTREAM, apt_mirror, base_tag
 
-    for base in (":".join(UPSTREAM), base_tag(apt_mirror())):
+    bases = [":".join(UPSTREAM)]
+    try:
+        bases.append(base_tag(apt_mirror()))
+    except SetupError:
+        pass  # not a Debian host: only the upstream image can be there
+    for base in bases:
         base_id = _image_exists(client, base)
         if base_id:
             context = render(target, base)

@@ -21,6 +21,32 @@ from chaos.errors import SetupError
 Runner = Callable[..., Result]  # runner(node, command, timeout=..., check=...) -> Result
 
 
+#: an ERE matching any chaos rule comment, as `iptables -S` prints it (for `chaos down`)
+ANY_CHAOS = '--comment "?chaos(:[^ "]*)?"?( |$)'
+
+
+def heal_script(pattern: str = ANY_CHAOS) -> str:
+    """A shell script deleting every INPUT rule matching `pattern`.
+
+    It prints one "deleted" line per rule and "FAILED <rule>" when a deletion fails (the exit
+    status of a pipeline loop is not portable, so the output carries it): see `heal_result`.
+    """
+    return (
+        f"iptables -w -S INPUT | grep -E -- {shlex.quote(pattern)} | sed 's/^-A /-D /' | "
+        'while read -r rule; do if eval iptables -w $rule; then echo deleted; '
+        'else echo "FAILED $rule"; fi; done'
+    )
+
+
+def heal_result(node: str, res: Result) -> int:
+    """The number of rules a `heal_script` run deleted; SetupError when one could not be."""
+    failed = [line for line in res.out.splitlines() if line.startswith("FAILED")]
+    if failed or not res.ok:
+        detail = failed[0] if failed else (res.err or res.out).strip()[:200]
+        raise SetupError(f"removing chaos iptables rules on {node} failed: {detail} {res.err[:200]}")
+    return res.out.split().count("deleted")
+
+
 class IptablesNet:
     """Cut links between nodes with tagged iptables rules, run on each node over SSH."""
 
@@ -101,15 +127,10 @@ class IptablesNet:
 
     def heal(self) -> None:
         """Delete every INPUT rule with our comment on every node (ours only; idempotent)."""
-        script = (
-            f"iptables -w -S INPUT | grep -E -- {shlex.quote(self._pattern())} | "
-            "sed 's/^-A /-D /' | while read -r rule; do eval iptables -w $rule || exit 1; done"
-        )
+        script = heal_script(self._pattern())
 
         def one(node: str) -> None:
-            res = self._run(node, script, timeout=30)
-            if not res.ok:
-                raise SetupError(f"heal on {node} failed: {(res.err or res.out).strip()[:200]}")
+            heal_result(node, self._run(node, script, timeout=30))
         parallel(one, list(self.hosts))
         self.cuts = set()
 
