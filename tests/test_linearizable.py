@@ -237,6 +237,12 @@ def test_models_step_pure():
     assert REGISTER.step(1, ("cas", (1, 2)), FAILED)[0] is False
     assert REGISTER.step(3, ("cas", (1, 2)), UNKNOWN) == (True, 3)
     assert KV.step("ab", ("append", "c"), "c") == (True, "abc")
+    assert KV.step("", ("get", None), None) == (True, "")   # an absent key reads as ""
+    assert KV.step("a", ("append", 7), 7) == (True, "a7")
+    assert KV.reachable is not None
+    assert KV.reachable("ab", ("get", None), "abc", ()) is True
+    assert KV.reachable("b", ("get", None), "abc", ()) is False
+    assert KV.reachable("b", ("get", None), "abc", [("put", "a")]) is True
     assert freeze([1, [2, 3]]) == (1, (2, 3))
 
 

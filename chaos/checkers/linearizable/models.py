@@ -136,21 +136,26 @@ applies; an observed failed cas is legal only when the value differs from the ex
 
 # --- kv: get / put / append over strings, one key per partition -------------------------------
 
+def _kv_str(value: Any) -> str:
+    """kv values are strings; a missing one (None) is "" (an absent key reads as empty)."""
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
 def _kv_step(state: State, inp: Input, out: Any) -> tuple[bool, State]:
     f, value = inp
     if f == "get":
-        return (out is UNKNOWN or out == state), state
+        return (out is UNKNOWN or _kv_str(out) == state), state
     if f == "put":
-        return True, value
+        return True, _kv_str(value)
     if f == "append":
-        return True, state + ("" if value is None else value)
+        return True, state + _kv_str(value)
     return False, state
 
 
 def _kv_reachable(state: State, inp: Input, out: Any, resets: Sequence[Input]) -> bool:
-    if not isinstance(out, str) or out.startswith(state):
+    if out is UNKNOWN or _kv_str(out).startswith(state):
         return True
-    return any(out.startswith(v or "") for _f, v in resets)
+    return any(_kv_str(out).startswith(_kv_str(v)) for _f, v in resets)
 
 
 KV = Model(
