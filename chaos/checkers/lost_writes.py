@@ -248,15 +248,19 @@ class _Judge:
         self.lo, self.last_lo, self.c_known = lo, last_lo, c_known
         anomalies: list[Anomaly] = []
         warnings: list[str] = []
-        for kind, mask, build in (("lost", lost, self._lost), ("divergent", divergent, self._divergent),
+        chosen = []
+        for kind, mask, build in (("lost", lost, self._lost),
+                                  ("divergent", divergent, self._divergent),
                                   ("unexpected", unexpected, self._unexpected),
                                   ("stale", stale, self._stale)):
             ids = np.flatnonzero(mask)
             if len(ids) > self.cap:
                 warnings.append(f"{len(ids)} {kind} elements, only the first {self.cap} listed")
-            if len(ids):
-                self._index_members()
-            anomalies.extend(build(int(e)) for e in ids[: self.cap])
+            chosen.append((build, ids[: self.cap]))
+        if any(len(ids) for _, ids in chosen):
+            self._index_members(np.concatenate([ids for _, ids in chosen]))
+        for build, ids in chosen:
+            anomalies.extend(build(int(e)) for e in ids)
         anomalies.sort(key=lambda a: (a.time if a.time is not None else -1))
         if not len(self.read_rows):
             warnings.append("no ok read-set: nothing can be judged lost")
@@ -264,12 +268,14 @@ class _Judge:
                            warnings=warnings)
 
     # -- anomaly builders (only for the few elements that need one) --------------------------
-    def _index_members(self) -> None:
-        if hasattr(self, "_members"):
-            return
-        order = np.argsort(self.m_id, kind="stable")
-        ids = self.m_id[order]
-        bounds = np.searchsorted(ids, np.arange(self.n + 1))
+    def _index_members(self, ids: np.ndarray) -> None:
+        """Which reads hold each element of `ids` (the few that get an anomaly), found with
+        one pass over the memberships instead of sorting all of them."""
+        want = np.zeros(self.n, dtype=bool)
+        want[ids] = True
+        sel = np.flatnonzero(want[self.m_id])
+        order = sel[np.argsort(self.m_id[sel], kind="stable")]
+        bounds = np.searchsorted(self.m_id[order], np.arange(self.n + 1))
         self._members = (order, bounds)
         self._key_reads = pd.Series(np.arange(len(self.r_key))).groupby(self.r_key).indices
 
