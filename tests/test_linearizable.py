@@ -194,6 +194,14 @@ def test_time_limit_gives_unknown_with_key_and_window():
     assert u["key"] == "hard" and "time limit" in u["reason"] and u["window"]
 
 
+def test_memory_cap_is_shared_by_keys():
+    h = hist(*concurrent_writes(17, "a", 99), *concurrent_writes(17, "b", 99))
+    r = check_linearizable(h, {"max_configs": 2000})
+    assert r.valid == "unknown"
+    reasons = [u["reason"] for u in r.stats["undecided"]]
+    assert len(reasons) == 2 and any("shared" in why for why in reasons)
+
+
 def test_hard_key_does_not_starve_an_invalid_one():
     easy = [(p, t, f, v, "easy") for p, t, f, v in
             seq((1, "write", 1, 1), (1, "write", 2, 2), (2, "read", None, 1))]

@@ -10,8 +10,9 @@ Options read from `opts` (all optional):
                  exactly the fails tagged error="compare-failed" (as the Porcupine importer
                  tags `:fail :cas`, matching Porcupine's verdicts), ignore all others.
     time_limit   seconds for the whole check (default 60); undecided keys -> "unknown".
-    max_configs  memory cap: configurations memoised per key (default 1,000,000; about
-                 400 bytes each) before the key is given up as undecided.
+    max_configs  memory cap: configurations memoised (default 1,000,000; about 400 bytes
+                 each), for all keys searched at the same time: past it, the key holding
+                 the most is given up as undecided.
 
 P-compositionality: a history is linearizable iff each key's sub-history is, so keys are
 searched independently. They are run round-robin, smallest first, in slices of a few thousand
@@ -191,6 +192,19 @@ def _run_keys(model: Model, groups: dict[Any, list[SearchOp]], time_limit: float
                 continue
             still.append((key, gen))
         active = still
+        # the memory cap holds for all keys together: give up the largest while over it
+        total = sum(progress[k].get("configs", 0) for k, _ in active)
+        while active and total > max_configs:
+            key, gen = max(active, key=lambda a: progress[a[0]].get("configs", 0))
+            active.remove((key, gen))
+            gen.close()
+            got = progress[key]
+            total -= got.get("configs", 0)
+            outcomes[key] = Outcome(
+                valid="unknown", reason=f"memory cap of {max_configs} configurations reached "
+                                        "(shared by the keys searched at the same time)",
+                window=got.get("window"), steps=got.get("steps", 0),
+                max_configs=got.get("configs", 0))
         if active and time.perf_counter() > deadline:
             for key, gen in active:
                 gen.close()
