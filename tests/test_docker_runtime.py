@@ -239,3 +239,57 @@ def test_proxy_container(cluster):
         assert resp.status == 200
     assert "proxy" not in cluster.nodes()
     json.dumps(url)
+
+
+def test_kvlite_cluster_fails_over_under_an_iptables_partition(cluster):
+    """End to end: kvlite nodes in containers elect a leader, and a new one when it is cut off."""
+    from chaos.net.iptables import IptablesNet
+    from chaos.target import Addr, NodeConfig
+    from targets.kvlite.plugin import KvliteTarget
+
+    rt, nodes, port = cluster, ["n1", "n2", "n3"], 7000
+    target = KvliteTarget(python="python3", code_root=rt.procs.code_dir)
+    opts = target.validate_options({"failover": "majority", "replication": "quorum"})
+    addrs = {n: Addr(rt.host(n), port) for n in nodes}
+
+    def leaders(among: list[str]) -> dict[str, int]:
+        seen = {}
+        for node in among:
+            try:
+                status = target.status(node, addrs[node], timeout=1)
+            except (OSError, ValueError):
+                continue
+            if status.get("role") == "leader":
+                seen[node] = status.get("term")
+        return seen
+
+    def wait_leader(among: list[str], timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = leaders(among)
+            if len(seen) == 1:
+                return next(iter(seen))
+            time.sleep(0.2)
+        raise AssertionError(f"no single leader among {among}: {leaders(among)}")
+
+    net = IptablesNet.for_runtime(rt, nodes)
+    try:
+        for node in nodes:
+            config = NodeConfig(node, Addr("0.0.0.0", port),
+                                {p: addrs[p] for p in nodes if p != node}, rt.data_dir(node), opts)
+            rt.start(node, target.start_command(config))
+        first = wait_leader(nodes)
+        net.isolate(first)
+        assert net.verify() == []
+        rest = [n for n in nodes if n != first]
+        second = wait_leader(rest)
+        assert second != first
+        net.heal()
+        rt.kill(second)
+        assert not rt.is_running(second)
+        third = wait_leader([n for n in nodes if n != second])
+        assert third != second
+    finally:
+        net.heal()
+        for node in nodes:
+            rt.stop(node, timeout=2)
