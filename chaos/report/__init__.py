@@ -58,6 +58,17 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
+def _show_stat(value: Any) -> str:
+    """Like _show, but a long nested value (perf's latency percentiles) is indented JSON."""
+    text = _show(value)
+    if isinstance(value, (dict, list)) and len(text) > 80:
+        try:
+            return json.dumps(value, default=str, ensure_ascii=False, indent=1)
+        except (TypeError, ValueError):
+            return text
+    return text
+
+
 def _ms(ns: Any) -> str:
     return f"{ns / 1e6:,.1f}" if isinstance(ns, (int, float)) and not isinstance(ns, bool) else ""
 
@@ -151,7 +162,7 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
                               "op_rows": [_op_row(i, lookup.get(i)) for i in idxs],
                               "ops_omitted": len(a["ops"]) - len(idxs)})
         checkers.append({"name": name, "verdict": verdict_word(r["valid"]),
-                         "stats": [(k, _show(v)) for k, v in r["stats"].items()],
+                         "stats": [(k, _show_stat(v)) for k, v in r["stats"].items()],
                          "warnings": r["warnings"], "error": r["error"],
                          "anomalies": shown,
                          "anomalies_omitted": len(r["anomalies"]) - len(shown),

@@ -11,6 +11,7 @@ Warnings (severity "warning" anomalies and result warnings) go to <system-out>.
 """
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -65,7 +66,9 @@ def _testcase(suite: str, name: str, r: dict[str, Any]) -> ET.Element:
         el.text = r["error"] or "\n".join(r["warnings"]) or why
     out = [f"warning: {w}" for w in r["warnings"]] + [_anomaly_line(a) for a in warnings]
     if r["stats"]:
-        out.append("stats: " + ", ".join(f"{k}={v}" for k, v in r["stats"].items()))
+        out.append("stats: " + ", ".join(
+            f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}"
+            for k, v in r["stats"].items()))
     if out:
         ET.SubElement(case, "system-out").text = "\n".join(out)
     return case

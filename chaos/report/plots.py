@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 from pandas.api.types import infer_dtype
 
@@ -148,7 +150,8 @@ def _shade_faults(ax: Any, windows: Sequence[FaultWindow], end_s: float, label: 
             text = w.kind + (f": {w.detail}" if w.detail else "")
             ax.text(start, 0.98 - 0.07 * (lane % 4), " " + text, transform=trans, fontsize=7,
                     color=color, va="top", ha="left", clip_on=True, zorder=5,
-                    fontweight="bold")
+                    fontweight="bold",
+                    bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1})
     return kinds
 
 
@@ -183,6 +186,25 @@ def _context_handles(kinds: list[str], has_anomalies: bool) -> list[Any]:
     return handles
 
 
+def _plain_log_axis(ax: Any, y: np.ndarray) -> None:
+    """Log scale labelled "40", "100", "0.5" (a person reads ms, not 4x10^1).
+
+    Minor ticks get labels only when the data spans under ~1.5 decades; otherwise the
+    labels would collide.
+    """
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    lo, hi = (float(y.min()), float(y.max())) if len(y) else (1.0, 1.0)
+    if hi / max(lo, 1e-9) < 10 ** 1.5:
+        def some(v: float, _pos: int) -> str:  # 2, 3, 5 x 10^k: enough to read, no crowding
+            mant = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+            return f"{v:g}" if mant in (2, 3, 5) else ""
+        ax.yaxis.set_minor_formatter(FuncFormatter(some))
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def latency_png(ops: ClientOps, windows: Sequence[FaultWindow],
                 anomalies: Sequence[tuple[int, str, str]], *, max_points: int = MAX_POINTS) -> bytes:
     """Latency (ms, log scale) of every client op at its invoke time; colour = outcome, marker = f."""
@@ -209,7 +231,7 @@ def latency_png(ops: ClientOps, windows: Sequence[FaultWindow],
     marked = _mark_anomalies(ax, anomalies, label=True)
     _legend(ax, handles + _context_handles(kinds, marked))
     if len(ops):
-        ax.set_yscale("log")
+        _plain_log_axis(ax, y)
     ax.set_xlim(0, max(ops.end_s, 1e-9))
     ax.set_xlabel("time since test start (s)")
     ax.set_ylabel("latency (ms)")
