@@ -165,9 +165,23 @@ def _run_streaming(cmd: list[str], progress: Progress, what: str,
         raise SetupError(f"{what} failed ({last[-200:]}); see the lines above")
 
 
+def _remove_stale_scratch(parent: str, max_age: float = 3 * 3600) -> None:
+    """Remove scratch dirs a killed build left (older than max_age: a build takes minutes)."""
+    import time
+
+    for entry in Path(parent).glob("chaos-rootfs-*"):
+        try:
+            if time.time() - entry.stat().st_mtime > max_age:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _scratch_dir() -> str:
     """A temp dir in RAM (/dev/shm) when it has room: unpacking ~300 MB of small files is
     I/O bound, and on a busy disk tmpfs makes the base build 2-3x faster."""
+    for parent in ("/dev/shm", tempfile.gettempdir()):
+        _remove_stale_scratch(parent)
     try:
         st = os.statvfs("/dev/shm")
         if st.f_bavail * st.f_frsize > 2 * 1024**3:

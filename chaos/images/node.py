@@ -8,9 +8,14 @@ needs a rebuild.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
+import os
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from importlib import resources
 
 from chaos.errors import BadInput, SetupError
@@ -97,6 +102,28 @@ def ensure_node_image(
     """The tag of the node image for `target`, building the base and the image when missing."""
     if target not in TARGET_PACKAGES:
         render(target, "x")  # raises BadInput naming the known targets
+    with _build_lock(progress):
+        return _ensure_locked(client, target, force, progress)
+
+
+@contextlib.contextmanager
+def _build_lock(progress: Progress) -> Iterator[None]:
+    """One image build at a time on this machine: a second caller (another test run, another
+    `chaos run`) waits, then finds the tags the first one made instead of building again."""
+    path = os.path.join(tempfile.gettempdir(), "chaos-image-build.lock")
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("waiting for another image build on this machine")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _ensure_locked(client, target: str, force: bool, progress: Progress) -> str:
     base = ensure_base(client, force=force, progress=progress)
     base_id = _image_exists(client, base) or base
     context = render(target, base)
