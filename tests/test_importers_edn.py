@@ -232,3 +232,19 @@ def test_every_example_parses_the_same_both_ways():
         jepsen_edn._register_tags(text)
         slow, _ = jepsen_edn._parse(text, "f", [])
         assert fast == [jepsen_edn.plain(v) for v in slow], path.name
+
+
+def test_jepsen_03_style_without_index_extra_keys_and_list_values(tmp_path):
+    """Newer Jepsen writes no :index and adds keys such as :source; lists are (...) forms."""
+    p = write(tmp_path, "\n".join([
+        '{:type :invoke, :f :write, :value 5, :time 100, :process 2, :source :generator}',
+        '{:type :info, :f :kill, :value ("n3" "n1"), :time 150, :process :nemesis, :x 1}',
+        '{:type :ok, :f :write, :value 5, :time 200, :process 2, :source :generator}',
+        '{:type :info, :f :kill, :value {"n1" "", "n3" ""}, :time 250, :process :nemesis}',
+        '{:type :invoke, :f :read, :value nil, :time 300, :process 2}',
+        '{:type :ok, :f :read, :value 5, :time 400, :process 2}',
+    ]) + "\n")
+    h = jepsen_edn.load(p)
+    assert list(h.pairs["invoke_index"]) == [0, 1, 4]
+    assert h.nemesis().iloc[0]["value"] == ["n3", "n1"]
+    assert "source" not in h.ops[0] and h.pairs.iloc[2]["result"] == 5
