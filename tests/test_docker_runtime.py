@@ -181,11 +181,23 @@ def test_no_net_admin_without_iptables_and_teardown_removes_all(image, tmp_path)
     rt.teardown()  # idempotent
 
 
-def test_failed_setup_leaves_nothing(tmp_path):
+def test_failed_setup_leaves_nothing(image, tmp_path):
     from chaos.runtime.docker import DockerRuntime
 
     rt = DockerRuntime(image="chaos-node-kvlite:does-not-exist")
-    with pytest.raises(SetupError, match="setup failed"):
+    with pytest.raises(SetupError, match="image chaos-node-kvlite:does-not-exist not found: run"):
+        rt.setup(["n1", "n2"], str(tmp_path))
+    assert _left(rt.test_id) == ([], [])
+    # a failure after the network and containers exist (sshd never answers) also cleans up
+    from chaos.runtime.docker import DockerRuntime as Rt
+
+    class NoSsh(Rt):
+        def _add_node(self, node):
+            super()._add_node(node)
+            raise SetupError("injected failure after the container started")
+
+    rt = NoSsh(image=image)
+    with pytest.raises(SetupError, match="injected"):
         rt.setup(["n1", "n2"], str(tmp_path))
     assert _left(rt.test_id) == ([], [])
 

@@ -110,6 +110,13 @@ class DockerRuntime:
         from chaos.images import ensure_node_image, find_node_image
 
         if self.image:
+            import docker.errors
+
+            try:
+                self.client.images.get(self.image)
+            except docker.errors.ImageNotFound:
+                raise SetupError(f"docker image {self.image} not found: run `chaos image build "
+                                 f"--target {self.target}`") from None
             return self.image
         tag = find_node_image(self.client, self.target)
         if tag is None:
