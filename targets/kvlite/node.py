@@ -43,7 +43,7 @@ class Options:
     initial_leader: str | None = None
     snapshot_every: int = 10000       # compact the log after this many applied entries
     commit_wait_ms: int = 5000        # a write waiting longer for replication gets an error
-    replication_lag_ms: int = 0       # pause between shipped batches (a lag on purpose)
+    replication_lag_ms: int = 50      # async followers: pause between shipped batches
 
     @property
     def hb(self) -> float:
@@ -103,6 +103,7 @@ class Node:
             self.note("meta.json damaged; starting from term 0", logging.ERROR)
         self.term = int(meta.get("term", 0))
         self.voted_for = meta.get("voted_for")
+        was_leader = bool(meta.get("was_leader"))
         self.state = self.log.snapshot_state_dict()
         self.commit_index = self.applied_index = self.log.snapshot_index
         self.head = copy_state(self.state)
@@ -117,6 +118,12 @@ class Node:
             self.become_leader(max(self.term, 1))
         elif self.opts.failover == "naive" and init == self.name and fresh:
             self.become_leader(1)
+        elif self.opts.failover == "naive" and was_leader:
+            # no terms, no fencing: it led when it went down, so it leads again until it
+            # hears of a newer leader (then it steps down and discards what it alone has)
+            self.note("was leader before the restart: resuming as leader (naive failover)",
+                      logging.WARNING)
+            self.become_leader(self.term)
         else:
             self.leader = init if (fresh and not self.majority and init != self.name) else None
             self.note(f"started as follower (log to {self.log.last_index}, term {self.term})")
@@ -133,11 +140,18 @@ class Node:
         """Adopt a term (persisted before it is acted upon)."""
         if term != self.term or voted_for != self.voted_for:
             self.term, self.voted_for = term, voted_for
-            self.log.save_meta({"term": term, "voted_for": voted_for})
+            self.save_meta()
+
+    def save_meta(self) -> None:
+        """Term, vote, and (naive) whether this node leads: it resumes leading after a crash."""
+        self.log.save_meta({"term": self.term, "voted_for": self.voted_for,
+                            "was_leader": self.role == "leader" and not self.majority})
 
     def become_leader(self, term: int) -> None:
         self.set_term(term, self.voted_for if term == self.term else self.name)
         self.role, self.leader = "leader", self.name
+        if not self.majority:
+            self.save_meta()
         self.sync_follower = None
         self.ack_sent: dict[str, float] = {}
         self.ack_recv: dict[str, float] = {}
@@ -163,6 +177,8 @@ class Node:
         if term > self.term:
             self.set_term(term, None)
         self.role, self.leader = "follower", leader
+        if was == "leader" and not self.majority:
+            self.save_meta()
         if was != "follower":
             self.note(f"became follower (term {self.public_term}, leader {leader}, was {was})")
         for r in self.replicators.values():

@@ -43,8 +43,8 @@ class KvliteTarget:
         "fsync": OptionSpec("never", "fsync the log before acking (group commit)",
                             ("always", "never")),
         "snapshot_every": OptionSpec(10000, "compact the log after this many entries", None, int),
-        "replication_lag_ms": OptionSpec(0, "pause between log batches shipped to each follower "
-                                         "(0 = ship at once); makes async loss on kill likely",
+        "replication_lag_ms": OptionSpec(50, "asynchronous followers get log batches at most "
+                                         "this often (0 = at once): the async replication lag",
                                          None, int),
         "timeout": OptionSpec(1.0, "client timeout per request (s); no answer -> info", None, float),
     }
@@ -79,6 +79,10 @@ class KvliteTarget:
         if opts["heartbeat_ms"] * 2 > opts["election_timeout_ms"]:
             raise BadInput(f"-O election_timeout_ms={opts['election_timeout_ms']}: must be at "
                            f"least twice heartbeat_ms ({opts['heartbeat_ms']})")
+        if (opts["heartbeat_ms"] + opts["replication_lag_ms"]) * 2 > opts["election_timeout_ms"]:
+            raise BadInput(f"-O replication_lag_ms={opts['replication_lag_ms']}: heartbeat_ms + "
+                           f"replication_lag_ms must be at most half of election_timeout_ms "
+                           f"({opts['election_timeout_ms']}), or followers fail over when idle")
         return opts
 
     def start_command(self, node: NodeConfig) -> list[str]:

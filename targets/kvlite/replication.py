@@ -13,6 +13,11 @@ Commit rules (`commit_candidate`), on top of the leader's own flushed index:
 - semi-sync: the match index of the one synchronous follower; when it fails (error or no
              answer within the election timeout) a healthy follower takes the role
 - quorum:    the majority-th highest match index (leader included)
+
+Asynchronous followers (all of them in async mode, the non-synchronous ones in semi-sync
+mode) are shipped batches at most every `replication_lag_ms` (default 50 ms), like the group
+commit delays of real databases: async replication has a lag, so an acknowledged write can be
+lost when the leader dies. Set it to 0 to ship at once.
 """
 from __future__ import annotations
 
@@ -44,10 +49,17 @@ class Replicator:
         self.last_ok = 0.0
         self.task: asyncio.Task[None] | None = None
         self._failing = False
+        self._refused = False
 
     def active(self) -> bool:
         n = self.node
         return n.role == "leader" and n.term == self.term and n.replicators.get(self.peer) is self
+
+    def lagging(self) -> bool:
+        """Asynchronous followers get batches at most every replication_lag_ms: async in
+        async mode, and every follower but the synchronous one in semi-sync mode."""
+        mode = self.node.opts.replication
+        return mode == "async" or (mode == "semi-sync" and self.peer != self.node.sync_follower)
 
     def stop(self) -> None:
         if self.task is not None:
@@ -55,16 +67,20 @@ class Replicator:
 
     async def run(self) -> None:
         node = self.node
+        backoff = node.opts.hb
         while self.active():
             try:
                 more = await self.step()
             except PeerError as exc:
                 if not self._failing:
                     node.note(f"replication to {self.peer} failing: {exc}", logging.WARNING)
+                    backoff = node.opts.hb
                 self._failing = True
                 self.healthy = False
                 on_follower_failed(node, self.peer)
-                await asyncio.sleep(node.opts.hb)
+                # a dead or cut-off peer is probed again with backoff, up to an election timeout
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, node.opts.et)
                 continue
             except asyncio.CancelledError:
                 raise
@@ -75,7 +91,7 @@ class Replicator:
             if self._failing:
                 node.note(f"replication to {self.peer} recovered")
                 self._failing = False
-            if node.opts.replication_lag_ms:      # ship in batches: a replication lag on purpose
+            if node.opts.replication_lag_ms and self.lagging():
                 await asyncio.sleep(node.opts.replication_lag_ms / 1000)
             if not more and self.active():
                 self.wake.clear()
@@ -112,9 +128,17 @@ class Replicator:
             return False
         rterm = reply.get("term", 0)
         if rterm > node.term:
+            if not node.majority:
+                # naive: no fencing. The peer follows a newer leader, but we only step down
+                # when that leader's own heartbeat reaches us (follower.heard_from_leader)
+                if not self._refused:
+                    node.note(f"{self.peer} follows a newer leader; still leading (no fencing)")
+                self._refused = True
+                return False
             node.note(f"{self.peer} has term {rterm} > ours: stepping down")
             node.become_follower(rterm, None)
             return False
+        self._refused = False
         if reply.get("rival_leader"):
             node.note(f"{self.peer} leads the same generation: stepping down")
             node.become_follower(node.term, reply["rival_leader"])

@@ -139,8 +139,8 @@ def arg_parser() -> argparse.ArgumentParser:
                    help="compact the log after this many applied entries")
     p.add_argument("--commit-wait-ms", type=int, default=5000,
                    help="a write waiting longer for replication gets an unknown-outcome error")
-    p.add_argument("--replication-lag-ms", type=int, default=0,
-                   help="pause between batches shipped to each follower (a lag on purpose)")
+    p.add_argument("--replication-lag-ms", type=int, default=50,
+                   help="asynchronous followers get log batches at most this often (ms)")
     return p
 
 
