@@ -60,15 +60,28 @@ def _fallback(obj: Any) -> Any:
     return repr(obj)
 
 
+def _status(text: str | None) -> None:
+    """On a terminal, show what is being done (big histories take seconds); else nothing."""
+    if not sys.stderr.isatty():
+        return
+    sys.stderr.write("\r\033[K" + (f"chaos: {text}" if text else ""))
+    sys.stderr.flush()
+
+
 def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
                 opts: dict[str, Any]) -> tuple[dict[str, Any], History, str]:
     """Load and check one history; returns (json-able outcome, history, format used)."""
     from chaos.checkers import run_checkers, select_checkers  # heavy: import when needed
 
     used = detect(path) if fmt == "auto" else fmt
-    history = load_any(path, used)
-    checkers = select_checkers(history, checker_names or None)
-    outcome = run_checkers(history, checkers, opts)
+    _status(f"reading {path} ({used})...")
+    try:
+        history = load_any(path, used)
+        checkers = select_checkers(history, checker_names or None)
+        _status(f"checking {len(history.pairs)} ops: {', '.join(checkers) or 'no checker'}...")
+        outcome = run_checkers(history, checkers, opts)
+    finally:
+        _status(None)
     results = {name: (r.to_dict() if hasattr(r, "to_dict") else r)
                for name, r in outcome["results"].items()}
     doc = {"path": str(path), "history": history.source, "format": used,
