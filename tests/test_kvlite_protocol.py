@@ -211,3 +211,15 @@ def test_client_spreads_reads_when_reading_from_any_node(tmp_path):
         nodes = {cl.invoke({"f": "read", "key": "k"})["node"] for _ in range(40)}
         assert len(nodes) >= 2
         assert cl.invoke({"f": "write", "key": "k", "value": 2})["node"] == "n1"
+
+
+def test_a_read_naming_a_node_reads_that_nodes_own_state(tmp_path):
+    with Cluster(tmp_path / "c", n=3, options={"failover": "none"}) as c:
+        cl = c.client()
+        assert cl.invoke({"f": "add", "key": "s", "value": 1})["type"] == "ok"
+        c.wait_for(lambda: c.status("n3")["commit_index"] == 1, 5, "replication")
+        for n in c.names:
+            r = cl.invoke({"f": "read-set", "key": "s", "node": n, "final": True})
+            assert r == {"type": "ok", "value": [1], "node": n, "meta": {"term": None}}
+        c.kill("n2")
+        assert cl.invoke({"f": "read-set", "key": "s", "node": "n2"})["type"] == "fail"

@@ -8,7 +8,8 @@ X" hints, else cycle through the nodes. A request that was sent and not answered
 "info" (it may have reached a leader and happened); "fail" only when the node said the op
 surely did not happen (cas mismatch, not leader, lease expired before a read) or no node
 could even be connected to. With routing="forward" the client sticks to one node and lets
-it forward to the leader.
+it forward to the leader. A read naming a node (op["node"], as the final reads of the set
+workload do) reads that node's own state, whatever its role.
 """
 from __future__ import annotations
 
@@ -127,6 +128,8 @@ class KvliteClient:
         elif f not in ("read", "read-set"):
             return {"type": "fail", "error": f"unsupported op {f!r}"}
         is_read = f in ("read", "read-set")
+        if is_read and op.get("node") in self.nodes:
+            return self._local_read(op["node"], msg)
         tried: list[str] = []
         last_error = "no node reachable"
         target: str | None = self.leader
@@ -168,6 +171,17 @@ class KvliteClient:
             return {"type": "fail" if is_read else "info", "node": node,
                     "error": reply.get("error")}
         return {"type": "fail", "error": f"no leader found: {last_error}"}
+
+    def _local_read(self, name: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """A read of one given node's own state (op["node"]: the final reads after healing)."""
+        try:
+            reply = self.request(name, dict(msg, local=True))
+        except (OSError, ValueError) as exc:
+            return {"type": "fail", "node": name, "error": f"{name}: {type(exc).__name__}: {exc}"}
+        if reply.get("type") == "ok":
+            return {"type": "ok", "value": reply.get("value"), "node": name,
+                    "meta": {"term": reply.get("term")}}
+        return {"type": "fail", "node": name, "error": reply.get("error")}
 
     def close(self) -> None:
         for name in list(self.conns):

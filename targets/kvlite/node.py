@@ -338,6 +338,9 @@ class Node:
         }
 
     def h_read(self, msg: dict[str, Any]) -> Any:
+        fn = read_set if msg["op"] == "read-set" else read_value
+        if msg.get("local"):        # "what does THIS node hold" (final reads after healing)
+            return self.ok(fn(self.state, msg["key"]))
         if self.role != "leader" and (self.opts.read_from == "leader" or msg.get("fwd")):
             return self.not_leader(msg)
         if self.role == "leader" and self.majority:
@@ -345,7 +348,6 @@ class Node:
                 return self.fail("leader not ready (its first entry is not committed yet)")
             if not self.lease_ok():
                 return self.fail("leader lease expired", leader=None)
-        fn = read_set if msg["op"] == "read-set" else read_value
         return self.ok(fn(self.state, msg["key"]))
 
     def h_write(self, msg: dict[str, Any]) -> Any:
