@@ -232,3 +232,16 @@ def test_directory_without_history(tmp_path):
 def test_parse_jsonl_only_truncated_line_is_empty():
     with pytest.raises(BadInput, match="history is empty"):
         parse_jsonl(b'{"index": 0, "t', "x")
+
+
+def test_out_of_range_numbers_and_bom(tmp_path):
+    path = write_lines(tmp_path / "h.jsonl", [op(0, 2**63 - 1, 0, "invoke", "read")])
+    with pytest.raises(BadInput, match="'time' .* out of range") as ei:
+        read_history(path)
+    assert ei.value.where == f"{path}:1"
+    path.write_bytes(b'{"index": 9223372036854775808, "time": 0, "process": 0, '
+                     b'"type": "invoke", "f": "read"}\n')
+    with pytest.raises(BadInput, match="'index' .* out of range"):
+        read_history(path)
+    path.write_bytes(b"\xef\xbb\xbf" + orjson.dumps(op(0, 0, 0, "invoke", "read")) + b"\r\n")
+    assert len(read_history(path).pairs) == 1 and sniff(path.read_bytes().decode())

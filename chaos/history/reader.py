@@ -30,6 +30,8 @@ from chaos.errors import BadInput
 from chaos.history.model import COLUMNS, OPEN, History, Op, make_pairs_frame
 
 TYPES = frozenset(("invoke", "ok", "fail", "info"))
+_INT64_MIN = -(2**63)
+BOM = b"\xef\xbb\xbf"
 COMPLETIONS = frozenset(("ok", "fail", "info"))
 
 
@@ -50,7 +52,7 @@ def resolve_history_path(path: str | os.PathLike[str]) -> Path:
 
 def sniff(head: str) -> bool:
     """True when `head` (the file's first bytes) opens like our JSONL: `{"` or `{}`."""
-    s = head.lstrip()
+    s = head.lstrip("\ufeff \t\r\n")
     return s.startswith("{") and s[1:].lstrip()[:1] in ('"', "}")
 
 
@@ -67,6 +69,8 @@ def read_history(path: str | os.PathLike[str]) -> History:
 def parse_jsonl(data: bytes, source: str) -> History:
     """Parse JSONL bytes (see module doc); `source` names the file in errors."""
     warnings: list[str] = []
+    if data.startswith(BOM):  # some editors add one; it is not JSON
+        data = data[len(BOM):]
     lines = data.split(b"\n")
     # lines[-1] is b"" when the file ends with a newline; otherwise it is the unterminated tail.
     tail = lines.pop()
@@ -166,6 +170,8 @@ def build_history(ops: Sequence[Any], source: str, *, linenos: Sequence[int] | N
         idx = op.get("index", pos)
         if type(idx) is not int:
             raise BadInput(f"'index' must be an int, got {_type_name(idx)}", where=loc(pos))
+        if not _INT64_MIN < idx < OPEN:
+            raise BadInput(f"'index' {idx} is out of range (64-bit)", where=loc(pos))
         if idx in seen_index:
             raise BadInput(f"duplicate index {idx}", where=loc(pos))
         seen_index.add(idx)
@@ -176,6 +182,8 @@ def build_history(ops: Sequence[Any], source: str, *, linenos: Sequence[int] | N
             else:
                 raise BadInput(f"'time' must be an integer (ns), got {_type_name(t)}",
                                where=loc(pos))
+        if not _INT64_MIN < t < OPEN:
+            raise BadInput(f"'time' {t} is out of range (64-bit ns)", where=loc(pos))
         if check_time:
             if last_time is not None and t < last_time:
                 raise BadInput(f"time goes backwards: {t} after {last_time} "
@@ -299,6 +307,9 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
         index = np.array(idx, dtype=np.int64)
         times = np.array(tim, dtype=np.int64)
     except OverflowError:
+        return None
+    if n and (index.max() == OPEN or times.max() == OPEN
+              or index.min() == _INT64_MIN or times.min() == _INT64_MIN):
         return None
     if check_time and n > 1 and np.any(np.diff(times) < 0):
         return None
