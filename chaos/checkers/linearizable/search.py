@@ -101,7 +101,8 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     """
     step = model.step
     plan = _plan(ops)
-    returns, segments, pend_upd, pend_ro, kinds = plan
+    returns, segments, pend_upd, pend_ro = plan.returns, plan.segments, plan.pend_upd, plan.pend_ro
+    kinds, seq, n_unknown = plan.kinds, plan.seq, plan.n_unknown
     n_ret = len(returns)
     reachable = model.reachable
     ret_pos = {i: k for k, i in enumerate(returns)}
@@ -183,7 +184,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
             continue
         target = returns[k]
         children: list[tuple[int, Any, int, Any]] = []
-        for j in _candidates(target, m, pend_upd[k], kinds[k]):
+        for j in _candidates(target, m, pend_upd[k], kinds, seq, n_unknown[k]):
             op = ops[j]
             legal, s2 = step(s, op.inp, op.out)
             steps += 1
@@ -212,7 +213,8 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     stuck = culprit if culprit >= 0 else returns[k]
     done = set(_path_list(path))
     pending = sorted(j for j in pend_upd[k] + pend_ro[k] if j != stuck and j not in done)
-    pending += sorted(j for members in kinds[k] for j in members if j not in done)
+    pending += sorted(j for members in kinds for j in members
+                      if seq[j] < n_unknown[k] and j not in done)
     return Outcome(valid=False, steps=steps, max_configs=n_visited, stuck_on=stuck,
                    linearized=_path_list(path), pending=pending, state=s,
                    time=ops[stuck].complete_time)
@@ -229,66 +231,86 @@ def _plen(path: Any) -> int:
     return path[2] if path else 0
 
 
-def _candidates(target: int, m: int, upd: list[int], kinds: list[list[int]]) -> list[int]:
+def _candidates(target: int, m: int, upd: list[int], kinds: list[list[int]], seq: list[int],
+                limit: int) -> list[int]:
     """Ops that may be linearized next: pending updates in invoke order (the due `target`
     among them, or last if it is read-only), then the earliest unused unknown-outcome op of
-    each kind (equal unknown ops are interchangeable)."""
+    each kind (equal unknown ops are interchangeable) among the first `limit` invoked."""
     out = [j for j in upd if not m & (1 << j)]
     if target not in out and not m & (1 << target):
         out.append(target)  # a read-only target: it needs a state change first
-    for members in kinds:
+    for members in kinds:  # ordered by their first invoke
+        if seq[members[0]] >= limit:
+            break
         for j in members:
+            if seq[j] >= limit:
+                break
             if not m & (1 << j):
                 out.append(j)
                 break
     return out
 
 
-Plan = tuple[list[int], list[list[int]], list[list[int]], list[list[int]], list[list[list[int]]]]
-
-
-def _plan(ops: list[SearchOp]) -> Plan:
-    """Precompute, for each return (in real-time order), what is pending at that moment.
+@dataclass
+class Plan:
+    """What is pending at each return (in real-time order), precomputed once per key.
 
     returns[k]:  the op whose return is the k-th return event
     segments[k]: due read-only ops invoked after return k-1 and before return k
     pend_upd[k], pend_ro[k]: due updating / read-only ops invoked and not returned before
                  return k (including returns[k] itself)
-    kinds[k]:    unknown-outcome ops invoked before return k, grouped by input, in invoke order
+    kinds:       unknown-outcome ops grouped by input, each group in invoke order, groups
+                 ordered by their first invoke; seq[j] is op j's rank among unknown invokes
+    n_unknown[k]: how many unknown-outcome ops were invoked before return k
     Index k = len(returns) describes the end of the history.
     """
+
+    returns: list[int]
+    segments: list[list[int]]
+    pend_upd: list[list[int]]
+    pend_ro: list[list[int]]
+    kinds: list[list[int]]
+    seq: list[int]
+    n_unknown: list[int]
+
+
+def _plan(ops: list[SearchOp]) -> Plan:
+    """Walk the invoke and return events once and record what each return sees."""
     events: list[tuple[int, int, int]] = []
     for i, op in enumerate(ops):
         events.append((op.invoke_time, 0, i))
         if op.due:
             events.append((op.complete_time, 1, i))
     events.sort()  # at equal times invokes come first: closed intervals, the permissive order
-    returns: list[int] = []
-    segments: list[list[int]] = [[]]
-    pend_upd: list[list[int]] = []
-    pend_ro: list[list[int]] = []
-    kinds: list[list[list[int]]] = []
+    plan = Plan([], [[]], [], [], [], [len(ops)] * len(ops), [])
     upd: list[int] = []
     ro: list[int] = []
     by_kind: dict[Any, list[int]] = {}
+    n_unknown = 0
     for _t, kind, i in events:
         op = ops[i]
         if kind == 0:
             if not op.due:
-                by_kind.setdefault(op.inp, []).append(i)
+                plan.seq[i] = n_unknown
+                n_unknown += 1
+                members = by_kind.get(op.inp)
+                if members is None:
+                    members = by_kind[op.inp] = []
+                    plan.kinds.append(members)
+                members.append(i)
             elif op.read_only:
                 ro.append(i)
-                segments[-1].append(i)
+                plan.segments[-1].append(i)
             else:
                 upd.append(i)
             continue
-        returns.append(i)
-        pend_upd.append(list(upd))
-        pend_ro.append(list(ro))
-        kinds.append([list(v) for v in by_kind.values()])
-        segments.append([])
+        plan.returns.append(i)
+        plan.pend_upd.append(list(upd))
+        plan.pend_ro.append(list(ro))
+        plan.n_unknown.append(n_unknown)
+        plan.segments.append([])
         (ro if op.read_only else upd).remove(i)
-    pend_upd.append(list(upd))
-    pend_ro.append(list(ro))
-    kinds.append([list(v) for v in by_kind.values()])
-    return returns, segments, pend_upd, pend_ro, kinds
+    plan.pend_upd.append(list(upd))
+    plan.pend_ro.append(list(ro))
+    plan.n_unknown.append(n_unknown)
+    return plan
