@@ -157,3 +157,21 @@ def test_porcupine_log(capsys, tmp_path):
     code, out, _ = run(["--json", "--checker", "linearizable", str(invalid)], capsys)
     assert code == 1 and orjson.loads(out)["format"] == "porcupine"
     assert run(["--checker", "linearizable", str(valid)], capsys)[0] == 0
+
+
+def test_nothing_to_check_is_unknown_not_valid(tmp_path, capsys):
+    p = tmp_path / "nemesis-only.jsonl"
+    p.write_bytes(b'{"index":0,"time":0,"process":"nemesis","type":"invoke","f":"kill"}\n'
+                  b'{"index":1,"time":5,"process":"nemesis","type":"ok","f":"kill"}\n')
+    code, out, _ = run([str(p)], capsys)
+    assert code == 2 and "UNKNOWN" in out and "no checker applies" in out
+
+
+def test_huge_integers_still_give_json(tmp_path, capsys):
+    p = tmp_path / "big.edn"
+    p.write_text("{:type :invoke, :f :write, :value 123456789012345678901234567890N, "
+                 ":process 0}\n{:type :ok, :f :write, :value 123456789012345678901234567890N, "
+                 ":process 0}\n")
+    code, out, err = run(["--json", str(p)], capsys)
+    assert code in (0, 1, 2) and "Traceback" not in err
+    assert orjson.loads(out)["path"] == str(p)

@@ -17,6 +17,7 @@ else 2 if any was undecided, else 0.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,24 @@ def results_path(path: str | Path) -> Path:
 
 
 def _dumps(obj: Any, indent: bool = False) -> bytes:
+    """JSON bytes via orjson; the stdlib for what orjson refuses (integers beyond 64 bits)."""
     opt = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
     if indent:
         opt |= orjson.OPT_INDENT_2
-    return orjson.dumps(obj, option=opt, default=_fallback)
+    try:
+        return orjson.dumps(obj, option=opt, default=_fallback)
+    except TypeError:
+        return json.dumps(_json_keys(obj), indent=2 if indent else None,
+                          default=_fallback).encode()
+
+
+def _json_keys(obj: Any) -> Any:
+    """Make every dict key a string (the stdlib json refuses tuple keys and the like)."""
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else str(k): _json_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_keys(v) for v in obj]
+    return obj
 
 
 def _fallback(obj: Any) -> Any:
@@ -84,9 +99,14 @@ def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
         _status(None)
     results = {name: (r.to_dict() if hasattr(r, "to_dict") else r)
                for name, r in outcome["results"].items()}
+    warnings = list(history.warnings)
+    valid = outcome["valid"]
+    if not checkers:  # nothing was checked: that is not a clean bill of health
+        valid = "unknown"
+        warnings.append("no checker applies to the ops in this history")
     doc = {"path": str(path), "history": history.source, "format": used,
-           "valid": outcome["valid"], "ops": len(history.pairs),
-           "warnings": list(history.warnings), "results": results}
+           "valid": valid, "ops": len(history.pairs), "warnings": warnings,
+           "results": results}
     return doc, history, used
 
 

@@ -86,10 +86,7 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
     extra = [x for x in (fmt and f"format {fmt}", n_ops is not None and f"{n_ops} ops",
                          f"{len(results)} checkers") if x]
     lines = [f"{head}  ({', '.join(extra)})"]
-    if history is not None:
-        lines += [f"  warning: {w}" for w in history.warnings]
-    if not results:
-        lines.append("  no checker applies to the ops in this history")
+    lines += [f"  warning: {w}" for w in outcome.get("warnings", [])]
     width = max((len(n) for n in results), default=0)
     for name, r in results.items():
         anomalies = _get(r, "anomalies") or []
