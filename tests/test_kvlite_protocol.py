@@ -5,6 +5,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -169,6 +170,11 @@ def test_plugin_start_command_runs_a_node_from_any_directory(tmp_path):
     cfg = NodeConfig("n1", Addr("127.0.0.1", port), {}, str(tmp_path / "n1"),
                      t.validate_options({"failover": "none"}))
     argv = t.start_command(cfg)
+    assert argv[0] == "python3"              # the data dir is not on this machine (yet)
+    (tmp_path / "n1").mkdir()
+    argv = t.start_command(cfg)
+    assert argv[0] == sys.executable         # a local node: this very interpreter
+    assert KvliteTarget(python="py9").start_command(cfg)[0] == "py9"
     assert "--initial-leader" in argv and argv[argv.index("--initial-leader") + 1] == "n1"
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -197,7 +203,6 @@ def test_status_of_a_dead_node_raises(tmp_path):
 
 
 def test_server_rejects_bad_arguments(tmp_path):
-    import sys
     r = subprocess.run([sys.executable, "-m", "targets.kvlite.server", "--name", "n1",
                         "--listen", "nowhere", "--data-dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=30)

@@ -2,11 +2,16 @@
 
 The node runs as `python -c <bootstrap> --name ... --listen ... --peer ...`: the bootstrap puts
 `code_root` (the directory holding the `targets` package) on sys.path, so the command works
-from any working directory. The Docker runtime sets `python = "python3"` and `code_root` to
-where it copied the sources.
+from any working directory.
+
+Which interpreter: `KvliteTarget(python=...)` if given, else `-O python=...` if set, else this
+very interpreter when the node's data directory exists on this machine (the local runtime
+creates it during setup), else "python3" (a container or SSH host; the node server needs only
+the standard library, and remote runtimes put their code copy on PYTHONPATH).
 """
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -46,12 +51,14 @@ class KvliteTarget:
         "replication_lag_ms": OptionSpec(50, "asynchronous followers get log batches at most "
                                          "this often (0 = at once): the async replication lag",
                                          None, int),
+        "python": OptionSpec("", "interpreter that runs nodes ('' = this one for local nodes, "
+                             "python3 on remote ones)"),
         "timeout": OptionSpec(1.0, "client timeout per request (s); no answer -> info", None, float),
     }
 
     def __init__(self, python: str | None = None, code_root: str | None = None):
-        #: the interpreter that runs nodes ("python3" inside containers)
-        self.python = python or sys.executable
+        #: the interpreter that runs nodes; None = decide per node (see the module doc)
+        self.python = python
         #: the directory holding the `targets` package, as seen by the node's host
         self.code_root = code_root or str(Path(__file__).resolve().parents[2])
 
@@ -63,6 +70,9 @@ class KvliteTarget:
             if spec is None:
                 raise BadInput(f"-O {key}: unknown kvlite option; known: "
                                f"{', '.join(sorted(self.options))}")
+            if spec.type is str and spec.choices is None:
+                opts[key] = value
+                continue
             if spec.choices is not None:
                 if value not in spec.choices:
                     raise BadInput(f"-O {key}={value}: must be one of {', '.join(spec.choices)}")
@@ -89,7 +99,9 @@ class KvliteTarget:
         o = {k: s.default for k, s in self.options.items()}
         o.update(node.options)
         names = sorted([node.name, *node.peers])
-        argv = [self.python, "-c", _BOOT.format(root=self.code_root),
+        python = self.python or o.get("python") or (
+            sys.executable if os.path.isdir(node.data_dir) else "python3")
+        argv = [python, "-c", _BOOT.format(root=self.code_root),
                 "--name", node.name, "--listen", f"{node.listen.host}:{node.listen.port}",
                 "--data-dir", node.data_dir,
                 "--replication", str(o["replication"]), "--failover", str(o["failover"]),
