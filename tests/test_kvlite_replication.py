@@ -42,8 +42,9 @@ def test_async_kill_leader_after_acked_write_loses_it(cluster):
     after = read_on(c, leader, "k")
     assert after["type"] == "ok" and after["value"] == 1        # ...and gone after failover
     # the old leader rejoins as a follower and discards its unreplicated write (reported)
-    c.start("n1")
+    c.start("n1")       # naive: it led when it died, so it resumes leading (no fencing)...
     c.wait_for(lambda: c.status("n1")["discarded"] >= 1, 10, "n1 to discard its write")
+    assert "resuming as leader" in (c.base / "n1" / "node.log").read_text()
     st = c.status("n1")
     assert st["role"] == "follower" and st["leader"] == leader
     assert read_on(c, "n1", "k")["value"] == 1

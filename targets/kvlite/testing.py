@@ -10,6 +10,7 @@ case). Everything started is killed in `close()`, which is idempotent.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -234,14 +235,14 @@ class Cluster:
         """One request to one node on a fresh connection; OSError when it does not answer."""
         with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=timeout) as s:
             s.settimeout(timeout)
-            s.sendall((__import__("json").dumps(dict(msg, id=1)) + "\n").encode())
+            s.sendall((json.dumps(dict(msg, id=1)) + "\n").encode())
             buf = b""
             while b"\n" not in buf:
                 chunk = s.recv(1 << 16)
                 if not chunk:
                     raise ConnectionError("closed")
                 buf += chunk
-        return __import__("json").loads(buf.split(b"\n", 1)[0])
+        return json.loads(buf.split(b"\n", 1)[0])
 
     def status(self, name: str, timeout: float = 1.0) -> dict[str, Any]:
         return self.call(name, {"op": "status"}, timeout)["value"]
