@@ -1,0 +1,99 @@
+"""Detection rates of the kvlite acceptance matrix (DESIGN §6): each cell run N times with seeds.
+
+    python benchmarks/bench_acceptance.py --runs 10 --time-limit 15 [--runtime local] [--cells a,b]
+
+For every cell, a run "detects" when the expected anomaly kinds are all found (unsafe cells)
+or when the verdict is valid (safe cells). Prints a Markdown table for docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
+SAFE = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",
+        "-O", "read_from=leader"]
+#: name -> (args, expectation): a set of (checker, kinds-any-of) that must all be found, or "valid"
+CELLS = {
+    "async+naive, partition leader": (UNSAFE_SET + ["--nemesis", "partition"],
+                                      [("lost-writes", {"lost-write"}),
+                                       ("dual-leaders", {"same-term-leaders", "split-brain-writes"})]),
+    "async+naive, kill leader": (UNSAFE_SET + ["--nemesis", "kill"],
+                                 [("lost-writes", {"lost-write"}),
+                                  ("dual-leaders", {"same-term-leaders", "split-brain-writes"})]),
+    "async, reads any, latency": (["--workload", "register", "-O", "replication=async",
+                                   "-O", "read_from=any", "--nemesis", "latency"],
+                                  [("stale-reads", {"stale-read"})]),
+    "quorum+majority, partition": (SAFE + ["--nemesis", "partition"], "valid"),
+    "quorum+majority, kill": (SAFE + ["--nemesis", "kill"], "valid"),
+    "quorum+majority, pause": (SAFE + ["--nemesis", "pause"], "valid"),
+    "quorum+majority, latency": (SAFE + ["--nemesis", "latency"], "valid"),
+}
+
+
+def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str) -> tuple[int, dict, float]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    t = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "chaos", "run", "--json", "--seed", str(seed),
+                           "--time-limit", str(time_limit), "--nemesis-interval", "3",
+                           "--quiesce", "2", "--runtime", runtime, "--store", store, *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    try:
+        doc = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        doc = {"error": proc.stderr[-500:]}
+    return proc.returncode, doc, time.monotonic() - t
+
+
+def detected(doc: dict, expect) -> bool:
+    if expect == "valid":
+        return doc.get("valid") is True
+    results = (doc.get("results") or {}).get("results") or {}
+    for checker, kinds in expect:
+        found = {a["kind"] for a in (results.get(checker) or {}).get("anomalies", [])}
+        if not found & kinds:
+            return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--time-limit", type=float, default=15)
+    ap.add_argument("--runtime", default="local")
+    ap.add_argument("--cells", default="", help="comma list of cell name prefixes")
+    ap.add_argument("--first-seed", type=int, default=1)
+    a = ap.parse_args()
+    cells = {k: v for k, v in CELLS.items()
+             if not a.cells or any(k.startswith(p.strip()) for p in a.cells.split(","))}
+    rows = []
+    with tempfile.TemporaryDirectory() as store:
+        for name, (args, expect) in cells.items():
+            hits, codes, secs = 0, [], []
+            for seed in range(a.first_seed, a.first_seed + a.runs):
+                code, doc, dt = run_cell(args, seed, a.time_limit, a.runtime, store)
+                ok = detected(doc, expect)
+                hits += ok
+                codes.append(code)
+                secs.append(dt)
+                print(f"{name:32s} seed {seed:3d}: exit {code} {'detected' if ok else 'MISSED'}"
+                      f" ({dt:.0f} s)", file=sys.stderr, flush=True)
+            want = "valid" if expect == "valid" else "anomalies found"
+            rows.append(f"| {name} | {want} | {hits}/{a.runs} | "
+                        f"{', '.join(str(c) for c in codes)} | {sum(secs) / len(secs):.0f} s |")
+    print(f"Runtime {a.runtime}, {a.time_limit:.0f} s of load per run, nemesis interval 3 s, "
+          f"seeds {a.first_seed}..{a.first_seed + a.runs - 1}\n")
+    print("| cell | expected | detected | exit codes | mean wall time |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
