@@ -232,6 +232,29 @@ def test_render_unknown_and_crashed_checker(tmp_path):
     assert "budget &lt;exhausted&gt;" in html  # escaped, not raw markup
 
 
+def test_huge_values_are_clipped_and_many_anomalies_render(tmp_path):
+    """600 lost writes each listing a 5,000-element final read must not make a 100 MB report."""
+    big = list(range(5000))
+    ops = [{"index": 0, "time": 0, "process": 0, "type": "invoke", "f": "read-set"},
+           {"index": 1, "time": S, "process": 0, "type": "ok", "f": "read-set", "value": big}]
+    anomalies = [Anomaly("lost-write", f"element {-i} lost", ops=[0, 1], time=i * 1_000_000)
+                 for i in range(600)]
+    res = {"valid": False, "results": {"set": CheckResult("set", False, anomalies=anomalies)}}
+    html = render(History.from_ops(ops), res, tmp_path / "r.html").read_text()
+    assert len(html) < 3_000_000
+    assert "5,000 items" in html and "500 more anomalies" in html
+    assert len(images(html)) == 2
+
+
+def test_nested_run_config_is_shown(tmp_path):
+    cfg = {"config": {"target": "kvlite", "target_options": {"replication": "async"},
+                      "nemesis": ["partition", "kill"], "seed": 5},
+           "versions": {"python": "3.11"}}
+    html = render(make_history(n_client=20), {"valid": True, "results": {}},
+                  tmp_path / "r.html", config=cfg).read_text()
+    assert "replication=async" in html and "[&#34;partition&#34;, &#34;kill&#34;]" in html
+
+
 def test_render_empty_history(tmp_path):
     html = render(History.from_ops([]), {"valid": True, "results": {}},
                   tmp_path / "r.html").read_text()
@@ -341,6 +364,15 @@ def test_cli_report_run_dir(tmp_path, capsys):
     assert ET.parse(tmp_path / "junit.xml").getroot()[0].get("failures") == "1"
     code, _ = run_cli([str(d), "--out", str(tmp_path / "other.html")], capsys)
     assert code == 1 and (tmp_path / "other.html").exists()
+
+
+def test_cli_suite_named_after_store_test_dir(tmp_path, capsys):
+    ops = synth_ops(n_client=20, faults=False, monitor=False)
+    d = write_run_dir(tmp_path / "store" / "kvlite-set" / "20261122T011822", ops,
+                      {"valid": True, "results": {"a": {"valid": True}}})
+    code, _ = run_cli([str(d), "--junit", str(tmp_path / "j.xml")], capsys)
+    assert code == 0
+    assert ET.parse(tmp_path / "j.xml").getroot()[0].get("name") == "kvlite-set"
 
 
 def test_cli_report_valid_exit_0(tmp_path, capsys):

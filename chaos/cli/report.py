@@ -63,6 +63,23 @@ def _load_json(path: Path, what: str) -> Any:
         raise BadInput(f"cannot read {what}: {exc}", where=str(path)) from None
 
 
+def _suite_name(rundir: Path, config: dict[str, Any] | None) -> str:
+    """The test's name: config's test_name, else the store's test directory, else RUNDIR's name.
+
+    Runs live in store/<test-name>/<timestamp>/, so a timestamp-named RUNDIR (or the `latest`
+    link to one) is named after its parent.
+    """
+    for d in (config or {}, (config or {}).get("config") or {}):
+        if isinstance(d, dict):
+            for key in ("test_name", "name"):
+                if isinstance(d.get(key), str) and d[key]:
+                    return d[key]
+    resolved = rundir.resolve()
+    if resolved.name[:8].isdigit() and resolved.parent.name:
+        return resolved.parent.name
+    return resolved.name
+
+
 @click.command("report")
 @click.argument("rundir", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
@@ -93,8 +110,7 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
     if config is not None and not isinstance(config, dict):
         raise BadInput("config.json is not a JSON object", where=str(config_path))
     history = load_history(hist_path)
-    name = rundir.resolve().name
-    suite = str(config.get("name") or config.get("test_name") or name) if config else name
+    suite = _suite_name(rundir, config)
     path = render(history, results, out or rundir / "report.html", config=config,
                   title=title or f"chaos report: {suite}")
     click.echo(f"report: {path}")

@@ -30,13 +30,15 @@ __all__ = ["render", "write_junit", "normalize_results", "build_context"]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_ANOMALIES_SHOWN = 100   # per checker; the rest are counted, not listed
 MAX_OPS_PER_ANOMALY = 12
+MAX_VALUE_CHARS = 160       # op values in anomaly tables (a set read can be huge)
 #: config keys shown at the top, in this order, with the label a person reads
 CONFIG_KEYS = [
     ("target", "target"), ("options", "options"), ("target_options", "options"),
     ("workload", "workload"), ("nemesis", "nemesis"), ("nemesis_interval", "nemesis interval"),
     ("runtime", "runtime"), ("nodes", "nodes"), ("concurrency", "concurrency"),
     ("rate", "rate"), ("seed", "seed"), ("time_limit", "time limit"),
-    ("duration", "duration"), ("started", "started"),
+    ("duration", "duration"), ("started", "started"), ("partition_shape", "partition shape"),
+    ("latency_ms", "latency (ms)"), ("run_id", "run"),
 ]
 
 
@@ -69,6 +71,16 @@ def _show_stat(value: Any) -> str:
     return text
 
 
+def _clip(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    """A value cut to `limit` characters: a final read of 5,000 elements, listed under each of
+    600 lost writes, would otherwise make the report tens of megabytes (results.json has it all)."""
+    text = _show(value)
+    if len(text) <= limit:
+        return text
+    size = f", {len(value):,} items" if isinstance(value, (list, dict)) else ""
+    return f"{text[:limit]}… ({len(text):,} chars{size})"
+
+
 def _ms(ns: Any) -> str:
     return f"{ns / 1e6:,.1f}" if isinstance(ns, (int, float)) and not isinstance(ns, bool) else ""
 
@@ -99,13 +111,17 @@ def _op_row(index: int, op: dict[str, Any] | None) -> dict[str, str]:
     return {"index": str(op.get("index", index)), "process": _show(op.get("process")),
             "type": _show(op.get("type")), "f": _show(op.get("f")),
             "key": "" if op.get("key") is None else _show(op.get("key")),
-            "value": _show(op.get("value")), "node": "" if op.get("node") is None
+            "value": _clip(op.get("value")), "node": "" if op.get("node") is None
             else _show(op.get("node")), "time_ms": _ms(op.get("time"))}
 
 
 def _config_rows(config: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The highlighted settings; `chaos run` nests them under "config" (beside versions, argv)."""
     if not config:
         return []
+    inner = config.get("config")
+    if isinstance(inner, Mapping):
+        config = {**inner, **{k: v for k, v in config.items() if k != "config"}}
     rows, seen = [], set()
     for key, label in CONFIG_KEYS:
         if key in config and label not in seen and config[key] not in (None, {}, []):
@@ -201,7 +217,8 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
                    for w in windows],
         "overlaps": [{"start_s": _secs(o.start), "end_s": _secs(o.end),
                       "length_ms": _ms(o.end - o.start), "same_term": o.same_term,
-                      "leaders": ", ".join(f"{n} (term {_show(t)})" for n, t in o.leaders)}
+                      "leaders": ", ".join(f"{n} (term {_show(t)})" if t is not None
+                                           else f"{n} (no term)" for n, t in o.leaders)}
                      for o in overlaps],
         "has_monitor": bool(runs), "plots": plots, "checkers": checkers,
     }

@@ -41,6 +41,7 @@ WIDTH_IN = 12.0
 DPI = 100
 MAX_WINDOW_LABELS = 24
 MAX_ANOMALY_LABELS = 20
+MAX_ANOMALY_LINES = 30
 
 
 @dataclass
@@ -155,22 +156,31 @@ def _shade_faults(ax: Any, windows: Sequence[FaultWindow], end_s: float, label: 
     return kinds
 
 
-def _mark_anomalies(ax: Any, anomalies: Sequence[tuple[int, str, str]], label: bool) -> bool:
-    """Vertical lines at anomaly times ((time_ns, label, severity)); labels for the first few."""
+def _mark_anomalies(ax: Any, anomalies: Sequence[tuple[int, str, str]], label: bool) -> str | None:
+    """Mark anomaly times ((time_ns, label, severity)); returns the legend text, or None.
+
+    Up to MAX_ANOMALY_LINES get full-height lines (the first few labelled A1, A2, ...); more
+    than that (600 lost writes in one partition) become a rug of ticks along the top edge, so
+    they show where and how dense they are without painting over the data.
+    """
     if not anomalies:
-        return False
+        return None
     trans = blended_transform_factory(ax.transData, ax.transAxes)
+    rug = len(anomalies) > MAX_ANOMALY_LINES
+    lo = 0.94 if rug else 0.0
     for sev, color, style in (("anomaly", "#b00020", "--"), ("warning", "#e69500", ":")):
         xs = [t / 1e9 for t, _, s in anomalies if s == sev]
         if xs:
-            ax.vlines(xs, 0, 1, transform=trans, colors=color, linestyles=style, lw=0.9,
-                      zorder=4)
+            ax.vlines(xs, lo, 1, transform=trans, colors=color,
+                      linestyles="-" if rug else style, lw=0.6 if rug else 0.9, zorder=4)
+    if rug:
+        return f"anomaly ({len(anomalies)}, ticks at top)"
     if label:
         for t, name, sev in anomalies[:MAX_ANOMALY_LABELS]:
             ax.text(t / 1e9, 0.01, name, transform=trans, fontsize=7, rotation=90,
                     color="#b00020" if sev == "anomaly" else "#a06000", va="bottom",
                     ha="right", clip_on=True, zorder=5)
-    return True
+    return "anomaly"
 
 
 def _legend(ax: Any, handles: list[Any]) -> None:
@@ -178,11 +188,13 @@ def _legend(ax: Any, handles: list[Any]) -> None:
               frameon=False, borderaxespad=0.0)
 
 
-def _context_handles(kinds: list[str], has_anomalies: bool) -> list[Any]:
+def _context_handles(kinds: list[str], anomaly_label: str | None) -> list[Any]:
     handles: list[Any] = [Patch(color=fault_color(k), alpha=0.35, label=f"fault: {k}")
                           for k in kinds]
-    if has_anomalies:
-        handles.append(Line2D([], [], color="#b00020", ls="--", lw=1, label="anomaly"))
+    if anomaly_label:
+        rug = anomaly_label != "anomaly"
+        handles.append(Line2D([], [], color="#b00020", ls="-" if rug else "--", lw=1,
+                              label=anomaly_label))
     return handles
 
 
@@ -328,7 +340,9 @@ def leadership_png(runs: Sequence[RoleRun], overlaps: Sequence[LeaderOverlap],
         color = "#8b0000" if o.same_term else "#e31a1c"
         ax.axvspan(o.start / 1e9, o.end / 1e9, color=color, alpha=0.3, lw=0, zorder=2.5)
         if len(overlaps) <= MAX_WINDOW_LABELS:
-            who = ", ".join(f"{n}(t{t})" for n, t in o.leaders)
+            who = ", ".join(f"{n}" + (f" (t{t})" if t is not None else "") for n, t in o.leaders)
+            if all(t is None for _, t in o.leaders):
+                who += " (no terms)"
             ax.text(o.start / 1e9, 1.0, f"2 leaders: {who}", transform=trans, fontsize=7,
                     color=color, va="bottom", ha="left", fontweight="bold", clip_on=False)
     kinds = _shade_faults(ax, windows, end, label=False)
