@@ -95,12 +95,13 @@ def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
         history = load_any(path, used)
         # The history is a few million long-lived, cycle-free objects: every full GC pass
         # would rescan them (~1 s per million ops each time). Freezing moves them out of
-        # the collector's sight; refcounting still frees them when they are dropped.
+        # the collector's sight while the checkers run; refcounting still frees them.
         gc.freeze()
         checkers = select_checkers(history, checker_names or None)
         _status(f"checking {len(history.pairs)} ops: {', '.join(checkers) or 'no checker'}...")
         outcome = run_checkers(history, checkers, opts)
     finally:
+        gc.unfreeze()  # leave the collector as we found it (tests run many analyses)
         _status(None)
     results = {name: (r.to_dict() if hasattr(r, "to_dict") else r)
                for name, r in outcome["results"].items()}
