@@ -337,17 +337,24 @@ def monitor_histories(draw: st.DrawFn, inject: str | None = None, max_terms: int
                       for n, line in enumerate(gen.ops + cb.ops())]
     gen = Generated(merged.ops())
     if inject == "same-term-leaders":
-        followers = [line for line in gen.ops
-                     if line["process"] == "monitor" and line["type"] == "ok"
-                     and line["value"]["role"] == "follower"]
+        status = [line for line in gen.ops if line["process"] == "monitor"
+                  and line["type"] == "ok"]
+        led = {(line["value"]["term"], line["node"]) for line in status
+               if line["value"]["role"] == "leader"}
+        followers = [line for line in status if line["value"]["role"] == "follower"
+                     and any(t == line["value"]["term"] and n != line["node"] for t, n in led)]
         if followers:
             line = followers[draw(st.integers(0, len(followers) - 1))]
-        else:  # no follower answer drawn: add one for a node that is not the leader
-            last = max(line["time"] for line in gen.ops) + MS
+        else:  # the term's leader was never seen leading: add it, then a follower to turn
+            last = max(x["time"] for x in gen.ops) + MS
             other = next(n for n in nodes if n != leaders[-1])
-            extra = HistoryBuilder().op("monitor", "status", last, last + MS, invoke_node=other,
-                                        node=other, result={"role": "follower",
-                                                            "term": n_terms}).ops()
+            extra = (HistoryBuilder()
+                     .op("monitor", "status", last, last + MS, invoke_node=leaders[-1],
+                         node=leaders[-1], result={"role": "leader", "term": n_terms,
+                                                   "leader": leaders[-1]})
+                     .op("monitor", "status", last + 2 * MS, last + 3 * MS, invoke_node=other,
+                         node=other, result={"role": "follower", "term": n_terms,
+                                             "leader": leaders[-1]})).ops()
             base = len(gen.ops)
             gen.ops.extend({**x, "index": base + n} for n, x in enumerate(extra))
             line = gen.ops[-1]

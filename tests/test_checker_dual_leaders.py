@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from chaos.checkers.dual_leaders import DUAL_LEADERS, leader_intervals, leaders_at
 from tests.strategies import MS, HistoryBuilder, monitor_histories
 
-SETTINGS = settings(max_examples=60, deadline=None,
+SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -133,6 +133,28 @@ def test_writes_only_by_one_side_or_straddling_the_window_are_not_split_brain():
     mon(b, 20, "n1", "follower", 2)
     r = DUAL_LEADERS.check(b.history())
     assert r.valid is True and kinds(r) == ["overlapping-leaders"]
+
+
+def test_write_acked_in_a_later_term_does_not_count_for_a_stale_claim():
+    """n1 led term 1, n2 term 2, then n1 term 3 before the monitor saw it: n1's write marked
+    term 3 belongs to that (unseen) claim, not to its stale term-1 claim."""
+    b = HistoryBuilder()
+    mon(b, 0, "n1", "leader", 1)
+    mon(b, 10, "n2", "leader", 2)
+    write(b, 2, 12, "n2", term=2)
+    mon(b, 14, "n1", "leader", 1)         # n1 still on term 1
+    write(b, 1, 16, "n1", term=3)         # n1 won term 3 meanwhile
+    mon(b, 20, "n1", "leader", 3)
+    mon(b, 22, "n2", "follower", 3)
+    r = DUAL_LEADERS.check(b.history())
+    assert r.valid is True and "split-brain-writes" not in kinds(r)
+    b2 = HistoryBuilder()  # the same with the write marked term 1: n1 acked under the old claim
+    mon(b2, 0, "n1", "leader", 1)
+    mon(b2, 10, "n2", "leader", 2)
+    write(b2, 2, 12, "n2", term=2)
+    write(b2, 1, 16, "n1", term=1)
+    mon(b2, 20, "n1", "follower", 2)
+    assert "split-brain-writes" in kinds(DUAL_LEADERS.check(b2.history()))
 
 
 def test_applies_only_with_monitor_observations():

@@ -66,14 +66,14 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         codes, uniq = pd.factorize(ints)
         return codes, object_array(uniq.tolist())
     try:
-        codes, uniq = pd.factorize(values, use_na_sentinel=False)
+        codes, uniq = pd.factorize(values)  # None/NaN -> -1 (faster than use_na_sentinel=False)
     except TypeError:
-        codes, uniq = pd.factorize(object_array([hashable(v) for v in values]),
-                                   use_na_sentinel=False)
+        codes, uniq = pd.factorize(object_array([hashable(v) for v in values]))
     uniq = object_array(uniq)
-    nan = pd.isna(uniq)  # factorize turned None into NaN: give it back
-    if nan.any():
-        uniq[nan] = None
+    missing = codes < 0
+    if missing.any():  # None is a value of its own: give it the next code
+        codes = np.where(missing, len(uniq), codes)
+        uniq = object_array([*uniq, None])
     return codes, uniq
 
 

@@ -20,10 +20,13 @@ Judged (DESIGN §5):
 (c) "split-brain-writes" (anomaly): during such an overlap, ok writes (add, write, cas) were
     acknowledged both by one node and by the other (`node` of the ok op; an op counts when
     its whole [invoke, complete] lies inside the window, so the acknowledgement surely fell
-    in it: a write merely overlapping the window's edge may have been acked before it).
+    in it: a write merely overlapping the window's edge may have been acked before it; and
+    a write whose meta carries a term other than the claim's was acked under another claim,
+    e.g. by a node that became leader again in a later term before the monitor saw it).
 
-The term in ok client ops' meta is reported in (c) but not used as leadership evidence: a
-follower that forwards a write may answer it, so `node` alone does not prove leadership.
+The term in ok client ops' meta is not used as leadership evidence (a follower that forwards a
+write may answer it, so `node` alone does not prove leadership); in (c) it only tells which
+claim a write belongs to, and is reported.
 """
 from __future__ import annotations
 
@@ -128,16 +131,23 @@ class _Acks:
             cmp = cmp[order]
             self.by_node[node] = (inv, cmp, idx[order])
 
-    def within(self, node: Any, start: int, end: int) -> np.ndarray:
-        """Row positions (in self.frame) of `node`'s ok writes that ran entirely inside
-        [start, end], so their acknowledgement surely fell inside the window."""
-        if node not in self.by_node:
+    def within(self, iv: LeaderInterval, start: int, end: int) -> np.ndarray:
+        """Row positions (in self.frame) of the ok writes `iv.node` acknowledged under the
+        claim `iv`: run entirely inside [start, end] (so the acknowledgement surely fell
+        inside), and not marked (meta term) as acknowledged in another term than iv's."""
+        if iv.node not in self.by_node:
             return np.zeros(0, dtype=np.int64)
-        inv, cmp, rows = self.by_node[node]
+        inv, cmp, rows = self.by_node[iv.node]
         lo = np.searchsorted(cmp, start, side="left")
         hi = np.searchsorted(cmp, end, side="right")
         sel = np.arange(lo, hi)
-        return rows[sel[inv[sel] >= start]]
+        rows = rows[sel[inv[sel] >= start]]
+        if iv.term is None or not len(rows):
+            return rows
+        metas = self.frame["meta"].to_numpy()[rows]
+        keep = [not (isinstance(m, dict) and m.get("term") is not None and m["term"] != iv.term)
+                for m in metas]
+        return rows[np.asarray(keep, dtype=bool)]
 
 
 class DualLeadersChecker:
@@ -196,7 +206,7 @@ class DualLeadersChecker:
                     f"{start / NS_PER_S:.3f} s", ops=sorted(a.ops + b.ops), time=start,
                     details=facts, severity="warning"))
             assert acks is not None
-            wa, wb = acks.within(a.node, start, end), acks.within(b.node, start, end)
+            wa, wb = acks.within(a, start, end), acks.within(b, start, end)
             if len(wa) and len(wb):
                 split += 1
                 fr = acks.frame
