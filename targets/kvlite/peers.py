@@ -93,20 +93,28 @@ class PeerLink:
         else:
             msg = dict(msg, id=rid)
             data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+        # a timer instead of asyncio.wait_for: this is the replication hot path
+        timer = loop.call_later(max(0.001, deadline - loop.time()), self._expire, rid, writer,
+                                timeout)
         try:
             writer.write(data)
-            remaining = max(0.001, deadline - loop.time())
-            return await asyncio.wait_for(fut, remaining)
-        except asyncio.TimeoutError:
-            self._waiting.pop(rid, None)
-            if self._writer is writer:
-                self._drop(f"{self.name} timed out")
-            raise PeerError(f"{self.name} did not answer within {timeout:.3f}s") from None
+            return await fut
         except (OSError, RuntimeError) as exc:
             self._waiting.pop(rid, None)
             if self._writer is writer:
                 self._drop(str(exc))
             raise PeerError(f"send to {self.name} failed: {exc!r}") from None
+        finally:
+            timer.cancel()
+            self._waiting.pop(rid, None)
+
+    def _expire(self, rid: int, writer: asyncio.StreamWriter, timeout: float) -> None:
+        """A call timed out: fail it, and drop the connection (it may be blackholed)."""
+        fut = self._waiting.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(PeerError(f"{self.name} did not answer within {timeout:.3f}s"))
+        if self._writer is writer:
+            self._drop(f"{self.name} timed out")
 
     def close(self) -> None:
         self._drop("link closed")
