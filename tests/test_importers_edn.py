@@ -189,6 +189,7 @@ TRICKY = [
     '#jepsen.history.Op{:index 0 :type :invoke :value [0 [1 2]]}\n{:x {[1 2] 3}}\n',
     '[{:a 1}\n {:b #{[0 1] [0 0]}}]\n',
     '; comment\n{:a\n 1}\n\n{:b "multi\nline"}\n',
+    '{:a "esc\\"aped \\\\ \\n \\u00e9" :b \\c :c \\newline :d [\\space \\u0041]}\n',
 ]
 
 
@@ -208,11 +209,11 @@ def test_fast_parse_line_numbers():
 
 
 @pytest.mark.parametrize("text", [
-    '{:a "esc\\"aped"}\n',      # string escapes
-    '{:a \\c}\n',               # a character literal
     '{:a #_ 1 :b 2}\n',         # discard
     '{:a #inst "2020-01-01T00:00:00Z"}\n',
     '{:a [1 2}\n',              # unbalanced: garbage, left to the library to explain
+    '{:a "bad \\q escape"}\n',  # an escape EDN does not have
+    '{:a 1/2}\n',               # a ratio
 ])
 def test_fast_parse_falls_back_on_the_unusual(text):
     with pytest.raises(jepsen_edn._Fallback):
@@ -220,9 +221,10 @@ def test_fast_parse_falls_back_on_the_unusual(text):
 
 
 def test_fallback_still_loads(tmp_path):
-    p = write(tmp_path, '{:type :invoke, :f :write, :value "a\\"b", :process 0}\n'
-                        '{:type :ok, :f :write, :value "a\\"b", :process 0}\n')
-    assert jepsen_edn.load(p).pairs.iloc[0]["value"] == 'a"b'
+    p = write(tmp_path, '{:type :invoke, :f :write, :value "a\\"b", :process 0 #_ :x}\n'
+                        '{:type :ok, :f :write, :value 1/2, :process 0}\n')
+    r = jepsen_edn.load(p).pairs.iloc[0]
+    assert r["value"] == 'a"b' and r["result"] == 0.5
 
 
 def test_every_example_parses_the_same_both_ways():

@@ -3,7 +3,7 @@
 Parsing: the `edn_format` library is the reference, but it rebuilds its PLY parser on every
 call and parses about 1-2k lines/s, too slow for real Jepsen histories (100k+ lines). So a
 small tokenizer (`fast_parse`) reads the subset Jepsen writes (maps, vectors, lists, sets,
-keywords, strings without escapes, numbers, nil/true/false, tagged records) in one pass;
+keywords, strings, characters, numbers, nil/true/false, tagged records) in one pass;
 anything else, and any error, falls back to edn_format for the whole file, which then also
 names the bad line. Tests check both give the same ops. Each op map becomes one of our op
 dicts, validated and paired by the same code as our JSONL (chaos.history.reader), so an
@@ -33,6 +33,7 @@ Mapping (Jepsen -> ours), chosen so checkers need not know where a history came 
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import uuid
 from decimal import Decimal
@@ -119,12 +120,44 @@ def _read_text(path: Path) -> str:
         raise BadInput(f"cannot read: {exc.strerror}", where=str(path)) from None
 
 
+@functools.cache
+def _ply_parser() -> Callable[[str], list[Any]] | None:
+    """edn_format's own grammar, built once (its loads_all rebuilds it on every call).
+
+    Uses edn_format's modules as PLY grammar sources; if that ever stops working (a new
+    edn_format), None, and callers use the public loads_all.
+    """
+    try:
+        import ply.lex
+        import ply.yacc
+        from edn_format import edn_lex, edn_parse
+
+        lexer = ply.lex.lex(module=edn_lex, reflags=re.UNICODE)
+        parser = ply.yacc.yacc(module=edn_parse, debug=False, write_tables=False)
+    except Exception:  # noqa: BLE001 - any failure means: use the public API
+        return None
+
+    def loads_all(text: str) -> list[Any]:
+        return list(parser.parse(text, lexer=lexer.clone()) or [])
+    return loads_all
+
+
+def _loads_all(text: str) -> list[Any]:
+    """All EDN values in `text`, via the cached parser when available."""
+    fast = _ply_parser()
+    if fast is None:
+        return list(edn_format.loads_all(text))
+    if not text.strip():
+        return []
+    return fast(text)
+
+
 def _parse(text: str, source: str, warnings: list[str]) -> tuple[list[Any], list[str]]:
     """EDN top-level values and where each came from ("file:line" or "file: op #i")."""
     stripped = text.lstrip()
     if stripped[:1] in ("[", "("):
         try:
-            values = edn_format.loads_all(text)
+            values = _loads_all(text)
         except (EDNDecodeError, NotImplementedError, ValueError, TypeError) as exc:
             raise BadInput(f"bad EDN: {exc}", where=source) from None
         if len(values) != 1 or not isinstance(values[0], (ImmutableList, list, tuple)):
@@ -139,7 +172,7 @@ def _parse(text: str, source: str, warnings: list[str]) -> tuple[list[Any], list
         if not s or s.startswith(";"):
             continue
         try:
-            vals = edn_format.loads_all(s)
+            vals = _loads_all(s)
             if len(vals) != 1:
                 raise EDNDecodeError(f"{len(vals)} values on one line")
         except (EDNDecodeError, NotImplementedError, ValueError, TypeError) as exc:
@@ -161,7 +194,7 @@ def _parse_multiline(text: str, source: str, first_bad: str, first_exc: Exceptio
     If that fails too, the file is garbage: name the first line that did not parse alone.
     """
     try:
-        values = list(edn_format.loads_all(text))
+        values = _loads_all(text)
     except (EDNDecodeError, NotImplementedError, ValueError, TypeError):
         raise BadInput(f"bad EDN: {first_exc}", where=first_bad) from None
     return values, [f"{source}: op #{i}" for i in range(len(values))]
@@ -175,7 +208,8 @@ _TOKEN = re.compile(r"""
     (?P<ws>[\s,]+|;[^\n]*)
   | (?P<open>\#\{|[\[({])
   | (?P<close>[\])}])
-  | (?P<str>"[^"\\]*")
+  | (?P<str>"(?:[^"\\]|\\.)*")
+  | (?P<char>\\(?:newline|space|tab|return|formfeed|backspace|u[0-9a-fA-F]{4}|\S))
   | (?P<tag>\#[A-Za-z][\w.\-/]*)
   | (?P<num>[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[NM]?)(?=[\s,\[\](){}";]|\Z)
   | (?P<kw>:[A-Za-z_*+!?<>=.\-][\w*+!?<>=.\-/:\#']*)
@@ -184,6 +218,32 @@ _TOKEN = re.compile(r"""
 """, re.X | re.S)
 _CLOSER = {"[": "]", "(": ")", "{": "}", "#{": "}"}
 _SYMBOLS = {"nil": None, "true": True, "false": False}
+_CHARS = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "formfeed": "\f",
+          "backspace": "\b"}
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "b": "\b", "f": "\f"}
+
+
+def _unescape(m: re.Match[str]) -> str:
+    e = m.group(1)
+    if len(e) == 5:
+        return chr(int(e[1:], 16))
+    if e not in _ESCAPES:
+        raise _Fallback
+    return _ESCAPES[e]
+
+
+def _edn_string(body: str) -> str:
+    return _ESCAPE.sub(_unescape, body) if "\\" in body else body
+
+
+def _edn_char(tok: str) -> str:
+    name = tok[1:]
+    if len(name) == 1:
+        return name
+    if name in _CHARS:
+        return _CHARS[name]
+    return chr(int(name[1:], 16))
 
 
 def _edn_number(tok: str) -> int | float:
@@ -230,8 +290,12 @@ def fast_parse(text: str, source: str) -> tuple[list[Any], list[str]]:
                 value = sort_elements(items)
             else:
                 value = items
-        elif kind == "kw" or kind == "str":
-            value, start = tok[1:] if kind == "kw" else tok[1:-1], -1
+        elif kind == "kw":
+            value, start = tok[1:], -1
+        elif kind == "str":
+            value, start = _edn_string(tok[1:-1]), -1
+        elif kind == "char":
+            value, start = _edn_char(tok), -1
         elif kind == "num":
             value, start = _edn_number(tok), -1
         elif kind == "sym":
@@ -239,7 +303,7 @@ def fast_parse(text: str, source: str) -> tuple[list[Any], list[str]]:
         elif kind == "tag" and tok not in ("#inst", "#uuid"):
             continue  # a tagged record reads as its content
         else:
-            raise _Fallback  # chars, escapes, #_ discards, #inst, garbage: the library's job
+            raise _Fallback  # #_ discards, #inst, ratios, garbage: the library's job
         if not stack:
             top.append((value, m.start() if start < 0 else start))
         else:
