@@ -111,11 +111,17 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
         raise BadInput("config.json is not a JSON object", where=str(config_path))
     history = load_history(hist_path)
     suite = _suite_name(rundir, config)
-    path = render(history, results, out or rundir / "report.html", config=config,
-                  title=title or f"chaos report: {suite}")
-    click.echo(f"report: {path}")
-    if junit is not None:
-        click.echo(f"junit: {write_junit(results, junit, suite_name=suite)}")
+    if out is not None and out.is_dir():
+        out = out / "report.html"
+    try:
+        path = render(history, results, out or rundir / "report.html", config=config,
+                      title=title or f"chaos report: {suite}")
+        click.echo(f"report: {path}")
+        if junit is not None:
+            click.echo(f"junit: {write_junit(results, junit, suite_name=suite)}")
+    except OSError as exc:  # an unwritable --out/--junit path is a bad argument, not a crash
+        raise BadInput(f"cannot write: {exc.strerror or exc}",
+                       where=str(exc.filename or out or rundir)) from None
     code = verdict_exit_code(norm["valid"])
     click.echo(f"verdict: {code.name.lower()}")
     return int(code)

@@ -175,6 +175,7 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
                 idxs = a["ops"][:MAX_OPS_PER_ANOMALY]
                 shown.append({**a, "label": label, "time_s": _secs(a["time"]),
                               "key_text": "" if a["key"] is None else _show(a["key"]),
+                              "details_text": _clip(a["details"], 300) if a["details"] else "",
                               "op_rows": [_op_row(i, lookup.get(i)) for i in idxs],
                               "ops_omitted": len(a["ops"]) - len(idxs)})
         checkers.append({"name": name, "verdict": verdict_word(r["valid"]),
