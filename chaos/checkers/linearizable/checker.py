@@ -129,8 +129,9 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
              ) -> tuple[dict[Any, list[SearchOp]], int]:
     """Group the model's ops by key as SearchOps; drop ops that constrain nothing.
 
-    Dropped: fails the model does not observe (they did not happen), and unknown-outcome ops
-    that are read-only (no effect, any answer).
+    Dropped: fails the model does not observe (they did not happen), unknown-outcome ops
+    that are read-only (no effect, any answer), and unknown ops whose effect nothing could
+    have observed (Model.unobserved).
     """
     groups: dict[Any, list[SearchOp]] = {}
     kept: list[SearchOp] = []
@@ -161,9 +162,16 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
             inp=inp, out=out, due=due, invoke_time=int(t0), complete_time=int(t1),
             index=int(i0), complete_index=int(i1), read_only=ro, key=freeze(key)))
     if model.partition is not None:
-        return {k: list(v) for k, v in model.partition(kept).items() if v}, dropped
-    for op in kept:
-        groups.setdefault(op.key, []).append(op)
+        groups = {k: list(v) for k, v in model.partition(kept).items() if v}
+    else:
+        for op in kept:
+            groups.setdefault(op.key, []).append(op)
+    if model.unobserved is not None:
+        for key, ops in groups.items():
+            drop = model.unobserved(ops)
+            if drop:
+                groups[key] = [op for n, op in enumerate(ops) if n not in drop]
+                dropped += len(drop)
     return groups, dropped
 
 

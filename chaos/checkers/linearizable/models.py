@@ -79,6 +79,9 @@ class Model:
         `state`, or a possible put's value, to be a prefix of S. The search drops a
         configuration with such a pending read. Must never be wrong.
     resets(inp) -> bool: an update that may set the state to anything (kv put, a write).
+    unobserved(ops) -> set of positions, optional: unknown-outcome ops of one group that can
+        be left out because, had they taken effect, nothing could have observed it (kept or
+        not, the verdict is the same; leaving them out spares the search a branch each).
     partition(ops) -> {group name: ops}, optional: groups checked independently (each op has
         a `.key`). None = by key, which is P-compositionality for both built-in models (keys
         are independent objects); a model over a whole map would return one group.
@@ -95,6 +98,7 @@ class Model:
     reachable: Callable[[State, Input, Any, Sequence[Input]], bool] | None = None
     resets: Callable[[Input], bool] = lambda inp: True
     partition: Callable[[Sequence[Any]], Mapping[Any, list[Any]]] | None = None
+    unobserved: Callable[[Sequence[Any]], set[int]] | None = None
 
 
 # --- register: read / write / cas on one value; None = never written --------------------------
@@ -121,6 +125,43 @@ def _register_read_only(inp: Input, out: Any) -> bool:
     return inp[0] == "read" or (inp[0] == "cas" and out is FAILED)
 
 
+def _register_unobserved(ops: Sequence[Any]) -> set[int]:
+    """Unknown writes / cas whose new value no read returned and no cas expected.
+
+    Had such a write of v taken effect, the register held v until the next update, and no op
+    in between can exist: a read there returns v (none does), an ok cas there expects v (none
+    does), an unknown cas there would be a no-op (it may as well not be linearized). So
+    leaving it out never turns a linearizable history into a non-linearizable one, and never
+    the reverse. A failed compare would observe "not A", so with observed fails present
+    nothing is left out.
+    """
+    seen: set[Any] = set()
+    for op in ops:
+        f, value = op.inp
+        if f == "cas":
+            if op.out is FAILED:
+                return set()
+            seen.add(value[0])
+        elif f == "read" and op.due:
+            seen.add(op.out)
+    out: set[int] = set()
+    for n, op in enumerate(ops):
+        if op.due:
+            continue
+        f, value = op.inp
+        new = value if f == "write" else value[1] if f == "cas" else None
+        if f in ("write", "cas") and not _hashable_in(new, seen):
+            out.add(n)
+    return out
+
+
+def _hashable_in(value: Any, seen: set[Any]) -> bool:
+    try:
+        return value in seen
+    except TypeError:
+        return True  # cannot tell: keep the op
+
+
 def _register_state(state: State) -> str:
     return "nil (never written)" if state is None else repr(state)
 
@@ -128,7 +169,7 @@ def _register_state(state: State) -> str:
 REGISTER = Model(
     name="register", init=lambda: None, step=_register_step, read_only=_register_read_only,
     observes_fail=lambda inp: inp[0] == "cas", describe_state=_register_state,
-    fs=frozenset({"read", "write", "cas"}),
+    fs=frozenset({"read", "write", "cas"}), unobserved=_register_unobserved,
 )
 """A read/write/cas register. A read of None matches only the never-written state; an ok cas
 applies; an observed failed cas is legal only when the value differs from the expected one."""
