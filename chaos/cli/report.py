@@ -92,18 +92,18 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
 
     Exits with the stored verdict: 0 valid, 1 invalid, 2 unknown; 4 on a missing or bad file.
     """
-    from chaos.report import render, write_junit
-    from chaos.report.results import normalize_results
-
     if not rundir.is_dir():
         raise BadInput(f"no such run directory: {rundir}")
     hist_path = rundir / "history.jsonl"
     if not hist_path.is_file():
         raise BadInput(f"no history.jsonl in {rundir}")
     results = _load_json(rundir / "results.json", "results.json")
+    from chaos.report import render, write_junit  # matplotlib: only once the inputs exist
+    from chaos.report.results import normalize_results
+
     try:
         norm = normalize_results(results)
-    except (TypeError, AttributeError) as exc:
+    except (TypeError, AttributeError, ValueError) as exc:
         raise BadInput(f"not checker results: {exc}", where=str(rundir / "results.json")) from None
     config_path = rundir / "config.json"
     config = _load_json(config_path, "config.json") if config_path.exists() else None
