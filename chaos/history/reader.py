@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gc
 import os
-from itertools import chain, repeat
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -222,11 +222,6 @@ def build_history(ops: Sequence[Any], source: str, *, linenos: Sequence[int] | N
                    warnings=list(warnings or []))
 
 
-def _objects(values: list[Any], sentinel: Any = None) -> np.ndarray:
-    """An object array of `values` plus one trailing `sentinel` (index n = "no completion")."""
-    return np.fromiter(chain(values, (sentinel,)), dtype=object, count=len(values) + 1)
-
-
 REQUIRED = ("type", "process", "f", "index", "time")
 OPTIONAL = ("key", "value", "node", "meta", "error", "final")
 
@@ -256,6 +251,8 @@ def _table(ops: list[Any]) -> dict[str, np.ndarray] | None:
     if pd.isna(cols["f"]).any():
         return None
     for name in OPTIONAL:
+        if name == "final":
+            continue  # only `is True` matters there; NaN is not True
         col = cols[name]
         missing = pd.isna(col)
         if missing.any():
@@ -296,12 +293,12 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
     table = _table(ops)
     if table is None:
         return None
-    typ, proc, f, idx, tim = (table[name].tolist() for name in REQUIRED)
+    typ, proc, idx, tim = (table[name].tolist() for name in ("type", "process", "index", "time"))
     if not set(typ) <= TYPES:
         return None
-    if not {type(x) for x in proc} <= {int, str}:
+    if not set(map(type, proc)) <= {int, str}:
         return None
-    if {type(x) for x in idx} != {int} or {type(x) for x in tim} != {int}:
+    if set(map(type, idx)) != {int} or set(map(type, tim)) != {int}:
         return None
     try:
         index = np.array(idx, dtype=np.int64)
@@ -315,8 +312,8 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
         return None
     if n > 1 and not np.all(np.diff(index) > 0) and np.unique(index).size != n:
         return None
-    is_inv = np.array(typ, dtype=object) == "invoke"
-    codes, _ = pd.factorize(np.array(proc, dtype=object))
+    is_inv = table["type"] == "invoke"
+    codes, _ = pd.factorize(table["process"])
     order = np.argsort(codes, kind="stable")
     cs = codes[order]
     pos = np.arange(n)
@@ -334,7 +331,7 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
     inv = np.nonzero(is_inv)[0]
     comp = comp_of[inv]
     done = comp < n
-    f_arr = _objects(f)
+    f_arr = _with_sentinel(table["f"])
     if not np.array_equal(f_arr[inv][done], f_arr[comp[done]]):
         return None  # a completion of another f than its invoke
     key, value, node, meta, error, final_raw = (
@@ -345,8 +342,8 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
     node_c = node[comp]
     node_c = np.where(pd.isna(node_c), node[inv], node_c)
     data: dict[str, Any] = {
-        "process": _objects(proc)[inv], "f": f_arr[inv], "key": key[inv],
-        "value": value[inv], "result": value[comp], "type": _objects(typ, "info")[comp],
+        "process": table["process"][inv], "f": f_arr[inv], "key": key[inv],
+        "value": value[inv], "result": value[comp], "type": _with_sentinel(table["type"], "info")[comp],
         "invoke_time": times[inv],
         "complete_time": np.where(done, times[np.minimum(comp, n - 1)], OPEN),
         "invoke_index": index[inv],
