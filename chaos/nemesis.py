@@ -86,12 +86,14 @@ class Nemesis:
         if kind == "partition":
             def act() -> tuple[dict, list[str]]:
                 assert self.ctx.net is not None
-                groups = self.ctx.net.shape(p.get("shape", "isolate-leader"), self.ctx.rng,
-                                            leader=self.ctx.leader())
+                shape, leader, why = p.get("shape", "isolate-leader"), self.ctx.leader(), {}
+                if shape == "isolate-leader" and leader is None:
+                    shape, why = "isolate-one", {"chosen": "random node (no leader known)"}
+                groups = self.ctx.net.shape(shape, self.ctx.rng, leader=leader)
                 did = self.ctx.net.partition(groups)
                 self.net_faulty = True
-                self.current = f"partition {p.get('shape')} " + " | ".join(" ".join(g) for g in groups)
-                return {"partition": groups, "did": did}, self.ctx.net.verify()
+                self.current = f"partition {shape} " + " | ".join(" ".join(g) for g in groups)
+                return {"partition": groups, "did": did, **why}, self.ctx.net.verify()
             return self._op("start-partition", dict(p), act)
         if kind == "latency":
             def act() -> tuple[dict, list[str]]:

@@ -34,6 +34,9 @@ from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
 from chaos.target import Addr, NodeConfig, Target
 
 RUNTIMES = ("local", "docker", "ssh")
+NETS = ("auto", "proxy", "iptables")
+#: the port nodes listen on inside containers and on SSH hosts (each has its own address)
+REMOTE_NODE_PORT = 7000
 
 
 @dataclass
@@ -60,11 +63,19 @@ class RunConfig:
     test_name: str | None = None
     schedule: list[FaultSpec] | None = None
     runtime_options: dict[str, Any] = field(default_factory=dict)
+    net: str = "auto"
 
     def validate(self) -> None:
         """Raise BadInput naming the option for anything impossible."""
         if self.runtime not in RUNTIMES:
             raise BadInput(f"--runtime: unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if self.net not in NETS:
+            raise BadInput(f"--net: unknown backend {self.net!r}; choose from {', '.join(NETS)}")
+        if self.runtime == "local" and self.net == "iptables":
+            raise BadInput("--net iptables needs --runtime docker or ssh (rules live in the nodes' "
+                           "own network stacks; local nodes share the host's)")
+        if self.runtime == "ssh" and self.net == "proxy":
+            raise BadInput("--net proxy is not available with --runtime ssh; use --net iptables")
         checks = [
             (self.nodes >= 1, "--nodes must be at least 1"),
             (self.nodes <= 15, "--nodes must be at most 15"),
@@ -159,14 +170,28 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
                                      time_limit=cfg.time_limit, seed=cfg.seed,
                                      shape=cfg.partition_shape, latency_ms=cfg.latency_ms,
                                      jitter_ms=cfg.jitter_ms)
+    if cfg.net == "auto":
+        mesh_ok = getattr(target, "supports_mesh", True) and cfg.runtime != "ssh"
+        cfg.net = "proxy" if mesh_ok else "iptables"
     needs_net = any(s.kind in ("partition", "latency") for s in cfg.schedule)
-    if needs_net and not getattr(target, "supports_mesh", True) and cfg.runtime == "local":
+    if needs_net and cfg.net == "iptables" and cfg.runtime == "local":
         raise BadInput(f"--nemesis: target {target.name} cannot sit behind the proxy mesh, "
                        "so partition/latency need --runtime docker (iptables backend)")
+    if cfg.net == "iptables" and any(s.kind == "latency" for s in cfg.schedule):
+        raise BadInput("--nemesis latency needs the proxy mesh (--net proxy); the iptables "
+                       "backend only cuts links")
+    if cfg.runtime == "ssh":
+        from chaos.runtime.ssh import read_nodes_file
+
+        ro = cfg.runtime_options
+        if not ro.get("nodes_file") or not ro.get("key_path"):
+            raise BadInput("--runtime ssh needs --nodes-file and --ssh-key")
+        hosts = read_nodes_file(ro["nodes_file"])
+        cfg.nodes = len(hosts)
     return target, ref, workload
 
 
-def _make_runtime(cfg: RunConfig) -> Any:
+def _make_runtime(cfg: RunConfig, target: Target, progress: Any = None) -> Any:
     if cfg.runtime == "local":
         from chaos.runtime.local import LocalRuntime
 
@@ -174,10 +199,21 @@ def _make_runtime(cfg: RunConfig) -> Any:
     if cfg.runtime == "docker":
         from chaos.runtime.docker import DockerRuntime
 
-        return DockerRuntime(**cfg.runtime_options)
-    from chaos.runtime.ssh import SshRuntime
+        say = (lambda line: progress.phase(line)) if progress else None
+        return DockerRuntime(target=target.name, iptables=cfg.net == "iptables", progress=say)
+    from chaos.runtime.ssh import SshRuntime, read_nodes_file
 
-    return SshRuntime(**cfg.runtime_options)
+    ro = cfg.runtime_options
+    return SshRuntime(read_nodes_file(ro["nodes_file"]), user=ro.get("user") or "root",
+                      key_path=ro["key_path"])
+
+
+def _node_names(cfg: RunConfig) -> list[str]:
+    if cfg.runtime == "ssh":
+        from chaos.runtime.ssh import read_nodes_file
+
+        return list(read_nodes_file(cfg.runtime_options["nodes_file"]))
+    return [f"n{i}" for i in range(1, cfg.nodes + 1)]
 
 
 def _wait_for_leader(target: Target, addrs: dict[str, Addr], timeout: float, runtime: Any) -> str:
@@ -214,23 +250,26 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
     config = {"config": cfg.to_dict(), "target_ref": target_ref, "versions": store.versions(),
               "argv": sys.argv}
     store.write_json(run_dir / "config.json", config)
-    names = [f"n{i}" for i in range(1, cfg.nodes + 1)]
+    names = _node_names(cfg)
     rng = random.Random(cfg.seed)
     interrupted = False
     nemesis: Nemesis | None = None
     recorder = monitor = runner = mesh = proxy = None
-    runtime = _make_runtime(cfg)
+    runtime = _make_runtime(cfg, target, progress)
 
     with _signals(), contextlib.ExitStack() as cleanup:
         try:
+            cleanup.callback(runtime.teardown)  # first in, last out; safe before setup too
             runtime.setup(names, str(run_dir))
-            cleanup.callback(runtime.teardown)
+            code_dir = getattr(getattr(runtime, "procs", None), "code_dir", None)
+            if code_dir and cfg.runtime != "local" and hasattr(target, "code_root"):
+                target.code_root = code_dir  # nodes run the code uploaded to the host
             real = {n: Addr(runtime.host(n), _node_port(runtime, n)) for n in names}
             peer, client_addr, mesh, proxy = _setup_net(cfg, runtime, real)
             if proxy is not None:
                 cleanup.callback(proxy.close)
-            if mesh is not None:
-                cleanup.callback(mesh.teardown)
+            if mesh is not None:  # the mesh deletes its proxies; iptables removes its rules
+                cleanup.callback(getattr(mesh, "teardown", None) or mesh.heal)
             node_cfgs = {
                 n: NodeConfig(name=n, listen=Addr(_listen_host(runtime), real[n].port),
                               peers={p: peer(n, p) for p in names if p != n},
@@ -326,37 +365,46 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
 
 
 def _node_port(runtime: Any, node: str) -> int:
-    port = getattr(runtime, "node_port", None)
-    if callable(port):
-        return int(port(node))
+    if runtime.name != "local":
+        return REMOTE_NODE_PORT
     from chaos.runtime.local import free_port
 
     return free_port()
 
 
 def _listen_host(runtime: Any) -> str:
-    return getattr(runtime, "listen_host", "127.0.0.1")
+    return "127.0.0.1" if runtime.name == "local" else "0.0.0.0"
 
 
 def _setup_net(cfg: RunConfig, runtime: Any, real: dict[str, Addr]):
-    """The network layer: the proxy mesh when any fault needs it, else direct addresses."""
+    """The network layer: (peer_addr, client_addr, fault backend, proxy client to close).
+
+    No partition/latency in the schedule: direct addresses, nothing in between. Else the
+    Toxiproxy mesh (the embedded server locally, or in its own container with --runtime
+    docker; a real Toxiproxy when TOXIPROXY_URL answers), or iptables rules in the nodes.
+    """
+    direct = (lambda src, dst: real[dst]), (lambda dst: real[dst])
     needs_net = any(s.kind in ("partition", "latency") for s in cfg.schedule or [])
     if not needs_net:
-        return (lambda src, dst: real[dst]), (lambda dst: real[dst]), None, None
-    setup = getattr(runtime, "setup_net", None)
-    if callable(setup):  # container runtimes bring their own (proxy container or iptables)
-        mesh = setup(real)
-        return mesh.peer_addr, mesh.client_addr, mesh, None
-    from chaos.net.client import connect_or_start
+        return (*direct, None, None)
+    if cfg.net == "iptables":
+        from chaos.net.iptables import IptablesNet
+
+        return (*direct, IptablesNet.for_runtime(runtime), None)
+    from chaos.net.client import ProxyClient, connect_or_start
     from chaos.net.mesh import Mesh
 
-    try:
-        proxy = connect_or_start()
-    except ChaosError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise SetupError(f"cannot start the embedded Toxiproxy server: {exc}") from exc
-    mesh = Mesh(proxy, real)
+    if runtime.name == "docker":
+        proxy = ProxyClient(runtime.start_proxy_container())
+        mesh = Mesh(proxy, real, listen_host="0.0.0.0", advertise_host=runtime.host("proxy"))
+    else:
+        try:
+            proxy = connect_or_start()
+        except ChaosError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SetupError(f"cannot start the embedded Toxiproxy server: {exc}") from exc
+        mesh = Mesh(proxy, real)
     try:
         mesh.setup()
     except Exception:

@@ -86,4 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("chaos: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: show it, exit "crashed"
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"chaos: internal error: {type(exc).__name__}: {exc} (please report this)",
+                   err=True)
+        sys.exit(ExitCode.SETUP)
     sys.exit(int(rv) if isinstance(rv, int) else 0)

@@ -18,6 +18,8 @@ from chaos.schedule import SHAPES, parse_nemeses
               help="Target option, e.g. -O replication=async -O failover=naive.")
 @click.option("--workload", default="register", show_default=True, help="register | set")
 @click.option("--runtime", default="local", show_default=True, help="local | docker | ssh")
+@click.option("--net", "net", default="auto", show_default=True,
+              help="Network fault backend: proxy (Toxiproxy mesh) | iptables | auto.")
 @click.option("--nodes", default=3, show_default=True, type=int, help="Cluster size.")
 @click.option("--nemesis", default="partition", show_default=True,
               help="partition|latency|kill|pause|all|none, or a comma list.")
@@ -44,7 +46,7 @@ from chaos.schedule import SHAPES, parse_nemeses
 @click.option("--ssh-key", type=click.Path(), default=None, help="ssh runtime: private key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
-def run(target, options, workload, runtime, nodes, nemesis, nemesis_interval, partition_shape,
+def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interval, partition_shape,
         latency_ms, time_limit, concurrency, rate, seed, store_dir, quiesce, op_timeout, replay,
         nodes_file, ssh_user, ssh_key, as_json, quiet):
     """Run a test and check it. Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input."""
@@ -71,7 +73,7 @@ def run(target, options, workload, runtime, nodes, nemesis, nemesis_interval, pa
             partition_shape=partition_shape, latency_ms=latency_ms, time_limit=time_limit,
             concurrency=concurrency, rate=(rate or None), store=store_dir, quiesce=quiesce,
             op_timeout=op_timeout, seed=seed if seed is not None else random.randrange(2**31),
-            runtime_options=runtime_options)
+            runtime_options=runtime_options, net=net)
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
     progress = Progress(cfg.time_limit, enabled=not quiet and not as_json)

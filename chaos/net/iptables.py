@@ -97,18 +97,35 @@ class IptablesNet:
             self._apply(dst, [src])
             self.cuts.add((src, dst))
 
-    def partition(self, groups: list[list[str]]) -> None:
-        """Heal, then cut every link between nodes of different groups (both directions)."""
+    def partition(self, groups: list[list[str]]) -> dict:
+        """Heal, then cut every pair of nodes that no group holds together (both directions).
+
+        Groups may overlap (bridge, majorities-ring), as in the proxy mesh: two nodes keep
+        talking exactly when some group contains both.
+        """
         for group in groups:
             for node in group:
                 self._check_node(node)
         self.heal()
-        side = {n: i for i, group in enumerate(groups) for n in group}
-        wanted: dict[str, list[str]] = {n: [] for n in side}
-        for dst, i in side.items():
-            wanted[dst] = [src for src, j in side.items() if j != i]
+        members = sorted({n for g in groups for n in g})
+        together = {(a, b) for g in groups for a in g for b in g}
+        wanted: dict[str, list[str]] = {
+            dst: [src for src in members if src != dst and (src, dst) not in together]
+            for dst in members}
         parallel(lambda dst: self._apply(dst, wanted[dst]), [d for d in wanted if wanted[d]])
         self.cuts = {(src, dst) for dst, srcs in wanted.items() for src in srcs}
+        return {"cut": sorted([list(c) for c in self.cuts])}
+
+    def shape(self, name: str, rng, leader: str | None = None) -> list[list[str]]:
+        """Groups for a named partition shape (the same shapes as the proxy mesh)."""
+        from chaos.net.mesh import partition_shape
+
+        return partition_shape(list(self.hosts), name, rng, leader)
+
+    def latency(self, links, ms: int, jitter_ms: int = 0) -> dict:
+        """Not possible with iptables alone (tc netem is not available): use the proxy mesh."""
+        raise SetupError("latency faults need the proxy mesh (--net proxy); the iptables "
+                         "backend only cuts links")
 
     def isolate(self, node: str) -> None:
         """Partition `node` from all the others."""
@@ -125,7 +142,7 @@ class IptablesNet:
             raise SetupError(f"iptables -S on {node} failed: {(res.err or res.out).strip()[:200]}")
         return [line for line in res.out.splitlines() if re.search(self._pattern(), line)]
 
-    def heal(self) -> None:
+    def heal(self) -> dict:
         """Delete every INPUT rule with our comment on every node (ours only; idempotent)."""
         script = heal_script(self._pattern())
 
@@ -133,6 +150,7 @@ class IptablesNet:
             heal_result(node, self._run(node, script, timeout=30))
         parallel(one, list(self.hosts))
         self.cuts = set()
+        return {"heal": True}
 
     def verify(self) -> list[str]:
         """Problems found comparing the rules on the nodes with the cuts we made ([] = verified)."""

@@ -48,6 +48,43 @@ def _bisect(nodes: list[str]) -> list[list[str]]:
     return [nodes[:half], nodes[half:]]
 
 
+def partition_shape(nodes: list[str], name: str, rng: random.Random,
+                    leader: str | None = None) -> list[list[str]]:
+    """Groups for a named partition shape (pass them to a backend's `partition`).
+
+    halves: [first n//2, rest] in name order; random-halves: the same after a shuffle;
+    isolate-one: a random node alone; isolate-leader: `leader` alone; bridge: two halves
+    sharing one node; majorities-ring: nodes on a shuffled ring, each linked to its
+    neighbours within distance k = ceil((n//2)/2), returned as 2-node groups (edges): each
+    node sees a majority (exactly one for n = 4, 5), and no two see the same one.
+    """
+    nodes = sorted(nodes, key=_natural)
+    if name == "halves":
+        return _bisect(nodes)
+    if name == "random-halves":
+        rng.shuffle(nodes)
+        return _bisect(nodes)
+    if name == "isolate-one":
+        lone = rng.choice(nodes)
+        return [[lone], [n for n in nodes if n != lone]]
+    if name == "isolate-leader":
+        if leader is None:
+            raise BadInput("shape isolate-leader needs the current leader")
+        return [[leader], [n for n in nodes if n != leader]]
+    if name == "bridge":
+        rng.shuffle(nodes)
+        half = len(nodes) // 2
+        return [nodes[: half + 1], nodes[half:]]
+    if name == "majorities-ring":
+        rng.shuffle(nodes)
+        n = len(nodes)
+        k = -(-(n // 2) // 2)
+        edges = {tuple(sorted((nodes[i], nodes[(i + d) % n]), key=_natural))
+                 for i in range(n) for d in range(1, k + 1) if nodes[i] != nodes[(i + d) % n]}
+        return [list(e) for e in sorted(edges, key=lambda e: (_natural(e[0]), _natural(e[1])))]
+    raise BadInput(f"unknown partition shape {name!r} (one of: {', '.join(SHAPES)})")
+
+
 class Mesh:
     """A proxy per directed link between `nodes` (name -> the node's real address)."""
 
@@ -145,40 +182,10 @@ class Mesh:
     # -- faults -----------------------------------------------------------------------------
 
     def shape(self, name: str, rng: random.Random, leader: str | None = None) -> list[list[str]]:
-        """Groups for a named partition shape (pass them to `partition`).
-
-        halves: [first n//2, rest] in name order; random-halves: the same after a shuffle;
-        isolate-one: a random node alone; isolate-leader: `leader` alone; bridge: two halves
-        sharing one node; majorities-ring: nodes on a shuffled ring, each linked to its
-        neighbours within distance k = ceil((n//2)/2), returned as 2-node groups (edges): each
-        node sees a majority (exactly one for n = 4, 5), and no two see the same one.
-        """
-        nodes = list(self.nodes)
-        if name == "halves":
-            return _bisect(nodes)
-        if name == "random-halves":
-            rng.shuffle(nodes)
-            return _bisect(nodes)
-        if name == "isolate-one":
-            lone = rng.choice(nodes)
-            return [[lone], [n for n in nodes if n != lone]]
-        if name == "isolate-leader":
-            if leader is None:
-                raise BadInput("shape isolate-leader needs the current leader")
+        """Groups for a named partition shape (see `partition_shape`)."""
+        if leader is not None:
             self._check_node(leader)
-            return [[leader], [n for n in nodes if n != leader]]
-        if name == "bridge":
-            rng.shuffle(nodes)
-            half = len(nodes) // 2
-            return [nodes[: half + 1], nodes[half:]]
-        if name == "majorities-ring":
-            rng.shuffle(nodes)
-            n = len(nodes)
-            k = -(-(n // 2) // 2)
-            edges = {tuple(sorted((nodes[i], nodes[(i + d) % n]), key=_natural))
-                     for i in range(n) for d in range(1, k + 1) if nodes[i] != nodes[(i + d) % n]}
-            return [list(e) for e in sorted(edges, key=lambda e: (_natural(e[0]), _natural(e[1])))]
-        raise BadInput(f"unknown partition shape {name!r} (one of: {', '.join(SHAPES)})")
+        return partition_shape(list(self.nodes), name, rng, leader)
 
     def partition(self, groups: list[list[str]], mode: str = "refuse") -> dict[str, Any]:
         """Cut every node link whose ends share no group, both ways; replaces any partition."""
