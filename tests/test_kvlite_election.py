@@ -16,6 +16,7 @@ def make_node(tmp_path, entries_terms=(1, 1, 2)):
     for t in entries_terms:
         node.append_local({"t": t, "k": "k", "v": t})
     node.set_term(max(entries_terms), None)
+    node.started_at -= 1.0          # started long ago (see test_a_restarted_node_waits)
     return node
 
 
@@ -56,5 +57,16 @@ def test_naive_nodes_never_vote(tmp_path):
         n = Node("n1", {"n2": ("127.0.0.1", 9)}, str(tmp_path), Options(failover="naive"))
         n.start()
         assert not vote(n, 5, "n2", 10, 5)["granted"]
+        n.stop()
+    asyncio.run(scenario())
+
+
+def test_a_restarted_node_waits_an_election_timeout_before_voting(tmp_path):
+    async def scenario():
+        n = make_node(tmp_path)
+        n.started_at = time.monotonic()     # just (re)started: maybe a leader's lease rests on us
+        assert not vote(n, 5, "n3", 10, 5)["granted"]
+        n.started_at -= 0.31
+        assert vote(n, 5, "n3", 10, 5)["granted"]
         n.stop()
     asyncio.run(scenario())

@@ -10,9 +10,11 @@ Every node runs `watch(node)`: a ticker at the heartbeat interval.
             hears of the new one, then discards its unreplicated entries.
 - majority: Raft-style. Randomized election timeout, terms persisted before use, votes only
             for a log at least as up to date as ours, and at most one vote per term. A
-            follower that heard from a leader within the election timeout refuses votes
-            (this is what makes the leader's read lease safe). A leader that has not heard
-            from a majority for an election timeout steps down.
+            follower that heard from a leader within the election timeout refuses votes,
+            and so does a node for an election timeout after it starts (it may have heard
+            from a leader just before it crashed): this is what makes the leader's read
+            lease safe. A leader that has not heard from a majority for an election
+            timeout steps down.
 """
 from __future__ import annotations
 
@@ -154,6 +156,8 @@ def handle_vote(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
         return deny                    # our lease is live: nobody else may lead yet
     if node.role == "follower" and node.leader is not None and now - node.last_heard < node.opts.et:
         return deny                    # we heard from a live leader recently
+    if now - node.started_at < node.opts.et:
+        return deny                    # we may have heard from a live leader just before a crash
     if term > node.term:
         if node.role != "follower":
             node.become_follower(term, None)

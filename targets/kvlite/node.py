@@ -75,6 +75,7 @@ class Node:
         self.commit_index = 0
         self.applied_index = 0
         self.last_heard = time.monotonic()
+        self.started_at = time.monotonic()
         self.waiters: dict[int, list[asyncio.Future[None]]] = {}
         self.replicators: dict[str, replication.Replicator] = {}
         self.sync_follower: str | None = None
