@@ -233,9 +233,9 @@ class Node:
         index = min(index, self.log.last_index)
         if index <= self.commit_index:
             return
-        st = self.state
-        for e in self.log.entries_from(self.applied_index + 1)[:index - self.applied_index]:
-            apply_entry(st, e)
+        st, entries, base = self.state, self.log.entries, self.log.snapshot_index + 1
+        for i in range(self.applied_index + 1 - base, index + 1 - base):
+            apply_entry(st, entries[i])
         old, self.commit_index = self.commit_index, index
         self.applied_index = index
         if self.waiters:
