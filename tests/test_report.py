@@ -153,6 +153,20 @@ def test_fault_windows_pair_starts_with_stops():
     assert ws[0].detail == "n1 | n2,n3" and ws[1].detail == "n3"
 
 
+def test_fault_detail_from_the_completion_and_unverified_flagged():
+    """chaos.nemesis resolves "leader" to a node in the completion; that is what a person needs."""
+    ops = [{"process": "nemesis", "type": "invoke", "f": "kill", "value": {"node": "leader"}},
+           {"process": "nemesis", "type": "ok", "f": "kill",
+            "value": {"node": "n3", "chosen": "leader", "verified": False}},
+           {"process": "nemesis", "type": "invoke", "f": "start-latency",
+            "value": {"ms": 200, "jitter_ms": 50}},
+           {"process": "nemesis", "type": "ok", "f": "start-latency",
+            "value": {"ms": 200, "jitter_ms": 50, "did": {"links": 6}, "verified": True}}]
+    kill, lat = fault_windows(History.from_ops(ops))
+    assert (kill.detail, kill.outcome) == ("n3", "ok (not verified)")
+    assert (lat.detail, lat.outcome, lat.end) == ("200±50 ms", "ok", None)
+
+
 def test_heal_closes_partition_and_failed_start_opens_nothing():
     ops = [
         {"process": "nemesis", "type": "invoke", "f": "start-partition", "value": None, "time": 1},

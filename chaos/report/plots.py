@@ -139,6 +139,9 @@ def _shade_faults(ax: Any, windows: Sequence[FaultWindow], end_s: float, label: 
     kinds: list[str] = []
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     lanes: dict[str, int] = {}
+    free_at: dict[int, float] = {}  # label row -> x where the previous label there ends
+    lo, hi = ax.get_xlim() if ax.has_data() else (0.0, end_s)
+    span = max(end_s, hi - lo, 1e-9)
     for w in windows:
         start = w.start / 1e9
         end = (w.end / 1e9) if w.end is not None else end_s
@@ -146,10 +149,14 @@ def _shade_faults(ax: Any, windows: Sequence[FaultWindow], end_s: float, label: 
         ax.axvspan(start, max(end, start), color=color, alpha=0.16, lw=0, zorder=0)
         if w.kind not in kinds:
             kinds.append(w.kind)
-        lane = lanes.setdefault(w.kind, len(lanes))
+        lane = lanes.setdefault(w.kind, len(lanes)) % 4
         if label and len(windows) <= MAX_WINDOW_LABELS:
             text = w.kind + (f": {w.detail}" if w.detail else "")
-            ax.text(start, 0.98 - 0.07 * (lane % 4), " " + text, transform=trans, fontsize=7,
+            text += " (not verified)" if "not verified" in w.outcome else ""
+            if start < free_at.get(lane, -np.inf):
+                continue  # it would print over the previous label in its row
+            free_at[lane] = start + span * 0.0062 * (len(text) + 2)  # ~7 pt chars on 12 in
+            ax.text(start, 0.98 - 0.07 * lane, " " + text, transform=trans, fontsize=7,
                     color=color, va="top", ha="left", clip_on=True, zorder=5,
                     fontweight="bold",
                     bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1})

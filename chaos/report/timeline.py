@@ -32,7 +32,8 @@ class FaultWindow:
     detail: str
     start_index: int
     stop_index: int | None = None
-    outcome: str = "ok"  # the start op's completion type; "info" means it may not have applied
+    outcome: str = "ok"  # start op's completion type ("info": may not have applied), and
+    #                      " (not verified)" when the nemesis could not confirm it took effect
 
 
 @dataclass
@@ -74,21 +75,37 @@ def fault_kind(f: str) -> tuple[str, str] | None:
     return None
 
 
-def describe_value(value: Any, node: Any = None, limit: int = 60) -> str:
-    """A short readable form of a nemesis value: "n1 | n2,n3" for a partition, else compact JSON."""
-    v = value
-    if isinstance(v, dict) and len(v) == 1:
-        v = next(iter(v.values()))
+def _join(v: Any) -> str:
     if isinstance(v, list) and v and all(isinstance(g, list) for g in v):
-        text = " | ".join(",".join(map(str, g)) for g in v)
-    elif isinstance(v, list):
-        text = ",".join(map(str, v))
-    elif v is None:
-        text = str(node) if node is not None else ""
-    elif isinstance(v, str):
-        text = v
-    else:
-        text = json.dumps(v, default=str, separators=(",", ":"))
+        return " | ".join(",".join(map(str, g)) for g in v)
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
+
+
+def describe_value(value: Any, node: Any = None, limit: int = 60) -> str:
+    """What a fault did, short: "n1 | n2,n3" (partition), "n3" (kill), "200±50 ms" (latency).
+
+    Reads the fields `chaos.nemesis` records (partition, node(s), ms/jitter_ms, shape) and
+    falls back to compact JSON without the bulky "did"/"verified" bookkeeping.
+    """
+    v = value
+    text = None
+    if isinstance(v, dict):
+        for key in ("partition", "nodes", "node", "links"):
+            if v.get(key) not in (None, [], {}, ""):
+                text = _join(v[key])
+                break
+        else:
+            ms = v.get("ms", v.get("latency_ms"))
+            if ms is not None:
+                jitter = v.get("jitter_ms")
+                text = f"{ms}±{jitter} ms" if jitter else f"{ms} ms"
+            else:
+                rest = {k: x for k, x in v.items() if k not in ("did", "verified", "problems")}
+                v = next(iter(rest.values())) if len(rest) == 1 else (rest or None)
+    if text is None:
+        text = (str(node) if node is not None else "") if v is None else _join(v)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -110,9 +127,13 @@ def fault_windows(history: History) -> list[FaultWindow]:
         if what == "open":
             if row.type == "fail":
                 continue
+            done = row.result if isinstance(row.result, dict) and row.result else None
+            outcome = str(row.type)
+            if done is not None and done.get("verified") is False:
+                outcome += " (not verified)"
             w = FaultWindow(kind=k, start=int(row.invoke_time), end=None,
-                            detail=describe_value(row.value, row.node),
-                            start_index=int(row.invoke_index), outcome=str(row.type))
+                            detail=describe_value(done or row.value, row.node),
+                            start_index=int(row.invoke_index), outcome=outcome)
             windows.append(w)
             open_by_kind.setdefault(k, []).append(w)
         else:
