@@ -70,3 +70,30 @@ def test_a_restarted_node_waits_an_election_timeout_before_voting(tmp_path):
         assert vote(n, 5, "n3", 10, 5)["granted"]
         n.stop()
     asyncio.run(scenario())
+
+
+def test_discarding_entries_rebuilds_both_views(tmp_path):
+    """A deposed naive leader's applied-but-unreplicated entries disappear from its state."""
+    async def scenario():
+        n = Node("n1", {}, str(tmp_path), Options(failover="naive", initial_leader="n1"))
+        n.start()
+        for i in range(3):
+            n.append_local({"t": 1, "k": "s", "a": i})
+        await n.log.durable()
+        n.update_commit()
+        assert n.take_snapshot() == 3 and n.log.snapshot_index == 3
+        n.append_local({"t": 1, "k": "s", "a": 3})
+        n.append_local({"t": 1, "k": "s", "a": 4})
+        n.append_local({"t": 1, "k": "r", "v": "x"})
+        await n.log.durable()
+        n.update_commit()
+        assert n.commit_index == 6 and n.state["r"] == "x"
+        n.truncate(4, "test")
+        assert n.state == {"s": {0, 1, 2, 3}} and n.head == {"s": {0, 1, 2, 3}}
+        assert n.commit_index == 4 and n.discarded == 2 and n.log.last_index == 4
+        n.stop()
+        again = Node("n1", {}, str(tmp_path), Options(failover="naive", initial_leader="n1"))
+        again.start()
+        assert again.state == {"s": {0, 1, 2, 3}} and again.role == "leader"   # it led: resumes
+        again.stop()
+    asyncio.run(scenario())

@@ -260,6 +260,8 @@ class Node:
 
     def truncate(self, index: int, why: str) -> None:
         """Discard entries after `index` and rebuild both views (never silent)."""
+        if index < self.log.snapshot_index:
+            return self.reset_storage(f"{why} (below our snapshot at {self.log.snapshot_index})")
         dropped = self.log.truncate_after(index)
         if not dropped:
             return

@@ -112,12 +112,16 @@ class Cluster:
         self.forwarders: dict[tuple[str, str], Forwarder] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        if mesh:
-            self._start_mesh()
-        for name in (self.names if start is None else start):
-            self.start(name)
-        for name in (self.names if start is None else start):
-            self.wait_up(name)
+        try:
+            if mesh:
+                self._start_mesh()
+            for name in (self.names if start is None else start):
+                self.start(name)
+            for name in (self.names if start is None else start):
+                self.wait_up(name)
+        except BaseException:
+            self.close()            # nothing started may outlive a failed start-up
+            raise
 
     # --- mesh ---------------------------------------------------------------------------
 
