@@ -1,0 +1,91 @@
+"""The kvlite acceptance matrix on the docker runtime, and cleanup after a SIGKILLed controller.
+
+Runs whenever a Docker engine answers (as in CI). The first test on a fresh machine builds
+the node image (about 2 minutes); later runs reuse it by content hash.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.runhelp import REPO, anomaly_kinds, chaos, run_json
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+COMMON = ["--runtime", "docker", "--time-limit", "15", "--nemesis-interval", "3", "--seed", "11",
+          "--quiesce", "2"]
+
+
+def _run(tmp_path, *args):
+    return run_json("--store", str(tmp_path / "store"), *COMMON, *args, timeout=600)
+
+
+def _leftovers() -> list[str]:
+    import docker
+
+    client = docker.from_env()
+    found = [c.name for c in client.containers.list(all=True, filters={"label": "chaos.test"})]
+    found += [n.name for n in client.networks.list(filters={"label": "chaos.test"})]
+    client.close()
+    return found
+
+
+@pytest.mark.parametrize("nemesis, net", [("partition", "proxy"), ("kill", "proxy"),
+                                          ("partition", "iptables")])
+def test_async_naive_loses_writes_and_splits_brain(tmp_path, nemesis, net):
+    code, doc = _run(tmp_path, "--workload", "set", "--nemesis", nemesis, "--net", net,
+                     "-O", "replication=async", "-O", "failover=naive")
+    assert code == 1, doc
+    assert "lost-write" in anomaly_kinds(doc, "lost-writes")
+    assert anomaly_kinds(doc, "dual-leaders") & {"same-term-leaders", "split-brain-writes"}
+
+
+def test_async_reads_from_any_node_are_stale_under_latency(tmp_path):
+    code, doc = _run(tmp_path, "--workload", "register", "--nemesis", "latency",
+                     "-O", "replication=async", "-O", "read_from=any")
+    assert code == 1, doc
+    assert "stale-read" in anomaly_kinds(doc, "stale-reads")
+
+
+def test_quorum_majority_leader_reads_are_valid_under_all_faults(tmp_path):
+    code, doc = _run(tmp_path, "--workload", "register", "--nemesis", "all", "--time-limit", "24",
+                     "-O", "replication=quorum", "-O", "failover=majority", "-O", "read_from=leader")
+    assert code == 0, doc
+    assert doc["valid"] is True and not doc["unverified_faults"]
+
+
+def test_sigkilled_controller_then_chaos_down_leaves_nothing(tmp_path):
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chaos", "run", "--runtime", "docker", "--net", "iptables",
+         "--workload", "set", "--nemesis", "partition", "--nemesis-interval", "2",
+         "--time-limit", "60", "--store", str(store), "--quiet"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        started = False
+        while time.monotonic() < deadline and not started:
+            for h in store.glob("*/*/history.jsonl"):
+                started = started or '"type":"ok","f":"start-partition"' in h.read_text()
+            time.sleep(0.2)
+        assert started, "the partition never started"
+        assert _leftovers(), "expected the test's containers to be running"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert _leftovers(), "containers should outlive a SIGKILLed controller"
+    res = chaos("down", timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert _leftovers() == []
+    # What was recorded before the kill is still readable.
+    history = next(h for h in store.glob("*/*/history.jsonl") if "latest" not in h.parts)
+    out = chaos("analyze", str(history), "--json")
+    assert out.returncode in (0, 1, 2), out.stderr
+    assert json.loads(out.stdout)["valid"] in (True, False, "unknown")
