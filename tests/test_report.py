@@ -315,7 +315,8 @@ def test_junit_failures_errors_and_passes(tmp_path):
     res = results_invalid(h)
     res["results"]["linearizable"] = CheckResult("linearizable", "unknown",
                                                  warnings=["key k1 undecided in budget"])
-    root = ET.parse(write_junit(res, tmp_path / "j" / "junit.xml", suite_name="kvlite-async")).getroot()
+    path = write_junit(res, tmp_path / "j" / "junit.xml", suite_name="kvlite-async")
+    root = ET.parse(path).getroot()
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "kvlite-async"
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
@@ -323,7 +324,8 @@ def test_junit_failures_errors_and_passes(tmp_path):
     fail = cases["set"].find("failure")
     assert fail is not None and fail.get("message").startswith("1 anomaly: write")
     assert "lost-write" in fail.text
-    assert cases["stale-reads"].find("failure") is None and cases["stale-reads"].find("error") is None
+    assert cases["stale-reads"].find("failure") is None
+    assert cases["stale-reads"].find("error") is None
     err = cases["linearizable"].find("error")
     assert err is not None and "undecided" in err.get("message") and "k1" in err.get("message")
 
@@ -417,8 +419,9 @@ def test_cli_bad_input_exit_4(tmp_path, capsys, setup, needle):
     elif setup == "bad-results":
         (d / "results.json").write_text("{not json")
     elif setup == "bad-history":
-        (d / "history.jsonl").write_text('{"index": 0, "time": 0, "process": 0, "type": "invoke", "f": "read"}\n'
-                                         'garbage\n{"index": 1}\n')
+        (d / "history.jsonl").write_text(
+            '{"index": 0, "time": 0, "process": 0, "type": "invoke", "f": "read"}\n'
+            'garbage\n{"index": 1}\n')
     extra = []
     if setup == "unwritable-out":
         (tmp_path / "afile").write_text("x")

@@ -147,19 +147,17 @@ def _history_summary(history: History, ops: ClientOps) -> dict[str, Any]:
             "warnings": list(history.warnings)}
 
 
-def build_context(history: History, results: Mapping[str, Any] | None, *,
-                  config: Mapping[str, Any] | None = None,
-                  title: str | None = None) -> dict[str, Any]:
-    """Everything the template shows, plots included (the slow part: three PNGs)."""
-    res = normalize_results(results)
-    ops = ClientOps.from_history(history)
-    windows = fault_windows(history)
-    runs = role_runs(history, end_time=int(ops.end_s * 1e9))
-    overlaps = leader_overlaps(runs)
-    lookup = _OpLookup(history)
+def _checker_views(res: dict[str, Any], lookup: _OpLookup
+                   ) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]]]:
+    """Per-checker template data, and the anomaly marks for the plots.
 
+    Anomalies are numbered A1, A2, ... across all checkers, so a label on a plot finds its
+    row in the tables. Only the first MAX_ANOMALIES_SHOWN per checker are listed; every one
+    is marked on the plots.
+    """
     marks: list[tuple[int, str, str]] = []
-    checkers, n_anomalies, n_warnings, number = [], 0, 0, 0
+    checkers: list[dict[str, Any]] = []
+    number = 0
     for name, r in res["results"].items():
         shown = []
         for a in r["anomalies"]:
@@ -167,10 +165,6 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
             label = f"A{number}"
             if a["time"] is not None:
                 marks.append((a["time"], label, a["severity"]))
-            if a["severity"] == "anomaly":
-                n_anomalies += 1
-            else:
-                n_warnings += 1
             if len(shown) < MAX_ANOMALIES_SHOWN:
                 idxs = a["ops"][:MAX_OPS_PER_ANOMALY]
                 shown.append({**a, "label": label, "time_s": _secs(a["time"]),
@@ -185,6 +179,22 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
                          "anomalies_omitted": len(r["anomalies"]) - len(shown),
                          "anomaly_count": sum(a["severity"] == "anomaly" for a in r["anomalies"]),
                          "warning_count": sum(a["severity"] == "warning" for a in r["anomalies"])})
+    return checkers, marks
+
+
+def build_context(history: History, results: Mapping[str, Any] | None, *,
+                  config: Mapping[str, Any] | None = None,
+                  title: str | None = None) -> dict[str, Any]:
+    """Everything the template shows, plots included (the slow part: three PNGs)."""
+    res = normalize_results(results)
+    ops = ClientOps.from_history(history)
+    windows = fault_windows(history)
+    runs = role_runs(history, end_time=int(ops.end_s * 1e9))
+    overlaps = leader_overlaps(runs)
+
+    checkers, marks = _checker_views(res, _OpLookup(history))
+    n_anomalies = sum(c["anomaly_count"] for c in checkers)
+    n_warnings = sum(c["warning_count"] for c in checkers)
 
     sampled = (f" {MAX_POINTS:,} of {len(ops):,} shown: every fail/info, a sample of ok."
                if len(ops) > MAX_POINTS else "")
@@ -192,8 +202,9 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
         {"title": "Latency", "uri": data_uri(latency_png(ops, windows, marks)),
          "alt": "latency of client operations over time",
          "caption": "Each point is one client operation at its invoke time; colour is the "
-                    "outcome, marker shape the operation. Shaded spans are faults, dashed "
-                    "lines anomalies (numbered as in the tables below)." + sampled},
+                    "outcome, marker shape the operation. Shaded spans are faults; dashed "
+                    "lines are anomalies (numbered as in the tables below), or ticks along "
+                    "the top edge when there are many." + sampled},
         {"title": "Throughput", "uri": data_uri(throughput_png(ops, windows, marks)),
          "alt": "completions per second over time by outcome",
          "caption": "Completions per time bin, by outcome, over every operation."},
@@ -208,7 +219,8 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
     return {
         "title": title or (f"chaos report: {history.source}" if history.source else "chaos report"),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "verdict": verdict, "notes": res["notes"], "anomaly_count": n_anomalies, "warning_count": n_warnings,
+        "verdict": verdict, "notes": res["notes"],
+        "anomaly_count": n_anomalies, "warning_count": n_warnings,
         "config_rows": _config_rows(config),
         "config_json": json.dumps(config, indent=2, default=str, sort_keys=True) if config else "",
         "history": _history_summary(history, ops),

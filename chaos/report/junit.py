@@ -31,7 +31,8 @@ def _anomaly_line(a: dict[str, Any]) -> str:
     if a["time"] is not None:
         where.append(f"t={a['time'] / 1e9:.3f}s")
     if a["ops"]:
-        where.append("ops=" + ",".join(map(str, a["ops"][:10])) + ("…" if len(a["ops"]) > 10 else ""))
+        more = "…" if len(a["ops"]) > 10 else ""
+        where.append("ops=" + ",".join(map(str, a["ops"][:10])) + more)
     line = f"[{a['kind']}] {a['message']}" + (f" ({' '.join(where)})" if where else "")
     if a["explanation"]:
         line += "\n    " + str(a["explanation"]).replace("\n", "\n    ")

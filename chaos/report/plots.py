@@ -225,8 +225,9 @@ def _plain_log_axis(ax: Any, y: np.ndarray) -> None:
 
 
 def latency_png(ops: ClientOps, windows: Sequence[FaultWindow],
-                anomalies: Sequence[tuple[int, str, str]], *, max_points: int = MAX_POINTS) -> bytes:
-    """Latency (ms, log scale) of every client op at its invoke time; colour = outcome, marker = f."""
+                anomalies: Sequence[tuple[int, str, str]], *,
+                max_points: int = MAX_POINTS) -> bytes:
+    """Latency (ms, log scale) of each client op at its invoke time; colour: outcome, marker: f."""
     fig = Figure(figsize=(WIDTH_IN, 4.2))
     ax = fig.add_subplot()
     idx = sample_indexes(ops.type, max_points)
