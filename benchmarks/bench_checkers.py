@@ -138,7 +138,8 @@ def register_history(n_ops: int, seed: int = 1, stale: float = 0.0) -> History:
     all_inv = np.concatenate([inv, m_inv])
     order = np.argsort(all_inv, kind="stable")
     n = n_ops
-    cat = lambda a, b: np.concatenate([np.asarray(a, dtype=object), np.asarray(b, dtype=object)])[order]  # noqa: E731
+    def cat(a: object, b: object) -> np.ndarray:
+        return np.concatenate([np.asarray(a, dtype=object), np.asarray(b, dtype=object)])[order]
     cols = {
         "process": cat((np.arange(n_cli) % 10).tolist(), ["monitor"] * n_mon),
         "f": cat(f, ["status"] * n_mon), "key": cat(key.astype(str).tolist(), [None] * n_mon),

@@ -1,4 +1,4 @@
-"""Explanations: faults active or just ended, leaders per partition side, where a write was acked."""
+"""Explanations: faults active or just ended, leaders per partition side, where acked."""
 from __future__ import annotations
 
 import time

@@ -113,7 +113,9 @@ class SegmentedTimes:
 
     def __init__(self, seg: np.ndarray, times: np.ndarray, n_segments: int | None = None):
         seg = seg.astype(np.int64)
-        self.n_seg = int(n_segments if n_segments is not None else (seg.max() + 1 if len(seg) else 0))
+        if n_segments is None:
+            n_segments = int(seg.max()) + 1 if len(seg) else 0
+        self.n_seg = int(n_segments)
         self.uniq: np.ndarray | None = None
         if len(times):
             lo, hi = int(times.min()), int(times.max())

@@ -108,7 +108,8 @@ class StaleReadsChecker:
         if len(ok_rows) and nr:
             uniq = sorted_unique(w_inv[ok_rows])
             width = len(uniq) + 1
-            code = w_key[ok_rows].astype(np.int64) * width + np.searchsorted(uniq, w_inv[ok_rows], "right")
+            code = (w_key[ok_rows].astype(np.int64) * width
+                    + np.searchsorted(uniq, w_inv[ok_rows], "right"))
             srt = np.argsort(code, kind="stable")
             s_code, s_row = code[srt], ok_rows[srt]
             s_key = w_key[s_row]
