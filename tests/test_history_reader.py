@@ -245,3 +245,23 @@ def test_out_of_range_numbers_and_bom(tmp_path):
         read_history(path)
     path.write_bytes(b"\xef\xbb\xbf" + orjson.dumps(op(0, 0, 0, "invoke", "read")) + b"\r\n")
     assert len(read_history(path).pairs) == 1 and sniff(path.read_bytes().decode())
+
+
+def test_long_whitespace_line_is_blank_too(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(orjson.dumps(op(0, 0, 0, "invoke", "write", 1)) + b"\n      \t \n"
+                     + orjson.dumps(op(1, 1, 0, "ok", "write", 1)) + b"\n"
+                     + orjson.dumps(op(2, 2, 0, "ok", "write", 1)) + b"\n")
+    with pytest.raises(BadInput) as ei:
+        read_history(path)
+    assert ei.value.where == f"{path}:4" and "no open invoke" in str(ei.value)
+
+
+def test_short_and_long_blank_lines_together(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"\n" + orjson.dumps(op(0, 0, 0, "invoke", "write", 1)) + b"\n     \n"
+                     + orjson.dumps(op(1, 1, 0, "ok", "write", 1)) + b"\n"
+                     + orjson.dumps(op(2, 2, 0, "ok", "write", 1)) + b"\n")
+    with pytest.raises(BadInput) as ei:
+        read_history(path)
+    assert ei.value.where == f"{path}:5"

@@ -76,9 +76,11 @@ def parse_jsonl(data: bytes, source: str) -> History:
     tail = lines.pop()
     tail_lineno = len(lines) + 1
     linenos: list[int] | None = None
-    if any(not ln.strip() for ln in lines):  # blank lines are tolerated; keep true line numbers
-        linenos = [i + 1 for i, ln in enumerate(lines) if ln.strip()]
-        lines = [ln for ln in lines if ln.strip()]
+    # Blank lines are tolerated (keeping true line numbers). No op fits in 2 bytes, so a
+    # C-level length scan finds candidates; a longer whitespace-only line is caught below,
+    # when it fails to parse.
+    if lines and min(map(len, lines)) < 3:
+        lines, linenos = _drop_blank(lines)
     if tail.strip():
         try:
             orjson.loads(tail)
@@ -96,12 +98,27 @@ def parse_jsonl(data: bytes, source: str) -> History:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        ops = _loads_lines(lines, linenos, source)
+        try:
+            ops = _loads_lines(lines, linenos, source)
+        except _BlankLine:
+            lines, linenos = _drop_blank(lines, linenos)
+            ops = _loads_lines(lines, linenos, source)
         del lines
         return pair_ops(ops, source, warnings=warnings, linenos=linenos)
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+class _BlankLine(Exception):
+    """A whitespace-only line the quick length scan let through: filter and parse again."""
+
+
+def _drop_blank(lines: list[bytes], linenos: list[int] | None = None
+                ) -> tuple[list[bytes], list[int]]:
+    """The non-blank lines and their 1-based file line numbers (`linenos`: already known)."""
+    keep = [i for i, ln in enumerate(lines) if ln.strip()]
+    return [lines[i] for i in keep], [linenos[i] if linenos else i + 1 for i in keep]
 
 
 def _loads_lines(lines: list[bytes], linenos: list[int] | None, source: str) -> list[Any]:
@@ -118,6 +135,8 @@ def _loads_lines(lines: list[bytes], linenos: list[int] | None, source: str) -> 
         try:
             orjson.loads(ln)
         except orjson.JSONDecodeError as exc:
+            if not ln.strip():
+                raise _BlankLine from None
             lineno = linenos[i] if linenos else i + 1
             raise BadInput(f"bad JSON at column {exc.colno}: {exc.msg}",
                            where=f"{source}:{lineno}") from None
