@@ -79,3 +79,22 @@ def test_many_anomalies_are_explained_quickly():
     explain(h, anomalies)
     assert time.perf_counter() - t0 < 5.0
     assert all(a.explanation for a in anomalies)
+
+
+def test_faults_described_from_what_the_nemesis_recorded():
+    """The nemesis puts what it did in the completion value (chaos.nemesis._op)."""
+    b = HistoryBuilder()
+    b.op("nemesis", "start-partition", 0, MS, value={"shape": "isolate-leader"},
+         result={"shape": "isolate-leader", "partition": [["n2"], ["n1", "n3"]],
+                 "did": ["..."], "verified": True})
+    b.op("nemesis", "kill", 2 * MS, 3 * MS, value={"node": "leader"},
+         result={"node": "n2", "chosen": "leader", "verified": True})
+    b.op("nemesis", "start-latency", 4 * MS, 5 * MS, value={"ms": 200, "jitter_ms": 50},
+         result={"ms": 200, "jitter_ms": 50, "did": [], "verified": True})
+    b.op("nemesis", "pause", 6 * MS, 7 * MS, value=["n3"])
+    a = Anomaly("stale-read", "x", time=6 * MS + MS // 2)  # the history ends at 7 ms
+    explain(b.history(), [a])
+    e = a.explanation
+    assert "partition n2 | n1,n3 active" in e and "kill n2 active" in e
+    assert "latency 200±50 ms active" in e and "pause n3 active" in e
+    assert "did" not in e and "verified" not in e

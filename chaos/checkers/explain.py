@@ -29,13 +29,24 @@ def _sides(value: Any) -> list[list[Any]] | None:
 
 
 def _describe(w: FaultWindow) -> str:
-    sides = _sides(w.value)
+    """A fault in a few words, from the fields the nemesis records: partition groups,
+    node(s), latency ms/jitter_ms; other values are shown compactly, bookkeeping left out."""
+    v = w.value
+    sides = _sides(v)
     if sides is not None:
-        what = "partition " + " | ".join(",".join(map(str, s)) for s in sides)
-    else:
-        shown = "" if w.value is None else f" {w.value!r}"
-        what = w.kind + (shown if len(shown) <= 60 else shown[:57] + "...")
-    return what
+        return "partition " + " | ".join(",".join(map(str, s)) for s in sides)
+    if isinstance(v, dict):
+        nodes = v.get("node", v.get("nodes"))
+        if nodes:
+            return f"{w.kind} {','.join(map(str, nodes)) if isinstance(nodes, list) else nodes}"
+        if "ms" in v:
+            jitter = f"±{v['jitter_ms']}" if v.get("jitter_ms") else ""
+            return f"{w.kind} {v['ms']}{jitter} ms"
+        v = {k: x for k, x in v.items() if k not in ("did", "verified", "chosen")} or None
+    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+        return f"{w.kind} {','.join(v)}"
+    shown = "" if v is None else f" {v!r}"
+    return w.kind + (shown if len(shown) <= 60 else shown[:57] + "...")
 
 
 def _leader_text(iv: LeaderInterval) -> str:

@@ -34,7 +34,9 @@ class FaultWindow:
     kind: str               # "partition", "latency", "kill", "pause", ... (f without start-/stop-)
     start: int
     end: int
-    value: Any              # what the opening op did, e.g. {"partition": [["n1"], ["n2", "n3"]]}
+    value: Any              # what the opening op did: its completion value if it has one (the
+                            # nemesis records there what it did, e.g. {"partition": [["n1"],
+                            # ["n2", "n3"]]} or {"node": "n2"}), else its invoke value
     ops: tuple[int, ...]    # history indexes of the opening (and closing) op lines
     closed: bool            # False when the history ended with the fault still on
 
@@ -89,9 +91,10 @@ def fault_windows(history: History) -> list[FaultWindow]:
             windows.append(FaultWindow(kind, start, max(end, start), value,
                                        tuple(x for x in (i, ci) if x >= 0) + ops, True))
 
-    for f, typ, value, t0, t1, i, ci in zip(
-            nem["f"], nem["type"], nem["value"], nem["invoke_time"], nem["complete_time"],
-            nem["invoke_index"], nem["complete_index"]):
+    for f, typ, asked, did, t0, t1, i, ci in zip(
+            nem["f"], nem["type"], nem["value"], nem["result"], nem["invoke_time"],
+            nem["complete_time"], nem["invoke_index"], nem["complete_index"]):
+        value = did if did is not None else asked
         what = _classify(f)
         if what is None:
             continue
