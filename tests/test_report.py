@@ -267,6 +267,7 @@ def test_nested_run_config_is_shown(tmp_path):
     html = render(make_history(n_client=20), {"valid": True, "results": {}},
                   tmp_path / "r.html", config=cfg).read_text()
     assert "replication=async" in html and "[&#34;partition&#34;, &#34;kill&#34;]" in html
+    assert "<h1>chaos: kvlite, nemesis partition+kill</h1>" in html
 
 
 def test_render_empty_history(tmp_path):

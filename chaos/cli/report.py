@@ -115,7 +115,7 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
         out = out / "report.html"
     try:
         path = render(history, results, out or rundir / "report.html", config=config,
-                      title=title or f"chaos report: {suite}")
+                      title=title or (None if config else f"chaos report: {suite}"))
         click.echo(f"report: {path}")
         if junit is not None:
             click.echo(f"junit: {write_junit(results, junit, suite_name=suite)}")

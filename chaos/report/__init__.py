@@ -117,11 +117,9 @@ def _op_row(index: int, op: dict[str, Any] | None) -> dict[str, str]:
 
 def _config_rows(config: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """The highlighted settings; `chaos run` nests them under "config" (beside versions, argv)."""
+    config = _flat_config(config)
     if not config:
         return []
-    inner = config.get("config")
-    if isinstance(inner, Mapping):
-        config = {**inner, **{k: v for k, v in config.items() if k != "config"}}
     rows, seen = [], set()
     for key, label in CONFIG_KEYS:
         if key in config and label not in seen and config[key] not in (None, {}, []):
@@ -131,6 +129,33 @@ def _config_rows(config: Mapping[str, Any] | None) -> list[tuple[str, str]]:
             rows.append((label, _show(value)))
             seen.add(label)
     return rows
+
+
+def _flat_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """config.json's settings at top level; `chaos run` nests them under "config"."""
+    if not config:
+        return {}
+    inner = config.get("config")
+    if isinstance(inner, Mapping):
+        return {**inner, **{k: v for k, v in config.items() if k != "config"}}
+    return dict(config)
+
+
+def _default_title(history: History, config: Mapping[str, Any] | None) -> str:
+    """"chaos: kvlite, set workload, nemesis partition+kill" from the config, else the file."""
+    cfg = _flat_config(config)
+    if cfg.get("test_name"):
+        return f"chaos: {cfg['test_name']}"
+    if cfg.get("target"):
+        parts = [str(cfg["target"])]
+        if cfg.get("workload"):
+            parts.append(f"{cfg['workload']} workload")
+        nem = cfg.get("nemesis")
+        if nem:
+            parts.append("nemesis " + ("+".join(map(str, nem)) if isinstance(nem, list)
+                                       else str(nem)))
+        return "chaos: " + ", ".join(parts)
+    return f"chaos report: {history.source}" if history.source else "chaos report"
 
 
 def _history_summary(history: History, ops: ClientOps) -> dict[str, Any]:
@@ -217,7 +242,7 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
                                  "spans: two nodes claimed leadership at once."})
     verdict = verdict_word(res["valid"])
     return {
-        "title": title or (f"chaos report: {history.source}" if history.source else "chaos report"),
+        "title": title or _default_title(history, config),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "verdict": verdict, "notes": res["notes"],
         "anomaly_count": n_anomalies, "warning_count": n_warnings,
