@@ -126,7 +126,8 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=1, help="load-generator processes")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    rows = [run_mode(m, a.failover, a.clients, a.seconds, a.fsync, a.procs) for m in a.modes.split(",")]
+    rows = [run_mode(m, a.failover, a.clients, a.seconds, a.fsync, a.procs)
+            for m in a.modes.split(",")]
     if a.json:
         print(json.dumps(rows, indent=1))
         return

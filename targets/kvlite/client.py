@@ -110,7 +110,8 @@ class KvliteClient:
         if c is not None:
             c.close()
 
-    def request(self, name: str, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    def request(self, name: str, msg: dict[str, Any],
+                timeout: float | None = None) -> dict[str, Any]:
         """One raw request to one node (status and admin calls); raises OSError on no answer."""
         try:
             return self._conn(name).request(msg, timeout or self.timeout)

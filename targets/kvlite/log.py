@@ -70,7 +70,7 @@ class DurableLog:
             while pos < len(data):
                 nl = data.find(b"\n", pos)
                 if nl < 0:
-                    problem = problem or f"truncated last entry ({len(data) - pos} bytes, no newline)"
+                    problem = f"truncated last entry ({len(data) - pos} bytes, no newline)"
                     dropped_lines += 1
                     break
                 line = data[pos:nl]

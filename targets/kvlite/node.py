@@ -98,7 +98,8 @@ class Node:
         """Recover from disk and take the initial role."""
         self.log.open()
         if self.log.recovery:
-            self.note(f"log tail damaged at start-up, truncated: {self.log.recovery}", logging.ERROR)
+            self.note(f"log tail damaged at start-up, truncated: {self.log.recovery}",
+                      logging.ERROR)
         meta = self.log.load_meta()
         if meta.get("damaged"):
             self.note("meta.json damaged; starting from term 0", logging.ERROR)
@@ -270,7 +271,8 @@ class Node:
         self.fail_waiters(index, "entry discarded")
         if self.applied_index > index:
             self.state = self.log.snapshot_state_dict()
-            for e in self.log.entries_from(self.log.snapshot_index + 1)[:index - self.log.snapshot_index]:
+            base = self.log.snapshot_index
+            for e in self.log.entries_from(base + 1)[:index - base]:
                 apply_entry(self.state, e)
             self.commit_index = self.applied_index = index
         self.head = copy_state(self.state)
@@ -329,8 +331,9 @@ class Node:
         return {
             "name": self.name, "role": self.role, "term": self.public_term,
             "generation": self.term, "leader": self.leader,
-            "last_index": self.log.last_index, "last_term": self.log.last_term, "commit_index": self.commit_index,
-            "applied_index": self.applied_index, "snapshot_index": self.log.snapshot_index,
+            "last_index": self.log.last_index, "last_term": self.log.last_term,
+            "commit_index": self.commit_index, "applied_index": self.applied_index,
+            "snapshot_index": self.log.snapshot_index,
             "replication": self.opts.replication, "failover": self.opts.failover,
             "read_from": self.opts.read_from, "routing": self.opts.routing,
             "sync_follower": self.sync_follower,

@@ -76,7 +76,8 @@ class PeerLink:
             if not fut.done():
                 fut.set_exception(PeerError(reason))
 
-    async def call(self, msg: dict[str, Any], timeout: float, raw: bytes | None = None) -> dict[str, Any]:
+    async def call(self, msg: dict[str, Any], timeout: float,
+                   raw: bytes | None = None) -> dict[str, Any]:
         """Send a request and await its reply; PeerError on timeout or connection loss.
 
         `raw`, when given, is the already-encoded request line without its id: it must start

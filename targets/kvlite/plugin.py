@@ -53,7 +53,8 @@ class KvliteTarget:
                                          None, int),
         "python": OptionSpec("", "interpreter that runs nodes ('' = this one for local nodes, "
                              "python3 on remote ones)"),
-        "timeout": OptionSpec(1.0, "client timeout per request (s); no answer -> info", None, float),
+        "timeout": OptionSpec(1.0, "client timeout per request (s); no answer -> info",
+                              None, float),
     }
 
     def __init__(self, python: str | None = None, code_root: str | None = None):

@@ -85,7 +85,8 @@ class Replicator:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not silently stop replication
-                logging.getLogger("kvlite").exception("replicator %s crashed; restarting", self.peer)
+                logging.getLogger("kvlite").exception("replicator %s crashed; restarting",
+                                                      self.peer)
                 await asyncio.sleep(node.opts.hb)
                 continue
             if self._failing:

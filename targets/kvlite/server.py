@@ -127,7 +127,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer", action="append", default=[], type=parse_peer,
                    help="NAME=HOST:PORT, how this node reaches a peer (repeat per peer)")
     p.add_argument("--data-dir", required=True, help="log, snapshot, meta and node.log")
-    p.add_argument("--replication", default="async", choices=["async", "sync", "semi-sync", "quorum"])
+    p.add_argument("--replication", default="async",
+                   choices=["async", "sync", "semi-sync", "quorum"])
     p.add_argument("--failover", default="naive", choices=["none", "naive", "majority"])
     p.add_argument("--read-from", default="leader", choices=["leader", "any"])
     p.add_argument("--routing", default="client", choices=["client", "forward"])
