@@ -300,7 +300,8 @@ def throughput_png(ops: ClientOps, windows: Sequence[FaultWindow],
     marked = _mark_anomalies(ax, anomalies, label=False)
     _legend(ax, handles + _context_handles(kinds, marked))
     ax.set_xlim(0, end)
-    ax.set_ylim(bottom=0)
+    top = ax.get_ylim()[1]
+    ax.set_ylim(0, top * 1.12 if top > 0 else 1)  # headroom for fault labels and anomaly ticks
     ax.set_xlabel("time since test start (s)")
     ax.set_ylabel("completions / s")
     unit = f"{width:g} s bins"
