@@ -82,6 +82,13 @@ class Model:
     unobserved(ops) -> set of positions, optional: unknown-outcome ops of one group that can
         be left out because, had they taken effect, nothing could have observed it (kept or
         not, the verdict is the same; leaving them out spares the search a branch each).
+    unknown_effect(inp) -> value, optional: the state an update with unknown outcome leaves
+        when it takes effect (register: the written / swapped-in value). Together with
+    observes(inp, out) -> values or None: the states in which op (inp, out) could tell that
+        value apart (a read of v: {v}; a cas expecting a: {a}; a write: none; None = any),
+        the search tries an unknown update only when some pending op observes its value:
+        taking effect unobserved and then being overwritten is the same as never happening,
+        so an unknown write can always be moved to just before the op that observes it.
     partition(ops) -> {group name: ops}, optional: groups checked independently (each op has
         a `.key`). None = by key, which is P-compositionality for both built-in models (keys
         are independent objects); a model over a whole map would return one group.
@@ -99,6 +106,8 @@ class Model:
     resets: Callable[[Input], bool] = lambda inp: True
     partition: Callable[[Sequence[Any]], Mapping[Any, list[Any]]] | None = None
     unobserved: Callable[[Sequence[Any]], set[int]] | None = None
+    unknown_effect: Callable[[Input], Any] | None = None
+    observes: Callable[[Input, Any], Any] = lambda inp, out: None
 
 
 # --- register: read / write / cas on one value; None = never written --------------------------
@@ -162,6 +171,20 @@ def _hashable_in(value: Any, seen: set[Any]) -> bool:
         return True  # cannot tell: keep the op
 
 
+def _register_effect(inp: Input) -> Any:
+    f, value = inp
+    return value if f == "write" else value[1]
+
+
+def _register_observes(inp: Input, out: Any) -> Any:
+    f, value = inp
+    if f == "read":
+        return (out,)
+    if f == "cas":
+        return None if out is FAILED else (value[0],)  # a failed compare sees "not a"
+    return ()
+
+
 def _register_state(state: State) -> str:
     return "nil (never written)" if state is None else repr(state)
 
@@ -170,6 +193,7 @@ REGISTER = Model(
     name="register", init=lambda: None, step=_register_step, read_only=_register_read_only,
     observes_fail=lambda inp: inp[0] == "cas", describe_state=_register_state,
     fs=frozenset({"read", "write", "cas"}), unobserved=_register_unobserved,
+    unknown_effect=_register_effect, observes=_register_observes,
 )
 """A read/write/cas register. A read of None matches only the never-written state; an ok cas
 applies; an observed failed cas is legal only when the value differs from the expected one."""

@@ -126,6 +126,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     for i, op in enumerate(ops):
         if not op.due:
             unknown_all |= 1 << i
+    pick = _UnknownPicker(model, ops, plan) if unknown_all else None
 
     def enter(k: int, s: Any, m: int, path: Any) -> tuple[int, int, Any]:
         """Pass the returns whose op is linearized; on the way, linearize the read-only ops
@@ -184,7 +185,12 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
             continue
         target = returns[k]
         children: list[tuple[int, Any, int, Any]] = []
-        for j in _candidates(target, m, pend_upd[k], kinds, seq, n_unknown[k]):
+        cands = [j for j in pend_upd[k] if not m & (1 << j)]
+        if target not in cands and not m & (1 << target):
+            cands.append(target)  # a read-only target: it needs a state change first
+        if pick is not None:
+            cands += pick.candidates(k, m)
+        for j in cands:
             op = ops[j]
             legal, s2 = step(s, op.inp, op.out)
             steps += 1
@@ -231,24 +237,76 @@ def _plen(path: Any) -> int:
     return path[2] if path else 0
 
 
-def _candidates(target: int, m: int, upd: list[int], kinds: list[list[int]], seq: list[int],
-                limit: int) -> list[int]:
-    """Ops that may be linearized next: pending updates in invoke order (the due `target`
-    among them, or last if it is read-only), then the earliest unused unknown-outcome op of
-    each kind (equal unknown ops are interchangeable) among the first `limit` invoked."""
-    out = [j for j in upd if not m & (1 << j)]
-    if target not in out and not m & (1 << target):
-        out.append(target)  # a read-only target: it needs a state change first
-    for members in kinds:  # ordered by their first invoke
-        if seq[members[0]] >= limit:
-            break
-        for j in members:
-            if seq[j] >= limit:
+class _UnknownPicker:
+    """Which unknown-outcome ops to try at a configuration.
+
+    Equal unknown ops (same input) are interchangeable: only the earliest unused one of each
+    kind is tried. With a model that tells what an unknown update leaves (`unknown_effect`)
+    and what ops can see (`observes`), a kind is tried only when its value is observed by a
+    pending due op, or by some unknown op (a chain of unknown ops), or when a pending op may
+    observe anything: an effect nobody observes before it is overwritten never mattered.
+    """
+
+    def __init__(self, model: Model, ops: list[SearchOp], plan: Plan):
+        self.ops, self.plan = ops, plan
+        self.kinds, self.seq, self.n_unknown = plan.kinds, plan.seq, plan.n_unknown
+        self.filtered = model.unknown_effect is not None
+        if not self.filtered:
+            return
+        assert model.unknown_effect is not None
+        static: set[Any] = set()
+        self.observed: dict[int, Any] = {}
+        try:
+            for j, op in enumerate(ops):
+                seen = model.observes(op.inp, op.out)
+                if not op.due:
+                    if seen is None:
+                        raise TypeError("an unknown op may observe anything")
+                    static.update(seen)
+                else:
+                    self.observed[j] = None if seen is None else frozenset(seen)
+            self.always: list[int] = []
+            self.by_value: dict[Any, list[int]] = {}
+            for n, members in enumerate(self.kinds):
+                value = model.unknown_effect(ops[members[0]].inp)
+                if value in static:
+                    self.always.append(n)
+                else:
+                    self.by_value.setdefault(value, []).append(n)
+        except TypeError:  # unhashable values, or no way to tell: try every kind
+            self.filtered = False
+
+    def candidates(self, k: int, m: int) -> list[int]:
+        limit = self.n_unknown[k]
+        if limit == 0:
+            return []
+        kinds = range(len(self.kinds))
+        if self.filtered:
+            values: set[Any] = set()
+            for j in self.plan.pend_upd[k] + self.plan.pend_ro[k]:
+                if not m & (1 << j):
+                    seen = self.observed[j]
+                    if seen is None:
+                        break
+                    values |= seen
+            else:
+                chosen = list(self.always)
+                for v in values:
+                    chosen += self.by_value.get(v, ())
+                kinds = sorted(chosen)  # type: ignore[assignment]
+        out: list[int] = []
+        seq = self.seq
+        for n in kinds:
+            members = self.kinds[n]
+            if seq[members[0]] >= limit:
                 break
-            if not m & (1 << j):
-                out.append(j)
-                break
-    return out
+            for j in members:
+                if seq[j] >= limit:
+                    break
+                if not m & (1 << j):
+                    out.append(j)
+                    break
+        return out
 
 
 @dataclass
