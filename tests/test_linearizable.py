@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from chaos.checkers.linearizable import KV, LINEARIZABLE, REGISTER, check_linearizable
 from chaos.checkers.linearizable.models import FAILED, UNKNOWN, freeze
 from chaos.history.model import History
+from tests.strategies import register_histories
 
 
 def hist(*events: tuple) -> History:
@@ -432,3 +433,68 @@ def test_read_of_overwritten_value_is_invalid(ops):
     r = check_linearizable(to_history(ops))
     assert r.valid is False
     assert r.anomalies[0].details["stuck_op"].endswith("-> 1000")
+
+
+# --- the project's shared generators (tests/strategies.py), multi-key --------------------------
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(register_histories(max_ops=40))
+def test_shared_generator_histories_are_linearizable(gen):
+    r = check_linearizable(gen.history())
+    assert r.valid is True, [a.message for a in r.anomalies]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(register_histories(inject="stale-read", max_ops=40))
+def test_shared_generator_stale_read_is_not_linearizable(gen):
+    r = check_linearizable(gen.history())
+    assert r.valid is False and r.anomalies[0].kind == "nonlinearizable"
+
+
+def long_run(n: int, keys: int, overlap: int, p_info: float, seed: int) -> History:
+    """A long valid register run with many unknown (info) ops: sequential model, widened."""
+    import random
+    rnd = random.Random(seed)
+    state: dict[str, Any] = {}
+    ops: list[dict] = []
+    for i in range(n):
+        key = f"k{rnd.randrange(keys)}"
+        f = rnd.choice(["read", "read", "write", "cas"])
+        point, width = 10 * (i + 1), rnd.randint(0, 10 * overlap)
+        typ = "info" if f != "read" and rnd.random() < p_info else "ok"
+        cur = state.get(key)
+        if f == "read":
+            inv, res = None, cur
+        elif f == "write":
+            inv = res = i + 1
+            if typ == "ok" or rnd.random() < 0.5:
+                state[key] = inv
+        else:
+            inv = res = [cur if rnd.random() < 0.5 else rnd.randint(1, i + 1), i + 1]
+            hit = inv[0] == cur
+            if typ == "ok" and not hit:
+                typ = "fail"  # plain fail: did not happen
+            if hit and (typ == "ok" or rnd.random() < 0.5):
+                state[key] = i + 1
+        ops.append({"f": f, "inv": inv, "res": res, "type": typ, "key": key,
+                    "t0": point - rnd.randint(0, width), "t1": point + rnd.randint(0, width)})
+    events: list[tuple[int, int, dict]] = []
+    busy: dict[int, int] = {}
+    for o in sorted(ops, key=lambda o: o["t0"]):
+        proc = next((p for p, t in busy.items() if t < o["t0"]), len(busy))
+        busy[proc] = o["t1"] if o["type"] != "info" else 10**12
+        base = {"process": proc, "f": o["f"], "key": o["key"]}
+        events.append((o["t0"], 0, {**base, "type": "invoke", "value": o["inv"]}))
+        events.append((o["t1"], 1, {**base, "type": o["type"],
+                                    "value": o["res"] if o["type"] == "ok" else o["inv"]}))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return History.from_ops([{**op, "index": n, "time": t} for n, (t, _, op) in enumerate(events)])
+
+
+def test_long_run_with_many_unknown_ops_stays_cheap():
+    """5,000 ops, 10% of updates info: unknown writes nobody observes are not tried, so the
+    search does a few model steps per op instead of one per unknown op per configuration."""
+    h = long_run(5000, 3, 8, 0.1, seed=7)
+    r = check_linearizable(h)
+    assert r.valid is True
+    assert r.stats["steps"] < 20 * r.stats["ops"], r.stats
