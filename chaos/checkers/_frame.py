@@ -93,6 +93,20 @@ def flatten(lists: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return owner, flat
 
 
+def best_per_group(groups: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group, position) of the highest-`score` position of each group (ties: the later
+    position). Explicit, rather than relying on which of repeated fancy-index assignments
+    wins; when every group has one member (the usual case: unique values) no sort is needed.
+    """
+    if len(groups) == 0 or np.bincount(groups).max() <= 1:
+        return groups, np.arange(len(groups))
+    order = np.lexsort((score, groups))
+    g = groups[order]
+    last = np.ones(len(g), dtype=bool)
+    last[:-1] = g[1:] != g[:-1]
+    return g[last], order[last]
+
+
 def combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dense codes for pairs (a[i], b[i]) of non-negative int codes."""
     if len(a) == 0:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from chaos.checkers._frame import (SegmentedTimes, combine, factorize, flatten, int_array,
-                                   object_array)
+                                   best_per_group, object_array)
 from chaos.checkers.base import Anomaly, CheckResult
 from chaos.history.model import OPEN, History
 
@@ -193,8 +193,9 @@ class _Judge:
         e_ack = np.full(n, OPEN, dtype=np.int64)
         np.minimum.at(e_ack, self.a_id[a_ok], a_cmp[a_ok])
         e_add_row = np.full(n, -1, dtype=np.int64)  # the add op describing the element
-        order = np.argsort(np.where(a_ok, 0, np.where(a_info, 1, 2)), kind="stable")[::-1]
-        e_add_row[self.a_id[order]] = order  # ok adds written last, so they win
+        rank = np.where(a_ok, 2, np.where(a_info, 1, 0))  # prefer an ok add, then an info one
+        ids_of, rows_of = best_per_group(self.a_id, rank)
+        e_add_row[ids_of] = rows_of
 
         m_id, m_read = self.m_id, self.m_read
         n_keys = len(self.key_values)

@@ -27,7 +27,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from chaos.checkers._frame import combine, factorize, object_array, sorted_unique
+from chaos.checkers._frame import (best_per_group, combine, factorize, object_array,
+                                   sorted_unique)
 from chaos.checkers.base import Anomaly, CheckResult
 from chaos.history.model import OPEN, History
 
@@ -92,8 +93,8 @@ class StaleReadsChecker:
         w_cmp_eff = np.where(w_ok, w_cmp, OPEN)  # info: completion unknown
         # the write of each (key, value): the latest-completing one (can only hide staleness)
         best = np.full(n_ids + 1, -1, dtype=np.int64)  # slot n_ids: "no value" for -1 ids
-        order = np.lexsort((w_cmp_eff, w_id))
-        best[w_id[order]] = order
+        ids_of, rows_of = best_per_group(w_id, w_cmp_eff)
+        best[ids_of] = rows_of
         r_inv = col("invoke_time", r_rows)
         w_of_r = best[r_id]  # r_id -1 reads slot n_ids, which stays -1
         known = initial | (w_of_r >= 0)
