@@ -74,8 +74,6 @@ def test_set_on_kvlite_loses_nothing_without_faults(cluster: object, tmp_path: P
     assert all(added <= set(o["value"]) for o in finals)
 
 
-@pytest.mark.xfail(reason="KvliteClient.invoke ignores op['node']: final reads all go to the "
-                          "leader (reported to the lead)", strict=False)
 def test_final_reads_are_served_by_each_node(cluster: object, tmp_path: Path) -> None:
     rec = Recorder(HistoryWriter(tmp_path / "history.jsonl"), time.monotonic_ns())
     runner = WorkloadRunner(KvliteTarget(), _addrs(cluster), {"timeout": 2.0},
