@@ -2,6 +2,7 @@
 
     python benchmarks/bench_linearizable.py [--corpus DIR] [--repeat N] [--json]
     python benchmarks/bench_linearizable.py --per-key c50-bad.txt [--time-limit 20]
+    python benchmarks/bench_linearizable.py --long 100000
 
 For every etcd file: parse time and check time (the best of N runs: the machine is shared, the
 minimum is the least noisy estimate of the cost), and whether the verdict is the expected one
@@ -9,7 +10,9 @@ minimum is the least noisy estimate of the cost), and whether the verdict is the
 Prints the totals (check only, and parse + check), the slowest files, and exits 1 if any
 verdict is wrong or undecided. Figures go to docs/benchmarks.md with this command.
 With --per-key, each key of one kv file is checked alone instead (the hard-key experiment of
-EXPECTED.md: which keys are decided within the time limit).
+EXPECTED.md: which keys are decided within the time limit). With --long N, a generated valid
+register run of N ops (3 keys, about 8 ops in flight, 10% of updates info) is checked instead:
+the shape of a long chaos run with many timeouts.
 """
 from __future__ import annotations
 
@@ -69,6 +72,23 @@ def per_key(path: Path, time_limit: float) -> int:
     return 0
 
 
+def long_run(n: int, time_limit: float) -> int:
+    """Check one generated long register run (the generator of tests/test_linearizable.py)."""
+    from tests.test_linearizable import long_run as generate
+
+    t0 = time.perf_counter()
+    history = generate(n, 3, 8, 0.1, seed=7)
+    t1 = time.perf_counter()
+    r = check_linearizable(history, {"time_limit": time_limit})
+    t2 = time.perf_counter()
+    s = r.stats
+    print(f"generated register run: {n} ops ({len(history.ops)} lines) in {t1 - t0:.2f} s; "
+          f"check {t2 - t1:.2f} s = {s['ops'] / (t2 - t1):,.0f} ops/s; valid={r.valid}  "
+          f"keys={s['keys']}  searched ops={s['ops']}  dropped={s['dropped_ops']}  "
+          f"steps={s['steps']}  peak configs={s['peak_configs']}")
+    return 0 if r.valid is True else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -76,10 +96,13 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=10.0, help="budget per file (s)")
     ap.add_argument("--json", action="store_true", help="print every row as JSON")
     ap.add_argument("--per-key", metavar="KVFILE", help="check each key of this kv file alone")
+    ap.add_argument("--long", type=int, metavar="N", help="check a generated N-op register run")
     args = ap.parse_args()
     if not (args.corpus / "expected-etcd.txt").exists():
         print(f"corpus not found at {args.corpus}", file=sys.stderr)
         return 4
+    if args.long:
+        return long_run(args.long, args.time_limit)
     if args.per_key:
         return per_key(args.corpus / "kv" / args.per_key, args.time_limit)
 

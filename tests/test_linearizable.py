@@ -3,6 +3,7 @@ hypothesis histories generated from a sequential register with random concurrenc
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 from typing import Any
 
@@ -479,10 +480,15 @@ def long_run(n: int, keys: int, overlap: int, p_info: float, seed: int) -> Histo
         ops.append({"f": f, "inv": inv, "res": res, "type": typ, "key": key,
                     "t0": point - rnd.randint(0, width), "t1": point + rnd.randint(0, width)})
     events: list[tuple[int, int, dict]] = []
-    busy: dict[int, int] = {}
+    free: list[tuple[int, int]] = []  # (busy until, process): a heap of live processes
+    n_procs = 0
     for o in sorted(ops, key=lambda o: o["t0"]):
-        proc = next((p for p, t in busy.items() if t < o["t0"]), len(busy))
-        busy[proc] = o["t1"] if o["type"] != "info" else 10**12
+        if free and free[0][0] < o["t0"]:
+            proc = heapq.heappop(free)[1]
+        else:
+            proc, n_procs = n_procs, n_procs + 1
+        if o["type"] != "info":  # after info the process is retired
+            heapq.heappush(free, (o["t1"], proc))
         base = {"process": proc, "f": o["f"], "key": o["key"]}
         events.append((o["t0"], 0, {**base, "type": "invoke", "value": o["inv"]}))
         events.append((o["t1"], 1, {**base, "type": o["type"],
