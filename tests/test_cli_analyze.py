@@ -175,3 +175,11 @@ def test_huge_integers_still_give_json(tmp_path, capsys):
     code, out, err = run(["--json", str(p)], capsys)
     assert code in (0, 1, 2) and "Traceback" not in err
     assert orjson.loads(out)["path"] == str(p)
+
+
+def test_ops_by_index_direct_and_scanned():
+    from chaos.history.summary import ops_by_index
+    ops = [{"index": i} for i in range(5)]
+    assert ops_by_index(ops, [1, 3]) == {1: ops[1], 3: ops[3]}
+    shifted = [{"index": i + 100} for i in range(5)]   # an import numbered from 100
+    assert ops_by_index(shifted, [101, 2, 999]) == {101: shifted[1]}

@@ -7,7 +7,7 @@ full data is in results.json and `--json`), so a big history still gives a reada
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from chaos.history.model import History
 
@@ -55,6 +55,30 @@ def describe_op(op: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def ops_by_index(ops: Sequence[Mapping[str, Any]], wanted: Iterable[int]
+                 ) -> dict[int, Mapping[str, Any]]:
+    """The ops whose `index` is in `wanted`.
+
+    Our histories number lines 0, 1, 2, ... so ops[i] is usually op i: try that first (a
+    million-op history must not be scanned for the dozen ops a summary shows); scan once
+    for the rest (imported histories may number differently).
+    """
+    found: dict[int, Mapping[str, Any]] = {}
+    rest: set[int] = set()
+    for i in wanted:
+        op = ops[i] if isinstance(i, int) and 0 <= i < len(ops) else None
+        if op is not None and op.get("index") == i:
+            found[i] = op
+        else:
+            rest.add(i)
+    if rest:
+        for op in ops:
+            idx = op.get("index")
+            if idx in rest:
+                found[idx] = op
+    return found
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     """Read a field from a CheckResult/Anomaly dataclass or from its dict form."""
     if isinstance(obj, Mapping):
@@ -77,9 +101,7 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
         wanted = {i for r in outcome.get("results", {}).values()
                   for a in (_get(r, "anomalies") or [])[:MAX_ANOMALIES]
                   for i in (_get(a, "ops") or [])[:MAX_OPS]}
-        if wanted:
-            by_index = {op["index"]: op for op in history.ops
-                        if isinstance(op, Mapping) and op.get("index") in wanted}
+        by_index = ops_by_index(history.ops, wanted)
     results = outcome.get("results", {})
     n_ops = len(history.pairs) if history is not None else None
     head = f"{path}: {verdict_word(outcome.get('valid'))}"
