@@ -170,7 +170,8 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], fmt: str, checkers: tupl
             code = ExitCode(int(exc.exit_code))
             click.echo(f"chaos: error: {exc}", err=True)
             if as_json:
-                click.echo(_dumps({"path": path, "error": str(exc), "exit_code": int(code)}).decode())
+                err_doc = {"path": path, "error": str(exc), "exit_code": int(code)}
+                click.echo(_dumps(err_doc).decode())
         else:
             code = verdict_exit_code(doc["valid"])
             problem = _write_results(path, doc, inputs) if write else None
