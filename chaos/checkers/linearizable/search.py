@@ -30,7 +30,7 @@ time fairly between keys, and gives up (undecided) past a memory cap on configur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any, Generator, Sequence
 
 from chaos.checkers.linearizable.models import Model
 
@@ -280,7 +280,7 @@ class _UnknownPicker:
         limit = self.n_unknown[k]
         if limit == 0:
             return []
-        kinds = range(len(self.kinds))
+        kinds: Sequence[int] = range(len(self.kinds))
         if self.filtered:
             values: set[Any] = set()
             for j in self.plan.pend_upd[k] + self.plan.pend_ro[k]:
@@ -293,7 +293,7 @@ class _UnknownPicker:
                 chosen = list(self.always)
                 for v in values:
                     chosen += self.by_value.get(v, ())
-                kinds = sorted(chosen)  # type: ignore[assignment]
+                kinds = sorted(chosen)  # first-invoke order, so the loop below can stop early
         out: list[int] = []
         seq = self.seq
         for n in kinds:
