@@ -123,7 +123,8 @@ def main() -> None:
             n_ops = len(h.ops)
             del h
         avg = os.getloadavg()[0]
-        print(f"{args.workload}{' (EDN)' if args.edn else ''}: {n_ops} lines, {size / 1e6:.1f} MB, best of {args.repeat}: "
+        name = args.workload + (" (EDN)" if args.edn else "")
+        print(f"{name}: {n_ops} lines, {size / 1e6:.1f} MB, best of {args.repeat}: "
               f"wall {best:.2f} s = {n_ops / best:,.0f} lines/s; "
               f"CPU {best_cpu:.2f} s = {n_ops / best_cpu:,.0f} lines/s "
               f"(load average {avg:.1f} on {os.cpu_count()} cores)")

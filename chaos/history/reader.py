@@ -362,7 +362,8 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
     node_c = np.where(pd.isna(node_c), node[inv], node_c)
     data: dict[str, Any] = {
         "process": table["process"][inv], "f": f_arr[inv], "key": key[inv],
-        "value": value[inv], "result": value[comp], "type": _with_sentinel(table["type"], "info")[comp],
+        "value": value[inv], "result": value[comp],
+        "type": _with_sentinel(table["type"], "info")[comp],
         "invoke_time": times[inv],
         "complete_time": np.where(done, times[np.minimum(comp, n - 1)], OPEN),
         "invoke_index": index[inv],
