@@ -60,6 +60,7 @@ def test_stale_read_invalid_with_counterexample():
     assert a.kind == "nonlinearizable" and a.key == "k"
     assert a.details["stuck_on"] == 4          # the read's invoke line
     assert a.details["linearized"] == [0, 2]   # both writes, in order
+    assert a.details["prefix_length"] == 2
     assert a.details["state"] == "2"
     assert 4 in a.ops and 5 in a.ops
     assert "cannot be linearized" in a.message

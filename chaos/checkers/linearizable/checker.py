@@ -36,6 +36,7 @@ from chaos.history.model import OPEN, History
 ALL_FS = frozenset().union(*(m.fs for m in MODELS.values()))
 DEFAULT_TIME_LIMIT = 60.0
 DEFAULT_MAX_CONFIGS = 1_000_000
+PREFIX_SHOWN = 50  # ops of the linearizable prefix listed in a counterexample
 
 
 class LinearizableChecker:
@@ -241,7 +242,13 @@ def _run_keys(model: Model, groups: dict[Any, list[SearchOp]], time_limit: float
 
 
 def _anomaly(model: Model, key: Any, ops: list[SearchOp], out: Outcome) -> Anomaly:
-    """A readable counterexample: the prefix that worked, the op that cannot follow it."""
+    """A readable counterexample: the prefix that worked, the op that cannot follow it.
+
+    details: linearized (invoke indexes of the prefix's last PREFIX_SHOWN ops, in order),
+    prefix_length, last_linearized (the last 8, described), stuck_on / stuck_op (the op
+    that cannot be linearized after any such prefix), concurrent (ops open at that point,
+    described), state (the model state the prefix leaves), model.
+    """
     assert out.stuck_on is not None
     stuck = ops[out.stuck_on]
     desc = lambda j: f"#{ops[j].index} {model.describe_op(ops[j].inp, ops[j].out)}"  # noqa: E731
@@ -256,7 +263,10 @@ def _anomaly(model: Model, key: Any, ops: list[SearchOp], out: Outcome) -> Anoma
         kind="nonlinearizable", message=message, ops=sorted(set(involved)), key=key,
         time=int(out.time) if out.time is not None else None,
         details={
-            "linearized": [ops[j].index for j in out.linearized],
+            # the prefix in linearization order (its last PREFIX_SHOWN ops: a long run's
+            # prefix is the whole history before the anomaly, which nobody reads)
+            "linearized": [ops[j].index for j in out.linearized[-PREFIX_SHOWN:]],
+            "prefix_length": len(out.linearized),
             "last_linearized": tail,
             "stuck_on": stuck.index,
             "stuck_op": desc(out.stuck_on),
