@@ -167,6 +167,18 @@ def test_nothing_to_check_is_unknown_not_valid(tmp_path, capsys):
     assert code == 2 and "UNKNOWN" in out and "no checker applies" in out
 
 
+def test_jepsen_txn_history_is_unknown_not_valid(tmp_path, capsys):
+    """A workload none of our models understands (Jepsen list-append txns) is never "valid"."""
+    p = tmp_path / "txn.edn"
+    p.write_text("{:type :invoke, :f :txn, :value [[:r 9 nil] [:append 9 1]], :process 0}\n"
+                 "{:type :ok, :f :txn, :value [[:r 9 []] [:append 9 1]], :process 0}\n"
+                 "{:type :invoke, :f :read, :value [[:r 9 nil]], :process 1}\n"
+                 "{:type :ok, :f :read, :value [[:r 9 [1]]], :process 1}\n")
+    code, out, _ = run([str(p)], capsys)
+    assert code == 2 and "UNKNOWN" in out and "no checker applies" in out
+    assert "stale-reads" not in out and "linearizable" not in out
+
+
 def test_huge_integers_still_give_json(tmp_path, capsys):
     p = tmp_path / "big.edn"
     p.write_text("{:type :invoke, :f :write, :value 123456789012345678901234567890N, "

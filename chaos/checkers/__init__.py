@@ -79,6 +79,10 @@ def select_checkers(history: History, names: list[str] | tuple[str, ...] | None 
     return {name: c for name, c in CHECKERS.items() if c.applies(history)}
 
 
+#: checkers that measure but never judge: running only these proves nothing about safety
+INFORMATIONAL = frozenset({"perf"})
+
+
 def run_checkers(history: History, checkers: Mapping[str, Checker],
                  opts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run `checkers` on `history`: {"valid": merged verdict, "results": {name: CheckResult}}.
@@ -96,8 +100,13 @@ def run_checkers(history: History, checkers: Mapping[str, Checker],
             for r in results.values():
                 if r.anomalies:
                     r.warnings.append(f"could not explain anomalies: {type(exc).__name__}: {exc}")
-    return {"valid": merge_valid([r.valid for r in results.values()]), "results": results}
+    valid = merge_valid([r.valid for r in results.values()])
+    if not set(results) - INFORMATIONAL:
+        # Only statistics ran (or nothing): no safety property was checked, so the history
+        # has not earned "valid" (e.g. an imported workload none of our models understands).
+        valid = merge_valid([valid, "unknown"])
+    return {"valid": valid, "results": results}
 
 
-__all__ = ["CHECKERS", "ORDER", "Anomaly", "CheckResult", "Checker", "explain",
+__all__ = ["CHECKERS", "INFORMATIONAL", "ORDER", "Anomaly", "CheckResult", "Checker", "explain",
            "run_checkers", "select_checkers"]

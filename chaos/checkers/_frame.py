@@ -170,3 +170,35 @@ class SegmentedTimes:
     def count(self, seg: np.ndarray) -> np.ndarray:
         seg = seg.astype(np.int64)
         return self.start[seg + 1] - self.start[seg]
+
+
+REGISTER_FS = ("read", "write", "cas")
+
+
+def _scalar(v: Any) -> bool:
+    return not isinstance(v, (list, tuple, dict, set))
+
+
+def register_shaped(pairs: pd.DataFrame) -> bool:
+    """True when the client read/write/cas ops are register ops: single values, cas [old, new].
+
+    Jepsen's transactional workloads also use f "read" with lists of micro-ops as values
+    ([["r", 9, None], ["append", 9, 3]]); the register checkers must not judge those (they
+    would find nothing and call the history valid), so they do not apply to them.
+    """
+    rows = pairs["f"].isin(REGISTER_FS).to_numpy()
+    if not rows.any():
+        return False
+    f = pairs["f"].to_numpy()[rows]
+    value = pairs["value"].to_numpy()[rows]
+    result = pairs["result"].to_numpy()[rows]
+    typ = pairs["type"].to_numpy()[rows]
+    for fi, v, r, t in zip(f, value, result, typ):
+        if fi == "write" and not _scalar(v):
+            return False
+        if fi == "cas" and not (isinstance(v, (list, tuple)) and len(v) == 2
+                                and _scalar(v[0]) and _scalar(v[1])):
+            return False
+        if fi == "read" and t == "ok" and not _scalar(r):
+            return False
+    return True

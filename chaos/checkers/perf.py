@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 
 from chaos.checkers.base import UNKNOWN, CheckResult
+from chaos.history.faults import classify
 from chaos.history.model import OPEN, History
 
 NS_PER_S = 1_000_000_000
 QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
-_OPENERS = {"kill": "kill", "pause": "pause"}
-_CLOSERS = {"restart": "kill", "resume": "pause"}
 
 
 @dataclass(frozen=True)
@@ -59,23 +58,6 @@ def _last_time(pairs: pd.DataFrame) -> int:
     return max(inv, int(done.max())) if len(done) else inv
 
 
-def _classify(f: Any) -> tuple[str, str | None] | None:
-    """("open"|"close"|"close-all", kind) for a nemesis f, None for f's that are no window."""
-    if not isinstance(f, str):
-        return None
-    if f.startswith("start-"):
-        return "open", f[len("start-"):]
-    if f.startswith("stop-"):
-        return "close", f[len("stop-"):]
-    if f in _OPENERS:
-        return "open", _OPENERS[f]
-    if f in _CLOSERS:
-        return "close", _CLOSERS[f]
-    if f == "heal":
-        return "close-all", None
-    return None
-
-
 def fault_windows(history: History) -> list[FaultWindow]:
     """The fault windows of the history, ordered by start (see the module doc for the rules)."""
     pairs = history.pairs
@@ -95,7 +77,7 @@ def fault_windows(history: History) -> list[FaultWindow]:
             nem["f"], nem["type"], nem["value"], nem["result"], nem["invoke_time"],
             nem["complete_time"], nem["invoke_index"], nem["complete_index"]):
         value = did if did is not None else asked
-        what = _classify(f)
+        what = classify(f)
         if what is None:
             continue
         action, kind = what

@@ -29,6 +29,7 @@ import pandas as pd
 
 from chaos.checkers._frame import (best_per_group, combine, factorize, object_array,
                                    sorted_unique)
+from chaos.checkers._frame import register_shaped
 from chaos.checkers.base import Anomaly, CheckResult
 from chaos.history.model import OPEN, History
 
@@ -55,7 +56,7 @@ class StaleReadsChecker:
     name = "stale-reads"
 
     def applies(self, history: History) -> bool:
-        return bool(history.pairs["f"].isin(["read", "write", "cas"]).any())
+        return register_shaped(history.pairs)
 
     def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
         opts = opts or {}

@@ -87,7 +87,7 @@ def _status(text: str | None) -> None:
 def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
                 opts: dict[str, Any]) -> tuple[dict[str, Any], History, str]:
     """Load and check one history; returns (json-able outcome, history, format used)."""
-    from chaos.checkers import run_checkers, select_checkers  # heavy: import when needed
+    from chaos.checkers import INFORMATIONAL, run_checkers, select_checkers  # heavy: import late
 
     used = detect(path) if fmt == "auto" else fmt
     _status(f"reading {path} ({used})...")
@@ -107,9 +107,8 @@ def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
                for name, r in outcome["results"].items()}
     warnings = list(history.warnings)
     valid = outcome["valid"]
-    if not checkers:  # nothing was checked: that is not a clean bill of health
-        valid = "unknown"
-        warnings.append("no checker applies to the ops in this history")
+    if not set(checkers) - INFORMATIONAL:  # run_checkers already said unknown; say why
+        warnings.append("no checker applies to the ops in this history (perf only measures, it does not judge)")
     doc = {"path": str(path), "history": history.source, "format": used,
            "valid": valid, "ops": len(history.pairs), "warnings": warnings,
            "results": results}

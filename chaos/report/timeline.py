@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chaos.history.faults import classify
 from chaos.history.model import OPEN, History
 
-#: nemesis f that opens a fault window -> its kind; the matching closer is in CLOSERS
-OPENERS = {"kill": "kill", "pause": "pause"}
-CLOSERS = {"restart": ("kill",), "resume": ("pause",), "heal": ("partition", "latency")}
 
 
 @dataclass
@@ -62,19 +60,6 @@ class LeaderOverlap:
         return len(set(map(repr, terms))) < len(terms)
 
 
-def fault_kind(f: str) -> tuple[str, str] | None:
-    """("open"|"close", kind) for a nemesis f, or None for an event that is neither."""
-    if f.startswith("start-"):
-        return "open", f[len("start-"):]
-    if f.startswith("stop-"):
-        return "close", f[len("stop-"):]
-    if f in OPENERS:
-        return "open", OPENERS[f]
-    if f in CLOSERS:
-        return "close", f
-    return None
-
-
 def _join(v: Any) -> str:
     if isinstance(v, list) and v and all(isinstance(g, list) for g in v):
         return " | ".join(",".join(map(str, g)) for g in v)
@@ -112,15 +97,16 @@ def describe_value(value: Any, node: Any = None, limit: int = 60) -> str:
 def fault_windows(history: History) -> list[FaultWindow]:
     """Pair nemesis start/stop ops into windows, ordered by start.
 
-    start-X/stop-X, kill/restart and pause/resume pair by kind; heal closes every open
-    partition and latency window. A stop closes all open windows of its kind (a restart
-    brings every killed node back). A start that failed did not happen and opens nothing.
+    Which ops open and close windows is chaos.history.faults.classify (the same rule the
+    perf checker and the explanations use). A stop closes all open windows of its kind (a
+    restart brings every killed node back); heal closes all. A start that failed did not
+    happen and opens nothing.
     """
     nem = history.nemesis()
     windows: list[FaultWindow] = []
     open_by_kind: dict[str, list[FaultWindow]] = {}
     for row in nem.sort_values("invoke_time", kind="stable").itertuples(index=False):
-        kind = fault_kind(str(row.f))
+        kind = classify(row.f)
         if kind is None:
             continue
         what, k = kind
@@ -138,7 +124,7 @@ def fault_windows(history: History) -> list[FaultWindow]:
             open_by_kind.setdefault(k, []).append(w)
         else:
             end = int(row.complete_time if row.complete_time != OPEN else row.invoke_time)
-            for ck in CLOSERS.get(k, (k,)):
+            for ck in (list(open_by_kind) if what == "close-all" else [k]):
                 for w in open_by_kind.pop(ck, []):
                     w.end, w.stop_index = end, int(row.invoke_index)
     return windows

@@ -27,6 +27,7 @@ from typing import Any, Generator, Mapping
 
 import numpy as np
 
+from chaos.checkers._frame import register_shaped
 from chaos.checkers.base import UNKNOWN, Anomaly, CheckResult
 from chaos.checkers.linearizable.models import FAILED, MODELS, UNKNOWN as OUT_UNKNOWN, Model
 from chaos.checkers.linearizable.models import freeze, pick_model
@@ -48,7 +49,10 @@ class LinearizableChecker:
         """True when the history has client ops with f in read/write/cas or get/put/append."""
         pairs = history.pairs
         procs = pairs["process"].to_numpy()[pairs["f"].isin(ALL_FS).to_numpy()]
-        return any(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in procs)
+        if not any(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in procs):
+            return False
+        # kv ops (get/put/append) are always judged; read/write/cas only when register-shaped
+        return bool(pairs["f"].isin(("get", "put", "append")).any()) or register_shaped(pairs)
 
     def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
         """Search every key; valid True / False (with a counterexample) / "unknown".
