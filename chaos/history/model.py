@@ -49,7 +49,7 @@ def make_pairs_frame(rows: list[list[Any]]) -> pd.DataFrame:
     values for equality, so 1 must stay 1 and None must stay None.
     """
     cols = list(zip(*rows)) if rows else [() for _ in COLUMNS]
-    data: dict[str, Any] = {}
+    data: dict[str, np.ndarray] = {}
     for name, col in zip(COLUMNS, cols):
         if name in INT_COLUMNS:
             data[name] = np.fromiter(col, dtype=np.int64, count=len(col))
@@ -58,8 +58,22 @@ def make_pairs_frame(rows: list[list[Any]]) -> pd.DataFrame:
         else:
             arr = np.empty(len(col), dtype=object)
             arr[:] = col
-            data[name] = pd.Series(arr, dtype=object)  # pandas 3 would infer "string"
-    return pd.DataFrame(data, columns=COLUMNS)
+            data[name] = arr
+    return frame_from_columns(data)
+
+
+def frame_from_columns(data: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The pairs DataFrame over the given column arrays (COLUMNS, with the contract's dtypes).
+
+    The arrays are used as they are, not copied: a copy of an object column touches every
+    object again, which for a million-row history costs more than building the columns.
+    Object columns are wrapped as object Series, else pandas 3 would infer "string".
+    """
+    cols: dict[str, Any] = {}
+    for name in COLUMNS:
+        arr = data[name]
+        cols[name] = pd.Series(arr, dtype=object, copy=False) if arr.dtype == object else arr
+    return pd.DataFrame(cols, columns=COLUMNS, copy=False)
 
 
 @dataclass

@@ -16,6 +16,7 @@ skipped with a warning in `History.warnings`, never silently.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 from itertools import repeat
@@ -27,7 +28,7 @@ import orjson
 import pandas as pd
 
 from chaos.errors import BadInput
-from chaos.history.model import COLUMNS, OPEN, History, Op, make_pairs_frame
+from chaos.history.model import OPEN, History, frame_from_columns, make_pairs_frame
 
 TYPES = frozenset(("invoke", "ok", "fail", "info"))
 _INT64_MIN = -(2**63)
@@ -241,49 +242,128 @@ def build_history(ops: Sequence[Any], source: str, *, linenos: Sequence[int] | N
                    warnings=list(warnings or []))
 
 
-REQUIRED = ("type", "process", "f", "index", "time")
-OPTIONAL = ("key", "value", "node", "meta", "error", "final")
+NAMES = ["type", "process", "f", "index", "time", "key", "value", "node", "meta", "error",
+         "final"]
+_T, _P, _F, _I, _TM, _K, _V, _N, _M, _E, _FIN = range(len(NAMES))
+CHUNK = 4096  # ops per chunk: their dicts and values stay in the CPU cache while we read them
+_TYPE_CODE = {"invoke": 0, "ok": 1, "fail": 2, "info": 3}
+_TYPE_NAMES = np.array(["invoke", "ok", "fail", "info"], dtype=object)
 
 
-def _table(ops: list[Any]) -> dict[str, np.ndarray] | None:
-    """Columns REQUIRED + OPTIONAL of `ops` as object arrays (missing -> None).
+def _dicts_to_array(ops: list[Any], names: list[str]) -> np.ndarray:
+    """pandas' C loop reading `names` of every dict once (missing -> its NaN object).
 
-    pandas' `dicts_to_array` reads every op dict once for all the columns; the dicts are
-    scattered over a large heap, so one visit instead of one per column is about twice as
-    fast. JSON has no NaN, so its NaN marks a missing key; a missing required field, or an
-    op that is not a dict, sends the history to the slow path (None).
+    Private in pandas but present from 1.x to 3.x; one visit per dict for all the columns is
+    about twice as fast as one pass per column. Raises TypeError when an op is not a dict.
     """
-    if set(map(type, ops)) != {dict}:
-        return None
-    names = [*REQUIRED, *OPTIONAL]
-    try:
-        from pandas._libs.lib import dicts_to_array  # private, present in pandas 1.x-3.x
-        arr = dicts_to_array(ops, names)
-    except (ImportError, AttributeError, TypeError, ValueError):  # API moved: the slow way
-        arr = np.empty((len(ops), len(names)), dtype=object)
-        for j, name in enumerate(names):
-            arr[:, j] = np.fromiter(map(dict.get, ops, repeat(name)), dtype=object,
-                                    count=len(ops))
-    cols = {name: arr[:, j] for j, name in enumerate(names)}
-    # Required fields: a missing one (NaN) fails the type checks of _fast_build, except
-    # for f, which may be of any type but must be there.
-    if pd.isna(cols["f"]).any():
-        return None
-    for name in OPTIONAL:
-        if name == "final":
-            continue  # only `is True` matters there; NaN is not True
-        col = cols[name]
-        missing = pd.isna(col)
-        if missing.any():
-            col[missing] = None
-    return cols
+    arr = np.empty((len(ops), len(names)), dtype=object)
+    for j, name in enumerate(names):
+        arr[:, j] = [op.get(name, _MISSING) if type(op) is dict else _not_dict()
+                     for op in ops]
+    return arr
 
 
-def _with_sentinel(col: np.ndarray, sentinel: Any = None) -> np.ndarray:
-    out = np.empty(len(col) + 1, dtype=object)
-    out[:-1] = col
-    out[-1] = sentinel
-    return out
+def _not_dict() -> Any:
+    raise TypeError("not a dict")
+
+
+_MISSING: Any = float("nan")
+try:  # the fast C loop, with the very NaN object it writes for a missing key
+    from pandas._libs.lib import dicts_to_array as _d2a
+    _MISSING = _d2a([{}], ["x"])[0, 0]
+    _dicts_to_array = _d2a  # noqa: F811
+except (ImportError, AttributeError, TypeError):  # pragma: no cover - pandas moved it
+    pass
+try:
+    from pandas._libs.lib import is_integer_array as _is_int_array
+except ImportError:  # pragma: no cover
+    def _is_int_array(col: np.ndarray, skipna: bool = False) -> bool:
+        return set(map(type, col.tolist())) == {int}
+
+
+def _pointers(arr: np.ndarray) -> np.ndarray:
+    """The object pointers of a C-contiguous object array, as intp (a view, no copy).
+
+    Lets "is this slot the missing marker / None" be one vectorised identity test instead of
+    a pass touching every object (pd.isna): `_pointers(a) == id(x)` is `a[i] is x`.
+    """
+    assert arr.dtype == object and arr.flags.c_contiguous
+    buf = (ctypes.c_ssize_t * arr.size).from_address(arr.ctypes.data)
+    return np.frombuffer(buf, dtype=np.intp).reshape(arr.shape)
+
+
+class _Columns:
+    """The columns of a history, filled chunk by chunk while each chunk's ops are hot.
+
+    A million op dicts are scattered over a large heap; every pass over them costs a cache
+    miss per object. So all per-object work (type checks, codes, missing -> None) happens per
+    chunk right after the chunk is parsed; what is left for `_pair` is numpy over int arrays.
+    `add` returns False as soon as the history is not for the fast path.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = 0
+        self.obj = {name: np.empty(n, dtype=object)
+                    for name in ("process", "f", "key", "value", "node", "meta", "error")}
+        self.typ = np.empty(n, dtype=np.int8)
+        self.index = np.empty(n, dtype=np.int64)
+        self.time = np.empty(n, dtype=np.int64)
+        self.pcode = np.empty(n, dtype=np.int64)
+        self.fcode = np.empty(n, dtype=np.int64)
+        self.final = np.zeros(n, dtype=bool)
+        self.procs: dict[Any, int] = {}
+        self.fs: dict[Any, int] = {}
+        self.proc_types: set[type] = set()
+
+    def add(self, ops: list[Any]) -> bool:
+        a = self.n
+        b = a + len(ops)
+        self.n = b
+        try:
+            arr = _dicts_to_array(ops, NAMES)
+        except TypeError:
+            return False  # an op that is not a JSON object
+        missing = _pointers(arr) == id(_MISSING)
+        tl = arr[:, _T].tolist()
+        typ = np.fromiter(map(_TYPE_CODE.get, tl, repeat(-1)), dtype=np.int8, count=len(tl))
+        if typ.min() < 0:
+            return False
+        self.typ[a:b] = typ
+        for name, j in (("index", _I), ("time", _TM)):
+            col = arr[:, j]
+            if not _is_int_array(col, skipna=False):  # also False for bools and NaN
+                return False
+            try:
+                getattr(self, name)[a:b] = col.astype(np.int64)
+            except OverflowError:
+                return False
+        if missing[:, _F].any():
+            return False
+        try:
+            for col, codes, name in ((arr[:, _P], self.pcode, "process"),
+                                     (arr[:, _F], self.fcode, "f")):
+                vals = col.tolist()
+                known = self.procs if name == "process" else self.fs
+                for v in set(vals).difference(known):
+                    known[v] = len(known)
+                codes[a:b] = np.fromiter(map(known.__getitem__, vals), dtype=np.int64,
+                                         count=len(vals))
+                if name == "process":
+                    self.proc_types.update(map(type, vals))
+                self.obj[name][a:b] = col
+        except TypeError:
+            return False  # an unhashable process or f: the slow path explains or accepts it
+        for name, j in (("key", _K), ("value", _V), ("node", _N), ("meta", _M),
+                        ("error", _E)):
+            col = arr[:, j]
+            m = missing[:, j]
+            if m.any():
+                col[m] = None
+            self.obj[name][a:b] = col
+        if not missing[:, _FIN].all():
+            fin = arr[:, _FIN]
+            self.final[a:b] = [x is True for x in fin.tolist()]
+        return True
 
 
 def pair_ops(ops: list[Any], source: str, *, warnings: list[str] | None = None,
@@ -308,31 +388,29 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
     over columns instead of a Python loop per op. It does not explain problems: on any doubt
     it returns None and the slow path, which names the offending line, takes over.
     """
-    n = len(ops)
-    table = _table(ops)
-    if table is None:
+    cols = _Columns(len(ops))
+    for k in range(0, len(ops), CHUNK):
+        if not cols.add(ops[k:k + CHUNK]):
+            return None
+    return _pair(cols, ops, source, warnings, check_time)
+
+
+def _pair(c: _Columns, ops: list[Any], source: str, warnings: list[str],
+          check_time: bool) -> History | None:
+    """Validate the columns of `c` and pair invokes with completions (None: slow path)."""
+    n = c.n
+    if not n or not c.proc_types <= {int, str}:
         return None
-    typ, proc, idx, tim = (table[name].tolist() for name in ("type", "process", "index", "time"))
-    if not set(typ) <= TYPES:
+    index, times = c.index, c.time
+    if (index.max() == OPEN or times.max() == OPEN
+            or index.min() == _INT64_MIN or times.min() == _INT64_MIN):
         return None
-    if not set(map(type, proc)) <= {int, str}:
+    if check_time and n > 1 and np.any(times[1:] < times[:-1]):
         return None
-    if set(map(type, idx)) != {int} or set(map(type, tim)) != {int}:
+    if n > 1 and not np.all(index[1:] > index[:-1]) and np.unique(index).size != n:
         return None
-    try:
-        index = np.array(idx, dtype=np.int64)
-        times = np.array(tim, dtype=np.int64)
-    except OverflowError:
-        return None
-    if n and (index.max() == OPEN or times.max() == OPEN
-              or index.min() == _INT64_MIN or times.min() == _INT64_MIN):
-        return None
-    if check_time and n > 1 and np.any(np.diff(times) < 0):
-        return None
-    if n > 1 and not np.all(np.diff(index) > 0) and np.unique(index).size != n:
-        return None
-    is_inv = table["type"] == "invoke"
-    codes, _ = pd.factorize(table["process"])
+    is_inv = c.typ == 0
+    codes = c.pcode
     order = np.argsort(codes, kind="stable")
     cs = codes[order]
     pos = np.arange(n)
@@ -344,35 +422,42 @@ def _fast_build(ops: list[Any], source: str, warnings: list[str],
         return None  # a completion without an invoke, or a second invoke while one is open
     has_next = np.zeros(n, dtype=bool)
     has_next[:-1] = ~start[1:]
-    comp_of = np.full(n, n, dtype=np.int64)  # n = the sentinel slot: never completed
+    comp_of = np.full(n, -1, dtype=np.int64)
     sel = is_inv[order] & has_next
     comp_of[order[sel]] = order[np.nonzero(sel)[0] + 1]
     inv = np.nonzero(is_inv)[0]
     comp = comp_of[inv]
-    done = comp < n
-    f_arr = _with_sentinel(table["f"])
-    if not np.array_equal(f_arr[inv][done], f_arr[comp[done]]):
+    done = comp >= 0
+    cd = comp[done]
+    if not np.array_equal(c.fcode[inv[done]], c.fcode[cd]):
         return None  # a completion of another f than its invoke
-    key, value, node, meta, error, final_raw = (
-        _with_sentinel(table[name]) for name in OPTIONAL)
-    final = final_raw == True  # noqa: E712 - elementwise; 1 and 1.0 also compare equal, so:
-    for i in np.nonzero(final)[0]:
-        final[i] = final_raw[i] is True
-    node_c = node[comp]
-    node_c = np.where(pd.isna(node_c), node[inv], node_c)
+    m = len(inv)
+    obj = c.obj
+
+    def completed(col: np.ndarray, default: Any = None) -> np.ndarray:
+        out = np.full(m, default, dtype=object)
+        out[done] = col[cd]
+        return out
+
+    node = completed(obj["node"])
+    no_node = _pointers(node) == id(None)
+    node[no_node] = obj["node"][inv[no_node]]
+    complete_time = np.full(m, OPEN, dtype=np.int64)
+    complete_time[done] = times[cd]
+    complete_index = np.full(m, -1, dtype=np.int64)
+    complete_index[done] = index[cd]
+    final = c.final[inv]
+    final[done] |= c.final[cd]
+    ctype = np.full(m, 3, dtype=np.int8)
+    ctype[done] = c.typ[cd]
     data: dict[str, Any] = {
-        "process": table["process"][inv], "f": f_arr[inv], "key": key[inv],
-        "value": value[inv], "result": value[comp],
-        "type": _with_sentinel(table["type"], "info")[comp],
-        "invoke_time": times[inv],
-        "complete_time": np.where(done, times[np.minimum(comp, n - 1)], OPEN),
-        "invoke_index": index[inv],
-        "complete_index": np.where(done, index[np.minimum(comp, n - 1)], -1),
-        "node": node_c, "meta": meta[comp], "final": final[inv] | final[comp],
-        "error": error[comp],
+        "process": obj["process"][inv], "f": obj["f"][inv], "key": obj["key"][inv],
+        "value": obj["value"][inv], "result": completed(obj["value"]),
+        "type": _TYPE_NAMES[ctype],
+        "invoke_time": times[inv], "complete_time": complete_time,
+        "invoke_index": index[inv], "complete_index": complete_index,
+        "node": node, "meta": completed(obj["meta"]), "final": final,
+        "error": completed(obj["error"]),
     }
-    for name in COLUMNS:
-        if data[name].dtype == object:
-            data[name] = pd.Series(data[name], dtype=object)
-    return History(ops=ops, pairs=pd.DataFrame(data, columns=COLUMNS), source=source,
+    return History(ops=ops, pairs=frame_from_columns(data), source=source,
                    warnings=list(warnings))
