@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from chaos.checkers.base import Anomaly, Checker, CheckResult, check_safe, merge_valid
+from chaos.checkers.counter import COUNTER
 from chaos.checkers.dual_leaders import DUAL_LEADERS
 from chaos.checkers.explain import explain
 from chaos.checkers.lost_writes import LOST_WRITES
@@ -19,7 +20,7 @@ from chaos.errors import BadInput
 from chaos.history.model import History
 
 #: Names in the order results are shown: safety checkers first, perf last.
-ORDER = ("lost-writes", "stale-reads", "linearizable", "dual-leaders", "perf")
+ORDER = ("lost-writes", "stale-reads", "linearizable", "counter", "dual-leaders", "perf")
 
 
 def _linearizable() -> Checker | None:
@@ -44,7 +45,7 @@ def _linearizable() -> Checker | None:
 def _registry() -> dict[str, Checker]:
     found: dict[str, Checker] = {
         "lost-writes": LOST_WRITES, "stale-reads": STALE_READS,
-        "dual-leaders": DUAL_LEADERS, "perf": PERF,
+        "counter": COUNTER, "dual-leaders": DUAL_LEADERS, "perf": PERF,
     }
     lin = _linearizable()
     if lin is not None:

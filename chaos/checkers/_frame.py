@@ -189,6 +189,8 @@ def register_shaped(pairs: pd.DataFrame) -> bool:
     rows = pairs["f"].isin(REGISTER_FS).to_numpy()
     if not rows.any():
         return False
+    if not pairs["f"].isin(("write", "cas")).any() and (pairs["f"] == "add").any():
+        return False  # adds and reads only: a counter or a set, not a register
     f = pairs["f"].to_numpy()[rows]
     value = pairs["value"].to_numpy()[rows]
     result = pairs["result"].to_numpy()[rows]
