@@ -99,6 +99,11 @@ def parse_jsonl(data: bytes, source: str) -> History:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        fast = _parse_fast(lines, source, warnings)
+        if isinstance(fast, History):
+            return fast
+        if fast is not None:  # all parsed, but not for the fast path: the slow one explains
+            return build_history(fast, source, linenos=linenos, warnings=warnings)
         try:
             ops = _loads_lines(lines, linenos, source)
         except _BlankLine:
@@ -109,6 +114,28 @@ def parse_jsonl(data: bytes, source: str) -> History:
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _parse_fast(lines: list[bytes], source: str, warnings: list[str]
+                ) -> History | list[Any] | None:
+    """Parse and build column by column, one chunk at a time while its dicts are hot.
+
+    Returns the History, or the parsed ops when they are not for the fast path, or None
+    when a line is not JSON (the caller parses again, line by line, to name it).
+    """
+    cols = _Columns(len(lines))
+    ops: list[Any] = []
+    loads = orjson.loads
+    try:
+        for k in range(0, len(lines), CHUNK):
+            chunk = list(map(loads, lines[k:k + CHUNK]))
+            ops += chunk
+            if not cols.add(chunk):
+                ops += map(loads, lines[k + CHUNK:])
+                return ops
+    except orjson.JSONDecodeError:
+        return None
+    return _pair(cols, ops, source, warnings, True) or ops
 
 
 class _BlankLine(Exception):
