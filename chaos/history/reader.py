@@ -69,9 +69,22 @@ def read_history(path: str | os.PathLike[str]) -> History:
 
 def parse_jsonl(data: bytes, source: str) -> History:
     """Parse JSONL bytes (see module doc); `source` names the file in errors."""
-    warnings: list[str] = []
     if data.startswith(BOM):  # some editors add one; it is not JSON
         data = data[len(BOM):]
+    # A million small dicts make the cyclic GC rescan everything again and again; nothing
+    # here creates cycles, so pause it (this alone halves the parse time).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse(data, source, fast=True) or _parse(data, source, fast=False)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _parse(data: bytes, source: str, fast: bool) -> History | None:
+    """parse_jsonl; `fast`: the chunked columnar path, None if the history is not for it."""
+    warnings: list[str] = []
     lines = data.split(b"\n")
     # lines[-1] is b"" when the file ends with a newline; otherwise it is the unterminated tail.
     tail = lines.pop()
@@ -94,48 +107,39 @@ def parse_jsonl(data: bytes, source: str) -> History:
                 linenos.append(tail_lineno)
     if not lines:
         raise BadInput("history is empty", where=source)
-    # A million small dicts make the cyclic GC rescan everything again and again; nothing
-    # here creates cycles, so pause it (this alone halves the parse time).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
+    if fast:
+        return _parse_fast(lines, source, warnings)
     try:
-        fast = _parse_fast(lines, source, warnings)
-        if isinstance(fast, History):
-            return fast
-        if fast is not None:  # all parsed, but not for the fast path: the slow one explains
-            return build_history(fast, source, linenos=linenos, warnings=warnings)
-        try:
-            ops = _loads_lines(lines, linenos, source)
-        except _BlankLine:
-            lines, linenos = _drop_blank(lines, linenos)
-            ops = _loads_lines(lines, linenos, source)
-        del lines
-        return pair_ops(ops, source, warnings=warnings, linenos=linenos)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+        ops = _loads_lines(lines, linenos, source)
+    except _BlankLine:
+        lines, linenos = _drop_blank(lines, linenos)
+        ops = _loads_lines(lines, linenos, source)
+    del lines
+    return pair_ops(ops, source, warnings=warnings, linenos=linenos)
 
 
-def _parse_fast(lines: list[bytes], source: str, warnings: list[str]
-                ) -> History | list[Any] | None:
-    """Parse and build column by column, one chunk at a time while its dicts are hot.
+def _parse_fast(lines: list[bytes], source: str, warnings: list[str]) -> History | None:
+    """Parse and build the columns one chunk at a time, while its dicts are in cache.
 
-    Returns the History, or the parsed ops when they are not for the fast path, or None
-    when a line is not JSON (the caller parses again, line by line, to name it).
+    Each chunk's lines are released once parsed, so the memory of the lines is reused for
+    the dicts instead of fresh pages (page faults are a good part of the cost). Returns None
+    when the history is not for the fast path: a bad line, or anything `_Columns` or `_pair`
+    doubts; the caller then parses again on the slow path, which names the problem.
     """
-    cols = _Columns(len(lines))
+    n = len(lines)
+    cols = _Columns(n)
     ops: list[Any] = []
     loads = orjson.loads
     try:
-        for k in range(0, len(lines), CHUNK):
+        for k in range(0, n, CHUNK):
             chunk = list(map(loads, lines[k:k + CHUNK]))
+            lines[k:k + CHUNK] = repeat(b"", len(chunk))
             ops += chunk
             if not cols.add(chunk):
-                ops += map(loads, lines[k + CHUNK:])
-                return ops
+                return None
     except orjson.JSONDecodeError:
         return None
-    return _pair(cols, ops, source, warnings, True) or ops
+    return _pair(cols, ops, source, warnings, True)
 
 
 class _BlankLine(Exception):
