@@ -204,7 +204,7 @@ def build_history(ops: Sequence[Any], source: str, *, linenos: Sequence[int] | N
         if type(op) is not dict:
             raise BadInput(f"expected a JSON object, got {_type_name(op)}", where=loc(pos))
         typ = op.get("type")
-        if typ not in types:
+        if type(typ) is not str or typ not in types:  # a list would not even hash
             if typ is None:
                 raise BadInput("missing 'type'", where=loc(pos))
             raise BadInput(f"unknown type {typ!r} (expected invoke, ok, fail or info)",
@@ -347,14 +347,19 @@ class _Columns:
         self.proc_types: set[type] = set()
 
     def add(self, ops: list[Any]) -> bool:
+        """Take the next chunk of ops; False when the history is not for the fast path."""
+        try:
+            return self._add(ops)
+        except TypeError:  # an op not a dict, an unhashable type, process or f
+            return False
+
+    def _add(self, ops: list[Any]) -> bool:
         a = self.n
         b = a + len(ops)
         self.n = b
-        try:
-            arr = _dicts_to_array(ops, NAMES)
-        except TypeError:
-            return False  # an op that is not a JSON object
-        missing = _pointers(arr) == id(_MISSING)
+        arr = _dicts_to_array(ops, NAMES)
+        ptrs = _pointers(arr)
+        missing = ptrs == id(_MISSING)
         tl = arr[:, _T].tolist()
         typ = np.fromiter(map(_TYPE_CODE.get, tl, repeat(-1)), dtype=np.int8, count=len(tl))
         if typ.min() < 0:
@@ -368,22 +373,18 @@ class _Columns:
                 getattr(self, name)[a:b] = col.astype(np.int64)
             except OverflowError:
                 return False
-        if missing[:, _F].any():
-            return False
-        try:
-            for col, codes, name in ((arr[:, _P], self.pcode, "process"),
-                                     (arr[:, _F], self.fcode, "f")):
-                vals = col.tolist()
-                known = self.procs if name == "process" else self.fs
-                for v in set(vals).difference(known):
-                    known[v] = len(known)
-                codes[a:b] = np.fromiter(map(known.__getitem__, vals), dtype=np.int64,
-                                         count=len(vals))
-                if name == "process":
-                    self.proc_types.update(map(type, vals))
-                self.obj[name][a:b] = col
-        except TypeError:
-            return False  # an unhashable process or f: the slow path explains or accepts it
+        if missing[:, _F].any() or (ptrs[:, _F] == id(None)).any():
+            return False  # no f, or "f": null (the slow path says "missing 'f'")
+        for j, codes, known in ((_P, self.pcode, self.procs), (_F, self.fcode, self.fs)):
+            col = arr[:, j]
+            vals = col.tolist()
+            for v in set(vals).difference(known):  # codes: first-seen order, per history
+                known[v] = len(known)
+            codes[a:b] = np.fromiter(map(known.__getitem__, vals), dtype=np.int64,
+                                     count=len(vals))
+            if j == _P:
+                self.proc_types.update(map(type, vals))
+            self.obj[NAMES[j]][a:b] = col
         for name, j in (("key", _K), ("value", _V), ("node", _N), ("meta", _M),
                         ("error", _E)):
             col = arr[:, j]
