@@ -1,10 +1,13 @@
 """Read and validate a history.jsonl (DESIGN §4) into a `History`, pairing invokes once.
 
-Speed (target >= 300k lines/s): lines go through orjson in one C-level map with the cyclic GC
-paused; validation and pairing are then vectorised over columns (`_fast_build`, numpy).
-Only when something is wrong does the per-op Python loop (`build_history`) run, and it is
-the one that names the offending line. Importers call `pair_ops` (the same two paths), so an
-imported history is held to the same rules as our own.
+Speed (target >= 300k lines/s; ~400k measured): with the cyclic GC paused, the lines go
+through orjson a chunk at a time and each chunk goes straight into `chaos.history.columnar`
+while its dicts are still in the CPU cache; validation and pairing are then numpy over int
+columns. Each chunk's lines are released once parsed, so the dicts reuse their memory
+instead of faulting in fresh pages. Only when something is off does the per-op Python loop
+(`build_history`) run, from the start, and it is the one that names the offending line.
+Importers call `pair_ops` (the same two paths), so an imported history is held to the same
+rules as our own.
 
 Rules (each violation is `BadInput` with "file:line"):
   a line must be a JSON object; `type` in invoke/ok/fail/info; `process` and `f` present;
@@ -16,22 +19,21 @@ skipped with a warning in `History.warnings`, never silently.
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import orjson
-import pandas as pd
 
 from chaos.errors import BadInput
-from chaos.history.model import OPEN, History, frame_from_columns, make_pairs_frame
+from chaos.history.columnar import CHUNK, Columns, fast_build, pair_columns
+from chaos.history.columnar import INT64_MIN as _INT64_MIN
+from chaos.history.columnar import fast_build as _fast_build  # noqa: F401 - tests import it
+from chaos.history.model import OPEN, History, make_pairs_frame
 
 TYPES = frozenset(("invoke", "ok", "fail", "info"))
-_INT64_MIN = -(2**63)
 BOM = b"\xef\xbb\xbf"
 COMPLETIONS = frozenset(("ok", "fail", "info"))
 
@@ -127,7 +129,7 @@ def _parse_fast(lines: list[bytes], source: str, warnings: list[str]) -> History
     doubts; the caller then parses again on the slow path, which names the problem.
     """
     n = len(lines)
-    cols = _Columns(n)
+    cols = Columns(n)
     ops: list[Any] = []
     loads = orjson.loads
     try:
@@ -139,7 +141,7 @@ def _parse_fast(lines: list[bytes], source: str, warnings: list[str]) -> History
                 return None
     except orjson.JSONDecodeError:
         return None
-    return _pair(cols, ops, source, warnings, True)
+    return pair_columns(cols, ops, source, warnings, True)
 
 
 class _BlankLine(Exception):
@@ -273,131 +275,6 @@ def build_history(ops: Sequence[Any], source: str, *, linenos: Sequence[int] | N
                    warnings=list(warnings or []))
 
 
-NAMES = ["type", "process", "f", "index", "time", "key", "value", "node", "meta", "error",
-         "final"]
-_T, _P, _F, _I, _TM, _K, _V, _N, _M, _E, _FIN = range(len(NAMES))
-CHUNK = 4096  # ops per chunk: their dicts and values stay in the CPU cache while we read them
-_TYPE_CODE = {"invoke": 0, "ok": 1, "fail": 2, "info": 3}
-_TYPE_NAMES = np.array(["invoke", "ok", "fail", "info"], dtype=object)
-
-
-def _dicts_to_array(ops: list[Any], names: list[str]) -> np.ndarray:
-    """pandas' C loop reading `names` of every dict once (missing -> its NaN object).
-
-    Private in pandas but present from 1.x to 3.x; one visit per dict for all the columns is
-    about twice as fast as one pass per column. Raises TypeError when an op is not a dict.
-    """
-    arr = np.empty((len(ops), len(names)), dtype=object)
-    for j, name in enumerate(names):
-        arr[:, j] = [op.get(name, _MISSING) if type(op) is dict else _not_dict()
-                     for op in ops]
-    return arr
-
-
-def _not_dict() -> Any:
-    raise TypeError("not a dict")
-
-
-_MISSING: Any = float("nan")
-try:  # the fast C loop, with the very NaN object it writes for a missing key
-    from pandas._libs.lib import dicts_to_array as _d2a
-    _MISSING = _d2a([{}], ["x"])[0, 0]
-    _dicts_to_array = _d2a  # noqa: F811
-except (ImportError, AttributeError, TypeError):  # pragma: no cover - pandas moved it
-    pass
-try:
-    from pandas._libs.lib import is_integer_array as _is_int_array
-except ImportError:  # pragma: no cover
-    def _is_int_array(col: np.ndarray, skipna: bool = False) -> bool:
-        return set(map(type, col.tolist())) == {int}
-
-
-def _pointers(arr: np.ndarray) -> np.ndarray:
-    """The object pointers of a C-contiguous object array, as intp (a view, no copy).
-
-    Lets "is this slot the missing marker / None" be one vectorised identity test instead of
-    a pass touching every object (pd.isna): `_pointers(a) == id(x)` is `a[i] is x`.
-    """
-    assert arr.dtype == object and arr.flags.c_contiguous
-    buf = (ctypes.c_ssize_t * arr.size).from_address(arr.ctypes.data)
-    return np.frombuffer(buf, dtype=np.intp).reshape(arr.shape)
-
-
-class _Columns:
-    """The columns of a history, filled chunk by chunk while each chunk's ops are hot.
-
-    A million op dicts are scattered over a large heap; every pass over them costs a cache
-    miss per object. So all per-object work (type checks, codes, missing -> None) happens per
-    chunk right after the chunk is parsed; what is left for `_pair` is numpy over int arrays.
-    `add` returns False as soon as the history is not for the fast path.
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n = 0
-        self.obj = {name: np.empty(n, dtype=object)
-                    for name in ("process", "f", "key", "value", "node", "meta", "error")}
-        self.typ = np.empty(n, dtype=np.int8)
-        self.index = np.empty(n, dtype=np.int64)
-        self.time = np.empty(n, dtype=np.int64)
-        self.pcode = np.empty(n, dtype=np.int64)
-        self.fcode = np.empty(n, dtype=np.int64)
-        self.final = np.zeros(n, dtype=bool)
-        self.procs: dict[Any, int] = {}
-        self.fs: dict[Any, int] = {}
-        self.proc_types: set[type] = set()
-
-    def add(self, ops: list[Any]) -> bool:
-        """Take the next chunk of ops; False when the history is not for the fast path."""
-        try:
-            return self._add(ops)
-        except TypeError:  # an op not a dict, an unhashable type, process or f
-            return False
-
-    def _add(self, ops: list[Any]) -> bool:
-        a = self.n
-        b = a + len(ops)
-        self.n = b
-        arr = _dicts_to_array(ops, NAMES)
-        ptrs = _pointers(arr)
-        missing = ptrs == id(_MISSING)
-        tl = arr[:, _T].tolist()
-        typ = np.fromiter(map(_TYPE_CODE.get, tl, repeat(-1)), dtype=np.int8, count=len(tl))
-        if typ.min() < 0:
-            return False
-        self.typ[a:b] = typ
-        for name, j in (("index", _I), ("time", _TM)):
-            col = arr[:, j]
-            if not _is_int_array(col, skipna=False):  # also False for bools and NaN
-                return False
-            try:
-                getattr(self, name)[a:b] = col.astype(np.int64)
-            except OverflowError:
-                return False
-        if missing[:, _F].any() or (ptrs[:, _F] == id(None)).any():
-            return False  # no f, or "f": null (the slow path says "missing 'f'")
-        for j, codes, known in ((_P, self.pcode, self.procs), (_F, self.fcode, self.fs)):
-            col = arr[:, j]
-            vals = col.tolist()
-            for v in set(vals).difference(known):  # codes: first-seen order, per history
-                known[v] = len(known)
-            codes[a:b] = np.fromiter(map(known.__getitem__, vals), dtype=np.int64,
-                                     count=len(vals))
-            if j == _P:
-                self.proc_types.update(map(type, vals))
-            self.obj[NAMES[j]][a:b] = col
-        for name, j in (("key", _K), ("value", _V), ("node", _N), ("meta", _M),
-                        ("error", _E)):
-            col = arr[:, j]
-            m = missing[:, j]
-            if m.any():
-                col[m] = None
-            self.obj[name][a:b] = col
-        if not missing[:, _FIN].all():
-            fin = arr[:, _FIN]
-            self.final[a:b] = [x is True for x in fin.tolist()]
-        return True
-
-
 def pair_ops(ops: list[Any], source: str, *, warnings: list[str] | None = None,
              check_time: bool = True, linenos: Sequence[int] | None = None,
              where: Callable[[int], str] | None = None) -> History:
@@ -405,91 +282,10 @@ def pair_ops(ops: list[Any], source: str, *, warnings: list[str] | None = None,
 
     Importers call this with their op dicts (arguments as for build_history).
     """
-    fast = _fast_build(ops, source, list(warnings or []), check_time=check_time)
+    fast = fast_build(ops, source, list(warnings or []), check_time=check_time)
     if fast is not None:
         return fast
     return build_history(ops, source, linenos=linenos, warnings=warnings,
                          check_time=check_time, where=where)
 
 
-def _fast_build(ops: list[Any], source: str, warnings: list[str],
-                check_time: bool = True) -> History | None:
-    """Vectorised validation and pairing for well-formed histories; None if anything is off.
-
-    Produces exactly what `build_history` produces (tests compare the two), but with numpy
-    over columns instead of a Python loop per op. It does not explain problems: on any doubt
-    it returns None and the slow path, which names the offending line, takes over.
-    """
-    cols = _Columns(len(ops))
-    for k in range(0, len(ops), CHUNK):
-        if not cols.add(ops[k:k + CHUNK]):
-            return None
-    return _pair(cols, ops, source, warnings, check_time)
-
-
-def _pair(c: _Columns, ops: list[Any], source: str, warnings: list[str],
-          check_time: bool) -> History | None:
-    """Validate the columns of `c` and pair invokes with completions (None: slow path)."""
-    n = c.n
-    if not n or not c.proc_types <= {int, str}:
-        return None
-    index, times = c.index, c.time
-    if (index.max() == OPEN or times.max() == OPEN
-            or index.min() == _INT64_MIN or times.min() == _INT64_MIN):
-        return None
-    if check_time and n > 1 and np.any(times[1:] < times[:-1]):
-        return None
-    if n > 1 and not np.all(index[1:] > index[:-1]) and np.unique(index).size != n:
-        return None
-    is_inv = c.typ == 0
-    codes = c.pcode
-    order = np.argsort(codes, kind="stable")
-    cs = codes[order]
-    pos = np.arange(n)
-    start = np.zeros(n, dtype=bool)
-    start[0] = True
-    start[1:] = cs[1:] != cs[:-1]
-    rank = pos - np.maximum.accumulate(np.where(start, pos, 0))
-    if not np.array_equal(is_inv[order], rank % 2 == 0):
-        return None  # a completion without an invoke, or a second invoke while one is open
-    has_next = np.zeros(n, dtype=bool)
-    has_next[:-1] = ~start[1:]
-    comp_of = np.full(n, -1, dtype=np.int64)
-    sel = is_inv[order] & has_next
-    comp_of[order[sel]] = order[np.nonzero(sel)[0] + 1]
-    inv = np.nonzero(is_inv)[0]
-    comp = comp_of[inv]
-    done = comp >= 0
-    cd = comp[done]
-    if not np.array_equal(c.fcode[inv[done]], c.fcode[cd]):
-        return None  # a completion of another f than its invoke
-    m = len(inv)
-    obj = c.obj
-
-    def completed(col: np.ndarray, default: Any = None) -> np.ndarray:
-        out = np.full(m, default, dtype=object)
-        out[done] = col[cd]
-        return out
-
-    node = completed(obj["node"])
-    no_node = _pointers(node) == id(None)
-    node[no_node] = obj["node"][inv[no_node]]
-    complete_time = np.full(m, OPEN, dtype=np.int64)
-    complete_time[done] = times[cd]
-    complete_index = np.full(m, -1, dtype=np.int64)
-    complete_index[done] = index[cd]
-    final = c.final[inv]
-    final[done] |= c.final[cd]
-    ctype = np.full(m, 3, dtype=np.int8)
-    ctype[done] = c.typ[cd]
-    data: dict[str, Any] = {
-        "process": obj["process"][inv], "f": obj["f"][inv], "key": obj["key"][inv],
-        "value": obj["value"][inv], "result": completed(obj["value"]),
-        "type": _TYPE_NAMES[ctype],
-        "invoke_time": times[inv], "complete_time": complete_time,
-        "invoke_index": index[inv], "complete_index": complete_index,
-        "node": node, "meta": completed(obj["meta"]), "final": final,
-        "error": completed(obj["error"]),
-    }
-    return History(ops=ops, pairs=frame_from_columns(data), source=source,
-                   warnings=list(warnings))
