@@ -3,17 +3,19 @@
     python benchmarks/bench_parse.py [--lines 1000000] [--workload set|register] [--repeat 3]
     python benchmarks/bench_parse.py --edn --lines 100000     # the Jepsen EDN importer
 
-Generates a realistic history (10 client processes interleaved, a nemesis and a monitor op
-now and then) into a temp file, then times `read_history` end to end: file read, JSON
-parsing, validation, pairing and the pandas DataFrame build. Prints the best of N runs, as
-wall time and as this process's CPU time (on a shared, loaded machine the CPU figure is the
-one that says what the code costs; the load average is printed alongside).
+Generates a client history (10 processes interleaved, ~5% of completions "info", after which
+the process is replaced by a new one) into a temp file, then times `read_history` end to
+end: file read, JSON parsing, validation, pairing and the pandas DataFrame build. Prints the
+best of N runs, as wall time and as this process's CPU time (on a shared, loaded machine the
+CPU figure is the one that says what the code costs; the load average is printed alongside),
+and the process's peak RSS.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -127,7 +129,8 @@ def main() -> None:
         print(f"{name}: {n_ops} lines, {size / 1e6:.1f} MB, best of {args.repeat}: "
               f"wall {best:.2f} s = {n_ops / best:,.0f} lines/s; "
               f"CPU {best_cpu:.2f} s = {n_ops / best_cpu:,.0f} lines/s "
-              f"(load average {avg:.1f} on {os.cpu_count()} cores)")
+              f"(load average {avg:.1f} on {os.cpu_count()} cores); peak RSS "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
 if __name__ == "__main__":
