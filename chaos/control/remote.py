@@ -186,3 +186,42 @@ class RemoteProcesses:
     def close(self) -> None:
         for session in self.sessions.values():
             session.close()
+
+
+class RemoteNodeControl:
+    """The Runtime methods that act on node processes over SSH, shared by the docker and ssh
+    runtimes (they differ only in how hosts come to exist, not in how nodes are driven).
+    Subclasses set `self.procs` (a RemoteProcesses) and define `host`, `setup`, `teardown`."""
+
+    procs: RemoteProcesses
+
+    def data_dir(self, node: str) -> str:
+        return self.procs.data_dir(node)
+
+    def start(self, node: str, argv: list[str]) -> None:
+        self.procs.start(node, argv)
+
+    def stop(self, node: str, timeout: float = 5.0) -> None:
+        self.procs.stop(node, timeout)
+
+    def kill(self, node: str) -> None:
+        self.procs.kill(node)
+
+    def pause(self, node: str) -> None:
+        self.procs.pause(node)
+
+    def resume(self, node: str) -> None:
+        self.procs.resume(node)
+
+    def is_running(self, node: str) -> bool:
+        return self.procs.is_running(node)
+
+    def is_paused(self, node: str) -> bool:
+        return self.procs.is_paused(node)
+
+    def collect_logs(self, node: str, dest_dir: str) -> None:
+        self.procs.collect_logs(node, dest_dir)
+
+    def run(self, node: str, command: str, timeout: float = 30.0, check: bool = False):
+        """Run a shell command on the node's host over SSH (for net backends and targets)."""
+        return self.procs.session(node).run(command, timeout=timeout, check=check)

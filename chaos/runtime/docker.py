@@ -20,8 +20,8 @@ import socket
 import threading
 import time
 
-from chaos.control.remote import RemoteProcesses, code_archive, parallel
-from chaos.control.ssh import Result, SshSession, ensure_keypair, load_key
+from chaos.control.remote import RemoteNodeControl, RemoteProcesses, code_archive, parallel
+from chaos.control.ssh import SshSession, ensure_keypair, load_key
 from chaos.errors import ChaosError, SetupError
 
 MANAGED = "chaos.managed"
@@ -66,7 +66,7 @@ def remove_test_resources(client, test_id: str | None = None) -> tuple[int, int]
     return removed, nets
 
 
-class DockerRuntime:
+class DockerRuntime(RemoteNodeControl):
     """Nodes in containers. Logs: /var/lib/chaos/<node>/node.out inside, copied by collect_logs."""
 
     name = "docker"
@@ -181,37 +181,6 @@ class DockerRuntime:
             return self._ips[node]
         except KeyError:
             raise SetupError(f"unknown node {node!r} (not set up)") from None
-
-    def data_dir(self, node: str) -> str:
-        return self.procs.data_dir(node)
-
-    def start(self, node: str, argv: list[str]) -> None:
-        self.procs.start(node, argv)
-
-    def stop(self, node: str, timeout: float = 5.0) -> None:
-        self.procs.stop(node, timeout)
-
-    def kill(self, node: str) -> None:
-        self.procs.kill(node)
-
-    def pause(self, node: str) -> None:
-        self.procs.pause(node)
-
-    def resume(self, node: str) -> None:
-        self.procs.resume(node)
-
-    def is_running(self, node: str) -> bool:
-        return self.procs.is_running(node)
-
-    def is_paused(self, node: str) -> bool:
-        return self.procs.is_paused(node)
-
-    def collect_logs(self, node: str, dest_dir: str) -> None:
-        self.procs.collect_logs(node, dest_dir)
-
-    def run(self, node: str, command: str, timeout: float = 30.0, check: bool = False) -> Result:
-        """Run a shell command on the node's container over SSH (for net backends, targets)."""
-        return self.procs.session(node).run(command, timeout=timeout, check=check)
 
     def nodes(self) -> list[str]:
         """The node names set up, in the order given to setup (the proxy container excluded)."""

@@ -10,8 +10,8 @@ the sessions; it leaves the data dirs for inspection (the next setup empties the
 """
 from __future__ import annotations
 
-from chaos.control.remote import CODE_DIR, DATA_ROOT, RemoteProcesses, code_archive, parallel
-from chaos.control.ssh import Result, SshSession, load_key
+from chaos.control.remote import RemoteNodeControl, CODE_DIR, DATA_ROOT, RemoteProcesses, code_archive, parallel
+from chaos.control.ssh import SshSession, load_key
 from chaos.errors import SetupError
 
 
@@ -40,7 +40,7 @@ def read_nodes_file(path: str) -> dict[str, str]:
     return hosts
 
 
-class SshRuntime:
+class SshRuntime(RemoteNodeControl):
     """Nodes on hosts reached over SSH with a key (no passwords)."""
 
     name = "ssh"
@@ -85,37 +85,6 @@ class SshRuntime:
             return self.hosts[node]
         except KeyError:
             raise SetupError(f"unknown node {node!r}") from None
-
-    def data_dir(self, node: str) -> str:
-        return self.procs.data_dir(node)
-
-    def start(self, node: str, argv: list[str]) -> None:
-        self.procs.start(node, argv)
-
-    def stop(self, node: str, timeout: float = 5.0) -> None:
-        self.procs.stop(node, timeout)
-
-    def kill(self, node: str) -> None:
-        self.procs.kill(node)
-
-    def pause(self, node: str) -> None:
-        self.procs.pause(node)
-
-    def resume(self, node: str) -> None:
-        self.procs.resume(node)
-
-    def is_running(self, node: str) -> bool:
-        return self.procs.is_running(node)
-
-    def is_paused(self, node: str) -> bool:
-        return self.procs.is_paused(node)
-
-    def collect_logs(self, node: str, dest_dir: str) -> None:
-        self.procs.collect_logs(node, dest_dir)
-
-    def run(self, node: str, command: str, timeout: float = 30.0, check: bool = False) -> Result:
-        """Run a shell command on the node's host (for net backends and targets)."""
-        return self.procs.session(node).run(command, timeout=timeout, check=check)
 
     def teardown(self) -> None:
         """SIGKILL every node process we started, close the sessions. Idempotent."""
