@@ -35,3 +35,19 @@ def pytest_collection_modifyitems(config, items):
             reason = docker_available()
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def kvlite_cluster(tmp_path):
+    """A factory of real kvlite clusters (processes on free ports); all closed at the end."""
+    from targets.kvlite.testing import Cluster
+
+    made: list[Cluster] = []
+
+    def make(**kw):
+        c = Cluster(tmp_path / f"c{len(made)}", **kw)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()

@@ -222,7 +222,8 @@ def test_a_read_naming_a_node_reads_that_nodes_own_state(tmp_path):
     with Cluster(tmp_path / "c", n=3, options={"failover": "none"}) as c:
         cl = c.client()
         assert cl.invoke({"f": "add", "key": "s", "value": 1})["type"] == "ok"
-        c.wait_for(lambda: c.status("n3")["commit_index"] == 1, 5, "replication")
+        c.wait_for(lambda: all(c.status(n)["commit_index"] == 1 for n in c.names), 5,
+                   "replication to every node")
         for n in c.names:
             r = cl.invoke({"f": "read-set", "key": "s", "node": n, "final": True})
             assert r == {"type": "ok", "value": [1], "node": n, "meta": {"term": None}}

@@ -9,16 +9,9 @@ from targets.kvlite.testing import Cluster
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    made: list[Cluster] = []
-
-    def make(**kw):
-        c = Cluster(tmp_path / f"c{len(made)}", **kw)
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.close()
+def cluster(kvlite_cluster):
+    """`cluster(**options)` starts a kvlite cluster (see tests/conftest.py)."""
+    return kvlite_cluster
 
 
 def new_leader(c: Cluster, among: list[str], timeout: float = 10.0) -> str:
