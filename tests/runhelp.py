@@ -31,3 +31,28 @@ def run_json(*args: str, timeout: float = 240) -> tuple[int, dict]:
 def anomaly_kinds(doc: dict, checker: str) -> set[str]:
     res = (doc.get("results") or {}).get("results", {}).get(checker) or {}
     return {a["kind"] for a in res.get("anomalies", []) if a.get("severity", "anomaly") == "anomaly"}
+
+
+#: The acceptance-matrix cells (DESIGN §6) as chaos run arguments, shared by the local and
+#: docker suites so both judge the same configurations the same way.
+UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
+STALE_REGISTER = ["--workload", "register", "--nemesis", "latency", "-O", "replication=async",
+                  "-O", "read_from=any"]
+SAFE_REGISTER = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",
+                 "-O", "read_from=leader"]
+
+
+def assert_lost_writes_and_split_brain(code: int, doc: dict) -> None:
+    assert code == 1, doc
+    assert "lost-write" in anomaly_kinds(doc, "lost-writes")
+    assert anomaly_kinds(doc, "dual-leaders") & {"same-term-leaders", "split-brain-writes"}
+
+
+def assert_stale_reads(code: int, doc: dict) -> None:
+    assert code == 1, doc
+    assert "stale-read" in anomaly_kinds(doc, "stale-reads")
+
+
+def assert_valid(code: int, doc: dict) -> None:
+    assert code == 0, doc
+    assert doc["valid"] is True and not doc["unverified_faults"]

@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from tests.runhelp import REPO, anomaly_kinds, chaos, run_json
+from tests.runhelp import (REPO, SAFE_REGISTER, STALE_REGISTER, UNSAFE_SET,
+                           assert_lost_writes_and_split_brain, assert_stale_reads, assert_valid,
+                           chaos, run_json)
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -39,25 +41,16 @@ def _leftovers() -> list[str]:
 @pytest.mark.parametrize("nemesis, net", [("partition", "proxy"), ("kill", "proxy"),
                                           ("partition", "iptables")])
 def test_async_naive_loses_writes_and_splits_brain(tmp_path, nemesis, net):
-    code, doc = _run(tmp_path, "--workload", "set", "--nemesis", nemesis, "--net", net,
-                     "-O", "replication=async", "-O", "failover=naive")
-    assert code == 1, doc
-    assert "lost-write" in anomaly_kinds(doc, "lost-writes")
-    assert anomaly_kinds(doc, "dual-leaders") & {"same-term-leaders", "split-brain-writes"}
+    assert_lost_writes_and_split_brain(
+        *_run(tmp_path, *UNSAFE_SET, "--nemesis", nemesis, "--net", net))
 
 
 def test_async_reads_from_any_node_are_stale_under_latency(tmp_path):
-    code, doc = _run(tmp_path, "--workload", "register", "--nemesis", "latency",
-                     "-O", "replication=async", "-O", "read_from=any")
-    assert code == 1, doc
-    assert "stale-read" in anomaly_kinds(doc, "stale-reads")
+    assert_stale_reads(*_run(tmp_path, *STALE_REGISTER))
 
 
 def test_quorum_majority_leader_reads_are_valid_under_all_faults(tmp_path):
-    code, doc = _run(tmp_path, "--workload", "register", "--nemesis", "all", "--time-limit", "24",
-                     "-O", "replication=quorum", "-O", "failover=majority", "-O", "read_from=leader")
-    assert code == 0, doc
-    assert doc["valid"] is True and not doc["unverified_faults"]
+    assert_valid(*_run(tmp_path, *SAFE_REGISTER, "--nemesis", "all", "--time-limit", "24"))
 
 
 def test_sigkilled_controller_then_chaos_down_leaves_nothing(tmp_path):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.runhelp import anomaly_kinds, run_json
+from tests.runhelp import (SAFE_REGISTER, STALE_REGISTER, UNSAFE_SET,
+                           assert_lost_writes_and_split_brain, assert_stale_reads, assert_valid,
+                           run_json)
 
 pytestmark = pytest.mark.integration
 
@@ -21,24 +23,13 @@ def _run(tmp_path, *args):
 
 @pytest.mark.parametrize("nemesis", ["partition", "kill"])
 def test_async_naive_loses_writes_and_splits_brain(tmp_path, nemesis):
-    code, doc = _run(tmp_path, "--workload", "set", "--nemesis", nemesis,
-                     "-O", "replication=async", "-O", "failover=naive")
-    assert code == 1, doc
-    assert "lost-write" in anomaly_kinds(doc, "lost-writes")
-    assert anomaly_kinds(doc, "dual-leaders") & {"same-term-leaders", "split-brain-writes"}
+    assert_lost_writes_and_split_brain(*_run(tmp_path, *UNSAFE_SET, "--nemesis", nemesis))
 
 
 def test_async_reads_from_any_node_are_stale_under_latency(tmp_path):
-    code, doc = _run(tmp_path, "--workload", "register", "--nemesis", "latency",
-                     "-O", "replication=async", "-O", "read_from=any")
-    assert code == 1, doc
-    assert "stale-read" in anomaly_kinds(doc, "stale-reads")
+    assert_stale_reads(*_run(tmp_path, *STALE_REGISTER))
 
 
 @pytest.mark.parametrize("nemesis", ["partition", "kill", "pause", "latency"])
 def test_quorum_majority_leader_reads_are_valid(tmp_path, nemesis):
-    code, doc = _run(tmp_path, "--workload", "register", "--nemesis", nemesis,
-                     "-O", "replication=quorum", "-O", "failover=majority", "-O", "read_from=leader")
-    assert code == 0, doc
-    assert doc["valid"] is True
-    assert not doc["unverified_faults"]
+    assert_valid(*_run(tmp_path, *SAFE_REGISTER, "--nemesis", nemesis))
