@@ -51,3 +51,14 @@ def kvlite_cluster(tmp_path):
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The embedded Toxiproxy-compatible server on a free port, one per test module (the proxy
+    and mesh suites); a module that needs another server (seeded, say) defines its own."""
+    from chaos.net.proxy import ServerThread
+
+    srv = ServerThread(port=0).start()
+    yield srv
+    srv.stop()

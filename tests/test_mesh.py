@@ -12,16 +12,8 @@ from chaos.errors import BadInput
 from chaos.net.client import ProxyClient
 from chaos.net.echo import EchoServer
 from chaos.net.mesh import SHAPES, Mesh
-from chaos.net.proxy import ServerThread
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = ServerThread(port=0).start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture

@@ -11,14 +11,6 @@ from hypothesis import strategies as st
 from urllib.parse import quote
 
 from chaos.net.echo import EchoServer
-from chaos.net.proxy import ServerThread
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = ServerThread(port=0).start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

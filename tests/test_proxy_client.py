@@ -16,7 +16,6 @@ import pytest
 from chaos.errors import ExitCode, SetupError
 from chaos.net.client import ProxyClient, ProxyError, connect_or_start, parse_version
 from chaos.net.echo import EchoServer
-from chaos.net.proxy import ServerThread
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,13 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as s:
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = ServerThread(port=0).start()
-    yield srv
-    srv.stop()
 
 
 def test_errors_carry_status_and_message(server):

@@ -13,7 +13,6 @@ from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 from chaos.net.client import ProxyClient
 from chaos.net.echo import EchoServer
-from chaos.net.proxy import ServerThread
 
 TOXICS = [
     ("latency", {"latency": 10, "jitter": 1}),
@@ -24,13 +23,6 @@ TOXICS = [
     ("slicer", {"average_size": 10, "size_variation": 2, "delay": 5}),
     ("limit_data", {"bytes": 100}),
 ]
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = ServerThread(port=0).start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture
