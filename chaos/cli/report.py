@@ -12,46 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 
 from chaos.errors import BadInput, verdict_exit_code
-from chaos.history.model import History
-
-
-def _read_history_fallback(path: Path) -> History:
-    """Parse history.jsonl line by line until chaos.history.reader is available.
-
-    A bad line is an error naming its line number; a truncated last line (a crash mid-write)
-    is skipped with a warning, as DESIGN §4 requires.
-    """
-    ops: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            op = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            if n - 1 == last and not data.endswith(b"\n"):  # one write per line: cut short
-                warnings.append(f"{path}:{n}: truncated last line skipped")
-                continue
-            raise BadInput(f"not a JSON object ({exc})", where=f"{path}:{n}") from None
-        if not isinstance(op, dict):
-            raise BadInput("not a JSON object", where=f"{path}:{n}")
-        ops.append(op)
-    return History.from_ops(ops, source=str(path), warnings=warnings)
-
-
-def load_history(path: Path) -> History:
-    """The validating reader when it exists, else the fallback parser above."""
-    try:
-        from chaos.history.reader import read_history
-    except ImportError:
-        return _read_history_fallback(path)
-    return read_history(path)
+from chaos.history.reader import read_history
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -109,7 +72,7 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
     config = _load_json(config_path, "config.json") if config_path.exists() else None
     if config is not None and not isinstance(config, dict):
         raise BadInput("config.json is not a JSON object", where=str(config_path))
-    history = load_history(hist_path)
+    history = read_history(hist_path)
     suite = _suite_name(rundir, config)
     if out is not None and out.is_dir():
         out = out / "report.html"
