@@ -51,6 +51,17 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=repr, option=_DUMP_OPTS)
 
 
+def _stamped(op: Op, t: int) -> Op:
+    """A copy of `op` with `time` = t as its first key (any `time` it had is replaced).
+
+    One copy per op: `time` goes in first so it keeps the first position, the op's own keys
+    follow in their order, and the stamp then overwrites a `time` the op may have carried.
+    """
+    out = {"time": t, **op}
+    out["time"] = t
+    return out
+
+
 @dataclass
 class RecorderStats:
     """A snapshot of the counters, cheap enough to take for every progress-line refresh.
@@ -171,7 +182,7 @@ class Recorder:
     # -- recording ---------------------------------------------------------------------------
     def _record_local(self, op: Op) -> Op:
         with self._lock:
-            op = {"time": self.now(), **{k: v for k, v in op.items() if k != "time"}}
+            op = _stamped(op, self.now())
             self._push(op)
             self._drain()
         return op
@@ -394,8 +405,7 @@ class RemoteSink:
     def record_locked(self, op: Op) -> Op:
         """`record` for callers already holding `self.lock` (to make a state change and its
         op one atomic step)."""
-        op = {"time": time.monotonic_ns() - self.t0_ns,
-              **{k: v for k, v in op.items() if k != "time"}}
+        op = _stamped(op, time.monotonic_ns() - self.t0_ns)
         self._buf.append(op)
         return op
 
