@@ -13,56 +13,27 @@ from chaos.checkers.base import Anomaly, Checker, CheckResult, check_safe, merge
 from chaos.checkers.counter import COUNTER
 from chaos.checkers.dual_leaders import DUAL_LEADERS
 from chaos.checkers.explain import explain
+from chaos.checkers.linearizable import LINEARIZABLE
 from chaos.checkers.lost_writes import LOST_WRITES
 from chaos.checkers.perf import PERF
 from chaos.checkers.stale_reads import STALE_READS
 from chaos.errors import BadInput
 from chaos.history.model import History
 
-#: Names in the order results are shown: safety checkers first, perf last.
-ORDER = ("lost-writes", "stale-reads", "linearizable", "counter", "dual-leaders", "perf")
-
-
-def _linearizable() -> Checker | None:
-    """The linearizability checker, when its package is present.
-
-    It is written separately (chaos/checkers/linearizable/); until it lands the registry still
-    works without it. Only its own absence is tolerated: a bug inside it still raises.
-    """
-    try:
-        from chaos.checkers.linearizable import LINEARIZABLE
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("chaos.checkers.linearizable"):
-            return None
-        raise
-    except ImportError as exc:  # the package exists but does not export LINEARIZABLE yet
-        if "LINEARIZABLE" in str(exc):
-            return None
-        raise
-    return LINEARIZABLE
-
-
-def _registry() -> dict[str, Checker]:
-    found: dict[str, Checker] = {
-        "lost-writes": LOST_WRITES, "stale-reads": STALE_READS,
-        "counter": COUNTER, "dual-leaders": DUAL_LEADERS, "perf": PERF,
-    }
-    lin = _linearizable()
-    if lin is not None:
-        found["linearizable"] = lin
-    return {name: found[name] for name in ORDER if name in found}
-
-
-#: checker name -> checker. "linearizable" is absent while its package is missing.
-CHECKERS: dict[str, Checker] = _registry()
+#: checker name -> checker, in the order results are shown: safety checkers first, perf last.
+CHECKERS: dict[str, Checker] = {
+    "lost-writes": LOST_WRITES, "stale-reads": STALE_READS, "linearizable": LINEARIZABLE,
+    "counter": COUNTER, "dual-leaders": DUAL_LEADERS, "perf": PERF,
+}
+ORDER = tuple(CHECKERS)
 
 
 def select_checkers(history: History, names: list[str] | tuple[str, ...] | None = None
                     ) -> dict[str, Checker]:
     """The checkers to run on `history`, in display order.
 
-    With `names` (the user's --checker values), exactly those; an unknown or unavailable name
-    is bad input naming it and the valid ones. Without, each checker's `applies` decides from
+    With `names` (the user's --checker values), exactly those; an unknown name is bad
+    input naming it and the valid ones. Without, each checker's `applies` decides from
     the ops present (DESIGN §4): add/read-set -> lost-writes; read/write/cas -> stale-reads and
     linearizable; monitor status -> dual-leaders; perf whenever there are client ops.
     """
@@ -70,11 +41,7 @@ def select_checkers(history: History, names: list[str] | tuple[str, ...] | None 
         chosen: dict[str, Checker] = {}
         for name in names:
             if name not in CHECKERS:
-                valid = ", ".join(CHECKERS)
-                if name in ORDER:
-                    raise BadInput(f"checker {name!r} is not available in this installation "
-                                   f"(available: {valid})")
-                raise BadInput(f"unknown checker {name!r} (valid: {valid})")
+                raise BadInput(f"unknown checker {name!r} (valid: {', '.join(CHECKERS)})")
             chosen[name] = CHECKERS[name]
         return {n: chosen[n] for n in ORDER if n in chosen}
     return {name: c for name, c in CHECKERS.items() if c.applies(history)}
