@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Callable
 
 from chaos.errors import BadInput
@@ -28,21 +27,8 @@ MODULES = {
 HEAD_BYTES = 4096
 
 
-def _module(fmt: str) -> ModuleType | None:
-    """The importer module for `fmt`, or None while it is not written yet."""
-    name = MODULES[fmt]
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
-
-
 def _loader(fmt: str) -> Callable[[str | Path], History]:
-    mod = _module(fmt)
-    if mod is None:
-        raise BadInput(f"format {fmt!r} is not available in this installation")
+    mod = importlib.import_module(MODULES[fmt])  # late: the EDN parser only when needed
     return mod.read_history if fmt == "jsonl" else mod.load
 
 
@@ -64,16 +50,11 @@ def detect(path: str | os.PathLike[str]) -> str:
         raise BadInput(f"cannot read: {exc.strerror}", where=str(p)) from None
     if not head.strip():
         raise BadInput("history is empty", where=str(p))
-    tried = []
-    for fmt in MODULES:
-        mod = _module(fmt)
-        if mod is None:
-            continue
-        tried.append(fmt)
-        if mod.sniff(head):
+    for fmt, name in MODULES.items():
+        if importlib.import_module(name).sniff(head):
             return fmt
-    first = head.lstrip().splitlines()[0][:60] if head.strip() else ""
-    raise BadInput(f"unrecognised history format (tried {', '.join(tried)}; "
+    first = head.lstrip().splitlines()[0][:60]  # head has text: checked above
+    raise BadInput(f"unrecognised history format (tried {', '.join(MODULES)}; "
                    f"file starts with {first!r})", where=str(p))
 
 
