@@ -186,8 +186,8 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
         ro = cfg.runtime_options
         if not ro.get("nodes_file") or not ro.get("key_path"):
             raise BadInput("--runtime ssh needs --nodes-file and --ssh-key")
-        hosts = read_nodes_file(ro["nodes_file"])
-        cfg.nodes = len(hosts)
+        ro["hosts"] = read_nodes_file(ro["nodes_file"])  # read once; recorded in config.json
+        cfg.nodes = len(ro["hosts"])
     return target, ref, workload
 
 
@@ -201,18 +201,15 @@ def _make_runtime(cfg: RunConfig, target: Target, progress: Any = None) -> Any:
 
         say = (lambda line: progress.phase(line)) if progress else None
         return DockerRuntime(target=target.name, iptables=cfg.net == "iptables", progress=say)
-    from chaos.runtime.ssh import SshRuntime, read_nodes_file
+    from chaos.runtime.ssh import SshRuntime
 
     ro = cfg.runtime_options
-    return SshRuntime(read_nodes_file(ro["nodes_file"]), user=ro.get("user") or "root",
-                      key_path=ro["key_path"])
+    return SshRuntime(ro["hosts"], user=ro.get("user") or "root", key_path=ro["key_path"])
 
 
 def _node_names(cfg: RunConfig) -> list[str]:
     if cfg.runtime == "ssh":
-        from chaos.runtime.ssh import read_nodes_file
-
-        return list(read_nodes_file(cfg.runtime_options["nodes_file"]))
+        return list(cfg.runtime_options["hosts"])  # the names the nodes file gives
     return [f"n{i}" for i in range(1, cfg.nodes + 1)]
 
 
@@ -275,8 +272,12 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
                               peers={p: peer(n, p) for p in names if p != n},
                               data_dir=runtime.data_dir(n), options=dict(cfg.target_options))
                 for n in names}
-            for n in names:
+
+            def start_node(n: str) -> None:  # first start, and restarts after a kill
                 runtime.start(n, target.start_command(node_cfgs[n]))
+
+            for n in names:
+                start_node(n)
             _wait_for_leader(target, real, 30.0, runtime)
 
             t0 = time.monotonic_ns()
@@ -288,7 +289,7 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             cleanup.callback(monitor.stop)
             nemesis = Nemesis(NemesisContext(
                 runtime=runtime, net=mesh, nodes=names, leader=monitor.leader,
-                restart=lambda n: runtime.start(n, target.start_command(node_cfgs[n])),
+                restart=start_node,
                 rng=rng, record=recorder.local("nemesis").record))
             cleanup.callback(lambda: nemesis.heal_all(record=False))
             runner = WorkloadRunner(
