@@ -46,17 +46,41 @@ def new_run_dir(store: str | os.PathLike[str], test_name: str) -> Path:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (tmp + rename): a crash never leaves half a results.json."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
-                                 default=_default))
+    tmp.write_bytes(dumps_json(data, indent=True))
     os.replace(tmp, path)
 
 
-def _default(obj: Any) -> Any:
+def dumps_json(obj: Any, indent: bool = False) -> bytes:
+    """JSON bytes for results documents: orjson, with the stdlib for what orjson refuses
+    (integers beyond 64 bits, which imported histories may carry)."""
+    opt = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    if indent:
+        opt |= orjson.OPT_INDENT_2
+    try:
+        return orjson.dumps(obj, option=opt, default=json_default)
+    except TypeError:
+        return json.dumps(_str_keys(obj), indent=2 if indent else None,
+                          default=json_default).encode()
+
+
+def json_default(obj: Any) -> Any:
+    """How non-JSON values in results are written: checker results as dicts, sets sorted."""
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
     if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
+        return sorted(obj, key=repr)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
     return str(obj)
+
+
+def _str_keys(obj: Any) -> Any:
+    """Make every dict key a string (the stdlib json refuses tuple keys and the like)."""
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else str(k): _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_str_keys(v) for v in obj]
+    return obj
 
 
 def read_json(path: Path) -> Any:

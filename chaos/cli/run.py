@@ -82,13 +82,13 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
                    f"{len(cfg.schedule or [])} faults over {cfg.time_limit:.0f} s", err=True)
     outcome = runmod.execute(cfg, tgt, ref, wl, progress=progress)
     if as_json:
-        from chaos.store import _default
+        from chaos.store import dumps_json
 
-        click.echo(json.dumps({"run_dir": str(outcome.run_dir), "valid": outcome.valid,
+        click.echo(dumps_json({"run_dir": str(outcome.run_dir), "valid": outcome.valid,
                                "exit_code": int(outcome.exit_code),
                                "interrupted": outcome.interrupted,
                                "unverified_faults": outcome.unverified,
-                               "results": outcome.results}, default=_default))
+                               "results": outcome.results}).decode())
     else:
         _print_verdict(outcome)
     return int(outcome.exit_code)
