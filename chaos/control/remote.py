@@ -72,6 +72,13 @@ class RemoteProcesses:
         except KeyError:
             raise SetupError(f"unknown node {node!r} (not set up)") from None
 
+    def attach(self, node: str, session: SshSession, code: bytes) -> None:
+        """Drive `node` through a connected `session`: unpack the code tar (`code_archive`)
+        into code_dir and empty the node's data dir (setup of both remote runtimes)."""
+        self.sessions[node] = session
+        session.upload_tar(code, self.code_dir)
+        self.prepare(node)
+
     def prepare(self, node: str, wipe: bool = True) -> None:
         """Create (and by default empty) the node's data directory."""
         d = shlex.quote(self.data_dir(node))

@@ -170,9 +170,7 @@ class DockerRuntime(RemoteNodeControl):
         session = SshSession(ip, "root", self._key).connect(timeout=self.ssh_timeout)
         with self._lock:
             self._ips[node] = ip
-            self.procs.sessions[node] = session
-        session.upload_tar(self._code, self.procs.code_dir)
-        self.procs.prepare(node)
+        self.procs.attach(node, session, self._code)
 
     # -- the Runtime protocol --------------------------------------------------------------
 

@@ -67,9 +67,7 @@ class SshRuntime(RemoteNodeControl):
         def one(node: str) -> None:
             session = SshSession(self.hosts[node], self.user, key, self.port)
             session.connect(timeout=self.connect_timeout)
-            self.procs.sessions[node] = session
-            session.upload_tar(self._code, self.procs.code_dir)
-            self.procs.prepare(node)
+            self.procs.attach(node, session, self._code)
         try:
             parallel(one, nodes)
         except BaseException:
