@@ -156,8 +156,7 @@ class DualLeadersChecker:
     name = "dual-leaders"
 
     def applies(self, history: History) -> bool:
-        return bool(((history.pairs["process"] == "monitor")
-                     & (history.pairs["f"] == "status")).any())
+        return not _monitor(history.pairs).empty
 
     def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
         opts = opts or {}

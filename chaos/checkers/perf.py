@@ -60,11 +60,10 @@ def _last_time(pairs: pd.DataFrame) -> int:
 
 def fault_windows(history: History) -> list[FaultWindow]:
     """The fault windows of the history, ordered by start (see the module doc for the rules)."""
-    pairs = history.pairs
-    nem = pairs[(pairs["process"] == "nemesis").to_numpy()]
+    nem = history.nemesis()
     if nem.empty:
         return []
-    end_of_history = _last_time(pairs)
+    end_of_history = _last_time(history.pairs)
     windows: list[FaultWindow] = []
     open_: dict[str, list[tuple[int, Any, int, int]]] = {}  # kind -> [(start, value, idx, cidx)]
 
