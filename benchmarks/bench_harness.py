@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,21 +32,7 @@ from chaos.history.writer import HistoryWriter  # noqa: E402
 from chaos.recorder import Recorder  # noqa: E402
 from chaos.target import Addr  # noqa: E402
 from chaos.workload import WorkloadRunner  # noqa: E402
-
-
-class NoopClient:
-    def invoke(self, op: Mapping[str, Any]) -> dict[str, Any]:
-        return {"type": "ok", "value": None if op["f"] in ("read", "read-set") else op["value"]}
-
-    def close(self) -> None:
-        pass
-
-
-class NoopTarget:
-    name = "noop"
-
-    def client(self, nodes: Mapping[str, Addr], options: Mapping[str, Any]) -> NoopClient:
-        return NoopClient()
+from tests.test_workload_support import NoopTarget  # noqa: E402
 
 
 def _cpu(who: int) -> float:

@@ -95,8 +95,11 @@ class KVTarget:
 
 
 class NoopClient:
+    """Answers every op ok at once (also the no-op client of benchmarks/bench_harness.py)."""
+
     def invoke(self, op: Mapping[str, Any]) -> dict[str, Any]:
-        return {"type": "ok", "value": None if op["f"] == "read" else op.get("value")}
+        return {"type": "ok",
+                "value": None if op["f"] in ("read", "read-set") else op.get("value")}
 
     def close(self) -> None:
         pass
