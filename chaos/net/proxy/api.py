@@ -190,7 +190,7 @@ async def route(server: ProxyServer, method: str, path: str, body: bytes) -> Res
         _methods(method, ("GET", "POST"))
         proxy = server.get(name)
         if method == "GET":
-            return ok([t.to_json() for t in proxy.chain("upstream") + proxy.chain("downstream")])
+            return ok([t.to_json() for t in proxy.listed()])
         toxic = new_toxic(decode(body))
         proxy.add_toxic(toxic)
         return ok(toxic.to_json())

@@ -174,6 +174,10 @@ class Proxy:
     def chain(self, direction: str) -> list[Toxic]:
         return [t for t in self.toxics if t.direction == direction]
 
+    def listed(self) -> list[Toxic]:
+        """The toxics in the order the API lists them: the upstream chain, then downstream."""
+        return self.chain("upstream") + self.chain("downstream")
+
     def find(self, name: str) -> Toxic:
         for toxic in self.toxics:
             if toxic.name == name:
@@ -197,12 +201,11 @@ class Proxy:
             conn.toxics_changed()
 
     def to_json(self) -> dict[str, Any]:
-        ordered = self.chain("upstream") + self.chain("downstream")
         return {
             "name": self.name,
             "listen": self.listen,
             "upstream": self.upstream,
             "enabled": self.enabled,
             "Logger": {},
-            "toxics": [t.to_json() for t in ordered],
+            "toxics": [t.to_json() for t in self.listed()],
         }
