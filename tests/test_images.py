@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import pytest
 from chaos.errors import BadInput, SetupError
 from chaos.images.base import apt_mirror, base_tag
 from chaos.images.node import TARGET_PACKAGES, node_tag, render
+from chaos.runtime.local import free_port
 from tests.conftest import REPO
 
 
@@ -57,12 +57,6 @@ def test_unknown_target_is_bad_input():
     assert "kvlite" in TARGET_PACKAGES
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _chaos(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
     return subprocess.run(
         [sys.executable, "-m", "chaos", *args], cwd=REPO, capture_output=True, text=True,
@@ -72,7 +66,7 @@ def _chaos(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
 
 @pytest.mark.parametrize("command", [["image", "build"], ["down"]])
 def test_engine_not_reachable_is_exit_3_one_line(command):
-    proc = _chaos(*command, env={"DOCKER_HOST": f"tcp://127.0.0.1:{_free_port()}"}, timeout=60)
+    proc = _chaos(*command, env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"}, timeout=60)
     assert proc.returncode == 3, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Docker engine not reachable" in lines[0]

@@ -9,20 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from chaos.errors import ExitCode, SetupError
 from chaos.net.client import ProxyClient, ProxyError, connect_or_start, parse_version
 from chaos.net.echo import EchoServer
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return s.getsockname()[1]
+from chaos.runtime.local import free_port
+from tests.conftest import REPO
 
 
 def test_errors_carry_status_and_message(server):
