@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
+from chaos.checkers._frame import hashable
+
 
 class _Sentinel:
     """A named singleton output marker (prints as its name in counterexamples)."""
@@ -36,13 +38,8 @@ Input = tuple[str, Any]
 StepFn = Callable[[State, Input, Any], tuple[bool, State]]
 
 
-def freeze(value: Any) -> Any:
-    """Make a JSON value hashable: lists become tuples, dicts sorted item tuples."""
-    if isinstance(value, list):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
-    return value
+#: Make a JSON value hashable: lists become tuples, dicts sorted item tuples.
+freeze = hashable
 
 
 def _never(inp: Input, out: Any) -> bool:
