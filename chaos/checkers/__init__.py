@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from chaos.checkers.base import Anomaly, Checker, CheckResult, check_safe, merge_valid
+from chaos.checkers.base import Anomaly, Checker, CheckResult, compose, merge_valid
 from chaos.checkers.counter import COUNTER
 from chaos.checkers.dual_leaders import DUAL_LEADERS
 from chaos.checkers.explain import explain
@@ -55,11 +55,12 @@ def run_checkers(history: History, checkers: Mapping[str, Checker],
                  opts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run `checkers` on `history`: {"valid": merged verdict, "results": {name: CheckResult}}.
 
-    Each checker runs under check_safe (a crash is "unknown" with the traceback in `error`).
-    Then every anomaly gets its explanation; a failure to explain is a warning on the results,
-    never a change of verdict.
+    The checkers run through base.compose (each under check_safe: a crash is "unknown" with the
+    traceback in `error`). Then every anomaly gets its explanation; a failure to explain is a
+    warning on the results, never a change of verdict.
     """
-    results = {name: check_safe(c, history, opts) for name, c in checkers.items()}
+    out = compose(checkers, history, opts)
+    results = out["results"]
     anomalies: list[Anomaly] = [a for r in results.values() for a in r.anomalies]
     if anomalies:
         try:
@@ -68,7 +69,7 @@ def run_checkers(history: History, checkers: Mapping[str, Checker],
             for r in results.values():
                 if r.anomalies:
                     r.warnings.append(f"could not explain anomalies: {type(exc).__name__}: {exc}")
-    valid = merge_valid([r.valid for r in results.values()])
+    valid = out["valid"]
     if not set(results) - INFORMATIONAL:
         # Only statistics ran (or nothing): no safety property was checked, so the history
         # has not earned "valid" (e.g. an imported workload none of our models understands).
