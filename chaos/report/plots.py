@@ -23,9 +23,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from matplotlib.transforms import blended_transform_factory
-from pandas.api.types import infer_dtype
 
-from chaos.history.model import OPEN, History
+from chaos.history.model import OPEN, History, client_mask
 from chaos.report.timeline import FaultWindow, LeaderOverlap, RoleRun
 
 MAX_POINTS = 50_000
@@ -76,19 +75,6 @@ class ClientOps:
 
     def __len__(self) -> int:
         return len(self.invoke_s)
-
-
-def client_mask(process: pd.Series) -> np.ndarray:
-    """True for client ops (integer process ids), vectorised for the usual case.
-
-    Fast path: drop the two named processes with a hash lookup, then let pandas confirm the
-    rest are all integers; only an unusual history pays for a per-op type check.
-    """
-    mask = (~process.isin(["nemesis", "monitor"]) & process.notna()).to_numpy()
-    if not mask.any() or infer_dtype(process[mask], skipna=False) == "integer":
-        return mask
-    return np.fromiter((isinstance(p, (int, np.integer)) and not isinstance(p, bool)
-                        for p in process), dtype=bool, count=len(process))
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
