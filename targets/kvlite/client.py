@@ -189,6 +189,16 @@ class KvliteClient:
             self._drop(name)
 
 
+def call(addr: Any, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One request to one node on a fresh connection (status polls, admin calls); the raw
+    reply. Raises OSError when the node does not answer (ValueError on a garbled reply)."""
+    conn = _Conn(*_addr(addr), timeout)
+    try:
+        return conn.request(msg, timeout)
+    finally:
+        conn.close()
+
+
 def _addr(a: Any) -> tuple[str, int]:
     """Accept (host, port), "host:port" or an object with .host/.port (chaos.target.Addr)."""
     if isinstance(a, str):

@@ -12,7 +12,6 @@ the standard library, and remote runtimes put their code copy on PYTHONPATH).
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,7 +19,7 @@ from typing import Any, Mapping
 from chaos.errors import BadInput
 from chaos.target import Addr, NodeConfig, OptionSpec
 
-from .client import KvliteClient
+from .client import KvliteClient, call
 
 _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
          "from targets.kvlite.server import main; main(sys.argv[1:])")
@@ -125,17 +124,7 @@ class KvliteTarget:
 
     def status(self, node: str, addr: Addr, timeout: float) -> dict[str, Any]:
         """The node's status dict; raises OSError (or ValueError) when it does not answer."""
-        with socket.create_connection((addr.host, addr.port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(b'{"id":0,"op":"status"}\n')
-            buf = b""
-            while b"\n" not in buf:
-                chunk = s.recv(1 << 16)
-                if not chunk:
-                    raise ConnectionError(f"{node} closed the connection")
-                buf += chunk
-        import json
-        reply = json.loads(buf.split(b"\n", 1)[0])
+        reply = call(addr, {"op": "status"}, timeout)
         if reply.get("type") != "ok":
             raise ConnectionError(f"{node}: status failed: {reply.get('error')}")
         # the recent-events list stays out: the monitor records every status it gets

@@ -10,7 +10,6 @@ case). Everything started is killed in `close()`, which is idempotent.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .client import KvliteClient
+from .client import KvliteClient, call
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -237,16 +236,7 @@ class Cluster:
 
     def call(self, name: str, msg: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
         """One request to one node on a fresh connection; OSError when it does not answer."""
-        with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall((json.dumps(dict(msg, id=1)) + "\n").encode())
-            buf = b""
-            while b"\n" not in buf:
-                chunk = s.recv(1 << 16)
-                if not chunk:
-                    raise ConnectionError("closed")
-                buf += chunk
-        return json.loads(buf.split(b"\n", 1)[0])
+        return call(("127.0.0.1", self.ports[name]), msg, timeout)
 
     def status(self, name: str, timeout: float = 1.0) -> dict[str, Any]:
         return self.call(name, {"op": "status"}, timeout)["value"]
