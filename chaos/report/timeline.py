@@ -100,7 +100,7 @@ def fault_windows(history: History) -> list[FaultWindow]:
     Which ops open and close windows is chaos.history.faults.classify (the same rule the
     perf checker and the explanations use). A stop closes all open windows of its kind (a
     restart brings every killed node back); heal closes all. A start that failed did not
-    happen and opens nothing.
+    happen and opens nothing; a stop that failed closes nothing.
     """
     nem = history.nemesis()
     windows: list[FaultWindow] = []
@@ -123,6 +123,8 @@ def fault_windows(history: History) -> list[FaultWindow]:
             windows.append(w)
             open_by_kind.setdefault(k, []).append(w)
         else:
+            if row.type == "fail":  # a stop that failed left the fault on (as perf reads it)
+                continue
             end = int(row.complete_time if row.complete_time != OPEN else row.invoke_time)
             for ck in (list(open_by_kind) if what == "close-all" else [k]):
                 for w in open_by_kind.pop(ck, []):
