@@ -18,18 +18,17 @@ else 2 if any was undecided, else 0.
 from __future__ import annotations
 
 import gc
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 
 from chaos.errors import BadInput, ChaosError, ExitCode, verdict_exit_code
 from chaos.history.importers.detect import FORMATS, detect, load_any, resolve
 from chaos.history.model import History
 from chaos.history.summary import format_summary
+from chaos.store import dumps_json
 
 #: how bad each outcome is when several PATHs are combined
 RANK = {ExitCode.VALID: 0, ExitCode.UNKNOWN: 1, ExitCode.INVALID: 2, ExitCode.SETUP: 3,
@@ -44,36 +43,6 @@ def results_path(path: str | Path) -> Path:
     if p.name == "history.jsonl":
         return p.with_name("results.json")
     return p.with_name(p.name + ".results.json")
-
-
-def _dumps(obj: Any, indent: bool = False) -> bytes:
-    """JSON bytes via orjson; the stdlib for what orjson refuses (integers beyond 64 bits)."""
-    opt = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-    if indent:
-        opt |= orjson.OPT_INDENT_2
-    try:
-        return orjson.dumps(obj, option=opt, default=_fallback)
-    except TypeError:
-        return json.dumps(_json_keys(obj), indent=2 if indent else None,
-                          default=_fallback).encode()
-
-
-def _json_keys(obj: Any) -> Any:
-    """Make every dict key a string (the stdlib json refuses tuple keys and the like)."""
-    if isinstance(obj, dict):
-        return {k if isinstance(k, str) else str(k): _json_keys(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_keys(v) for v in obj]
-    return obj
-
-
-def _fallback(obj: Any) -> Any:
-    """Whatever orjson cannot encode (sets, numpy scalars in old versions, ...) as text/list."""
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=repr)
-    if hasattr(obj, "item"):
-        return obj.item()
-    return repr(obj)
 
 
 def _status(text: str | None) -> None:
@@ -122,7 +91,7 @@ def _write_results(path: str, doc: dict[str, Any], inputs: set[Path]) -> str | N
         if target.resolve() in inputs:
             return f"not writing {target}: it is one of the inputs"
         tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(_dumps(doc, indent=True) + b"\n")
+        tmp.write_bytes(dumps_json(doc, indent=True) + b"\n")
         tmp.replace(target)
     except OSError as exc:
         return f"could not write {target}: {exc.strerror or exc}"
@@ -170,12 +139,12 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], fmt: str, checkers: tupl
             click.echo(f"chaos: error: {exc}", err=True)
             if as_json:
                 err_doc = {"path": path, "error": str(exc), "exit_code": int(code)}
-                click.echo(_dumps(err_doc).decode())
+                click.echo(dumps_json(err_doc).decode())
         else:
             code = verdict_exit_code(doc["valid"])
             problem = _write_results(path, doc, inputs) if write else None
             if as_json:
-                click.echo(_dumps(doc).decode())
+                click.echo(dumps_json(doc).decode())
             else:
                 click.echo(format_summary(path, doc, history, used))
             if problem:
