@@ -36,6 +36,10 @@ def anomaly_kinds(doc: dict, checker: str) -> set[str]:
 #: The acceptance-matrix cells (DESIGN §6) as chaos run arguments, shared by the local and
 #: docker suites so both judge the same configurations the same way.
 UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
+#: extra options per nemesis for the unsafe cell: a leader killed right after an async batch
+#: shipped has lost nothing yet, so kills get a wider replication window (200 ms of acked
+#: writes not yet on any follower) to make the loss certain rather than likely
+UNSAFE_EXTRA = {"kill": ["-O", "replication_lag_ms=200"], "partition": []}
 STALE_REGISTER = ["--workload", "register", "--nemesis", "latency", "-O", "replication=async",
                   "-O", "read_from=any"]
 SAFE_REGISTER = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",

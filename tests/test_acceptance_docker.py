@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.runhelp import (REPO, SAFE_REGISTER, STALE_REGISTER, UNSAFE_SET,
+from tests.runhelp import (REPO, SAFE_REGISTER, STALE_REGISTER, UNSAFE_EXTRA, UNSAFE_SET,
                            assert_lost_writes_and_split_brain, assert_stale_reads, assert_valid,
                            chaos, run_json)
 
@@ -42,7 +42,7 @@ def _leftovers() -> list[str]:
                                           ("partition", "iptables")])
 def test_async_naive_loses_writes_and_splits_brain(tmp_path, nemesis, net):
     assert_lost_writes_and_split_brain(
-        *_run(tmp_path, *UNSAFE_SET, "--nemesis", nemesis, "--net", net))
+        *_run(tmp_path, *UNSAFE_SET, *UNSAFE_EXTRA[nemesis], "--nemesis", nemesis, "--net", net))
 
 
 def test_async_reads_from_any_node_are_stale_under_latency(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.runhelp import (SAFE_REGISTER, STALE_REGISTER, UNSAFE_SET,
+from tests.runhelp import (SAFE_REGISTER, STALE_REGISTER, UNSAFE_EXTRA, UNSAFE_SET,
                            assert_lost_writes_and_split_brain, assert_stale_reads, assert_valid,
                            run_json)
 
@@ -23,7 +23,8 @@ def _run(tmp_path, *args):
 
 @pytest.mark.parametrize("nemesis", ["partition", "kill"])
 def test_async_naive_loses_writes_and_splits_brain(tmp_path, nemesis):
-    assert_lost_writes_and_split_brain(*_run(tmp_path, *UNSAFE_SET, "--nemesis", nemesis))
+    assert_lost_writes_and_split_brain(
+        *_run(tmp_path, *UNSAFE_SET, *UNSAFE_EXTRA[nemesis], "--nemesis", nemesis))
 
 
 def test_async_reads_from_any_node_are_stale_under_latency(tmp_path):
