@@ -368,9 +368,9 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
 def _node_port(runtime: Any, node: str) -> int:
     if runtime.name != "local":
         return REMOTE_NODE_PORT
-    from chaos.runtime.local import free_port
+    from chaos.runtime.local import node_port
 
-    return free_port()
+    return node_port()
 
 
 def _listen_host(runtime: Any) -> str:

@@ -99,3 +99,17 @@ def test_nodes_die_with_a_sigkilled_controller(tmp_path):
         assert not _alive(node_pid)
     finally:
         ctl.kill()
+
+
+def test_node_ports_are_outside_the_ephemeral_range():
+    """Proxies and clients bind port 0 while nodes start: node ports must not be in that pool."""
+    import socket
+
+    from chaos.runtime.local import _ephemeral_range, node_port
+
+    low, high = _ephemeral_range()
+    ports = {node_port() for _ in range(50)}
+    assert all(1024 <= p < low for p in ports)
+    for p in list(ports)[:5]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))  # really free

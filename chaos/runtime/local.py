@@ -30,12 +30,44 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the kernel picks it)."""
+    """A TCP port that is free right now (the kernel picks it, from its ephemeral range)."""
     import socket
 
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def node_port(host: str = "127.0.0.1", tries: int = 200) -> int:
+    """A free port for a node to listen on, chosen OUTSIDE the kernel's ephemeral range.
+
+    A port picked with bind(0) is released before the node binds it, and meanwhile every
+    other bind(0) on the machine (the mesh's proxies, client sockets) may be handed the same
+    port. Ports below the ephemeral range are never handed out that way, so a port free now
+    stays free for the node unless something asks for that very number.
+    """
+    import random
+    import socket
+
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    for _ in range(tries):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise SetupError(f"no free port below the ephemeral range ({low}) on {host}")
 
 
 class LocalRuntime:

@@ -26,9 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A node port outside the ephemeral range, so the forwarders' bind(0) cannot take it."""
+    from chaos.runtime.local import node_port
+
+    return node_port()
 
 
 class Forwarder:
