@@ -50,6 +50,11 @@ class Endpoints(Mapping[str, Addr]):
     """
 
     ports: Mapping[str, Mapping[str, Addr]]
+    #: node -> port name -> the node's REAL address for that port (what it advertises); lets
+    #: a client map an address a node announced (a Sentinel's master, a member list) to the
+    #: node's name and then reach it through `ports` (the client->node links). Empty when
+    #: the real addresses are the ones in `ports`.
+    real: Mapping[str, Mapping[str, Addr]] = field(default_factory=dict)
 
     def __getitem__(self, node: str) -> Addr:
         return self.ports[node][MAIN]
@@ -66,6 +71,21 @@ class Endpoints(Mapping[str, Addr]):
             return self.ports[node][name]
         except KeyError:
             raise KeyError(f"no port {name!r} on node {node!r}") from None
+
+    def node_of(self, host: str, port: int) -> tuple[str, str] | None:
+        """(node, port name) whose real address is host:port, or None when no node has it."""
+        for table in (self.real, self.ports):
+            for node, named in table.items():
+                for name, addr in named.items():
+                    if addr.host == host and addr.port == port:
+                        return node, name
+        return None
+
+    def route(self, host: str, port: int) -> Addr:
+        """How this party reaches an address a node announced: through its link when host:port
+        is a node's real address, else host:port itself (not a node: reached directly)."""
+        hit = self.node_of(host, port)
+        return self.port(*hit) if hit else Addr(host, port)
 
     @classmethod
     def main_only(cls, addrs: Mapping[str, Addr]) -> "Endpoints":
@@ -139,6 +159,9 @@ class Service:
                   starting the next service. None: no wait.
     ready_timeout: seconds to wait for `ready_port`; past it the start is a SetupError naming
                   the node, the service and the tail of its output
+    user:         run the service as this system user (it must exist on the node's host, e.g.
+                  "postgres" from Debian's postgresql package; PostgreSQL refuses to run as
+                  root); the runtime makes the data dir writable for it. None: the runtime's user
     """
 
     name: str
@@ -147,6 +170,7 @@ class Service:
     files: dict[str, str] = field(default_factory=dict)
     ready_port: str | None = MAIN
     ready_timeout: float = 30.0
+    user: str | None = None
 
 
 @dataclass(frozen=True)
