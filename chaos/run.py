@@ -31,7 +31,7 @@ from typing import Any, Iterator
 from chaos import plugins, store
 from chaos.errors import BadInput, ChaosError, ExitCode, SetupError, verdict_exit_code
 from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
-from chaos.target import Addr, NodeConfig, Target
+from chaos.target import Addr, Endpoints, NodeConfig, Target
 
 RUNTIMES = ("local", "docker", "ssh")
 NETS = ("auto", "proxy", "iptables")
@@ -213,16 +213,16 @@ def _node_names(cfg: RunConfig) -> list[str]:
     return [f"n{i}" for i in range(1, cfg.nodes + 1)]
 
 
-def _wait_for_leader(target: Target, addrs: dict[str, Addr], timeout: float, runtime: Any) -> str:
+def _wait_for_leader(target: Target, addrs: Endpoints, timeout: float, runtime: Any) -> str:
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     while time.monotonic() < deadline:
-        for node, addr in addrs.items():
+        for node in addrs:
             if not runtime.is_running(node):
                 raise SetupError(f"node {node} exited during start-up; see its log in "
                                  f"{runtime.data_dir(node)}")
             try:
-                st = target.status(node, addr, 0.5)
+                st = target.status(node, addrs, 0.5)
             except Exception as exc:  # noqa: BLE001
                 last[node] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -259,9 +259,10 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             cleanup.callback(runtime.teardown)  # first in, last out; safe before setup too
             runtime.setup(names, str(run_dir))
             code_dir = getattr(getattr(runtime, "procs", None), "code_dir", None)
-            if code_dir and cfg.runtime != "local" and hasattr(target, "code_root"):
-                target.code_root = code_dir  # nodes run the code uploaded to the host
-            real = {n: Addr(runtime.host(n), _node_port(runtime, n)) for n in names}
+            code_root = code_dir if code_dir and cfg.runtime != "local" else ""
+            python = sys.executable if cfg.runtime == "local" else "python3"
+            real = Endpoints.main_only(
+                {n: Addr(runtime.host(n), _node_port(runtime, n)) for n in names})
             peer, client_addr, mesh, proxy = _setup_net(cfg, runtime, real)
             if proxy is not None:
                 cleanup.callback(proxy.close)
@@ -270,11 +271,12 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             node_cfgs = {
                 n: NodeConfig(name=n, listen=Addr(_listen_host(runtime), real[n].port),
                               peers={p: peer(n, p) for p in names if p != n},
-                              data_dir=runtime.data_dir(n), options=dict(cfg.target_options))
+                              data_dir=runtime.data_dir(n), options=dict(cfg.target_options),
+                              nodes=tuple(names), code_root=code_root, python=python)
                 for n in names}
 
             def start_node(n: str) -> None:  # first start, and restarts after a kill
-                runtime.start(n, target.start_command(node_cfgs[n]))
+                runtime.start(n, target.services(node_cfgs[n])[0].argv)
 
             for n in names:
                 start_node(n)
@@ -293,7 +295,8 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
                 rng=rng, record=recorder.local("nemesis").record))
             cleanup.callback(lambda: nemesis.heal_all(record=False))
             runner = WorkloadRunner(
-                target, {n: client_addr(n) for n in names}, cfg.target_options, workload,
+                target, Endpoints.main_only({n: client_addr(n) for n in names}),
+                cfg.target_options, workload,
                 recorder, concurrency=cfg.concurrency, rate=cfg.rate, seed=cfg.seed,
                 op_timeout=cfg.op_timeout, target_ref=target_ref)
             runner.start()

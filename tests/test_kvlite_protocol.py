@@ -11,7 +11,7 @@ import time
 import pytest
 
 from chaos.errors import BadInput
-from chaos.target import Addr, NodeConfig, Target
+from chaos.target import Addr, Endpoints, NodeConfig, Target
 from targets.kvlite.client import KvliteClient
 from targets.kvlite.log import DurableLog
 from targets.kvlite.plugin import KvliteTarget
@@ -156,9 +156,11 @@ def test_plugin_is_a_target_and_validates_options():
     assert opts["replication_lag_ms"] == 0 and opts["timeout"] == 0.5
     assert opts["failover"] == "naive" and opts["read_from"] == "leader"
     for raw, msg in [({"replication": "paxos"}, "replication=paxos: must be one of"),
-                     ({"colour": "red"}, "unknown kvlite option"),
-                     ({"heartbeat_ms": "fast"}, "expected a int"),
-                     ({"election_timeout_ms": "-5"}, "must be > 0"),
+                     ({"colour": "red"}, "colour: unknown option for target kvlite"),
+                     ({"heartbeat_ms": "fast"}, "heartbeat_ms=fast: expected an int"),
+                     ({"election_timeout_ms": "-5"}, "must be >= 1"),
+                     ({"timeout": "0"}, "timeout=0: must be > 0"),
+                     ({"replication_lag_ms": "-1"}, "must be >= 0"),
                      ({"heartbeat_ms": "600"}, "at least twice heartbeat_ms")]:
         with pytest.raises(BadInput, match=msg.replace("[", r"\[")):
             t.validate_options(raw)
@@ -169,19 +171,20 @@ def test_plugin_start_command_runs_a_node_from_any_directory(tmp_path):
     port = free_port()
     cfg = NodeConfig("n1", Addr("127.0.0.1", port), {}, str(tmp_path / "n1"),
                      t.validate_options({"failover": "none"}))
-    argv = t.start_command(cfg)
-    assert argv[0] == "python3"              # the data dir is not on this machine (yet)
+    assert t.start_command(cfg)[0] == "python3"    # NodeConfig's default interpreter
+    cfg.python = sys.executable                    # what the local runtime says
     (tmp_path / "n1").mkdir()
     argv = t.start_command(cfg)
-    assert argv[0] == sys.executable         # a local node: this very interpreter
+    assert argv[0] == sys.executable
     assert KvliteTarget(python="py9").start_command(cfg)[0] == "py9"
+    assert [s.name for s in t.services(cfg)] == ["main"]
     assert "--initial-leader" in argv and argv[argv.index("--initial-leader") + 1] == "n1"
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
         while True:
             try:
-                st = t.status("n1", Addr("127.0.0.1", port), 0.5)
+                st = t.status("n1", Endpoints.main_only({"n1": Addr("127.0.0.1", port)}), 0.5)
                 break
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None
@@ -199,7 +202,8 @@ def test_plugin_start_command_runs_a_node_from_any_directory(tmp_path):
 
 def test_status_of_a_dead_node_raises(tmp_path):
     with pytest.raises(OSError):
-        KvliteTarget().status("n1", Addr("127.0.0.1", free_port()), 0.3)
+        KvliteTarget().status("n1", Endpoints.main_only({"n1": Addr("127.0.0.1", free_port())}),
+                              0.3)
 
 
 def test_server_rejects_bad_arguments(tmp_path):

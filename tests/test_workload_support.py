@@ -94,21 +94,5 @@ class KVTarget:
         return KVClient(nodes, options)
 
 
-class NoopClient:
-    """Answers every op ok at once (also the no-op client of benchmarks/bench_harness.py)."""
-
-    def invoke(self, op: Mapping[str, Any]) -> dict[str, Any]:
-        return {"type": "ok",
-                "value": None if op["f"] in ("read", "read-set") else op.get("value")}
-
-    def close(self) -> None:
-        pass
-
-
-class NoopTarget:
-    name = "noop"
-
-    def client(self, nodes: Mapping[str, Addr], options: Mapping[str, Any]) -> NoopClient:
-        return NoopClient()
-
-
+# the no-op target is part of chaos (chaos.target.NoopTarget); re-exported for older imports
+from chaos.target import NoopClient, NoopTarget  # noqa: E402,F401

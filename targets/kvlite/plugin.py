@@ -1,23 +1,21 @@
 """KvliteTarget: kvlite as a chaos.target.Target (registered as entry point `kvlite`).
 
-The node runs as `python -c <bootstrap> --name ... --listen ... --peer ...`: the bootstrap puts
-`code_root` (the directory holding the `targets` package) on sys.path, so the command works
-from any working directory.
+A node is one service, MAIN, run as `python -c <bootstrap> --name ... --listen ... --peer ...`:
+the bootstrap puts the code root (the directory holding the `targets` package) on sys.path,
+so the command works from any working directory on any host.
 
-Which interpreter: `KvliteTarget(python=...)` if given, else `-O python=...` if set, else this
-very interpreter when the node's data directory exists on this machine (the local runtime
-creates it during setup), else "python3" (a container or SSH host; the node server needs only
-the standard library, and remote runtimes put their code copy on PYTHONPATH).
+Which interpreter: `KvliteTarget(python=...)` if given, else `-O python=...` if set, else the
+one the runtime names in NodeConfig.python (the controller's own locally, python3 in containers
+and on SSH hosts). Which code root: `KvliteTarget(code_root=...)`, else NodeConfig.code_root
+(the runtime's copy of chaos/ and targets/), else this checkout.
 """
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from chaos.errors import BadInput
-from chaos.target import Addr, NodeConfig, OptionSpec
+from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig, OptionSpec
 
 from .client import KvliteClient, call
 
@@ -25,12 +23,17 @@ _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
          "from targets.kvlite.server import main; main(sys.argv[1:])")
 
 
-class KvliteTarget:
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+class KvliteTarget(BaseTarget):
     """The built-in leader-follower key-value target (DESIGN §6)."""
 
     name = "kvlite"
     workloads = frozenset({"register", "set"})
     supports_mesh = True
+    ports: Mapping[str, int] = {MAIN: 7000}
     options: Mapping[str, OptionSpec] = {
         "replication": OptionSpec("async", "when the leader acks a write: after its own append "
                                   "(async), every follower (sync), one synchronous follower "
@@ -42,50 +45,31 @@ class KvliteTarget:
         "read_from": OptionSpec("leader", "which nodes serve reads", ("leader", "any")),
         "routing": OptionSpec("client", "client: followers answer 'not leader, leader is X'; "
                               "forward: followers forward to the leader", ("client", "forward")),
-        "heartbeat_ms": OptionSpec(100, "leader heartbeat interval (ms)", None, int),
-        "election_timeout_ms": OptionSpec(1000, "leader silence before failover (ms)", None, int),
+        "heartbeat_ms": OptionSpec(100, "leader heartbeat interval (ms)", None, int, min=1),
+        "election_timeout_ms": OptionSpec(1000, "leader silence before failover (ms)", None, int,
+                                          min=1),
         "fsync": OptionSpec("never", "fsync the log before acking (group commit)",
                             ("always", "never")),
-        "snapshot_every": OptionSpec(10000, "compact the log after this many entries", None, int),
+        "snapshot_every": OptionSpec(10000, "compact the log after this many entries", None, int,
+                                     min=1),
         "replication_lag_ms": OptionSpec(50, "asynchronous followers get log batches at most "
                                          "this often (0 = at once): the async replication lag",
-                                         None, int),
-        "python": OptionSpec("", "interpreter that runs nodes ('' = this one for local nodes, "
-                             "python3 on remote ones)"),
+                                         None, int, min=0),
+        "python": OptionSpec("", "interpreter that runs nodes ('' = the runtime's: this one "
+                             "for local nodes, python3 on remote ones)"),
         "timeout": OptionSpec(1.0, "client timeout per request (s); no answer -> info",
-                              None, float),
+                              None, float, check=_positive),
     }
 
     def __init__(self, python: str | None = None, code_root: str | None = None):
-        #: the interpreter that runs nodes; None = decide per node (see the module doc)
+        #: the interpreter that runs nodes; None = NodeConfig.python (see the module doc)
         self.python = python
-        #: the directory holding the `targets` package, as seen by the node's host
-        self.code_root = code_root or str(Path(__file__).resolve().parents[2])
+        #: the directory holding the `targets` package on the node's host; None = NodeConfig's
+        self.code_root = code_root
 
-    def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
-        """`-O key=value` strings -> typed options with defaults; BadInput names the problem."""
-        opts: dict[str, Any] = {k: s.default for k, s in self.options.items()}
-        for key, value in raw.items():
-            spec = self.options.get(key)
-            if spec is None:
-                raise BadInput(f"-O {key}: unknown kvlite option; known: "
-                               f"{', '.join(sorted(self.options))}")
-            if spec.type is str and spec.choices is None:
-                opts[key] = value
-                continue
-            if spec.choices is not None:
-                if value not in spec.choices:
-                    raise BadInput(f"-O {key}={value}: must be one of {', '.join(spec.choices)}")
-                opts[key] = value
-                continue
-            try:
-                v = spec.type(value)
-            except (TypeError, ValueError):
-                raise BadInput(f"-O {key}={value}: expected a {spec.type.__name__}") from None
-            if not (v >= 0 if key == "replication_lag_ms" else v > 0):
-                raise BadInput(f"-O {key}={value}: must be "
-                               f"{'>= 0' if key == 'replication_lag_ms' else '> 0'}")
-            opts[key] = v
+    def validate_options(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """The default validator, then kvlite's cross-option rules (timing must fit)."""
+        opts = super().validate_options(raw)
         if opts["heartbeat_ms"] * 2 > opts["election_timeout_ms"]:
             raise BadInput(f"-O election_timeout_ms={opts['election_timeout_ms']}: must be at "
                            f"least twice heartbeat_ms ({opts['heartbeat_ms']})")
@@ -99,9 +83,9 @@ class KvliteTarget:
         o = {k: s.default for k, s in self.options.items()}
         o.update(node.options)
         names = sorted([node.name, *node.peers])
-        python = self.python or o.get("python") or (
-            sys.executable if os.path.isdir(node.data_dir) else "python3")
-        argv = [python, "-c", _BOOT.format(root=self.code_root),
+        python = self.python or o.get("python") or node.python
+        root = self.code_root or node.code_root or str(Path(__file__).resolve().parents[2])
+        argv = [python, "-c", _BOOT.format(root=root),
                 "--name", node.name, "--listen", f"{node.listen.host}:{node.listen.port}",
                 "--data-dir", node.data_dir,
                 "--replication", str(o["replication"]), "--failover", str(o["failover"]),
@@ -116,15 +100,15 @@ class KvliteTarget:
             argv += ["--peer", f"{peer}={addr.host}:{addr.port}"]
         return argv
 
-    def client(self, nodes: Mapping[str, Addr], options: Mapping[str, Any]) -> KvliteClient:
+    def client(self, nodes: Endpoints, options: Mapping[str, Any]) -> KvliteClient:
         return KvliteClient({n: (a.host, a.port) for n, a in nodes.items()},
                             timeout=float(options.get("timeout", 1.0)),
                             routing=str(options.get("routing", "client")),
                             read_from=str(options.get("read_from", "leader")))
 
-    def status(self, node: str, addr: Addr, timeout: float) -> dict[str, Any]:
+    def status(self, node: str, endpoints: Endpoints, timeout: float) -> dict[str, Any]:
         """The node's status dict; raises OSError (or ValueError) when it does not answer."""
-        reply = call(addr, {"op": "status"}, timeout)
+        reply = call(endpoints[node], {"op": "status"}, timeout)
         if reply.get("type") != "ok":
             raise ConnectionError(f"{node}: status failed: {reply.get('error')}")
         # the recent-events list stays out: the monitor records every status it gets
