@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from chaos import plugins, store
+from chaos import bounds, plugins, store
 from chaos.errors import BadInput, ChaosError, ExitCode, SetupError, verdict_exit_code
 from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
 from chaos.target import Addr, Endpoints, NodeConfig, Target
@@ -66,7 +66,8 @@ class RunConfig:
     net: str = "auto"
 
     def validate(self) -> None:
-        """Raise BadInput naming the option for anything impossible."""
+        """Raise BadInput naming the option for anything impossible (numbers: chaos.bounds)."""
+        bounds.check_config(self)  # types and ranges first: the checks below compare values
         if self.runtime not in RUNTIMES:
             raise BadInput(f"--runtime: unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
         if self.net not in NETS:
@@ -76,21 +77,9 @@ class RunConfig:
                            "own network stacks; local nodes share the host's)")
         if self.runtime == "ssh" and self.net == "proxy":
             raise BadInput("--net proxy is not available with --runtime ssh; use --net iptables")
-        checks = [
-            (self.nodes >= 1, "--nodes must be at least 1"),
-            (self.nodes <= 15, "--nodes must be at most 15"),
-            (self.concurrency >= 1, "--concurrency must be at least 1"),
-            (self.time_limit > 0, "--time-limit must be positive"),
-            (self.nemesis_interval > 0, "--nemesis-interval must be positive"),
-            (self.rate is None or self.rate > 0, "--rate must be positive (or 0 for unlimited)"),
-            (self.quiesce >= 0, "--quiesce must not be negative"),
-            (self.op_timeout > 0, "--op-timeout must be positive"),
-            (self.partition_shape in SHAPES + ("mixed",),
-             f"--partition-shape must be one of {', '.join(SHAPES)}, mixed"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise BadInput(msg)
+        if self.partition_shape not in SHAPES + ("mixed",):
+            raise BadInput(f"--partition-shape must be one of {', '.join(SHAPES)}, mixed")
+        store.check_store(self.store)
 
     @property
     def name(self) -> str:

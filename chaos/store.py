@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,11 +17,44 @@ from typing import Any
 
 import orjson
 
+from chaos.errors import BadInput
+
+
+def check_store(store: str | os.PathLike[str]) -> None:
+    """Raise BadInput (naming --store) unless run directories can be created under `store`.
+
+    Creates nothing: the nearest existing ancestor must be a directory we can create entries
+    in, which is checked by really creating (and removing) an anonymous temporary file there,
+    since permission bits alone say nothing for root or on a read-only file system.
+    """
+    path = Path(store)
+    probe = path
+    while not probe.exists() and not probe.is_symlink():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "it exists" if probe == path else f"{probe} exists"
+        raise BadInput(f"--store {store}: not a directory ({what} and is not one)")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        where = "" if probe == path else f" ({probe})"
+        raise BadInput(f"--store {store}: not writable{where}: "
+                       f"{exc.strerror or exc}") from None
+
 
 def new_run_dir(store: str | os.PathLike[str], test_name: str) -> Path:
-    """Create store/<test>/<UTC timestamp>/ (unique) and point the latest links at it."""
+    """Create store/<test>/<UTC timestamp>/ (unique) and point the latest links at it.
+
+    A store that cannot hold it is bad input naming --store (BadInput), not a crash.
+    """
     base = Path(store) / test_name
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"--store {store}: cannot create {base}: {exc.strerror or exc}") from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     run = base / stamp
     n = 1
@@ -31,6 +65,8 @@ def new_run_dir(store: str | os.PathLike[str], test_name: str) -> Path:
         except FileExistsError:
             n += 1
             run = base / f"{stamp}-{n}"
+        except OSError as exc:
+            raise BadInput(f"--store {store}: cannot create {run}: {exc.strerror or exc}") from None
     for link, target in ((base / "latest", run.name), (Path(store) / "latest", f"{test_name}/{run.name}")):
         tmp = link.with_name(f".latest.{os.getpid()}")
         try:

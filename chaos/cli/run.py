@@ -1,46 +1,79 @@
-"""`chaos run`: start a cluster, drive clients, inject faults, check the history."""
+"""`chaos run`: start a cluster, drive clients, inject faults, check the history.
+
+Every input is checked before anything starts (RunConfig.validate: names, types and the
+ranges of chaos.bounds; --store writable; a --replay config.json readable and whole): bad
+input is one line naming the option or file, and exit 4.
+"""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from chaos.bounds import BOUNDS, no_fault_warning
 from chaos.errors import BadInput
 from chaos.schedule import SHAPES, parse_nemeses
+
+#: config.json keys a replay cannot do without (the rest have defaults)
+REPLAY_KEYS = ("target", "workload", "nemesis", "seed", "schedule")
+
+
+def _range(field: str) -> str:
+    """The accepted range of a numeric option, for its help text (from chaos.bounds)."""
+    return f"[{BOUNDS[field].describe()}]"
 
 
 @click.command()
 @click.option("--target", default="kvlite", show_default=True,
               help="Target name (see `chaos targets`) or path to a .py file.")
 @click.option("-O", "options", multiple=True, metavar="KEY=VALUE",
-              help="Target option, e.g. -O replication=async -O failover=naive.")
-@click.option("--workload", default="register", show_default=True, help="register | set")
-@click.option("--runtime", default="local", show_default=True, help="local | docker | ssh")
+              help="Target option, e.g. -O replication=async -O failover=naive "
+                   "(`chaos targets` lists them).")
+@click.option("--workload", default="register", show_default=True,
+              help="register (read/write/cas: stale reads, linearizability) | set (add/read: "
+                   "lost writes).")
+@click.option("--runtime", default="local", show_default=True,
+              help="Where nodes run: local (processes here) | docker (one container per node) "
+                   "| ssh (hosts of --nodes-file).")
 @click.option("--net", "net", default="auto", show_default=True,
               help="Network fault backend: proxy (Toxiproxy mesh) | iptables | auto.")
-@click.option("--nodes", default=3, show_default=True, type=int, help="Cluster size.")
+@click.option("--nodes", default=3, show_default=True, type=int,
+              help=f"Cluster size {_range('nodes')}; partition and latency need 2 or more.")
 @click.option("--nemesis", default="partition", show_default=True,
               help="partition|latency|kill|pause|all|none, or a comma list.")
-@click.option("--nemesis-interval", default=5.0, show_default=True, type=float,
-              help="Seconds of fault, then seconds of calm, repeated.")
+@click.option("--nemesis-interval", default=5.0, show_default=True, type=float, metavar="S",
+              help=f"Seconds of calm, then seconds of fault, repeated {_range('nemesis_interval')}; "
+                   "the first fault starts at S and ends at 2*S.")
 @click.option("--partition-shape", default="isolate-leader", show_default=True,
-              type=click.Choice(list(SHAPES) + ["mixed"]))
-@click.option("--latency-ms", default=200, show_default=True, type=int)
-@click.option("--time-limit", default=30.0, show_default=True, type=float,
-              help="Seconds of client load (faults included).")
+              type=click.Choice(list(SHAPES) + ["mixed"]),
+              help="Who a partition cuts off (mixed: a random shape per fault).")
+@click.option("--latency-ms", default=200, show_default=True, type=int, metavar="MS",
+              help=f"Delay the latency fault adds to node-to-node links {_range('latency_ms')}.")
+@click.option("--time-limit", default=30.0, show_default=True, type=float, metavar="S",
+              help=f"Seconds of client load, faults included {_range('time_limit')}.")
 @click.option("--concurrency", default=6, show_default=True, type=int,
-              help="Logical client processes.")
+              help=f"Logical client processes {_range('concurrency')}.")
 @click.option("--rate", default=200.0, show_default=True, type=float,
-              help="Total ops/s across clients (0 = as fast as possible).")
+              help=f"Total ops/s across clients, at most {BOUNDS['rate'].high:.0f}; "
+                   "0 = as fast as possible.")
 @click.option("--seed", default=None, type=int, help="Seed (default: random, recorded).")
-@click.option("--store", "store_dir", default="store", show_default=True, type=click.Path())
-@click.option("--quiesce", default=3.0, show_default=True, type=float,
-              help="Seconds to let the cluster settle after the final heal.")
-@click.option("--op-timeout", default=1.0, show_default=True, type=float)
-@click.option("--replay", type=click.Path(), default=None,
-              help="Re-run the config and fault schedule of a stored run directory.")
+@click.option("--store", "store_dir", default="store", show_default=True, type=click.Path(),
+              help="Directory of run records: each run goes to STORE/<test>/<timestamp>/ "
+                   "(created; must be a writable directory).")
+@click.option("--quiesce", default=3.0, show_default=True, type=float, metavar="S",
+              help=f"Seconds to let the cluster settle after the final heal {_range('quiesce')}.")
+@click.option("--op-timeout", default=1.0, show_default=True, type=float, metavar="S",
+              help=f"chaos's limit per client op {_range('op_timeout')}: an op unanswered after "
+                   "S seconds is recorded as info (it may still happen) and its client process "
+                   "replaced, whatever the target's client does. A target's own client timeout "
+                   "(kvlite: -O timeout) only bounds how long that client waits for a reply, "
+                   "so the shorter of the two ends an op.")
+@click.option("--replay", type=click.Path(), default=None, metavar="RUNDIR",
+              help="Re-run the config and fault schedule of a stored run directory "
+                   "(other options are ignored, except --store, --json and --quiet).")
 @click.option("--nodes-file", type=click.Path(), default=None, help="ssh runtime: hosts, one per line.")
 @click.option("--ssh-user", default=None, help="ssh runtime: user.")
 @click.option("--ssh-key", type=click.Path(), default=None, help="ssh runtime: private key.")
@@ -49,19 +82,17 @@ from chaos.schedule import SHAPES, parse_nemeses
 def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interval, partition_shape,
         latency_ms, time_limit, concurrency, rate, seed, store_dir, quiesce, op_timeout, replay,
         nodes_file, ssh_user, ssh_key, as_json, quiet):
-    """Run a test and check it. Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input."""
+    """Run a test and check it.
+
+    Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input (nothing started).
+    """
     import random
 
     from chaos import run as runmod
     from chaos.progress import Progress
 
     if replay:
-        cfg_path = Path(replay) / "config.json"
-        if not cfg_path.is_file():
-            raise BadInput(f"--replay {replay}: no config.json there")
-        stored = json.loads(cfg_path.read_text())
-        cfg = runmod.RunConfig.from_dict(stored["config"])
-        cfg.store = store_dir
+        cfg = load_replay(replay, store_dir)
         raw_options: list[str] = []
     else:
         runtime_options = {}
@@ -76,10 +107,13 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
             runtime_options=runtime_options, net=net)
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
+    warnings = start_warnings(cfg)
+    for warning in warnings:  # always shown, also with --quiet/--json: the run is not what was asked
+        click.echo(f"chaos: warning: {warning}", err=True)
     progress = Progress(cfg.time_limit, enabled=not quiet and not as_json)
     if not as_json and not quiet:
         click.echo(f"chaos run: {cfg.name}, {cfg.nodes} nodes ({cfg.runtime}), seed {cfg.seed}, "
-                   f"{len(cfg.schedule or [])} faults over {cfg.time_limit:.0f} s", err=True)
+                   f"{len(cfg.schedule or [])} faults over {cfg.time_limit:g} s", err=True)
     outcome = runmod.execute(cfg, tgt, ref, wl, progress=progress)
     if as_json:
         from chaos.store import dumps_json
@@ -88,13 +122,78 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
                                "exit_code": int(outcome.exit_code),
                                "interrupted": outcome.interrupted,
                                "unverified_faults": outcome.unverified,
+                               "warnings": warnings,
                                "results": outcome.results}).decode())
     else:
-        _print_verdict(outcome)
+        _print_verdict(outcome, warnings)
     return int(outcome.exit_code)
 
 
-def _print_verdict(outcome) -> None:
+def start_warnings(cfg: Any) -> list[str]:
+    """What the user should know before a valid but surprising run starts (stderr, summary)."""
+    out = [w for w in (no_fault_warning(cfg),) if w]
+    client_timeout = (cfg.target_options or {}).get("timeout")
+    if isinstance(client_timeout, (int, float)) and client_timeout > cfg.op_timeout:
+        out.append(f"-O timeout={client_timeout:g} is longer than --op-timeout "
+                   f"{cfg.op_timeout:g}: chaos ends every op after {cfg.op_timeout:g} s (info)")
+    return out
+
+
+def load_replay(replay: str, store_dir: str) -> Any:
+    """The RunConfig stored in RUNDIR/config.json, with `store_dir` as its store.
+
+    A missing, unreadable, malformed or incomplete file is BadInput naming the file (the
+    config then goes through the same RunConfig.validate as CLI input).
+    """
+    from chaos import run as runmod
+    from chaos import store
+    from chaos.schedule import FaultSpec
+
+    path = Path(replay) / "config.json"
+    if not path.is_file():
+        raise BadInput(f"--replay {replay}: no config.json there")
+    where = str(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"not valid JSON ({exc.msg} at line {exc.lineno})", where=where) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read ({exc})", where=where) from None
+    if not isinstance(doc, dict):
+        raise BadInput("not a JSON object: not a chaos run's config.json", where=where)
+    stored = doc.get("config")
+    if not isinstance(stored, dict):
+        raise BadInput('no "config" object: not a chaos run\'s config.json', where=where)
+    missing = [k for k in REPLAY_KEYS if k not in stored]
+    if missing:
+        raise BadInput(f"missing {', '.join(missing)} in \"config\": cannot replay", where=where)
+    schedule = stored["schedule"]
+    if not isinstance(schedule, list):
+        raise BadInput(f"schedule must be a list of faults (got {type(schedule).__name__})",
+                       where=where)
+    for i, spec in enumerate(schedule):
+        try:
+            if not isinstance(spec, dict):
+                raise TypeError(f"not an object: {spec!r:.60}")
+            FaultSpec.from_dict(spec)
+        except KeyError as exc:
+            raise BadInput(f"schedule entry {i + 1}: missing {exc}", where=where) from None
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"schedule entry {i + 1}: {exc}", where=where) from None
+    try:
+        cfg = runmod.RunConfig.from_dict(stored)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"bad config: {exc}", where=where) from None
+    cfg.store = store_dir
+    store.check_store(store_dir)  # a bad --store is the user's argument, not the file's fault
+    try:
+        cfg.validate()
+    except BadInput as exc:
+        raise BadInput(str(exc), where=where) from None
+    return cfg
+
+
+def _print_verdict(outcome: Any, warnings: list[str]) -> None:
     """The human summary: where the run is stored, then each checker's verdict and anomalies."""
     click.echo(f"run directory: {outcome.run_dir}")
     if outcome.interrupted:
@@ -105,7 +204,12 @@ def _print_verdict(outcome) -> None:
         click.echo(f"UNVERIFIED FAULT: {problem}")
     from chaos.history.summary import format_summary
 
-    click.echo(format_summary(str(outcome.run_dir), outcome.results, outcome.history))
+    results = dict(outcome.results)
+    results["warnings"] = list(results.get("warnings") or []) + warnings
+    click.echo(format_summary(str(outcome.run_dir), results, outcome.history))
     report = outcome.run_dir / "report.html"
     if report.exists():
         click.echo(f"report: {report}")
+
+
+__all__ = ["run", "load_replay", "start_warnings", "REPLAY_KEYS"]
