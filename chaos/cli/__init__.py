@@ -4,11 +4,18 @@ Each subcommand module (`chaos/cli/<name>.py`) defines a click command named lik
 Loading lazily keeps `chaos --help` fast and lets one broken optional part (say, the Docker SDK)
 not take the whole CLI down.  Exit codes follow `chaos.errors.ExitCode`; click's own usage
 errors are mapped to 4 (bad arguments), as DESIGN §9 requires, instead of click's 2.
+
+A reader that goes away (`chaos run ... | head -2`) does not change the exit code either:
+stdout and stderr are guarded so that, once a write meets a broken pipe, further output is
+dropped and the command finishes as it would have, with its own verdict code (click would
+exit 1, "anomalies", and Python 120 when the final flush fails).
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from typing import Any, TextIO
 
 import click
 
@@ -63,8 +70,64 @@ def cli() -> None:
     """
 
 
+class PipeGuard:
+    """A text stream whose writes to a closed pipe are dropped instead of raising.
+
+    On the first BrokenPipeError the stream's file descriptor is pointed at /dev/null (so the
+    interpreter's final flush succeeds too) and every later write is a no-op. Everything else
+    is the wrapped stream's (encoding, isatty, fileno...).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._break()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._break()
+
+    def _break(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no real fd (tests' in-memory streams)
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group, turning known errors into one line and an exit code."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PipeGuard(sys.stdout), PipeGuard(sys.stderr)  # type: ignore[assignment]
+    try:
+        _main(argv)
+    finally:
+        for guard in (sys.stdout, sys.stderr):
+            if isinstance(guard, PipeGuard):
+                guard.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="chaos", standalone_mode=False)
     except click.exceptions.Exit as exc:
