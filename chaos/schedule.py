@@ -11,10 +11,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chaos.errors import BadInput
+from chaos.faults import FAULTS
+from chaos.faults.shapes import SHAPES
 
-#: nemesis names accepted by --nemesis (plus "all" and comma lists)
-KINDS = ("partition", "latency", "kill", "pause")
-SHAPES = ("isolate-leader", "isolate-one", "halves", "random-halves", "majorities-ring", "bridge")
+__all__ = ["KINDS", "NAMES", "SHAPES", "FaultSpec", "make_schedule", "parse_nemeses"]
+
+#: what `--nemesis all` means (the registry's in_all kinds, in registration order)
+KINDS = tuple(k for k, f in FAULTS.items() if f.in_all)
+#: every fault kind --nemesis accepts (plus "all", "none" and comma lists)
+NAMES = tuple(FAULTS)
 
 
 @dataclass(frozen=True)
@@ -44,22 +49,25 @@ def parse_nemeses(text: str) -> list[str]:
         return list(KINDS)
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     for k in kinds:
-        if k not in KINDS:
+        if k not in NAMES:
             raise BadInput(f"--nemesis: unknown nemesis {k!r}; choose from "
-                           f"{', '.join(KINDS)}, all, none, or a comma list")
+                           f"{', '.join(NAMES)}, all, none, or a comma list")
     return kinds
 
 
 def make_schedule(kinds: list[str], *, interval: float, time_limit: float, seed: int,
                   shape: str = "isolate-leader", latency_ms: int = 200,
-                  jitter_ms: int = 50) -> list[FaultSpec]:
+                  jitter_ms: int = 50, **extra: Any) -> list[FaultSpec]:
     """Jepsen's rhythm: `interval` s healthy, `interval` s faulty, repeated within the limit.
 
     With several kinds the schedule cycles through them in a seeded random order, so every kind
-    occurs. shape "mixed" picks a partition shape per fault from SHAPES.
+    occurs. shape "mixed" picks a partition shape per fault from SHAPES. Each occurrence's
+    params come from its fault kind (chaos.faults: `schedule_params`); `extra` options are
+    passed to them (e.g. bandwidth_kb).
     """
     if not kinds:
         return []
+    opts = {"shape": shape, "latency_ms": latency_ms, "jitter_ms": jitter_ms, **extra}
     rng = random.Random(seed)
     order = list(kinds)
     rng.shuffle(order)
@@ -68,13 +76,7 @@ def make_schedule(kinds: list[str], *, interval: float, time_limit: float, seed:
     i = 0
     while t + interval <= time_limit + 1e-9:
         kind = order[i % len(order)]
-        params: dict[str, Any]
-        if kind == "partition":
-            params = {"shape": rng.choice(SHAPES) if shape == "mixed" else shape}
-        elif kind == "latency":
-            params = {"ms": latency_ms, "jitter_ms": jitter_ms, "links": "nodes"}
-        else:
-            params = {"node": "leader"}
+        params = FAULTS[kind].schedule_params(rng, opts)
         specs.append(FaultSpec(kind, round(t, 3), round(t + interval, 3), params))
         t += 2 * interval
         i += 1

@@ -57,12 +57,18 @@ def test_version_is_json(server):
 
 def test_create_reports_real_port_and_shape(server, echo):
     proxy = make(server, echo)
-    assert list(proxy) == ["name", "listen", "upstream", "enabled", "Logger", "toxics"]
+    # Toxiproxy's fields in its order, then our traffic extension (chaos.net.proxy.proxy)
+    assert list(proxy) == ["name", "listen", "upstream", "enabled", "Logger", "toxics",
+                           "chaos_traffic"]
     host, port = proxy["listen"].rsplit(":", 1)
     assert host == "127.0.0.1" and int(port) > 0
     assert proxy["enabled"] is True and proxy["toxics"] == [] and proxy["Logger"] == {}
+    assert proxy["chaos_traffic"] == {"accepted": 0, "upstream_bytes": 0,
+                                      "downstream_bytes": 0, "live": 0}
     socket.create_connection((host, int(port)), timeout=2).close()
-    assert call(server, "GET", "/proxies/p")[2] == proxy
+    again = call(server, "GET", "/proxies/p")[2]
+    assert again.pop("chaos_traffic")["accepted"] == 1
+    assert again == {k: v for k, v in proxy.items() if k != "chaos_traffic"}
 
 
 def test_list_is_a_sorted_map(server, echo):

@@ -25,15 +25,18 @@ Runner = Callable[..., Result]  # runner(node, command, timeout=..., check=...) 
 ANY_CHAOS = '--comment "?chaos(:[^ "]*)?"?( |$)'
 
 
-def heal_script(pattern: str = ANY_CHAOS) -> str:
-    """A shell script deleting every INPUT rule matching `pattern`.
+def heal_script(pattern: str = ANY_CHAOS, table: str = "filter", chain: str = "INPUT") -> str:
+    """A shell script deleting every rule of `table`/`chain` matching `pattern`.
 
     It prints one "deleted" line per rule and "FAILED <rule>" when a deletion fails (the exit
     status of a pipeline loop is not portable, so the output carries it): see `heal_result`.
+    The transparent mesh uses it for its nat OUTPUT rules (`chaos down`: both tables).
     """
+    t = f"-t {shlex.quote(table)} "
     return (
-        f"iptables -w -S INPUT | grep -E -- {shlex.quote(pattern)} | sed 's/^-A /-D /' | "
-        'while read -r rule; do if eval iptables -w $rule; then echo deleted; '
+        f"iptables -w {t}-S {shlex.quote(chain)} | grep -E -- {shlex.quote(pattern)} | "
+        "sed 's/^-A /-D /' | "
+        f'while read -r rule; do if eval iptables -w {t}$rule; then echo deleted; '
         'else echo "FAILED $rule"; fi; done'
     )
 
@@ -117,8 +120,8 @@ class IptablesNet:
         return {"cut": sorted([list(c) for c in self.cuts])}
 
     def shape(self, name: str, rng, leader: str | None = None) -> list[list[str]]:
-        """Groups for a named partition shape (the same shapes as the proxy mesh)."""
-        from chaos.net.mesh import partition_shape
+        """Groups for a named partition shape (chaos.faults.shapes, as every backend)."""
+        from chaos.faults.shapes import partition_shape
 
         return partition_shape(list(self.hosts), name, rng, leader)
 

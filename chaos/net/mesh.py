@@ -1,13 +1,16 @@
 """The proxy mesh: one Toxiproxy proxy per directed node->node link and per client->node link.
 
-Node a reaches node b through proxy "a->b" (`peer_addr(a, b)`), clients reach node b through
-"client->b" (`client_addr(b)`), so every network fault is a few API calls, without root:
+Node a reaches node b's MAIN port through proxy "a->b" (`peer_addr(a, b)`) and b's other named
+ports through "a->b:<port>"; clients reach node b through "client->b" (`client_addr(b)`), and
+a client placed with node x (Jepsen's client placement) through "client@x->b". Every network
+fault is a few API calls, without root; a fault on a link acts on every port of the pair:
 
 - partition(groups): two nodes may talk iff some group holds both; every other pair's proxies
   are disabled in both directions (mode "refuse": new connects are refused, live connections
   closed at once) or blackholed with `timeout 0` toxics (mode "drop": connects succeed but no
   byte flows, like dropped packets; healing closes those connections). Groups may overlap
-  (bridge, majorities-ring). Client links are never cut.
+  (bridge, majorities-ring). Unplaced client links are never cut; the links of a client
+  placed with x are cut exactly like x's own links (it reaches what x reaches).
 - cut(a, b), one way: bytes from a to b are dropped, bytes from b to a still flow. A TCP link
   is initiated by one side, so this takes two toxics: on proxy "a->b" (connections a opened to
   b) the `upstream` stream (a's requests) is blackholed, and on proxy "b->a" (connections b
@@ -19,142 +22,136 @@ Node a reaches node b through proxy "a->b" (`peer_addr(a, b)`), clients reach no
   server, so it also undoes faults left by a crashed nemesis.
 
 Every fault method returns a JSON-able dict of what it did (for the history's nemesis ops);
-`state()` says what is currently faulty; `verify()` probes that the links are as intended.
+`state()` says what is currently faulty; `verify()` probes that the links are as intended;
+`traffic()` reads the embedded server's per-proxy counters (the fault-effect evidence).
 """
 from __future__ import annotations
 
 import errno
 import random
-import re
 import socket
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 from chaos.errors import BadInput, SetupError
+from chaos.faults.shapes import SHAPES, natural, partition_shape, together
 from chaos.net.client import ProxyClient, ProxyError
-from chaos.target import Addr
+from chaos.target import MAIN, Addr, Endpoints
+
+__all__ = ["CLIENT", "SHAPES", "Mesh", "partition_shape", "placed_client"]
 
 CLIENT = "client"
-SHAPES = ("halves", "random-halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge")
 CUT = "chaos-cut"
+_natural = natural
 
 
-def _natural(name: str) -> list[Any]:
-    """Sort key putting n2 before n10."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
-
-
-def _bisect(nodes: list[str]) -> list[list[str]]:
-    half = len(nodes) // 2
-    return [nodes[:half], nodes[half:]]
-
-
-def partition_shape(nodes: list[str], name: str, rng: random.Random,
-                    leader: str | None = None) -> list[list[str]]:
-    """Groups for a named partition shape (pass them to a backend's `partition`).
-
-    halves: [first n//2, rest] in name order; random-halves: the same after a shuffle;
-    isolate-one: a random node alone; isolate-leader: `leader` alone; bridge: two halves
-    sharing one node; majorities-ring: nodes on a shuffled ring, each linked to its
-    neighbours within distance k = ceil((n//2)/2), returned as 2-node groups (edges): each
-    node sees a majority (exactly one for n = 4, 5), and no two see the same one.
-    """
-    nodes = sorted(nodes, key=_natural)
-    if name == "halves":
-        return _bisect(nodes)
-    if name == "random-halves":
-        rng.shuffle(nodes)
-        return _bisect(nodes)
-    if name == "isolate-one":
-        lone = rng.choice(nodes)
-        return [[lone], [n for n in nodes if n != lone]]
-    if name == "isolate-leader":
-        if leader is None:
-            raise BadInput("shape isolate-leader needs the current leader")
-        return [[leader], [n for n in nodes if n != leader]]
-    if name == "bridge":
-        rng.shuffle(nodes)
-        half = len(nodes) // 2
-        return [nodes[: half + 1], nodes[half:]]
-    if name == "majorities-ring":
-        rng.shuffle(nodes)
-        n = len(nodes)
-        k = -(-(n // 2) // 2)
-        edges = {tuple(sorted((nodes[i], nodes[(i + d) % n]), key=_natural))
-                 for i in range(n) for d in range(1, k + 1) if nodes[i] != nodes[(i + d) % n]}
-        return [list(e) for e in sorted(edges, key=lambda e: (_natural(e[0]), _natural(e[1])))]
-    raise BadInput(f"unknown partition shape {name!r} (one of: {', '.join(SHAPES)})")
+def placed_client(node: str) -> str:
+    """The link source name of clients placed with `node` ("client@n1")."""
+    return f"{CLIENT}@{node}"
 
 
 class Mesh:
-    """A proxy per directed link between `nodes` (name -> the node's real address)."""
+    """A proxy per directed link and named port between `nodes` (name -> real address(es)).
 
-    def __init__(self, client: ProxyClient, nodes: dict[str, Addr], listen_host: str = "127.0.0.1",
-                 *, prefix: str = "", advertise_host: str | None = None,
-                 probe_timeout: float = 1.0) -> None:
+    `nodes` is an Endpoints (every named port is proxied) or node -> MAIN Addr. `placements`
+    are the nodes clients may be placed with (client-placement "node"): each gets its own
+    client links "client@x->b".
+    """
+
+    backend = "proxy"
+    capabilities = frozenset({"partition", "one-way", "drop", "latency", "jitter", "bandwidth",
+                              "reset", "client-placement", "evidence"})
+
+    def __init__(self, client: ProxyClient, nodes: Endpoints | Mapping[str, Addr | None],
+                 listen_host: str = "127.0.0.1", *, prefix: str = "",
+                 advertise_host: str | None = None, probe_timeout: float = 1.0,
+                 placements: Iterable[str] = ()) -> None:
         if len(nodes) < 1:
             raise BadInput("a mesh needs at least one node")
-        if CLIENT in nodes:
+        if any(n == CLIENT or n.startswith(CLIENT + "@") for n in nodes):
             raise BadInput(f"{CLIENT!r} cannot be a node name (it names the client links)")
+        ports = nodes.ports if isinstance(nodes, Endpoints) else {
+            n: {MAIN: a} for n, a in nodes.items()}
+        order = sorted(ports, key=natural)
         self.client = client
-        self.nodes = {n: nodes[n] for n in sorted(nodes, key=_natural)}
+        self.ports: dict[str, dict[str, Any]] = {n: dict(ports[n]) for n in order}
+        self.nodes = {n: self.ports[n].get(MAIN) for n in order}
+        self.placements = [n for n in order if n in set(placements)]
         self.listen_host = listen_host
         self.advertise_host = advertise_host or listen_host
         self.prefix = prefix
         self.probe_timeout = probe_timeout
-        self._ports: dict[tuple[str, str], int] = {}
+        self._ports: dict[tuple[str, str, str], int] = {}
         self._partition: list[list[str]] | None = None
-        self._cut: set[tuple[str, str]] = set()  # node pairs whose proxies partition() cut
+        self._cut: set[tuple[str, str]] = set()  # links (pairs) partition() cut
         self._mode = "refuse"
         self._one_way: set[tuple[str, str]] = set()
         self._toxics: dict[tuple[str, str], set[str]] = {}  # link -> toxic names we added
 
     # -- topology ---------------------------------------------------------------------------
 
-    def name(self, src: str, dst: str) -> str:
-        """The proxy name of link src->dst ("n1->n2", "client->n3")."""
-        return f"{self.prefix}{src}->{dst}"
+    def name(self, src: str, dst: str, port: str = MAIN) -> str:
+        """The proxy name of link src->dst's `port` ("n1->n2", "n1->n2:peer", "client->n3")."""
+        tail = "" if port == MAIN else f":{port}"
+        return f"{self.prefix}{src}->{dst}{tail}"
 
     def node_links(self) -> list[tuple[str, str]]:
         return [(a, b) for a in self.nodes for b in self.nodes if a != b]
 
+    def client_sources(self) -> list[str]:
+        """"client" (unplaced clients), then "client@x" for every placement."""
+        return [CLIENT] + [placed_client(x) for x in self.placements]
+
     def links(self) -> list[tuple[str, str]]:
-        """Every directed link: node->node, then client->node."""
-        return self.node_links() + [(CLIENT, b) for b in self.nodes]
+        """Every directed link: node->node, then client->node (unplaced, then placed)."""
+        return self.node_links() + [(c, b) for c in self.client_sources() for b in self.nodes]
+
+    def proxies_of(self, link: tuple[str, str]) -> list[str]:
+        """The proxy names of a link: one per named port of its destination."""
+        return [self.name(link[0], link[1], p) for p in self.ports[link[1]]]
 
     def setup(self) -> None:
         """Create every proxy in one /populate call (listen port 0: the server picks ports)."""
+        keys = [(a, b, p) for a, b in self.links() for p in self.ports[b]]
         entries = [
-            {"name": self.name(a, b), "listen": f"{self.listen_host}:0",
-             "upstream": str(self.nodes[b]), "enabled": True}
-            for a, b in self.links()
+            {"name": self.name(a, b, p), "listen": f"{self.listen_host}:0",
+             "upstream": str(self.ports[b][p]), "enabled": True}
+            for a, b, p in keys
         ]
         created = {p["name"]: p for p in self.client.populate(entries)}
-        for a, b in self.links():
-            proxy = created.get(self.name(a, b))
+        for key in keys:
+            proxy = created.get(self.name(*key))
             if proxy is None:
-                raise SetupError(f"proxy {self.name(a, b)} was not created by /populate")
-            self._ports[(a, b)] = int(proxy["listen"].rpartition(":")[2])
+                raise SetupError(f"proxy {self.name(*key)} was not created by /populate")
+            self._ports[key] = int(proxy["listen"].rpartition(":")[2])
 
-    def _addr(self, src: str, dst: str) -> Addr:
+    def _addr(self, src: str, dst: str, port: str = MAIN) -> Addr:
         try:
-            return Addr(self.advertise_host, self._ports[(src, dst)])
+            return Addr(self.advertise_host, self._ports[(src, dst, port)])
         except KeyError:
             if not self._ports:
                 raise SetupError("mesh not set up: call setup() first") from None
-            raise BadInput(f"no link {src}->{dst} in the mesh (nodes: {', '.join(self.nodes)})") from None
+            raise BadInput(f"no link {src}->{dst} port {port} in the mesh "
+                           f"(nodes: {', '.join(self.nodes)})") from None
 
-    def peer_addr(self, src: str, dst: str) -> Addr:
-        """Where node `src` must connect to reach node `dst`."""
-        if src == CLIENT:
+    def proxy_addr(self, src: str, dst: str, port: str = MAIN) -> Addr:
+        """Where the proxy of src->dst's `port` listens (what verify probes)."""
+        return self._addr(src, dst, port)
+
+    def peer_addr(self, src: str, dst: str, port: str = MAIN) -> Addr:
+        """Where node `src` must connect to reach node `dst`'s `port`."""
+        if src == CLIENT or src.startswith(CLIENT + "@"):
             raise BadInput("use client_addr() for client links")
-        return self._addr(src, dst)
+        return self._addr(src, dst, port)
 
-    def client_addr(self, dst: str) -> Addr:
-        """Where clients connect to reach node `dst`."""
-        return self._addr(CLIENT, dst)
+    def client_addr(self, dst: str, port: str = MAIN, placement: str | None = None) -> Addr:
+        """Where clients (placed with `placement`, or unplaced) connect to reach `dst`."""
+        if placement is not None and placement not in self.placements:
+            raise BadInput(f"no client placement {placement!r} in the mesh")
+        return self._addr(CLIENT if placement is None else placed_client(placement), dst, port)
 
     def peers(self, src: str) -> dict[str, Addr]:
-        """NodeConfig.peers for node `src`: every other node through its proxy."""
+        """NodeConfig.peers for node `src`: every other node's MAIN port as src dials it."""
         return {dst: self.peer_addr(src, dst) for dst in self.nodes if dst != src}
 
     # -- validation helpers -----------------------------------------------------------------
@@ -171,7 +168,7 @@ class Mesh:
             if len(link) != 2:
                 raise BadInput(f"a link is a (src, dst) pair, got {link!r}")
             src, dst = link
-            if src != CLIENT:
+            if src not in self.client_sources():
                 self._check_node(src)
             self._check_node(dst)
             if src == dst:
@@ -182,13 +179,16 @@ class Mesh:
     # -- faults -----------------------------------------------------------------------------
 
     def shape(self, name: str, rng: random.Random, leader: str | None = None) -> list[list[str]]:
-        """Groups for a named partition shape (see `partition_shape`)."""
+        """Groups for a named partition shape (see chaos.faults.shapes)."""
         if leader is not None:
             self._check_node(leader)
         return partition_shape(list(self.nodes), name, rng, leader)
 
     def partition(self, groups: list[list[str]], mode: str = "refuse") -> dict[str, Any]:
-        """Cut every node link whose ends share no group, both ways; replaces any partition."""
+        """Cut every link whose ends share no group, both ways; replaces any partition.
+
+        Placed clients' links follow their node: client@x->b is cut iff x->b is.
+        """
         if mode not in ("refuse", "drop"):
             raise BadInput(f"unknown partition mode {mode!r} (refuse or drop)")
         covered: set[str] = set()
@@ -199,28 +199,36 @@ class Mesh:
         missing = [n for n in self.nodes if n not in covered]
         if missing:
             raise BadInput(f"node(s) {', '.join(missing)} in no partition group")
-        together = {(a, b) for g in groups for a in g for b in g if a != b}
-        want = {(a, b) for a, b in self.node_links() if (a, b) not in together}
+        keep = together(groups)
+        want = {(a, b) for a, b in self.node_links() if (a, b) not in keep}
+        want |= {(placed_client(x), b) for x in self.placements for b in self.nodes
+                 if x != b and (x, b) not in keep}
         if self._cut and mode != self._mode:
             self._restore(self._cut)
             self._cut = set()
         self._restore(self._cut - want)
-        for a, b in sorted(want - self._cut):
+        for link in sorted(want - self._cut):
             if mode == "refuse":
-                self.client.disable(self.name(a, b))
+                for pname in self.proxies_of(link):
+                    self.client.disable(pname)
             else:
                 for stream in ("upstream", "downstream"):
-                    self._add_toxic((a, b), f"chaos-partition-{stream}", "timeout", stream,
+                    self._add_toxic(link, f"chaos-partition-{stream}", "timeout", stream,
                                     {"timeout": 0})
         self._cut, self._mode = want, mode
         self._partition = [list(g) for g in groups]
-        return {"partition": self._partition, "mode": mode,
-                "cut": [list(link) for link in sorted(want)]}
+        nodes_cut = sorted(link for link in want if link[0] in self.nodes)
+        out: dict[str, Any] = {"partition": self._partition, "mode": mode,
+                               "cut": [list(link) for link in nodes_cut]}
+        if len(want) > len(nodes_cut):
+            out["clients_cut"] = [list(l) for l in sorted(want) if l[0] not in self.nodes]
+        return out
 
     def _restore(self, links: set[tuple[str, str]]) -> None:
         for link in sorted(links):
             if self._mode == "refuse":
-                self.client.enable(self.name(*link))
+                for pname in self.proxies_of(link):
+                    self.client.enable(pname)
             else:
                 for stream in ("upstream", "downstream"):
                     self._remove_toxic(link, f"chaos-partition-{stream}")
@@ -281,14 +289,18 @@ class Mesh:
         for link in chosen:
             if link in self._cut and self._mode == "refuse":
                 continue
-            self.client.disable(self.name(*link))
-            self.client.enable(self.name(*link))
+            for pname in self.proxies_of(link):
+                self.client.disable(pname)
+                self.client.enable(pname)
             bounced.append(list(link))
         return {"reset": bounced}
 
+    def _mine(self) -> set[str]:
+        return {self.name(a, b, p) for a, b in self.links() for p in self.ports[b]}
+
     def heal(self) -> dict[str, Any]:
         """Enable every mesh proxy and remove every toxic on it (read from the server)."""
-        mine = {self.name(a, b): (a, b) for a, b in self.links()}
+        mine = self._mine()
         enabled, removed = [], []
         for pname, proxy in sorted(self.client.proxies().items()):
             if pname not in mine:
@@ -303,34 +315,37 @@ class Mesh:
         self._toxics.clear()
         return {"heal": True, "enabled": enabled, "removed_toxics": removed}
 
-    # -- toxic bookkeeping ------------------------------------------------------------------
+    # -- toxic bookkeeping (a link's toxics go on every proxy of the link) -------------------
 
     def _add_toxic(self, link: tuple[str, str], name: str, type_: str, stream: str,
                    attributes: dict[str, int]) -> None:
-        try:
-            self.client.add_toxic(self.name(*link), type_, stream, name, 1.0, attributes)
-        except ProxyError as exc:
-            if exc.status != 409:
-                raise
-            self.client.update_toxic(self.name(*link), name, attributes, 1.0)
+        for pname in self.proxies_of(link):
+            try:
+                self.client.add_toxic(pname, type_, stream, name, 1.0, attributes)
+            except ProxyError as exc:
+                if exc.status != 409:
+                    raise
+                self.client.update_toxic(pname, name, attributes, 1.0)
         self._toxics.setdefault(link, set()).add(name)
 
     def _set_toxic(self, link: tuple[str, str], name: str, type_: str, stream: str,
                    attributes: dict[str, int]) -> None:
         if name in self._toxics.get(link, ()):
-            self.client.update_toxic(self.name(*link), name, attributes, 1.0)
+            for pname in self.proxies_of(link):
+                self.client.update_toxic(pname, name, attributes, 1.0)
         else:
             self._add_toxic(link, name, type_, stream, attributes)
 
     def _remove_toxic(self, link: tuple[str, str], name: str) -> None:
-        self.client.delete_toxic(self.name(*link), name, missing_ok=True)
+        for pname in self.proxies_of(link):
+            self.client.delete_toxic(pname, name, missing_ok=True)
         names = self._toxics.get(link)
         if names is not None:
             names.discard(name)
             if not names:
                 del self._toxics[link]
 
-    # -- state and verification -------------------------------------------------------------
+    # -- state, evidence and verification ---------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """What this mesh has done and not undone (JSON-able); `faulty` False = all healed."""
@@ -343,6 +358,30 @@ class Mesh:
             "one_way": [list(l) for l in sorted(self._one_way)],
             "toxics": toxics,
         }
+
+    def traffic(self) -> dict[tuple[str, str], int] | None:
+        """Per node link: connections accepted + bytes both ways since setup (all ports).
+
+        None when the server does not report traffic (a real Toxiproxy: `chaos_traffic` is
+        our extension), so the evidence is "unmeasured", never "carried nothing".
+        """
+        server = self.client.proxies()
+        out: dict[tuple[str, str], int] = {}
+        for link in self.node_links():
+            total = 0
+            for pname in self.proxies_of(link):
+                stats = (server.get(pname) or {}).get("chaos_traffic")
+                if not isinstance(stats, dict):
+                    return None
+                total += sum(int(stats.get(k, 0)) for k in
+                             ("accepted", "upstream_bytes", "downstream_bytes"))
+            out[link] = total
+        return out
+
+    def bypass(self) -> list[str]:
+        """Connections around the mesh; the explicit mesh alone cannot see them (see
+        chaos.net.evidence for the runtime-specific scans)."""
+        return []
 
     def _probe(self, addr: Addr) -> str:
         """"open" if a TCP connect succeeds, else the reason ("refused", "timeout", ...)."""
@@ -357,12 +396,13 @@ class Mesh:
             return errno.errorcode.get(exc.errno or 0, str(exc))
 
     def verify(self) -> list[str]:
-        """Probe every node link and the server's view; [] when the mesh is as intended.
+        """Probe every link's proxies and the server's view; [] when the mesh is as intended.
 
         refuse-mode cut links must refuse TCP connects and be disabled; every other link must
         accept connects and be enabled; links carrying a one-way cut or drop-mode partition
         must hold a `timeout 0` toxic on the intended stream (a generic probe cannot see
-        dropped bytes without speaking the node's protocol).
+        dropped bytes without speaking the node's protocol). Unplaced client links are not
+        probed (never cut).
         """
         problems: list[str] = []
         try:
@@ -377,32 +417,34 @@ class Mesh:
             for link in self._cut:
                 for s in ("upstream", "downstream"):
                     expect_toxics.setdefault(link, set()).add((f"chaos-partition-{s}", s))
-        for link in self.node_links():
-            pname = self.name(*link)
-            proxy = server.get(pname)
-            if proxy is None:
-                problems.append(f"{pname}: proxy missing on the server")
-                continue
-            cut = link in self._cut and self._mode == "refuse"
-            if proxy.get("enabled") == cut:
-                problems.append(f"{pname}: enabled={proxy.get('enabled')} but should be "
-                                f"{'cut' if cut else 'up'}")
-            seen = {(t["name"], t["stream"].lower()) for t in proxy.get("toxics") or []
-                    if t["type"] == "timeout" and t["attributes"].get("timeout") == 0
-                    and t.get("toxicity", 1) == 1}
-            for name, stream in sorted(expect_toxics.get(link, set()) - seen):
-                problems.append(f"{pname}: blackhole toxic {name} on {stream} is missing")
-            result = self._probe(self.peer_addr(*link))
-            if cut and result == "open":
-                problems.append(f"{pname}: cut, but a TCP connect went through")
-            if not cut and result != "open":
-                problems.append(f"{pname}: should be up, but a TCP connect failed ({result})")
+        links = [l for l in self.links() if l[0] != CLIENT]
+        for link in links:
+            for port in self.ports[link[1]]:
+                pname = self.name(*link, port)
+                proxy = server.get(pname)
+                if proxy is None:
+                    problems.append(f"{pname}: proxy missing on the server")
+                    continue
+                cut = link in self._cut and self._mode == "refuse"
+                if proxy.get("enabled") == cut:
+                    problems.append(f"{pname}: enabled={proxy.get('enabled')} but should be "
+                                    f"{'cut' if cut else 'up'}")
+                seen = {(t["name"], t["stream"].lower()) for t in proxy.get("toxics") or []
+                        if t["type"] == "timeout" and t["attributes"].get("timeout") == 0
+                        and t.get("toxicity", 1) == 1}
+                for name, stream in sorted(expect_toxics.get(link, set()) - seen):
+                    problems.append(f"{pname}: blackhole toxic {name} on {stream} is missing")
+                result = self._probe(self._addr(*link, port))
+                if cut and result == "open":
+                    problems.append(f"{pname}: cut, but a TCP connect went through")
+                if not cut and result != "open":
+                    problems.append(f"{pname}: should be up, but a TCP connect failed ({result})")
         return problems
 
     def teardown(self) -> None:
         """Delete every proxy of this mesh (ignores ones already gone)."""
-        for a, b in self.links():
-            self.client.delete_proxy(self.name(a, b), missing_ok=True)
+        for pname in sorted(self._mine()):
+            self.client.delete_proxy(pname, missing_ok=True)
         self._ports.clear()
         self._partition, self._cut, self._one_way = None, set(), set()
         self._toxics.clear()

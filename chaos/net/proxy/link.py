@@ -182,6 +182,9 @@ class Link:
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.sent: dict[str, int] = {}  # limit_data counters (survive updates)
         self.bw_next = 0.0  # bandwidth pacing clock (monotonic seconds)
+        #: the proxy's byte counter for this direction (Proxy.traffic): a one-slot list, so
+        #: the fast path pays one index and one add per chunk
+        self.counter = conn.proxy.traffic[direction]
         self.task = asyncio.ensure_future(self._pump())
 
     def stop(self) -> None:
@@ -194,6 +197,8 @@ class Link:
         """A chunk (None = EOF) from the source socket."""
         if self.conn.closed:
             return
+        if data is not None:
+            self.counter[0] += len(data)  # bytes the source sent, delivered or not
         if data is not None and not self.queue and not self.busy and not self.chain():
             self.dest.transport.write(data)  # type: ignore[union-attr]  # fast path
             return

@@ -97,6 +97,7 @@ class _ClientSide(Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self.proxy.traffic["accepted"][0] += 1
         task = asyncio.ensure_future(self.proxy._dial(self))
         self.proxy._pending.add(task)
         task.add_done_callback(self.proxy._pending.discard)
@@ -114,6 +115,10 @@ class Proxy:
         #: the toxics of each stream, in order (recomputed by notify(); read per chunk)
         self.chains: dict[str, list[Toxic]] = {"upstream": [], "downstream": []}
         self.connections: set[Connection] = set()
+        #: traffic counters (our extension, see to_json): bytes received per direction
+        #: ("upstream" = from the client, "downstream" = from the upstream) and connections
+        #: accepted, since the proxy was created; they survive disable/enable and toxics
+        self.traffic: dict[str, list[int]] = {"upstream": [0], "downstream": [0], "accepted": [0]}
         self._server: asyncio.base_events.Server | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -208,4 +213,12 @@ class Proxy:
             "enabled": self.enabled,
             "Logger": {},
             "toxics": [t.to_json() for t in self.listed()],
+            # Our extension (the real Toxiproxy has no such field; clients must treat its
+            # absence as "unmeasured"): what the fault-effect evidence of chaos.net reads.
+            "chaos_traffic": {
+                "accepted": self.traffic["accepted"][0],
+                "upstream_bytes": self.traffic["upstream"][0],
+                "downstream_bytes": self.traffic["downstream"][0],
+                "live": len(self.connections),
+            },
         }
