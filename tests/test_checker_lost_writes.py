@@ -190,6 +190,7 @@ def oracle(h: History) -> dict[str, int]:
     rows = h.pairs.to_dict("records")
     adds = [r for r in rows if r["f"] == "add"]
     reads = [r for r in rows if r["f"] == "read-set" and r["type"] == "ok"]
+    attempted_final = {r["key"] for r in rows if r["f"] == "read-set" and r["final"]}
     elems = {(a["key"], a["value"]) for a in adds}
     elems |= {(r["key"], e) for r in reads for e in (r["result"] or [])}
     out = dict.fromkeys(["lost", "divergent", "unexpected", "stale", "recovered",
@@ -197,8 +198,8 @@ def oracle(h: History) -> dict[str, int]:
     for key, e in elems:
         kr = [r for r in reads if r["key"] == key]
         finals = [r for r in kr if r["final"]]
-        flagged = bool(finals)
-        if not finals and kr:
+        flagged = key in attempted_final  # attempted finals (even all failed): no stand-in
+        if not flagged and kr:
             finals = [max(kr, key=lambda r: (r["invoke_time"], r["invoke_index"]))]
         mine = [a for a in adds if a["key"] == key and a["value"] == e]
         ok = any(a["type"] == "ok" for a in mine)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from chaos.checkers.base import Anomaly, Checker, CheckResult, compose, merge_valid
 from chaos.checkers.counter import COUNTER
+from chaos.checkers import evidence
 from chaos.checkers.dual_leaders import DUAL_LEADERS
 from chaos.checkers.explain import explain
 from chaos.checkers.linearizable import LINEARIZABLE
@@ -51,16 +52,26 @@ def select_checkers(history: History, names: list[str] | tuple[str, ...] | None 
 INFORMATIONAL = frozenset({"perf"})
 
 
+#: the reason given when only informational checkers ran
+NO_SAFETY_CHECKER = ("no checker applies to the ops in this history (perf only measures, it "
+                     "does not judge)")
+
+
 def run_checkers(history: History, checkers: Mapping[str, Checker],
                  opts: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Run `checkers` on `history`: {"valid": merged verdict, "results": {name: CheckResult}}.
+    """Run `checkers` on `history`.
 
-    The checkers run through base.compose (each under check_safe: a crash is "unknown" with the
-    traceback in `error`). Then every anomaly gets its explanation; a failure to explain is a
-    warning on the results, never a change of verdict.
+    Returns {"valid": merged verdict, "results": {name: CheckResult}, "reasons": [why the
+    verdict is unknown, most telling first], "warnings": [...], "evidence": {counts and
+    thresholds}}. The checkers run through base.compose (each under check_safe: a crash is
+    "unknown" with the traceback in `error`); then the evidence rules (chaos.checkers.evidence,
+    docs/verdicts.md) turn a valid verdict without the evidence it needs into "unknown"; then
+    every anomaly gets its explanation (a failure to explain is a warning, never a change of
+    verdict). Thresholds of the evidence rules are read from `opts`.
     """
     out = compose(checkers, history, opts)
     results = out["results"]
+    ev = evidence.apply(history, results, opts)
     anomalies: list[Anomaly] = [a for r in results.values() for a in r.anomalies]
     if anomalies:
         try:
@@ -69,12 +80,14 @@ def run_checkers(history: History, checkers: Mapping[str, Checker],
             for r in results.values():
                 if r.anomalies:
                     r.warnings.append(f"could not explain anomalies: {type(exc).__name__}: {exc}")
-    valid = out["valid"]
+    reasons = list(ev.reasons)
     if not set(results) - INFORMATIONAL:
         # Only statistics ran (or nothing): no safety property was checked, so the history
         # has not earned "valid" (e.g. an imported workload none of our models understands).
-        valid = merge_valid([valid, "unknown"])
-    return {"valid": valid, "results": results}
+        reasons.append(NO_SAFETY_CHECKER)
+    valid = merge_valid([r.valid for r in results.values()] + (["unknown"] if reasons else []))
+    return {"valid": valid, "results": results, "reasons": reasons,
+            "warnings": list(ev.warnings), "evidence": ev.stats}
 
 
 __all__ = ["CHECKERS", "INFORMATIONAL", "ORDER", "Anomaly", "CheckResult", "Checker", "explain",

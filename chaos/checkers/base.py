@@ -42,7 +42,12 @@ class Anomaly:
 
 @dataclass
 class CheckResult:
-    """A checker's verdict. `stats` holds counts; `anomalies` are ordered by time."""
+    """A checker's verdict. `stats` holds counts; `anomalies` are ordered by time.
+
+    `reasons` says why the verdict is not "valid" for lack of evidence (filled by
+    chaos.checkers.evidence: e.g. the final reads of a node all failed); a checker that is
+    "unknown" on its own (a search budget ran out) may put its reason there too.
+    """
 
     checker: str
     valid: Valid
@@ -50,6 +55,7 @@ class CheckResult:
     stats: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # set when the checker crashed (valid is then "unknown")
+    reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

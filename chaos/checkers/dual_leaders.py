@@ -1,14 +1,9 @@
 """Dual leaders: election safety, overlapping leadership, and split-brain acknowledged writes.
 
-Leadership comes from the monitor's observations (process "monitor", f "status", `node` = the
-node asked, ok result {"role", "term", "leader", ...}). A node holds a leadership interval
-from the completion of the first observation in which it says it is leader (in term t) until
-the invoke of the next observation of that node that says otherwise: another role, another
-term, or no answer at all (info). No answer ends the interval because the monitor is out of
-band: a node that does not answer it is killed or paused, and cannot act as leader then.
-The gap between the last "leader" answer and the next observation counts as leadership (the
-node claimed it and nothing says it stopped); an interval whose node was never observed
-again ends at the last monitor observation of the history (not at infinity).
+Leadership intervals come from chaos.history.leadership (their one home: the explanations
+and the report draw the same intervals); the rules for when a claim starts and ends are there.
+Terms may be any JSON value (int, string, list, or None): equal terms are compared through
+leadership.term_key, never coerced to int.
 
 Judged (DESIGN §5):
 (a) "same-term-leaders" (anomaly): two nodes leader in the same term, at any times (election
@@ -30,83 +25,19 @@ claim a write belongs to, and is reported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from chaos.checkers._frame import factorize, object_array
 from chaos.checkers.base import Anomaly, CheckResult
-from chaos.history.model import OPEN, History
+from chaos.history.leadership import (LeaderInterval, LeaderOverlap, leader_intervals,
+                                      leader_overlaps, leaders_at, monitor_frame, term_key)
+from chaos.history.model import History
 
 NS_PER_S = 1e9
 WRITE_FS = ("add", "write", "cas")
-
-
-@dataclass(frozen=True)
-class LeaderInterval:
-    """A node's continuous claim of leadership in one term (times in ns)."""
-
-    node: Any
-    term: Any
-    start: int
-    end: int
-    ops: tuple[int, ...]   # history indexes of the observation that opened the interval
-
-
-def _monitor(pairs: pd.DataFrame) -> pd.DataFrame:
-    return pairs[((pairs["process"] == "monitor") & (pairs["f"] == "status")).to_numpy()]
-
-
-def leader_intervals(history: History) -> list[LeaderInterval]:
-    """Every leadership interval the monitor saw, ordered by start (rules in the module doc)."""
-    mon = _monitor(history.pairs)
-    if mon.empty:
-        return []
-    res = mon["result"].to_numpy()
-    ok = (mon["type"] == "ok").to_numpy()
-    role = object_array([r.get("role") if isinstance(r, dict) else None for r in res])
-    term = object_array([r.get("term") if isinstance(r, dict) else None for r in res])
-    leader = ok & (role == "leader")
-    node_codes, node_values = factorize(mon["node"].to_numpy())
-    term_codes, term_values = factorize(term)
-    inv = mon["invoke_time"].to_numpy()
-    cmp = mon["complete_time"].to_numpy()
-    order = np.lexsort((mon["invoke_index"].to_numpy(), inv, node_codes))
-    nd, ld, tc = node_codes[order], leader[order], term_codes[order]
-    s_inv, s_cmp = inv[order], cmp[order]
-    prev_same = np.zeros(len(order), dtype=bool)
-    prev_same[1:] = (nd[1:] == nd[:-1]) & ld[:-1] & (tc[1:] == tc[:-1])
-    starts = np.flatnonzero(ld & ~prev_same)
-    if not len(starts):
-        return []
-    # the run of each start ends at the first following observation that is not the same claim
-    breaks = np.flatnonzero(~(ld & prev_same))  # positions that do not continue a run
-    nxt = np.searchsorted(breaks, starts, side="right")
-    done = cmp[cmp != OPEN]
-    horizon = int(max(done.max() if len(done) else 0, inv.max()))
-    inv_idx = mon["invoke_index"].to_numpy()[order]
-    cmp_idx = mon["complete_index"].to_numpy()[order]
-    out: list[LeaderInterval] = []
-    for s, k in zip(starts.tolist(), nxt.tolist()):
-        b = int(breaks[k]) if k < len(breaks) else -1
-        start = int(s_cmp[s])
-        if b >= 0 and nd[b] == nd[s]:
-            end = int(s_inv[b])
-        else:  # never observed again: the last time we know anything
-            last = s + int(np.searchsorted(nd[s:], nd[s], side="right")) - 1
-            end = max(int(s_cmp[last]), horizon)
-        ops = tuple(int(x) for x in (inv_idx[s], cmp_idx[s]) if x >= 0)
-        out.append(LeaderInterval(node_values[nd[s]], term_values[tc[s]], start,
-                                  max(end, start), ops))
-    out.sort(key=lambda iv: (iv.start, iv.end))
-    return out
-
-
-def leaders_at(intervals: list[LeaderInterval], t: int) -> list[LeaderInterval]:
-    """The intervals that contain time t."""
-    return [iv for iv in intervals if iv.start <= t <= iv.end]
+_monitor = monitor_frame  # the status observations (kept under the old name for callers)
 
 
 def _fmt(iv: LeaderInterval) -> str:
@@ -145,8 +76,9 @@ class _Acks:
         if iv.term is None or not len(rows):
             return rows
         metas = self.frame["meta"].to_numpy()[rows]
-        keep = [not (isinstance(m, dict) and m.get("term") is not None and m["term"] != iv.term)
-                for m in metas]
+        want = term_key(iv.term)
+        keep = [not (isinstance(m, dict) and m.get("term") is not None
+                     and term_key(m["term"]) != want) for m in metas]
         return rows[np.asarray(keep, dtype=bool)]
 
 
@@ -167,9 +99,10 @@ class DualLeadersChecker:
         by_term: dict[Any, dict[Any, LeaderInterval]] = {}
         for iv in ivs:
             if iv.term is not None:
-                by_term.setdefault(iv.term, {}).setdefault(iv.node, iv)
-        for term, nodes in by_term.items():
+                by_term.setdefault(term_key(iv.term), {}).setdefault(iv.node, iv)
+        for nodes in by_term.values():
             firsts = list(nodes.values())
+            term = firsts[0].term
             for a, b in zip(firsts, firsts[1:]):
                 ov = max(0, min(a.end, b.end) - max(a.start, b.start))
                 anomalies.append(Anomaly(
@@ -179,16 +112,11 @@ class DualLeadersChecker:
                     ops=sorted(a.ops + b.ops), time=max(a.start, b.start),
                     details={"term": term, "nodes": [a.node, b.node], "overlap_ns": ov}))
         # overlaps between different nodes: sweep by start
-        overlaps: list[tuple[LeaderInterval, LeaderInterval, int, int]] = []
-        for i, a in enumerate(ivs):
-            for b in ivs[i + 1:]:
-                if b.start > a.end:
-                    break
-                if b.node != a.node and min(a.end, b.end) > b.start:
-                    overlaps.append((a, b, b.start, min(a.end, b.end)))
+        overlaps: list[LeaderOverlap] = leader_overlaps(ivs)
         acks = _Acks(history.pairs) if overlaps else None
         split = 0
-        for a, b, start, end in overlaps:
+        for ov in overlaps:
+            a, b, start, end = ov.a, ov.b, ov.start, ov.end
             length = end - start
             facts = {"nodes": [a.node, b.node], "terms": [a.term, b.term],
                      "window_start": start, "window_end": end, "length_ns": length}
@@ -198,7 +126,7 @@ class DualLeadersChecker:
                     f"term to tell them apart, for {length / 1e6:.1f} ms from "
                     f"{start / NS_PER_S:.3f} s", ops=sorted(a.ops + b.ops), time=start,
                     details=facts))
-            elif a.term != b.term:
+            elif not ov.same_term:
                 anomalies.append(Anomaly(
                     "overlapping-leaders", f"{a.node} (term {a.term}) and {b.node} (term "
                     f"{b.term}) both claimed leadership for {length / 1e6:.1f} ms from "
@@ -216,9 +144,11 @@ class DualLeadersChecker:
                 meta_terms = {}
                 for node, rows in ((a.node, wa), (b.node, wb)):
                     metas = fr["meta"].to_numpy()[rows]
-                    meta_terms[str(node)] = sorted({m.get("term") for m in metas
-                                                    if isinstance(m, dict) and "term" in m},
-                                                   key=repr)
+                    seen: dict[Any, Any] = {}
+                    for m in metas:
+                        if isinstance(m, dict) and "term" in m:
+                            seen.setdefault(term_key(m["term"]), m["term"])
+                    meta_terms[str(node)] = sorted(seen.values(), key=repr)
                 anomalies.append(Anomaly(
                     "split-brain-writes", f"{a.node} and {b.node} both claimed leadership for "
                     f"{length / 1e6:.1f} ms from {start / NS_PER_S:.3f} s and both acknowledged "
@@ -237,10 +167,10 @@ class DualLeadersChecker:
             "observations": int(len(_monitor(history.pairs))),
             "leader_intervals": len(ivs),
             "nodes_led": len({iv.node for iv in ivs}),
-            "terms": len({iv.term for iv in ivs if iv.term is not None}),
+            "terms": len({term_key(iv.term) for iv in ivs if iv.term is not None}),
             "same_term_leaders": count("same-term-leaders"),
             "overlapping_leaders": count("overlapping-leaders"),
-            "overlap_ns_total": int(sum(e - s for _, _, s, e in overlaps)),
+            "overlap_ns_total": int(sum(ov.end - ov.start for ov in overlaps)),
             "split_brain_windows": split,
         }
         valid = not any(x.severity == "anomaly" for x in anomalies)

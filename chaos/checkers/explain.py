@@ -4,16 +4,21 @@ For an anomaly at time t the explanation says which fault windows were active at
 ended shortly before (within `recent_ns`, default 2 s: a partition that just healed is the
 usual suspect), which nodes claimed leadership at t and in which term (grouped by partition
 side when a partition was on), and, for a lost write, where and in which term it was
-acknowledged. Fault windows and leadership intervals are computed once per history, so
-explaining thousands of anomalies stays cheap.
+acknowledged. When the anomaly spans time, from the moment a value was known (details
+"known_time": the acknowledgement, or the overwrite for a stale read) to the read that missed
+it (details "missed_time"), the faults that acted in between are named too, with their start
+and end: the kill and restart that emptied a node, the partition that healed before the read.
+Fault windows and leadership intervals come from their one home (chaos.history.faults and
+.leadership) and are computed once per history, so explaining thousands of anomalies stays
+cheap.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
 from chaos.checkers.base import Anomaly
-from chaos.checkers.dual_leaders import LeaderInterval, leader_intervals, leaders_at
-from chaos.checkers.perf import FaultWindow, fault_windows
+from chaos.history.faults import FaultWindow, fault_windows, overlapping
+from chaos.history.leadership import LeaderInterval, leader_intervals, leaders_at
 from chaos.history.model import History
 
 NS_PER_S = 1e9
@@ -82,12 +87,36 @@ def explain_one(anomaly: Anomaly, windows: list[FaultWindow],
         else:
             parts.append("leader " + ", ".join(_leader_text(iv) for iv in leaders))
     d = anomaly.details
+    between = _between(d, windows)
+    if between:
+        parts.append(between)
     if d.get("acked_by") is not None or d.get("ack_term") is not None:
         where = f" by {d['acked_by']}" if d.get("acked_by") is not None else ""
         term = f" in term {d['ack_term']}" if d.get("ack_term") is not None else ""
         parts.append(f"acknowledged{where}{term}")
     at = f"at {t / NS_PER_S:.3f} s: " if t is not None else ""
     return at + "; ".join(parts) if parts else at.rstrip(": ")
+
+
+_UNDONE = {"kill": "restarted", "pause": "resumed", "partition": "healed"}
+
+
+def _between(d: dict[str, Any], windows: list[FaultWindow]) -> str | None:
+    """The faults that acted between details' known_time and missed_time, in order."""
+    known, missed = d.get("known_time"), d.get("missed_time")
+    if not isinstance(known, int) or not isinstance(missed, int) or missed <= known:
+        return None
+    span = (f"between known at {known / NS_PER_S:.3f} s and the read at "
+            f"{missed / NS_PER_S:.3f} s that missed it")
+    acted = overlapping(windows, known, missed)
+    if not acted:
+        return f"no fault acted {span}"
+    faults = []
+    for w in acted:
+        undone = (f"{_UNDONE.get(w.kind, 'ended')} at {w.end / NS_PER_S:.3f} s" if w.closed
+                  else "still on")
+        faults.append(f"{_describe(w)} at {w.start / NS_PER_S:.3f} s, {undone}")
+    return f"{span}: " + "; ".join(faults)
 
 
 def explain(history: History, anomalies: Iterable[Anomaly],

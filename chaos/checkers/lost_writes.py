@@ -20,7 +20,10 @@ completion of the first read that showed the element:
 - indeterminate (count): the add was info and the element never showed up.
 
 Without final reads for a key, its read with the latest invocation plays their role
-(Jepsen's set-full). Everything is vectorised over History.pairs; anomaly objects are built
+(Jepsen's set-full) -- but only when no final read of that key was even attempted: final reads
+that were attempted and failed never hand their role to an older read (that read may predate
+writes acknowledged later; judging from it made a dead cluster look valid). Such a key judges
+nothing lost; chaos.checkers.evidence makes the verdict "unknown" and names the nodes. Everything is vectorised over History.pairs; anomaly objects are built
 for at most opts["max_anomalies"] elements per kind (default 1000), the stats count them all.
 """
 from __future__ import annotations
@@ -75,6 +78,8 @@ class _Judge:
         self.add_rows = np.flatnonzero(f == "add")
         self.read_rows = np.flatnonzero(is_read & (typ == "ok"))
         self.n_reads_attempted = int(is_read.sum())
+        # final reads attempted, whatever their outcome (their keys get no fallback read)
+        self.final_rows = np.flatnonzero(is_read & pairs["final"].to_numpy().astype(bool))
 
     def column(self, name: str) -> np.ndarray:
         """A pairs column as a numpy array (cached: column lookup costs ~10 us each)."""
@@ -87,11 +92,12 @@ class _Judge:
 
     # -- encoding ----------------------------------------------------------------------------
     def _encode(self) -> None:
-        ar, rr = self.add_rows, self.read_rows
+        ar, rr, fr = self.add_rows, self.read_rows, self.final_rows
         na, nr = len(ar), len(rr)
         keys = self.column("key")
-        key_codes, self.key_values = factorize(np.concatenate([keys[ar], keys[rr]]))
-        self.a_key, self.r_key = key_codes[:na], key_codes[na:]
+        key_codes, self.key_values = factorize(np.concatenate([keys[ar], keys[rr], keys[fr]]))
+        self.a_key, self.r_key = key_codes[:na], key_codes[na:na + nr]
+        self.f_key = key_codes[na + nr:]
         self.m_read, flat = flatten(self.col("result", rr))
         add_vals = self.col("value", ar)
         m_key = self.r_key[self.m_read]
@@ -164,11 +170,12 @@ class _Judge:
         return bool((same_read & (flat[1:] <= flat[:-1])).any())
 
     def _final_role(self) -> np.ndarray:
-        """Flagged final reads; for keys without any, the read with the latest invocation."""
+        """Flagged final reads; for keys where none was attempted, the read with the latest
+        invocation (a key whose final reads all failed gets no stand-in)."""
         role = self.r_final.copy()
         n_keys = len(self.key_values)
         has_final = np.zeros(n_keys, dtype=bool)
-        has_final[self.r_key[role]] = True
+        has_final[self.f_key] = True
         missing = ~has_final[self.r_key]
         if missing.any():
             sub = pd.DataFrame({"k": self.r_key[missing], "t": self.r_inv[missing],
@@ -244,6 +251,7 @@ class _Judge:
             "recovered": int(recovered.sum()), "never_read": int(never_read.sum()),
             "reads": int(len(self.read_rows)), "reads_attempted": self.n_reads_attempted,
             "final_reads": int(role.sum()), "keys": int(len(self.key_values)),
+            "final_reads_attempted": int(len(self.final_rows)),
             "add_ops": int(len(self.add_rows)), "add_ops_failed": int(a_fail.sum()),
         }
         self.e_add_row, self.known, self.role = e_add_row, known, role
@@ -338,6 +346,8 @@ class _Judge:
         ops += self._read_ops(finals[:MAX_FINAL_OPS])
         details["final_reads"] = int(len(finals))
         details["known_time"] = int(self.known[e])
+        if len(finals):  # the first read that missed it: what acted before it is the suspect
+            details["missed_time"] = int(self.r_inv[finals].min())
         return Anomaly("lost-write", f"element {details['element']!r} was {how} but is absent "
                        f"from all {len(finals)} final read(s)", ops=ops, key=details.get("key"),
                        time=int(self.known[e]), details=details)
@@ -350,6 +360,9 @@ class _Judge:
         absent = [r for r in finals if r not in has]
         details.update(present_on=[self._read(r, "node") for r in present],
                        absent_on=[self._read(r, "node") for r in absent])
+        if self.known[e] != OPEN and absent:
+            details["known_time"] = int(self.known[e])
+            details["missed_time"] = int(min(self.r_inv[r] for r in absent))
         ops += self._read_ops((present + absent)[:MAX_FINAL_OPS])
         t = int(self.r_inv[finals].min())
         return Anomaly("divergent", f"element {details['element']!r} ({how}) is present in "
@@ -381,7 +394,8 @@ class _Judge:
         ops += self._read_ops([absent, later_r])
         lag = int(self.r_inv[absent] - self.known[e])
         details.update(lag_ns=lag, absent_read_node=self._read(absent, "node"),
-                       present_read_node=self._read(later_r, "node"))
+                       present_read_node=self._read(later_r, "node"),
+                       known_time=int(self.known[e]), missed_time=int(self.r_inv[absent]))
         return Anomaly("stale-set-read", f"element {details['element']!r} ({how}) is missing "
                        f"from a read invoked {lag / 1e6:.1f} ms after it was known, and present "
                        f"in a later read", ops=ops, key=details.get("key"),

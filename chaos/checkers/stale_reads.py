@@ -192,6 +192,8 @@ def _anomaly(r: int, pos: int, lag: int, w: int, ctx: dict[str, Any]) -> Anomaly
         "read_index": int(cols["invoke_index"][rr]),
         "overwrite_node": cols["node"][w2],
         "overwrite_complete_time": int(cols["complete_time"][w2]),
+        # from the overwrite's acknowledgement to the read that missed it (for explanations)
+        "known_time": int(cols["complete_time"][w2]), "missed_time": int(cols["invoke_time"][rr]),
     }
     what = "the initial value" if w < 0 else f"{value!r}"
     if w >= 0:

@@ -4,7 +4,7 @@ Every checker reads `History.pairs`; nobody pairs invokes and completions again.
 
 Row contract of `History.pairs` (one row per operation, ordered by `invoke_index`):
 
-    process         object   int for clients, "nemesis", "monitor"
+    process         object   int for clients, "nemesis", "monitor", "controller"
     f               object   "read", "write", "cas", "add", "read-set", "status", "start-partition", ...
     key             object   the op's key, or None
     value           object   the invoke's value (write value, [expected, new] for cas, element for add)
@@ -77,13 +77,18 @@ def frame_from_columns(data: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(cols, columns=COLUMNS, copy=False)
 
 
+#: the named (non-client) processes chaos itself records: faults, status polls, and the
+#: controller's own observations (chaos.liveness: "cluster-down")
+NAMED_PROCESSES = ("nemesis", "monitor", "controller")
+
+
 def client_mask(process: pd.Series) -> np.ndarray:
     """True for client ops (integer process ids), vectorised for the usual case.
 
-    Fast path: drop the two named processes with a hash lookup, then let pandas confirm the
+    Fast path: drop the named processes with a hash lookup, then let pandas confirm the
     rest are all integers; only an unusual history pays for a per-op type check.
     """
-    mask = (~process.isin(["nemesis", "monitor"]) & process.notna()).to_numpy()
+    mask = (~process.isin(NAMED_PROCESSES) & process.notna()).to_numpy()
     if not mask.any() or infer_dtype(process[mask], skipna=False) == "integer":
         return mask
     return np.fromiter((isinstance(p, (int, np.integer)) and not isinstance(p, bool)

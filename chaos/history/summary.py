@@ -1,6 +1,8 @@
 """Human-readable verdicts: what `chaos analyze` prints for a person at a terminal.
 
-One block per history: the merged verdict, then per checker its verdict and its anomalies,
+One block per history: the merged verdict (when it is unknown, the first line says why: the
+first of the run's reasons, else the first undecided checker's), then the remaining reasons,
+then per checker its verdict and its anomalies,
 each with its kind, message, key, the ops involved (index, time in ms, process, type, f,
 value, node) and the explanation tying it to faults and leaders. Long lists are cut (the
 full data is in results.json and `--json`), so a big history still gives a readable screen.
@@ -93,6 +95,25 @@ def _stats_line(stats: Mapping[str, Any]) -> str:
     return ", ".join(items)
 
 
+def unknown_reasons(outcome: Mapping[str, Any]) -> list[str]:
+    """Why an outcome is not decided, most telling first: the run-level reasons (evidence
+    rules, unverified faults), then per undecided checker its reasons, its crash, or its
+    first warning; never empty for an unknown outcome."""
+    out = [str(r) for r in outcome.get("reasons") or []]
+    for name, r in (outcome.get("results") or {}).items():
+        if _get(r, "valid") in (True, False):
+            continue
+        own = [f"{name}: {x}" for x in _get(r, "reasons") or []]
+        if not own and _get(r, "error"):
+            own = [f"{name} crashed: {str(_get(r, 'error')).splitlines()[0]}"]
+        if not own and _get(r, "warnings"):
+            own = [f"{name}: {_get(r, 'warnings')[0]}"]
+        out += own or [f"{name} could not decide"]
+    if not out and outcome.get("valid") not in (True, False):
+        out.append("no checker gave a verdict")
+    return out
+
+
 def format_summary(path: str, outcome: Mapping[str, Any], history: History | None = None,
                    fmt: str | None = None) -> str:
     """The text block for one analysed history (`outcome` as run_checkers returns it)."""
@@ -107,7 +128,9 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
     head = f"{path}: {verdict_word(outcome.get('valid'))}"
     extra = [x for x in (fmt and f"format {fmt}", n_ops is not None and f"{n_ops} ops",
                          f"{len(results)} checkers") if x]
-    lines = [f"{head}  ({', '.join(extra)})"]
+    why = unknown_reasons(outcome) if verdict_word(outcome.get("valid")) == "UNKNOWN" else []
+    lines = [f"{head}  ({', '.join(extra)})" + (f": {why[0]}" if why else "")]
+    lines += [f"  also unknown because: {w}" for w in why[1:]]
     lines += [f"  warning: {w}" for w in outcome.get("warnings", [])]
     width = max((len(n) for n in results), default=0)
     for name, r in results.items():
@@ -125,6 +148,8 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
         lines.append(f"  {name:<{width}}  {verdict_word(_get(r, 'valid')):<8} {'; '.join(note)}")
         if _get(r, "error"):
             lines.append(f"    checker crashed: {str(_get(r, 'error')).splitlines()[0]}")
+        for w in _get(r, "reasons") or []:
+            lines.append(f"    unknown because: {w}")
         for w in _get(r, "warnings") or []:
             lines.append(f"    warning: {w}")
         for a in anomalies[:MAX_ANOMALIES]:
