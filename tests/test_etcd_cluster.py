@@ -79,3 +79,48 @@ def test_three_members_elect_survive_leader_kill_and_rejoin(tmp_path):
         assert c.status(first)["role"] == "follower"
     finally:
         c.close()
+
+
+@pytest.mark.integration
+def test_dual_leaders_judges_real_etcd_statuses(tmp_path):
+    """Statuses taken from real members before and after a leader change, replayed as the
+    monitor would record an old leader that has not yet heard of the new one (a partition):
+    leadership in different terms overlapping is a warning with its length; the same term
+    (doctored) is an anomaly. The checker must take etcd's status shape as it is."""
+    from chaos.checkers.dual_leaders import DUAL_LEADERS
+    from chaos.target import check_status
+    from targets.etcd.testing import LocalEtcd
+    from tests.strategies import MS, HistoryBuilder
+
+    c = LocalEtcd(tmp_path, 3, election_timeout_ms=500, heartbeat_ms=50).start_all()
+    try:
+        first = c.wait(c.leader, 60, "a leader")
+        old = check_status(first, c.status(first))
+        c.kill(first)
+        rest = [n for n in c.names if n != first]
+        second = c.wait(lambda: c.leader(rest) not in (None, first) and c.leader(rest), 30,
+                        "a new leader")
+        new = check_status(second, c.status(second))
+    finally:
+        c.close()
+    assert old["term"] < new["term"] and old["role"] == new["role"] == "leader"
+
+    def history(new_status):
+        b = HistoryBuilder()
+        for t_ms, node, st in ((0, first, old), (100, second, new_status), (400, first, old),
+                               (700, first, None), (800, second, new_status)):
+            if st is None:
+                b.op("monitor", "status", t_ms * MS, t_ms * MS + MS, type="info",
+                     invoke_node=node)
+            else:
+                b.op("monitor", "status", t_ms * MS, t_ms * MS + MS, invoke_node=node,
+                     node=node, result=st)
+        return b.history()
+
+    r = DUAL_LEADERS.check(history(new))
+    assert r.valid is True
+    warn = [a for a in r.anomalies if a.kind == "overlapping-leaders"]
+    assert len(warn) == 1 and warn[0].severity == "warning"
+    assert warn[0].details["length_ns"] == 600 * MS - MS   # 100 ms + 1 ms .. 700 ms
+    same = DUAL_LEADERS.check(history({**new, "term": old["term"]}))
+    assert same.valid is False and "same-term-leaders" in [a.kind for a in same.anomalies]
