@@ -29,7 +29,8 @@ GROUP = "chaos.targets"
 #: Built-ins, also reachable when the package is used from a source tree without installing.
 BUILTIN = {"kvlite": "targets.kvlite.plugin:KvliteTarget",
            "etcd": "targets.etcd.plugin:EtcdTarget",
-           "redis": "targets.redis.plugin:RedisTarget"}
+           "redis": "targets.redis.plugin:RedisTarget",
+           "postgres": "targets.postgres.plugin:PostgresTarget"}
 #: where nodes can run (chaos.runtime.<name>); a target's default_runtime is one of them
 RUNTIMES = ("local", "docker", "ssh")
 #: BaseTarget's optional data members and hooks, filled in by `with_defaults`
