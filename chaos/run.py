@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -29,12 +30,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from chaos import bounds, plugins, store
-from chaos.errors import BadInput, ChaosError, ExitCode, SetupError, verdict_exit_code
+from chaos.errors import BadInput, ExitCode, SetupError, verdict_exit_code
 from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
 from chaos.target import Addr, Endpoints, NodeConfig, Target
 
 RUNTIMES = ("local", "docker", "ssh")
-NETS = ("auto", "proxy", "iptables")
+from chaos.net.base import NET_CHOICES as NETS  # noqa: E402 - auto, proxy, transparent, iptables, none
+#: --client-placement: "any" (every client reaches every node, as before) or "node" (each
+#: logical client is bound to one node's side of a partition, as in Jepsen)
+CLIENT_PLACEMENTS = ("any", "node")
 #: the port nodes listen on inside containers and on SSH hosts (each has its own address)
 REMOTE_NODE_PORT = 7000
 
@@ -64,6 +68,7 @@ class RunConfig:
     schedule: list[FaultSpec] | None = None
     runtime_options: dict[str, Any] = field(default_factory=dict)
     net: str = "auto"
+    client_placement: str = "any"
 
     def validate(self) -> None:
         """Raise BadInput naming the option for anything impossible (numbers: chaos.bounds)."""
@@ -72,11 +77,9 @@ class RunConfig:
             raise BadInput(f"--runtime: unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
         if self.net not in NETS:
             raise BadInput(f"--net: unknown backend {self.net!r}; choose from {', '.join(NETS)}")
-        if self.runtime == "local" and self.net == "iptables":
-            raise BadInput("--net iptables needs --runtime docker or ssh (rules live in the nodes' "
-                           "own network stacks; local nodes share the host's)")
-        if self.runtime == "ssh" and self.net == "proxy":
-            raise BadInput("--net proxy is not available with --runtime ssh; use --net iptables")
+        if self.client_placement not in CLIENT_PLACEMENTS:
+            raise BadInput(f"--client-placement: {self.client_placement!r}; choose from "
+                           f"{', '.join(CLIENT_PLACEMENTS)}")
         if self.partition_shape not in SHAPES + ("mixed",):
             raise BadInput(f"--partition-shape must be one of {', '.join(SHAPES)}, mixed")
         store.check_store(self.store)
@@ -159,16 +162,7 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
                                      time_limit=cfg.time_limit, seed=cfg.seed,
                                      shape=cfg.partition_shape, latency_ms=cfg.latency_ms,
                                      jitter_ms=cfg.jitter_ms)
-    if cfg.net == "auto":
-        mesh_ok = getattr(target, "supports_mesh", True) and cfg.runtime != "ssh"
-        cfg.net = "proxy" if mesh_ok else "iptables"
-    needs_net = any(s.kind in ("partition", "latency") for s in cfg.schedule)
-    if needs_net and cfg.net == "iptables" and cfg.runtime == "local":
-        raise BadInput(f"--nemesis: target {target.name} cannot sit behind the proxy mesh, "
-                       "so partition/latency need --runtime docker (iptables backend)")
-    if cfg.net == "iptables" and any(s.kind == "latency" for s in cfg.schedule):
-        raise BadInput("--nemesis latency needs the proxy mesh (--net proxy); the iptables "
-                       "backend only cuts links")
+    cfg.net = _choose_net(cfg, target)
     if cfg.runtime == "ssh":
         from chaos.runtime.ssh import read_nodes_file
 
@@ -180,6 +174,23 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
     return target, ref, workload
 
 
+def _net_needs(cfg: RunConfig) -> frozenset[str]:
+    """The net capabilities the schedule and the client placement need."""
+    from chaos.faults import needs_of
+
+    needs = set(needs_of([s.kind for s in cfg.schedule or []]))
+    if cfg.client_placement == "node" and needs:
+        needs.add("client-placement")
+    return frozenset(needs)
+
+
+def _choose_net(cfg: RunConfig, target: Target) -> str:
+    """--net auto -> the best backend the target and runtime allow (chaos.net.base)."""
+    from chaos.net.base import choose_backend
+
+    return choose_backend(cfg.net, target, cfg.runtime, _net_needs(cfg))
+
+
 def _make_runtime(cfg: RunConfig, target: Target, progress: Any = None) -> Any:
     if cfg.runtime == "local":
         from chaos.runtime.local import LocalRuntime
@@ -189,7 +200,13 @@ def _make_runtime(cfg: RunConfig, target: Target, progress: Any = None) -> Any:
         from chaos.runtime.docker import DockerRuntime
 
         say = (lambda line: progress.phase(line)) if progress else None
-        return DockerRuntime(target=target.name, iptables=cfg.net == "iptables", progress=say)
+        from chaos.net.base import BACKENDS
+
+        admin = BACKENDS[cfg.net].needs_net_admin and bool(_net_needs(cfg))
+        try:
+            return DockerRuntime(target=target.name, net_admin=admin, progress=say)
+        except TypeError:  # the runtime before the net_admin flag
+            return DockerRuntime(target=target.name, iptables=admin, progress=say)
     from chaos.runtime.ssh import SshRuntime
 
     ro = cfg.runtime_options
@@ -240,7 +257,7 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
     rng = random.Random(cfg.seed)
     interrupted = False
     nemesis: Nemesis | None = None
-    recorder = monitor = runner = mesh = proxy = None
+    recorder = monitor = runner = None
     runtime = _make_runtime(cfg, target, progress)
 
     with _signals(), contextlib.ExitStack() as cleanup:
@@ -252,14 +269,12 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             python = sys.executable if cfg.runtime == "local" else "python3"
             real = Endpoints.main_only(
                 {n: Addr(runtime.host(n), _node_port(runtime, n)) for n in names})
-            peer, client_addr, mesh, proxy = _setup_net(cfg, runtime, real)
-            if proxy is not None:
-                cleanup.callback(proxy.close)
-            if mesh is not None:  # the mesh deletes its proxies; iptables removes its rules
-                cleanup.callback(getattr(mesh, "teardown", None) or mesh.heal)
+            net = _setup_net(cfg, runtime, real)
+            cleanup.callback(net.close)  # proxies deleted, nat/DROP rules removed
             node_cfgs = {
                 n: NodeConfig(name=n, listen=Addr(_listen_host(runtime), real[n].port),
-                              peers={p: peer(n, p) for p in names if p != n},
+                              peers={p: net.peer(n, p) for p in names if p != n},
+                              peer_ports=net.peer_ports(n),
                               data_dir=runtime.data_dir(n), options=dict(cfg.target_options),
                               nodes=tuple(names), code_root=code_root, python=python)
                 for n in names}
@@ -279,15 +294,16 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             monitor.start()
             cleanup.callback(monitor.stop)
             nemesis = Nemesis(NemesisContext(
-                runtime=runtime, net=mesh, nodes=names, leader=monitor.leader,
-                restart=start_node,
+                runtime=runtime, net=net.faults, nodes=names, leader=monitor.leader,
+                restart=start_node, evidence=net.evidence,
                 rng=rng, record=recorder.local("nemesis").record))
             cleanup.callback(lambda: nemesis.heal_all(record=False))
             runner = WorkloadRunner(
-                target, Endpoints.main_only({n: client_addr(n) for n in names}),
-                cfg.target_options, workload,
+                target, net.client_endpoints(), cfg.target_options, workload,
                 recorder, concurrency=cfg.concurrency, rate=cfg.rate, seed=cfg.seed,
-                op_timeout=cfg.op_timeout, target_ref=target_ref)
+                op_timeout=cfg.op_timeout, target_ref=target_ref,
+                placed=([net.client_endpoints(n) for n in names]
+                        if cfg.client_placement == "node" else None))
             runner.start()
             cleanup.callback(lambda: runner.stop(timeout=cfg.op_timeout + 2))
 
@@ -369,38 +385,19 @@ def _listen_host(runtime: Any) -> str:
     return "127.0.0.1" if runtime.name == "local" else "0.0.0.0"
 
 
-def _setup_net(cfg: RunConfig, runtime: Any, real: dict[str, Addr]):
-    """The network layer: (peer_addr, client_addr, fault backend, proxy client to close).
+def _setup_net(cfg: RunConfig, runtime: Any, real: Endpoints) -> Any:
+    """The network layer (chaos.net.base.NetSetup) of the backend `prepare` chose.
 
-    No partition/latency in the schedule: direct addresses, nothing in between. Else the
-    Toxiproxy mesh (the embedded server locally, or in its own container with --runtime
-    docker; a real Toxiproxy when TOXIPROXY_URL answers), or iptables rules in the nodes.
+    No network fault in the schedule: direct addresses, nothing in between. Else the
+    explicit Toxiproxy mesh (`proxy`: the embedded server locally, or in its own container
+    with --runtime docker; a real Toxiproxy when TOXIPROXY_URL answers), the `transparent`
+    mesh (the same proxies behind nat rules in the nodes), or `iptables` DROP rules.
     """
-    direct = (lambda src, dst: real[dst]), (lambda dst: real[dst])
-    needs_net = any(s.kind in ("partition", "latency") for s in cfg.schedule or [])
-    if not needs_net:
-        return (*direct, None, None)
-    if cfg.net == "iptables":
-        from chaos.net.iptables import IptablesNet
+    from chaos.faults import FAULTS
+    from chaos.net.setup import build_net
 
-        return (*direct, IptablesNet.for_runtime(runtime), None)
-    from chaos.net.client import ProxyClient, connect_or_start
-    from chaos.net.mesh import Mesh
-
-    if runtime.name == "docker":
-        proxy = ProxyClient(runtime.start_proxy_container())
-        mesh = Mesh(proxy, real, listen_host="0.0.0.0", advertise_host=runtime.host("proxy"))
-    else:
-        try:
-            proxy = connect_or_start()
-        except ChaosError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise SetupError(f"cannot start the embedded Toxiproxy server: {exc}") from exc
-        mesh = Mesh(proxy, real)
-    try:
-        mesh.setup()
-    except Exception:
-        proxy.close()
-        raise
-    return mesh.peer_addr, mesh.client_addr, mesh, proxy
+    needs_net = any(FAULTS[s.kind].needs for s in cfg.schedule or [])
+    placements = list(real) if cfg.client_placement == "node" else []
+    tag = re.sub(r"[^A-Za-z0-9_.:-]", "_", getattr(runtime, "test_id", None) or cfg.name)[:80]
+    return build_net(cfg.net, runtime, real, needs_net=needs_net, placements=placements,
+                     tag=tag)

@@ -47,6 +47,8 @@ class WorkerSpec:
     target: Any                       # the target object, or None when target_ref is used
     target_ref: str | None
     client_addrs: dict[str, Addr]
+    #: client placement: slot i's clients use placed[i % len(placed)] (None: client_addrs)
+    placed: list[Any] | None
     target_options: dict[str, Any]
     workload: Any
     lane_interval: float | None       # seconds between one logical process's invokes
@@ -132,10 +134,12 @@ class _Worker:
         self.lanes.append(lane)
         lane.thread.start()
 
-    def _new_client(self) -> Any:
+    def _new_client(self, slot: int = 0) -> Any:
+        placed = self.spec.placed
+        addrs = placed[slot % len(placed)] if placed else self.spec.client_addrs
         while not self.stop.is_set():
             try:
-                return self.target.client(self.spec.client_addrs, self.spec.target_options)
+                return self.target.client(addrs, self.spec.target_options)
             except Exception as exc:  # noqa: BLE001 - keep trying; the node may be down
                 self.sink.error(f"client: {type(exc).__name__}: {exc}")
                 self.stop.wait(0.2)
@@ -150,7 +154,7 @@ class _Worker:
 
     def _lane_loop(self, lane: _Lane) -> None:
         spec, sink = self.spec, self.sink
-        client = self._new_client()
+        client = self._new_client(lane.slot)
         rng = random.Random(f"{spec.seed}:{lane.process}")
         pace = random.Random(f"{spec.seed}:pace:{lane.process}")
         next_at = time.monotonic() + (pace.random() * spec.lane_interval
@@ -193,7 +197,7 @@ class _Worker:
                 self._close(client)
                 lane.process += spec.concurrency
                 rng = random.Random(f"{spec.seed}:{lane.process}")
-                client = self._new_client()
+                client = self._new_client(lane.slot)
         if client is not None:
             self._close(client)
 
@@ -278,12 +282,16 @@ class WorkloadRunner:
     workers:     OS processes (default min(4, cpu count), never more than concurrency)
     op_timeout:  seconds before an op without answer is recorded as info and abandoned
     target_ref:  how workers load the target (chaos.plugins.resolve_ref); None = pickle it
+    placed:      client placement (Jepsen's): one client endpoints per node; logical process
+                 slot i reaches the nodes through placed[i % len(placed)], i.e. as node
+                 i % n does during a partition. None: every client uses `client_addrs`
     """
 
     def __init__(self, target: Any, client_addrs: Mapping[str, Addr],
                  target_options: Mapping[str, Any], workload: Any, recorder: Recorder, *,
                  concurrency: int, rate: float | None, seed: int, workers: int | None = None,
-                 op_timeout: float = 5.0, target_ref: str | None = None):
+                 op_timeout: float = 5.0, target_ref: str | None = None,
+                 placed: list[Any] | None = None):
         if not isinstance(concurrency, int) or concurrency < 1:
             raise BadInput(f"--concurrency must be >= 1, got {concurrency}")
         if rate is not None and not rate > 0:
@@ -301,6 +309,7 @@ class WorkloadRunner:
         self.workers = max(1, min(workers or min(4, os.cpu_count() or 1), concurrency))
         self.op_timeout = op_timeout
         self.target_ref = target_ref
+        self.placed = list(placed) if placed else None
         self._procs: list[tuple[str, Any, Any]] = []  # (source name, Process, ctl conn)
         self._started = False
         self._stopped = False
@@ -313,7 +322,7 @@ class WorkloadRunner:
             slots=[s for s in range(self.concurrency) if s % self.workers == worker_id],
             concurrency=self.concurrency,
             target=None if self.target_ref is not None else self.target,
-            target_ref=self.target_ref, client_addrs=self.client_addrs,
+            target_ref=self.target_ref, client_addrs=self.client_addrs, placed=self.placed,
             target_options=self.target_options, workload=self.workload,
             lane_interval=self.concurrency / self.rate if self.rate else None,
             seed=self.seed, op_timeout=self.op_timeout, t0_ns=self.recorder.t0_ns,

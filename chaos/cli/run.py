@@ -15,6 +15,7 @@ import click
 
 from chaos.bounds import BOUNDS, no_fault_warning
 from chaos.errors import BadInput
+from chaos.net.base import describe_backends
 from chaos.schedule import SHAPES, parse_nemeses
 
 #: config.json keys a replay cannot do without (the rest have defaults)
@@ -39,7 +40,14 @@ def _range(field: str) -> str:
               help="Where nodes run: local (processes here) | docker (one container per node) "
                    "| ssh (hosts of --nodes-file).")
 @click.option("--net", "net", default="auto", show_default=True,
-              help="Network fault backend: proxy (Toxiproxy mesh) | iptables | auto.")
+              type=click.Choice(["auto", "proxy", "transparent", "iptables", "none"]),
+              help="Network fault backend (auto: the best the target and runtime allow; "
+                   "`chaos targets` says which apply per target). "
+                   + " | ".join(describe_backends()))
+@click.option("--client-placement", "client_placement", default="any", show_default=True,
+              type=click.Choice(["any", "node"]),
+              help="any: every client reaches every node; node: each client is bound to one "
+                   "node's side of a partition (reaches only what that node reaches).")
 @click.option("--nodes", default=3, show_default=True, type=int,
               help=f"Cluster size {_range('nodes')}; partition and latency need 2 or more.")
 @click.option("--nemesis", default="partition", show_default=True,
@@ -81,7 +89,7 @@ def _range(field: str) -> str:
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interval, partition_shape,
         latency_ms, time_limit, concurrency, rate, seed, store_dir, quiesce, op_timeout, replay,
-        nodes_file, ssh_user, ssh_key, as_json, quiet):
+        nodes_file, ssh_user, ssh_key, as_json, quiet, client_placement="any"):
     """Run a test and check it.
 
     Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input (nothing started).
@@ -104,7 +112,7 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
             partition_shape=partition_shape, latency_ms=latency_ms, time_limit=time_limit,
             concurrency=concurrency, rate=(rate or None), store=store_dir, quiesce=quiesce,
             op_timeout=op_timeout, seed=seed if seed is not None else random.randrange(2**31),
-            runtime_options=runtime_options, net=net)
+            runtime_options=runtime_options, net=net, client_placement=client_placement)
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
     warnings = start_warnings(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from chaos import plugins
+from chaos.net.base import describe_backends
 
 
 @click.command()
@@ -17,6 +18,8 @@ def targets() -> None:
             continue
         wl = ", ".join(sorted(getattr(target, "workloads", ()) or ()))
         click.echo(f"{name}  ({ref})  workloads: {wl or '?'}")
+        for line in describe_backends(target, brief=True):  # which --net backends apply
+            click.echo(f"    --net {line}")
         for opt, spec in sorted((getattr(target, "options", {}) or {}).items()):
             choices = f" [{'|'.join(map(str, spec.choices))}]" if spec.choices else ""
             click.echo(f"    -O {opt}={spec.default}{choices}  {spec.help}")

@@ -162,12 +162,21 @@ def choose_backend(requested: str, target: Any, runtime: Any,
     return requested
 
 
-def describe_backends(target: Any = None, runtimes: tuple[str, ...] = ("local", "docker", "ssh")
-                      ) -> list[str]:
+def describe_backends(target: Any = None, runtimes: tuple[str, ...] = ("local", "docker", "ssh"),
+                      brief: bool = False) -> list[str]:
     """One line per backend: what it can do and, for `target`, on which runtimes it applies.
 
-    For `chaos run --help` (no target: the general rules) and `chaos targets` (per target).
+    For `chaos run --help` (no target: the general rules) and `chaos targets` (per target;
+    brief: one line, the runtimes each backend applies on and what auto picks).
     """
+    if brief and target is not None:
+        parts = []
+        for name, info in BACKENDS.items():
+            ok = [r for r in runtimes if info.problem(target, r, runtime_caps(r)[1]) is None]
+            if ok:
+                parts.append(f"{name} ({', '.join(ok)})")
+        auto = ", ".join(f"{r} -> {_auto_or_none(target, r)}" for r in runtimes)
+        return [f"{'; '.join(parts)}; auto: {auto}"]
     lines = []
     for name, info in BACKENDS.items():
         if target is None:
@@ -204,12 +213,15 @@ class NetSetup:
     peer(src, dst, port): what src dials to reach dst's named port (NodeConfig.peers /
     peer_ports); client(dst, port, placement): what a client reaches dst's port at (placement
     = the node a client is bound to, None = unplaced); faults: the NetFaults the nemesis
-    uses, or None; close(): undo everything (idempotent; proxies deleted, rules removed).
+    uses, or None; evidence: what the nemesis hands its faults' links to; close(): undo
+    everything (idempotent; proxies deleted, rules removed, embedded server stopped).
     """
 
     backend: str
     real: Endpoints
     faults: NetFaults | None = None
+    #: the fault-effect evidence (chaos.net.evidence.Evidence) for the nemesis, or None
+    evidence: Any = None
     _peer: Callable[[str, str, str], Addr] | None = None
     _client: Callable[[str, str, str | None], Addr] | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)

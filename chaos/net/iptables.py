@@ -51,7 +51,15 @@ def heal_result(node: str, res: Result) -> int:
 
 
 class IptablesNet:
-    """Cut links between nodes with tagged iptables rules, run on each node over SSH."""
+    """Cut links between nodes with tagged iptables rules, run on each node over SSH.
+
+    Fault-effect evidence (`traffic()`): the packets our DROP rules matched, per link,
+    summed over the run (read from the rule counters before a heal deletes them): a cut
+    that dropped nothing did not touch the target's traffic.
+    """
+
+    backend = "iptables"
+    capabilities = frozenset({"partition", "one-way", "evidence"})
 
     def __init__(self, run: Runner, hosts: dict[str, str], tag: str = "chaos"):
         self._run = run
@@ -60,6 +68,7 @@ class IptablesNet:
             raise SetupError(f"iptables tag {tag!r}: use letters, digits and _.:- only")
         self.tag = tag
         self.cuts: set[tuple[str, str]] = set()
+        self._dropped: dict[tuple[str, str], int] = {}  # packets dropped by deleted rules
 
     @classmethod
     def for_runtime(cls, runtime, nodes: Iterable[str] | None = None, tag: str | None = None
@@ -92,19 +101,21 @@ class IptablesNet:
         if node not in self.hosts:
             raise SetupError(f"unknown node {node!r} for the iptables backend")
 
-    def cut(self, src: str, dst: str) -> None:
+    def cut(self, src: str, dst: str) -> dict:
         """Drop every packet from src arriving at dst (one-way at the IP level)."""
         self._check_node(src)
         self._check_node(dst)
         if (src, dst) not in self.cuts:
             self._apply(dst, [src])
             self.cuts.add((src, dst))
+        return {"cut": [src, dst], "one_way": True}
 
-    def partition(self, groups: list[list[str]]) -> dict:
+    def partition(self, groups: list[list[str]], mode: str = "drop") -> dict:
         """Heal, then cut every pair of nodes that no group holds together (both directions).
 
         Groups may overlap (bridge, majorities-ring), as in the proxy mesh: two nodes keep
-        talking exactly when some group contains both.
+        talking exactly when some group contains both. DROP rules make every mode "drop"
+        (connects time out rather than being refused); `mode` is accepted for the protocol.
         """
         for group in groups:
             for node in group:
@@ -127,8 +138,48 @@ class IptablesNet:
 
     def latency(self, links, ms: int, jitter_ms: int = 0) -> dict:
         """Not possible with iptables alone (tc netem is not available): use the proxy mesh."""
-        raise SetupError("latency faults need the proxy mesh (--net proxy); the iptables "
-                         "backend only cuts links")
+        raise SetupError("latency faults need a proxy mesh (--net proxy or transparent); the "
+                         "iptables backend only cuts links")
+
+    def bandwidth(self, links, rate_kb: int) -> dict:
+        raise SetupError("bandwidth faults need a proxy mesh (--net proxy or transparent)")
+
+    def reset(self, links=None) -> dict:
+        raise SetupError("reset faults need a proxy mesh (--net proxy or transparent)")
+
+    def _counters(self) -> dict[tuple[str, str], int]:
+        """Packets matched by our live DROP rules, per (src, dst) link."""
+        by_ip = {ip: n for n, ip in self.hosts.items()}
+
+        def one(node: str) -> dict[tuple[str, str], int]:
+            res = self._run(node, "iptables -w -S INPUT -v", timeout=30)
+            if not res.ok:
+                raise SetupError(f"iptables -S -v on {node} failed: {(res.err or res.out)[:200]}")
+            out: dict[tuple[str, str], int] = {}
+            for line in res.out.splitlines():
+                m = re.search(r"-s (\S+)/32 .*-c (\d+) \d+", line)
+                if m and re.search(self._pattern(), line) and m.group(1) in by_ip:
+                    link = (by_ip[m.group(1)], node)
+                    out[link] = out.get(link, 0) + int(m.group(2))
+            return out
+        total: dict[tuple[str, str], int] = {}
+        for counts in parallel(one, [d for d in self.hosts if any(c[1] == d for c in self.cuts)]
+                               ).values():
+            for link, n in counts.items():
+                total[link] = total.get(link, 0) + n
+        return total
+
+    def traffic(self) -> dict[tuple[str, str], int] | None:
+        """Packets our rules dropped per link over the run (cut links only count)."""
+        live = self._counters() if self.cuts else {}
+        links = set(self._dropped) | set(live)
+        return {l: self._dropped.get(l, 0) + live.get(l, 0) for l in links}
+
+    def bypass(self) -> list[str]:
+        return []  # DROP rules act on every packet between the nodes' addresses
+
+    def teardown(self) -> None:
+        self.heal()
 
     def isolate(self, node: str) -> None:
         """Partition `node` from all the others."""
@@ -147,6 +198,12 @@ class IptablesNet:
 
     def heal(self) -> dict:
         """Delete every INPUT rule with our comment on every node (ours only; idempotent)."""
+        if self.cuts:
+            try:
+                for link, n in self._counters().items():
+                    self._dropped[link] = self._dropped.get(link, 0) + n
+            except SetupError:
+                pass  # counters lost: the evidence reads as "dropped nothing" for them
         script = heal_script(self._pattern())
 
         def one(node: str) -> None:
