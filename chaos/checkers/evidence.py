@@ -8,10 +8,12 @@ verdict (`chaos run`, `chaos analyze`, the report) goes through `apply` from run
 Per checker (a checker result that was True becomes "unknown", with the reason in `reasons`;
 False stays False: an anomaly found is real whatever else is missing):
 
-- lost-writes: some read-set came back ok and some add was acknowledged (or observed); and on
-  every node where final reads of a key were attempted, at least one came back ok. A node whose
-  final reads all failed or timed out is named: what it holds cannot be judged, and the checker
-  never judges it from an older read instead.
+- lost-writes: some read-set came back ok and some add was acknowledged (or observed); every
+  acknowledged add was followed by a read-set that could show it (none "never read"); on every
+  node where final reads of a key were attempted, at least one came back ok (a node whose final
+  reads all failed or timed out is named: what it holds cannot be judged, and the checker never
+  judges it from an older read instead); and when the run's workload takes final reads (opts
+  "final_reads_expected"), the history has some.
 - stale-reads, counter: some read came back ok.
 - dual-leaders: the monitor got at least one answer.
 
@@ -129,8 +131,12 @@ def _ok_count(pairs: pd.DataFrame, fs: tuple[str, ...], client: np.ndarray) -> i
 
 
 def checker_gaps(name: str, history: History, result: CheckResult,
-                 client: np.ndarray) -> list[str]:
-    """Why `result` lacks the evidence its checker needs (empty: it has it)."""
+                 client: np.ndarray, expect_finals: bool = False) -> list[str]:
+    """Why `result` lacks the evidence its checker needs (empty: it has it).
+
+    `expect_finals`: the run's workload takes final reads (opts "final_reads_expected", set
+    by chaos run), so a history without any is missing them, not an imported one without.
+    """
     pairs = history.pairs
     stats = result.stats or {}
     if name == "lost-writes":
@@ -139,6 +145,13 @@ def checker_gaps(name: str, history: History, result: CheckResult,
             out.append("no read-set came back ok: nothing can be judged lost")
         elif not stats.get("acknowledged") and not stats.get("observed"):
             out.append("no add was acknowledged or observed: nothing could be lost")
+        elif stats.get("never_read"):
+            out.append(f"{stats['never_read']} acknowledged add(s) were never read afterwards "
+                       f"(no read-set was invoked after their acknowledgement): their fate is "
+                       f"unknown")
+        if expect_finals and not stats.get("final_reads_attempted"):
+            out.append("the workload takes final reads, but the history has none: what the "
+                       "cluster kept after healing was never read")
         return out + final_read_gaps(pairs)
     if name in ("stale-reads", "counter"):
         if _ok_count(pairs, ("read",), client) == 0:
@@ -184,7 +197,8 @@ def _dead_spans(mon: pd.DataFrame, limit_ns: int) -> list[tuple[int, int, bool]]
 
 
 def _explained(start: int, end: int, windows: list[Any], nodes: set[Any]) -> bool:
-    """True when every node was inside a kill or pause fault for the whole span."""
+    """True when every node was inside a kill or pause fault from the first unanswered poll
+    of the span to the last."""
     covered: set[Any] = set()
     for w in windows:
         if w.kind not in ("kill", "pause") or w.start > start or w.end < end:
@@ -206,18 +220,21 @@ def monitor_gaps(history: History, limit_s: float) -> tuple[list[str], list[str]
     reasons, warnings = [], []
     nodes = {n for n in mon["node"] if n is not None}
     windows = None
+    inv = mon["invoke_time"].to_numpy()
+    unanswered = mon["type"].to_numpy() != "ok"
     for start, end, to_end in _dead_spans(mon, int(limit_s * NS_PER_S)):
+        inside = unanswered & (inv > start) & (inv < end)
+        polls = inv[inside]  # the unanswered polls: what faults must cover
         span = (f"from {_s(start)} to the end of the monitoring ({_s(end)})" if to_end
                 else f"from {_s(start)} to {_s(end)}")
-        last = mon[(mon["invoke_time"] >= start).to_numpy()
-                   & (mon["invoke_time"] <= end).to_numpy()].tail(len(nodes) or 1)
+        last = mon[inside].tail(len(nodes) or 1)
         errs = "; ".join(f"{n}: {_error_text(t, e)}" for n, t, e in
                          zip(last["node"], last["type"], last["error"]))
         text = (f"no node answered the monitor for {(end - start) / NS_PER_S:.1f} s, {span} "
                 f"(limit {limit_s:g} s; {errs})")
         if windows is None:
             windows = fault_windows(history)
-        if _explained(start, end, windows, nodes):
+        if _explained(int(polls.min()), int(polls.max()), windows, nodes):
             warnings.append(text + ": every node was killed or paused by the nemesis meanwhile")
         else:
             reasons.append(text + ": the cluster stopped answering")
@@ -271,7 +288,8 @@ def assess(history: History, results: Mapping[str, CheckResult],
     if client.any() or set(results) - MONITOR_ONLY:  # a monitor-only history has no clients
         ev.reasons += ok_floor(pairs, client, th.min_ok_ops)
     for name, r in results.items():
-        gaps = checker_gaps(name, history, r, client)
+        gaps = checker_gaps(name, history, r, client,
+                            bool((opts or {}).get("final_reads_expected")))
         if gaps:
             ev.checkers[name] = gaps
     types = pairs["type"].to_numpy()[client]
