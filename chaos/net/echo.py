@@ -15,11 +15,13 @@ from chaos.target import Addr
 class EchoServer:
     """Echo on `addr`; `received` counts bytes received over all connections."""
 
-    def __init__(self, host: str = "127.0.0.1", echo: bool = True) -> None:
-        self._sock = socket.create_server((host, 0), backlog=128)
+    def __init__(self, host: str = "127.0.0.1", echo: bool = True, port: int = 0) -> None:
+        self._sock = socket.create_server((host, port), backlog=128)
         self.addr = Addr(host, self._sock.getsockname()[1])
         self.echo = echo
         self.received = 0
+        self.peers: list[tuple[str, int]] = []  # the source address of every connection
+        self.on_accept = None  # called with each connection's source address
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._closed = False
@@ -29,7 +31,7 @@ class EchoServer:
     def _accept(self) -> None:
         while True:
             try:
-                conn, _ = self._sock.accept()
+                conn, peer = self._sock.accept()
             except OSError:
                 return
             with self._lock:
@@ -37,6 +39,9 @@ class EchoServer:
                     conn.close()
                     return
                 self._conns.add(conn)
+                self.peers.append(peer[:2])
+            if self.on_accept is not None:
+                self.on_accept(peer[:2])
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -78,3 +83,30 @@ class EchoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python3 -m chaos.net.echo --host H --port P [--peers FILE]`: echo until killed.
+
+    With --peers, every connection's source address is appended to FILE ("ip port" lines):
+    the transparent mesh's tests run it in containers to see who a node's peers look like.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 -m chaos.net.echo")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--peers", default=None)
+    args = parser.parse_args(argv)
+    server = EchoServer(args.host, port=args.port)
+    if args.peers:
+        def log(peer: tuple[str, int]) -> None:
+            with open(args.peers, "a") as out:
+                out.write(f"{peer[0]} {peer[1]}\n")
+        server.on_accept = log
+    print(f"echo on {server.addr}", flush=True)
+    threading.Event().wait()  # until a signal ends the process
+
+
+if __name__ == "__main__":
+    main()
