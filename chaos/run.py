@@ -19,6 +19,7 @@ Lifecycle (each step undone in reverse on exit, error, Ctrl-C or SIGTERM):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import re
@@ -32,15 +33,13 @@ from typing import Any, Iterator
 from chaos import bounds, plugins, store
 from chaos.errors import BadInput, ExitCode, SetupError, verdict_exit_code
 from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
-from chaos.target import Addr, Endpoints, NodeConfig, Target
+from chaos.target import MAIN, Addr, Endpoints, NodeConfig, Target
 
-RUNTIMES = ("local", "docker", "ssh")
+from chaos.plugins import RUNTIMES  # noqa: E402 - local, docker, ssh
 from chaos.net.base import NET_CHOICES as NETS  # noqa: E402 - auto, proxy, transparent, iptables, none
 #: --client-placement: "any" (every client reaches every node, as before) or "node" (each
 #: logical client is bound to one node's side of a partition, as in Jepsen)
 CLIENT_PLACEMENTS = ("any", "node")
-#: the port nodes listen on inside containers and on SSH hosts (each has its own address)
-REMOTE_NODE_PORT = 7000
 
 
 @dataclass
@@ -203,10 +202,7 @@ def _make_runtime(cfg: RunConfig, target: Target, progress: Any = None) -> Any:
         from chaos.net.base import BACKENDS
 
         admin = BACKENDS[cfg.net].needs_net_admin and bool(_net_needs(cfg))
-        try:
-            return DockerRuntime(target=target.name, net_admin=admin, progress=say)
-        except TypeError:  # the runtime before the net_admin flag
-            return DockerRuntime(target=target.name, iptables=admin, progress=say)
+        return DockerRuntime(target=target, net_admin=admin, progress=say)
     from chaos.runtime.ssh import SshRuntime
 
     ro = cfg.runtime_options
@@ -264,23 +260,32 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
         try:
             cleanup.callback(runtime.teardown)  # first in, last out; safe before setup too
             runtime.setup(names, str(run_dir))
-            code_dir = getattr(getattr(runtime, "procs", None), "code_dir", None)
-            code_root = code_dir if code_dir and cfg.runtime != "local" else ""
-            python = sys.executable if cfg.runtime == "local" else "python3"
-            real = Endpoints.main_only(
-                {n: Addr(runtime.host(n), _node_port(runtime, n)) for n in names})
+            runtime.check_binaries(target.binaries)
+            ports = {n: runtime.node_ports(n, target.ports) for n in names}
+            real = Endpoints({n: {name: Addr(runtime.host(n), port)
+                                  for name, port in ports[n].items()} for n in names})
             net = _setup_net(cfg, runtime, real)
             cleanup.callback(net.close)  # proxies deleted, nat/DROP rules removed
             node_cfgs = {
-                n: NodeConfig(name=n, listen=Addr(_listen_host(runtime), real[n].port),
+                n: NodeConfig(name=n, listen=Addr(runtime.listen_host(n), ports[n][MAIN]),
                               peers={p: net.peer(n, p) for p in names if p != n},
                               peer_ports=net.peer_ports(n),
                               data_dir=runtime.data_dir(n), options=dict(cfg.target_options),
-                              nodes=tuple(names), code_root=code_root, python=python)
+                              advertise=real[n], ports=dict(ports[n]),
+                              advertise_ports=dict(real.ports[n]),
+                              nodes=tuple(names), code_root=runtime.code_root(n),
+                              python=runtime.python(n))
                 for n in names}
+            started: set[str] = set()
 
-            def start_node(n: str) -> None:  # first start, and restarts after a kill
-                runtime.start(n, target.services(node_cfgs[n])[0].argv)
+            def start_node(n: str, service: str | None = None) -> None:
+                """First start, and restarts after a kill (restart=True): the node's services
+                in order, or only the named one."""
+                node_cfg = dataclasses.replace(node_cfgs[n], restart=n in started)
+                for svc in target.services(node_cfg):
+                    if service is None or svc.name == service:
+                        runtime.start(n, svc)
+                started.add(n)
 
             for n in names:
                 start_node(n)
@@ -371,18 +376,6 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
 
         render(history, results, run_dir / "report.html", config=config)
     return results, history
-
-
-def _node_port(runtime: Any, node: str) -> int:
-    if runtime.name != "local":
-        return REMOTE_NODE_PORT
-    from chaos.runtime.local import node_port
-
-    return node_port()
-
-
-def _listen_host(runtime: Any) -> str:
-    return "127.0.0.1" if runtime.name == "local" else "0.0.0.0"
 
 
 def _setup_net(cfg: RunConfig, runtime: Any, real: Endpoints) -> Any:

@@ -18,6 +18,13 @@ pytestmark = pytest.mark.docker
 SLEEPER = ["python3", "-c", "import time\nprint('up', flush=True)\ntime.sleep(1e9)"]
 
 
+def svc(argv: list[str], name: str = "main", **kw):
+    """A service that is not waited for (these tests check readiness themselves)."""
+    from chaos.target import Service
+
+    return Service(name, argv, ready_port=kw.pop("ready_port", None), **kw)
+
+
 def _engine():
     from chaos.control.engine import docker_client
 
@@ -43,7 +50,7 @@ def cluster(image, tmp_path_factory):
     """Three nodes with NET_ADMIN (the iptables backend), shared by the tests of this module."""
     from chaos.runtime.docker import DockerRuntime
 
-    rt = DockerRuntime(iptables=True, image=image)
+    rt = DockerRuntime(net_admin=True, image=image)
     rt.setup(["n1", "n2", "n3"], str(tmp_path_factory.mktemp("store")))
     try:
         yield rt
@@ -77,7 +84,7 @@ def test_containers_are_labelled_isolated_and_not_privileged(cluster):
 def _wait_output(rt, node: str, count: int, timeout: float = 10) -> None:
     """Wait until the node's log holds `count` lines "up" (the sleeper got going)."""
     deadline = time.monotonic() + timeout
-    while rt.run(node, f"grep -c '^up$' {rt.data_dir(node)}/node.out").out.strip() != str(count):
+    while rt.run(node, f"grep -c '^up$' {rt.data_dir(node)}/main.out").out.strip() != str(count):
         assert time.monotonic() < deadline, f"{node} printed no 'up' #{count}"
         time.sleep(0.05)
 
@@ -85,11 +92,11 @@ def _wait_output(rt, node: str, count: int, timeout: float = 10) -> None:
 def test_process_lifecycle_kill_pause_restart_logs(cluster, tmp_path):
     rt = cluster
     assert not rt.is_running("n1")
-    rt.start("n1", SLEEPER)
+    rt.start("n1", svc(SLEEPER))
     _wait_output(rt, "n1", 1)
     assert rt.is_running("n1") and not rt.is_paused("n1")
     with pytest.raises(SetupError, match="already running"):
-        rt.start("n1", SLEEPER)
+        rt.start("n1", svc(SLEEPER))
     rt.pause("n1")
     assert rt.is_paused("n1") and rt.is_running("n1")
     rt.resume("n1")
@@ -97,7 +104,7 @@ def test_process_lifecycle_kill_pause_restart_logs(cluster, tmp_path):
     rt.kill("n1")
     assert not rt.is_running("n1")
     # the container survives a kill, so the node restarts in place
-    rt.start("n1", SLEEPER)
+    rt.start("n1", svc(SLEEPER))
     assert rt.is_running("n1")
     _wait_output(rt, "n1", 2)
     rt.pause("n1")
@@ -105,14 +112,64 @@ def test_process_lifecycle_kill_pause_restart_logs(cluster, tmp_path):
     assert not rt.is_running("n1")
     rt.stop("n1")  # no error when already stopped
     rt.collect_logs("n1", str(tmp_path / "n1"))
-    assert (tmp_path / "n1" / "node.out").read_text().count("up") == 2
+    assert (tmp_path / "n1" / "main.out").read_text().count("up") == 2
     assert rt.data_dir("n1") == "/var/lib/chaos/n1"
 
 
+#: prints the pid of a child it forks (which inherits its process group), then sleeps
+FORKER = ["python3", "-c", "import subprocess, time\n"
+          "c = subprocess.Popen(['sleep', '1000'])\nprint(c.pid, flush=True)\ntime.sleep(1e9)"]
+
+
+def _child(rt, node: str, service: str) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        out = rt.run(node, f"cat {service}.out").out.strip()
+        if out.isdigit():
+            return int(out)
+        assert time.monotonic() < deadline, f"{node}/{service} printed no child pid"
+        time.sleep(0.05)
+
+
+def _state(rt, node: str, pid: int) -> str:
+    res = rt.run(node, f"cut -d' ' -f3 /proc/{pid}/stat 2>/dev/null || echo -")
+    return res.out.strip() or "-"
+
+
+def test_two_services_whole_node_and_single_service_faults(cluster):
+    """kill/pause of the node reach every process of every service (children included);
+    a named service is killed alone; files are written before start; readiness is waited."""
+    rt = cluster
+    rt.node_ports("n2", {"main": 7000, "web": 9100})
+    rt.start("n2", svc(FORKER, "a"))
+    rt.start("n2", svc(FORKER, "b", files={"conf/b.txt": "hello"}))
+    rt.start("n2", svc(["python3", "-m", "http.server", "9100", "--bind", "0.0.0.0"], "web",
+                       ready_port="web"))
+    try:
+        assert rt.run("n2", "cat conf/b.txt").out == "hello"
+        kids = [_child(rt, "n2", "a"), _child(rt, "n2", "b")]
+        leaders = [rt.procs.pid("n2", "a"), rt.procs.pid("n2", "b")]
+        rt.pause("n2")
+        assert rt.is_paused("n2")
+        assert {_state(rt, "n2", p) for p in kids + leaders} == {"T"}
+        rt.resume("n2")
+        rt.kill("n2", "b")
+        assert rt.is_running("n2", "a") and not rt.is_running("n2", "b")
+        assert _state(rt, "n2", kids[1]) in ("-", "Z") and _state(rt, "n2", kids[0]) != "-"
+        rt.kill("n2")
+        assert not rt.is_running("n2")
+        assert all(_state(rt, "n2", p) in ("-", "Z") for p in kids + leaders)
+        with pytest.raises(SetupError, match=r"node n2: service crash exited before it was "
+                                             r"ready.*oops"):
+            rt.start("n2", svc(["sh", "-c", "echo oops; exit 1"], "crash", ready_port="web"))
+    finally:
+        rt.kill("n2")
+
+
 def test_stop_escalates_to_sigkill(cluster):
-    cluster.start("n3", ["python3", "-c",
-                         "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                         "time.sleep(1e9)"])
+    cluster.start("n3", svc(["python3", "-c",
+                             "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                             "time.sleep(1e9)"]))
     time.sleep(0.3)  # let python install its handler
     started = time.monotonic()
     cluster.stop("n3", timeout=1)
@@ -131,7 +188,7 @@ def test_iptables_partition_verified_by_tcp_probe(cluster):
     from chaos.net.iptables import IptablesNet
 
     rt = cluster
-    rt.start("n2", ["python3", "-m", "http.server", "9000", "--bind", "0.0.0.0"])
+    rt.start("n2", svc(["python3", "-m", "http.server", "9000", "--bind", "0.0.0.0"]))
     net = IptablesNet.for_runtime(rt)
     try:
         deadline = time.monotonic() + 10
@@ -171,7 +228,7 @@ def test_no_net_admin_without_iptables_and_teardown_removes_all(image, tmp_path)
         net = IptablesNet.for_runtime(rt)
         with pytest.raises(SetupError, match="NET_ADMIN"):
             net.cut("n1", "n2")
-        rt.start("n1", SLEEPER)
+        rt.start("n1", svc(SLEEPER))
     finally:
         started = time.monotonic()
         rt.teardown()
@@ -208,9 +265,10 @@ def test_controller_sigkilled_then_chaos_down(image, tmp_path):
         import sys, time
         from chaos.runtime.docker import DockerRuntime
         from chaos.net.iptables import IptablesNet
-        rt = DockerRuntime(image={image!r}, iptables=True)
+        from chaos.target import Service
+        rt = DockerRuntime(image={image!r}, net_admin=True)
         rt.setup(["n1", "n2"], {str(tmp_path)!r})
-        rt.start("n1", ["sleep", "1000"])
+        rt.start("n1", Service("main", ["sleep", "1000"], ready_port=None))
         IptablesNet.for_runtime(rt).partition([["n1"], ["n2"]])
         print(rt.test_id, flush=True)
         time.sleep(600)
@@ -256,19 +314,19 @@ def test_proxy_container(cluster):
 def test_kvlite_cluster_fails_over_under_an_iptables_partition(cluster):
     """End to end: kvlite nodes in containers elect a leader, and a new one when it is cut off."""
     from chaos.net.iptables import IptablesNet
-    from chaos.target import Addr, NodeConfig
+    from chaos.target import Addr, Endpoints, NodeConfig
     from targets.kvlite.plugin import KvliteTarget
 
     rt, nodes, port = cluster, ["n1", "n2", "n3"], 7000
-    target = KvliteTarget(python="python3", code_root=rt.procs.code_dir)
+    target = KvliteTarget()
     opts = target.validate_options({"failover": "majority", "replication": "quorum"})
-    addrs = {n: Addr(rt.host(n), port) for n in nodes}
+    addrs = Endpoints.main_only({n: Addr(rt.host(n), port) for n in nodes})
 
     def leaders(among: list[str]) -> dict[str, int]:
         seen = {}
         for node in among:
             try:
-                status = target.status(node, addrs[node], timeout=1)
+                status = target.status(node, addrs, timeout=1)
             except (OSError, ValueError):
                 continue
             if status.get("role") == "leader":
@@ -287,9 +345,12 @@ def test_kvlite_cluster_fails_over_under_an_iptables_partition(cluster):
     net = IptablesNet.for_runtime(rt, nodes)
     try:
         for node in nodes:
-            config = NodeConfig(node, Addr("0.0.0.0", port),
-                                {p: addrs[p] for p in nodes if p != node}, rt.data_dir(node), opts)
-            rt.start(node, target.start_command(config))
+            config = NodeConfig(node, Addr(rt.listen_host(node), port),
+                                {p: addrs[p] for p in nodes if p != node}, rt.data_dir(node), opts,
+                                ports=rt.node_ports(node, target.ports),
+                                code_root=rt.code_root(node), python=rt.python(node))
+            for service in target.services(config):
+                rt.start(node, service)   # returns once the main port accepts connections
         first = wait_leader(nodes)
         net.isolate(first)
         assert net.verify() == []

@@ -10,7 +10,7 @@ import pytest
 
 from chaos.errors import BadInput, SetupError
 from chaos.images.base import apt_mirror, base_tag
-from chaos.images.node import TARGET_PACKAGES, node_tag, render
+from chaos.images.node import node_tag, render, target_spec
 from chaos.runtime.local import free_port
 from tests.conftest import REPO
 
@@ -38,23 +38,52 @@ def test_apt_mirror_missing_names_the_fix(tmp_path):
         apt_mirror(str(tmp_path))
 
 
+class _Pkgs:
+    """A target reduced to what images read (name, packages)."""
+
+    def __init__(self, name: str, packages: tuple[str, ...] = ()):
+        self.name, self.packages = name, packages
+
+
 def test_tags_follow_content():
     assert base_tag("http://a/debian") != base_tag("http://b/debian")
     assert base_tag("http://a/debian") == base_tag("http://a/debian")
-    kv, redis = render("kvlite", "chaos-base:x"), render("redis", "chaos-base:x")
+    kv = render("kvlite", "chaos-base:x")   # a registered name: its packages (none)
+    redis = render(_Pkgs("redis", ("redis-server", "redis-sentinel")), "chaos-base:x")
     assert b"FROM chaos-base:x" in kv["Dockerfile"]
-    assert b"redis-server" in redis["Dockerfile"] and b"redis-server" not in kv["Dockerfile"]
+    assert b"redis-server redis-sentinel" in redis["Dockerfile"]
+    assert b"redis-server" not in kv["Dockerfile"]
     tag = node_tag("kvlite", kv, "sha256:1")
     assert tag.startswith("chaos-node-kvlite:")
     assert tag == node_tag("kvlite", render("kvlite", "chaos-base:x"), "sha256:1")
     assert tag != node_tag("kvlite", kv, "sha256:2")  # a new base means a new image
     assert tag != node_tag("kvlite", render("kvlite", "chaos-base:y"), "sha256:1")
+    # the packages are part of the hash: one more package, another image
+    one = node_tag("t", render(_Pkgs("t", ("etcd-server",)), "b"), "sha256:1")
+    two = node_tag("t", render(_Pkgs("t", ("etcd-server", "curl")), "b"), "sha256:1")
+    assert one != two and node_tag(_Pkgs("My Target!"), kv, "s").startswith("chaos-node-my-target:")
 
 
-def test_unknown_target_is_bad_input():
-    with pytest.raises(BadInput, match="known: kvlite"):
+def test_unknown_target_and_bad_packages_are_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="unknown target 'nope'; known: .*kvlite"):
         render("nope", "x")
-    assert "kvlite" in TARGET_PACKAGES
+    with pytest.raises(BadInput, match="'redis; rm -rf /' is not a Debian package name"):
+        render(_Pkgs("t", ("redis; rm -rf /",)), "x")
+
+
+def test_a_file_target_declares_its_own_packages(tmp_path):
+    f = tmp_path / "third.py"
+    f.write_text("from chaos.target import BaseTarget\n"
+                 "class Third(BaseTarget):\n"
+                 "    name = 'third'\n"
+                 "    packages = ('socat',)\n"
+                 "    def start_command(self, node): return ['socat', '-V']\n"
+                 "    def client(self, endpoints, options): return None\n"
+                 "    def status(self, node, endpoints, timeout): return {'role': 'leader'}\n")
+    assert target_spec(str(f)) == ("third", ("socat",))
+    assert b" socat" in render(str(f), "b")["Dockerfile"]
+    proc = _chaos("image", "build", "--target", str(tmp_path / "missing.py"))
+    assert proc.returncode == 4 and "no such file" in proc.stderr
 
 
 def _chaos(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
@@ -117,3 +146,18 @@ def test_image_build_from_nothing():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "debootstrap" in proc.stderr or "bookworm-slim" in proc.stderr
     assert time.monotonic() - started < 300
+
+
+@pytest.mark.docker
+def test_image_build_of_a_third_party_file_target(tmp_path):
+    """`chaos image build --target ./file.py` for a target chaos has never heard of."""
+    f = tmp_path / "third_party.py"
+    f.write_text("from chaos.target import BaseTarget\n"
+                 "class ThirdParty(BaseTarget):\n"
+                 "    name = 'third-party'\n"
+                 "    def start_command(self, node): return ['sleep', '1000']\n"
+                 "    def client(self, endpoints, options): return None\n"
+                 "    def status(self, node, endpoints, timeout): return {'role': 'leader'}\n")
+    proc = _chaos("image", "build", "--target", str(f))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().startswith("chaos-node-third-party:")

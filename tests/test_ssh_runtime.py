@@ -8,6 +8,7 @@ import pytest
 
 from chaos.errors import BadInput, SetupError
 from chaos.runtime.ssh import SshRuntime, read_nodes_file
+from chaos.target import Service
 
 SLEEPER = ["python3", "-c", "import time\nprint('up', flush=True)\ntime.sleep(1e9)"]
 
@@ -58,7 +59,7 @@ def hosts(tmp_path_factory):
     from chaos.runtime.docker import DockerRuntime
 
     store = tmp_path_factory.mktemp("store")
-    rt = DockerRuntime(image=ensure_node_image(docker_client(), "kvlite"), iptables=True)
+    rt = DockerRuntime(image=ensure_node_image(docker_client(), "kvlite"), net_admin=True)
     rt.setup(["h1", "h2"], str(store))
     try:
         yield {"n1": rt.host("h1"), "n2": rt.host("h2")}, str(store / "ssh" / "id_ed25519")
@@ -88,7 +89,7 @@ def test_ssh_runtime_lifecycle_and_iptables(hosts, tmp_path):
     try:
         assert rt.host("n2") == addrs["n2"] and rt.nodes() == ["n1", "n2"]
         assert rt.data_dir("n1") == "/var/lib/chaos-ssh/n1"
-        rt.start("n1", SLEEPER)
+        rt.start("n1", Service("main", SLEEPER, ready_port=None))
         assert rt.is_running("n1")
         rt.pause("n1")
         assert rt.is_paused("n1")
@@ -96,18 +97,24 @@ def test_ssh_runtime_lifecycle_and_iptables(hosts, tmp_path):
         assert not rt.is_paused("n1")
         rt.kill("n1")
         assert not rt.is_running("n1")
-        rt.start("n1", ["python3", "-c", "import chaos.errors; print('code ok')"])
+        rt.start("n1", Service("main", ["python3", "-c", "import chaos.errors; print('code ok')"],
+                               ready_port=None))
         deadline = time.monotonic() + 10
         while rt.is_running("n1") and time.monotonic() < deadline:
             time.sleep(0.05)
         rt.collect_logs("n1", str(tmp_path / "logs"))
-        assert "code ok" in (tmp_path / "logs" / "node.out").read_text()
+        assert "code ok" in (tmp_path / "logs" / "main.out").read_text()
+        assert rt.capabilities == {"nat", "own-address"} and rt.proxy_server() is None
+        rt.check_binaries({"sh": "dash"})
+        with pytest.raises(SetupError, match=r"host\(s\) n1, n2: missing nosuch-exe \(package "
+                                             r"nosuch-pkg\): apt-get install nosuch-pkg"):
+            rt.check_binaries({"nosuch-exe": "nosuch-pkg", "sh": "dash"})
         net = IptablesNet(rt.run, addrs, tag="chaos:ssh-test")
         net.cut("n1", "n2")
         assert net.verify() == []
         net.heal()
         assert net.verify() == [] and "ssh-test" not in rt.run("n2", "iptables -S INPUT").out
-        rt.start("n2", ["sleep", "1000"])
+        rt.start("n2", Service("main", ["sleep", "1000"], ready_port=None))
     finally:
         rt.teardown()
     # teardown killed what it started, on the real host
@@ -133,8 +140,8 @@ def test_chaos_down_cleans_ssh_hosts(hosts, tmp_path):
     rt = SshRuntime(addrs, "root", key, data_root="/var/lib/chaos")
     rt.setup(["n1", "n2"], str(tmp_path))
     try:
-        rt.start("n1", ["sleep", "1001"])
-        rt.start("n2", ["sleep", "1002"])
+        rt.start("n1", Service("main", ["sleep", "1001"], ready_port=None))
+        rt.start("n2", Service("main", ["sleep", "1002"], ready_port=None))
         net = IptablesNet(rt.run, addrs, tag="chaos:crashed-test")
         net.partition([["n1"], ["n2"]])
         rt.run("n2", "iptables -w -A INPUT -s 10.254.254.253/32 -j DROP", check=True)  # not ours

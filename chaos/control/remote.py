@@ -1,23 +1,28 @@
-"""Node processes on remote hosts, controlled by signals over SSH (Jepsen's way).
+"""Node services on remote hosts, controlled by signals over SSH (Jepsen's way).
 
-Shared by the `docker` and `ssh` runtimes. A node's command runs as the leader of its own
+Shared by the `docker` and `ssh` runtimes. Each service of a node runs as the leader of its own
 session and process group (`setsid`), so one `kill -SIG -- -PGID` reaches it and any child it
-forks. Its stdout+stderr go to `<data_dir>/node.out` (as in the local runtime), its pid to
-`<data_dir>/node.pid`. Pause is SIGSTOP, not `docker pause`: the node freezes with its sockets
-open while sshd, and so our control and verification, keep working; it is also the only way
-that works on plain SSH hosts.
+forks; a whole-node signal goes to every service's group. A service's stdout+stderr go to
+`<data_dir>/<service>.out` (as in the local runtime), its pid to `<data_dir>/<service>.pid`.
+Pause is SIGSTOP, not `docker pause`: the node freezes with its sockets open while sshd, and
+so our control and verification, keep working; it is also the only way that works on plain
+SSH hosts.
 """
 from __future__ import annotations
 
+import io
 import shlex
+import tarfile
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 from chaos.control.ssh import SshSession, pack_trees
 from chaos.errors import SetupError
+from chaos.runtime.base import missing_binaries_error, wait_ready
+from chaos.target import CommandResult, Service
 
 T = TypeVar("T")
 CODE_DIR = "/opt/chaos"
@@ -25,7 +30,7 @@ DATA_ROOT = "/var/lib/chaos"
 
 #: prints the state letter of process $P (R, S, T, Z, ...) or "-" when it does not exist
 _STATE = (
-    'if read -r l < /proc/$P/stat 2>/dev/null; then s=${l##*) }; echo ${s%% *}; '
+    'if read -r l 2>/dev/null < /proc/$P/stat; then s=${l##*) }; echo ${s%% *}; '
     'else echo -; fi'
 )
 
@@ -53,15 +58,38 @@ def parallel(fn: Callable[[str], T], items: Iterable[str], workers: int = 16) ->
     return {item: fut.result() for item, fut in futures.items()}
 
 
+def _files_tar(files: Mapping[str, str]) -> bytes:
+    """Files (path relative to the unpack root -> content) as one tar to unpack there."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, content in files.items():
+            data = content.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+#: exits 0 once no process of group $P is left but zombies (procps' ps; leader state else)
+_GROUP_GONE = (
+    "s=$(" + _STATE + "); case \"$s\" in -|Z|X) ;; *) exit 1;; esac; "
+    "command -v ps >/dev/null || exit 0; "
+    "ps -e -o pgid=,stat= | awk -v p=$P '$1==p && $2 !~ /^Z/ {f=1} END {exit f}'"
+)
+
+
 class RemoteProcesses:
-    """start/stop/kill/pause/resume one background process per node over its SSH session."""
+    """start/stop/kill/pause/resume the services of each node over the node's SSH session."""
 
     def __init__(self, sessions: dict[str, SshSession], code_dir: str = CODE_DIR,
                  data_root: str = DATA_ROOT):
         self.sessions = sessions
         self.code_dir = code_dir
         self.data_root = data_root
-        self._pids: dict[str, int] = {}
+        #: (node, service) -> pid (= its process group id)
+        self._pids: dict[tuple[str, str], int] = {}
+        #: node -> service names in the order they were first started
+        self._order: dict[str, list[str]] = {}
 
     def data_dir(self, node: str) -> str:
         return f"{self.data_root}/{node}"
@@ -84,100 +112,137 @@ class RemoteProcesses:
         d = shlex.quote(self.data_dir(node))
         self.session(node).run(f"{'rm -rf ' + d + ' && ' if wipe else ''}mkdir -p {d}", check=True)
 
-    def pid(self, node: str) -> int | None:
-        return self._pids.get(node)
+    def _selected(self, node: str, service: str | None) -> list[int]:
+        names = list(self._order.get(node, [])) if service is None else [service]
+        return [self._pids[(node, n)] for n in names if (node, n) in self._pids]
 
-    def state(self, node: str) -> str:
-        """The process state letter (R/S/D/T/Z) of the node's process, "-" when none."""
-        pid = self._pids.get(node)
-        if pid is None:
-            return "-"
-        return self.session(node).run(f"P={pid}; {_STATE}", timeout=15).out.strip() or "-"
+    def pid(self, node: str, service: str | None = None) -> int | None:
+        pids = self._selected(node, service)
+        return pids[0] if pids else None
 
-    def start(self, node: str, argv: list[str], env: dict[str, str] | None = None) -> int:
-        """Run argv in the background in the node's data dir; returns its pid (= its pgid)."""
-        if self.is_running(node):
-            raise SetupError(f"node {node} is already running (pid {self._pids[node]})")
+    def states(self, node: str, service: str | None = None) -> list[str]:
+        """The state letters (R/S/D/T/Z, "-" when gone) of the selected services' processes."""
+        pids = self._selected(node, service)
+        if not pids:
+            return []
+        script = "; ".join(f"P={pid}; {_STATE}" for pid in pids)
+        out = self.session(node).run(script, timeout=15).out.split()
+        return (out + ["-"] * len(pids))[:len(pids)]
+
+    def state(self, node: str, service: str | None = None) -> str:
+        """The state of the first selected service's process, "-" when none."""
+        states = self.states(node, service)
+        return states[0] if states else "-"
+
+    def start(self, node: str, service: Service, env: dict[str, str] | None = None) -> int:
+        """Write the service's files, run its argv in the background in the node's data dir
+        in its own process group; returns its pid (= its pgid)."""
+        if self.is_running(node, service.name):
+            raise SetupError(f"node {node}: service {service.name} is already running "
+                             f"(pid {self._pids[(node, service.name)]})")
+        if not service.argv:
+            raise SetupError(f"cannot start node {node} service {service.name}: empty argv")
         d = self.data_dir(node)
         qd = shlex.quote(d)
-        environment = {"PYTHONPATH": self.code_dir, "PYTHONUNBUFFERED": "1", **(env or {})}
+        session = self.session(node)
+        relative = {p: c for p, c in service.files.items() if not p.startswith("/")}
+        absolute = {p[1:]: c for p, c in service.files.items() if p.startswith("/")}
+        if relative:
+            session.upload_tar(_files_tar(relative), d)
+        if absolute:
+            session.upload_tar(_files_tar(absolute), "/")
+        name = shlex.quote(service.name)
+        environment = {"PYTHONPATH": self.code_dir, "PYTHONUNBUFFERED": "1", **(env or {}),
+                       **service.env}
         env_words = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment.items())
-        inner = f'echo $$ > {qd}/node.pid.new && mv {qd}/node.pid.new {qd}/node.pid && exec "$@"'
+        run_as = ""
+        if service.user:
+            u = shlex.quote(service.user)
+            session.run(f"chown -R {u} {qd}", check=True)
+            run_as = f"setpriv --reuid={u} --regid=$(id -g {u}) --init-groups "
+        pid_file, out = f"{qd}/{name}.pid", f"{qd}/{name}.out"
+        inner = f'echo $$ > {pid_file}.new && mv {pid_file}.new {pid_file} && exec "$@"'
         command = (
-            f"mkdir -p {qd} && cd {qd} && rm -f node.pid || exit 1; "
-            f"{env_words} setsid sh -c {shlex.quote(inner)} chaos-node {shlex.join(argv)} "
-            f">> {qd}/node.out 2>&1 < /dev/null & "
-            f"i=0; while [ ! -s {qd}/node.pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done; "
-            f"cat {qd}/node.pid"
+            f"mkdir -p {qd} && cd {qd} && rm -f {pid_file} || exit 1; "
+            f"{env_words} setsid sh -c {shlex.quote(inner)} chaos-node {run_as}"
+            f"{shlex.join(service.argv)} >> {out} 2>&1 < /dev/null & "
+            f"i=0; while [ ! -s {pid_file} ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done; "
+            f"cat {pid_file}"
         )
-        res = self.session(node).run(command, timeout=30)
+        res = session.run(command, timeout=30)
         try:
             pid = int(res.out.strip())
         except ValueError:
             raise SetupError(
-                f"cannot start node {node}: {argv[0]} did not start "
-                f"({(res.err or res.out).strip()[:200] or 'no pid file'})"
+                f"cannot start node {node} service {service.name}: {service.argv[0]} did not "
+                f"start ({(res.err or res.out).strip()[:200] or 'no pid file'})"
             ) from None
-        self._pids[node] = pid
+        self._pids[(node, service.name)] = pid
+        if service.name not in self._order.setdefault(node, []):
+            self._order[node].append(service.name)
         return pid
 
-    def signal(self, node: str, sig: str) -> bool:
-        """Send SIG (e.g. "KILL") to the node's process group; False when it is not running."""
-        pid = self._pids.get(node)
-        if pid is None:
+    def signal(self, node: str, sig: str, service: str | None = None) -> bool:
+        """Send SIG (e.g. "KILL") to each selected service's process group; False when none
+        was started. Sent even when a leader exited: its children may live on in its group."""
+        pids = self._selected(node, service)
+        if not pids:
             return False
-        res = self.session(node).run(f"kill -{sig} -- -{pid} 2>/dev/null || kill -{sig} {pid}",
-                                     timeout=15)
-        return res.ok
+        script = "; ".join(f"kill -{sig} -- -{p} 2>/dev/null || kill -{sig} {p} 2>/dev/null"
+                           for p in pids) + "; true"
+        return self.session(node).run(script, timeout=15).ok
 
-    def _wait_gone(self, node: str, timeout: float) -> bool:
-        """Wait remotely until the process is gone (or a zombie); True when it is."""
-        pid = self._pids.get(node)
-        if pid is None:
+    def _wait_gone(self, node: str, service: str | None, timeout: float) -> bool:
+        """Wait remotely until every selected process group is empty (zombies aside)."""
+        pids = self._selected(node, service)
+        if not pids:
             return True
         steps = max(1, int(timeout / 0.05))
+        groups = " ".join(str(p) for p in pids)
         script = (
-            f"P={pid}; i=0; while [ $i -lt {steps} ]; do s=$({_STATE}); "
-            f'case "$s" in -|Z|X) exit 0;; esac; sleep 0.05; i=$((i+1)); done; exit 1'
+            f"i=0; while [ $i -lt {steps} ]; do left=0; for P in {groups}; do "
+            f"( {_GROUP_GONE} ) || left=1; done; [ $left = 0 ] && exit 0; "
+            f"sleep 0.05; i=$((i+1)); done; exit 1"
         )
         return self.session(node).run(script, timeout=timeout + 15).ok
 
-    def stop(self, node: str, timeout: float = 5.0) -> None:
+    def stop(self, node: str, service: str | None = None, timeout: float = 5.0) -> None:
         """SIGCONT+SIGTERM, SIGKILL after timeout. No error when already stopped."""
-        if not self.is_running(node):
+        if not self.is_running(node, service):
             return
-        self.signal(node, "CONT")
-        self.signal(node, "TERM")
-        if not self._wait_gone(node, timeout):
-            self.kill(node)
+        self.signal(node, "CONT", service)
+        self.signal(node, "TERM", service)
+        if not self._wait_gone(node, service, timeout):
+            self.kill(node, service)
 
-    def kill(self, node: str) -> None:
-        """SIGKILL (a crash); returns once the process is gone so a restart can bind its port."""
-        if self.signal(node, "KILL"):
-            self._wait_gone(node, 5.0)
+    def kill(self, node: str, service: str | None = None) -> None:
+        """SIGKILL (a crash); returns once the processes are gone so a restart can bind."""
+        if self.signal(node, "KILL", service):
+            self._wait_gone(node, service, 5.0)
 
-    def pause(self, node: str) -> None:
-        self.signal(node, "STOP")
+    def pause(self, node: str, service: str | None = None) -> None:
+        self.signal(node, "STOP", service)
 
-    def resume(self, node: str) -> None:
-        self.signal(node, "CONT")
+    def resume(self, node: str, service: str | None = None) -> None:
+        self.signal(node, "CONT", service)
 
-    def is_running(self, node: str) -> bool:
-        return self.state(node) not in ("-", "Z", "X")
+    def is_running(self, node: str, service: str | None = None) -> bool:
+        return any(s not in ("-", "Z", "X") for s in self.states(node, service))
 
-    def is_paused(self, node: str) -> bool:
-        """True when the process is stopped (state T); SIGSTOP is asynchronous, so poll 0.5 s."""
+    def is_paused(self, node: str, service: str | None = None) -> bool:
+        """True when every running selected process is stopped (state T); SIGSTOP is
+        asynchronous, so poll up to 0.5 s."""
         deadline = time.monotonic() + 0.5
         while True:
-            state = self.state(node)
-            if state in ("T", "t"):
+            states = [s for s in self.states(node, service) if s not in ("Z", "X")]
+            if states and all(s in ("T", "t") for s in states):
                 return True
-            if state in ("-", "Z", "X") or time.monotonic() > deadline:
+            if not states or "-" in states or time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
 
     def collect_logs(self, node: str, dest_dir: str) -> list[str]:
-        """Download the regular files of the node's data dir (node.out and the target's logs)."""
+        """Download the regular files of the node's data dir (service outputs, target logs)."""
         return self.session(node).download_dir(self.data_dir(node), dest_dir)
 
     def kill_all(self) -> None:
@@ -187,8 +252,9 @@ class RemoteProcesses:
                 self.signal(node, "KILL")
             except SetupError:
                 pass
-        parallel(one, list(self._pids))
+        parallel(one, [n for n in self._order if n in self.sessions])
         self._pids.clear()
+        self._order.clear()
 
     def close(self) -> None:
         for session in self.sessions.values():
@@ -196,39 +262,81 @@ class RemoteProcesses:
 
 
 class RemoteNodeControl:
-    """The Runtime methods that act on node processes over SSH, shared by the docker and ssh
+    """The Runtime methods that act on node services over SSH, shared by the docker and ssh
     runtimes (they differ only in how hosts come to exist, not in how nodes are driven).
-    Subclasses set `self.procs` (a RemoteProcesses) and define `host`, `setup`, `teardown`."""
+    Subclasses set `self.procs` (a RemoteProcesses) and define `host`, `setup`, `teardown`,
+    `capabilities`, `check_binaries` and `proxy_server`. Each node has its own address, so
+    its ports are the target's declared numbers."""
 
     procs: RemoteProcesses
 
     def data_dir(self, node: str) -> str:
         return self.procs.data_dir(node)
 
-    def start(self, node: str, argv: list[str]) -> None:
-        self.procs.start(node, argv)
+    def listen_host(self, node: str) -> str:
+        return "0.0.0.0"
 
-    def stop(self, node: str, timeout: float = 5.0) -> None:
-        self.procs.stop(node, timeout)
+    def node_ports(self, node: str, declared: Mapping[str, int]) -> dict[str, int]:
+        ports = dict(declared)
+        self._ports = {**getattr(self, "_ports", {}), node: ports}
+        return dict(ports)
 
-    def kill(self, node: str) -> None:
-        self.procs.kill(node)
+    def code_root(self, node: str) -> str:
+        return self.procs.code_dir
 
-    def pause(self, node: str) -> None:
-        self.procs.pause(node)
+    def python(self, node: str) -> str:
+        return "python3"
 
-    def resume(self, node: str) -> None:
-        self.procs.resume(node)
+    def start(self, node: str, service: Service) -> None:
+        self.procs.start(node, service)
+        port = None
+        if service.ready_port is not None:
+            ports = getattr(self, "_ports", {}).get(node, {})
+            if service.ready_port not in ports:
+                raise SetupError(f"node {node}: service {service.name} waits for port "
+                                 f"{service.ready_port!r}, which node_ports did not assign")
+            port = ports[service.ready_port]
+        wait_ready(self, node, service, port)  # type: ignore[arg-type]
 
-    def is_running(self, node: str) -> bool:
-        return self.procs.is_running(node)
+    def stop(self, node: str, service: str | None = None, timeout: float = 5.0) -> None:
+        self.procs.stop(node, service, timeout)
 
-    def is_paused(self, node: str) -> bool:
-        return self.procs.is_paused(node)
+    def kill(self, node: str, service: str | None = None) -> None:
+        self.procs.kill(node, service)
+
+    def pause(self, node: str, service: str | None = None) -> None:
+        self.procs.pause(node, service)
+
+    def resume(self, node: str, service: str | None = None) -> None:
+        self.procs.resume(node, service)
+
+    def is_running(self, node: str, service: str | None = None) -> bool:
+        return self.procs.is_running(node, service)
+
+    def is_paused(self, node: str, service: str | None = None) -> bool:
+        return self.procs.is_paused(node, service)
 
     def collect_logs(self, node: str, dest_dir: str) -> None:
         self.procs.collect_logs(node, dest_dir)
 
-    def run(self, node: str, command: str, timeout: float = 30.0, check: bool = False):
-        """Run a shell command on the node's host over SSH (for net backends and targets)."""
-        return self.procs.session(node).run(command, timeout=timeout, check=check)
+    def run(self, node: str, command: str, timeout: float = 30.0,
+            check: bool = False) -> CommandResult:
+        """A shell command on the node's host over SSH, in the node's data dir."""
+        d = shlex.quote(self.data_dir(node))
+        res = self.procs.session(node).run(f"cd {d} 2>/dev/null; {command}", timeout=timeout,
+                                           check=check)
+        return CommandResult(res.ok, res.out, res.err, res.rc)
+
+    def check_hosts_binaries(self, nodes: Iterable[str], binaries: Mapping[str, str]) -> None:
+        """`command -v` every executable on every node host; one SetupError naming packages."""
+        if not binaries:
+            return
+        probe = "; ".join(f"command -v {shlex.quote(exe)} >/dev/null || echo {shlex.quote(exe)}"
+                          for exe in binaries)
+        missing = parallel(lambda n: self.procs.session(n).run(probe, timeout=30).out.split(),
+                           list(nodes))
+        bad = {n: m for n, m in missing.items() if m}
+        if bad:
+            hosts = ", ".join(sorted(bad))
+            exes = {exe: binaries[exe] for m in bad.values() for exe in m if exe in binaries}
+            raise missing_binaries_error(f"host(s) {hosts}", exes)

@@ -7,6 +7,6 @@ else debootstrap + docker import as chaos-base:<hash>); `node.ensure_node_image`
 sshd and the target's packages as chaos-node-<target>:<hash>. Both are cached by content hash.
 """
 from chaos.images.base import apt_mirror, ensure_base
-from chaos.images.node import TARGET_PACKAGES, ensure_node_image, find_node_image
+from chaos.images.node import ensure_node_image, find_node_image, target_spec
 
-__all__ = ["TARGET_PACKAGES", "apt_mirror", "ensure_base", "ensure_node_image", "find_node_image"]
+__all__ = ["apt_mirror", "ensure_base", "ensure_node_image", "find_node_image", "target_spec"]

@@ -1,7 +1,10 @@
 """Node images: the base plus python3, sshd and a target's packages, cached by content hash.
 
+The packages come from the target itself (`Target.packages`, Debian names), so any target
+chaos can load gets its image: a registered name, "module:attr" or a path to a .py file.
 `chaos-node-<target>:<hash>` where the hash covers everything that goes into the image: the
-rendered Dockerfile (which names the base), the entrypoint script, and the base image's id.
+rendered Dockerfile (which names the base and lists the packages), the entrypoint script, and
+the base image's id.
 When the tag exists, `ensure_node_image` returns at once: a second build is instant.
 Code (chaos/, targets/) is not baked in; runtimes upload it at setup, so editing Python never
 needs a rebuild.
@@ -13,21 +16,40 @@ import fcntl
 import hashlib
 import io
 import os
+import re
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from importlib import resources
+from typing import Any
 
 from chaos.errors import BadInput, SetupError
 from chaos.images.base import COMMON_PACKAGES, LABEL, Progress, _image_exists, _noop, ensure_base
 
-#: Debian packages each built-in target needs on top of the common ones (see node.Dockerfile)
-TARGET_PACKAGES: dict[str, tuple[str, ...]] = {
-    "kvlite": (),
-    "redis": ("redis-server", "redis-sentinel"),
-    "postgres": ("postgresql",),
-}
 NODE_REPO = "chaos-node-{target}"
+#: a Debian package name (policy §5.6.1), so nothing else reaches the Dockerfile's shell
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def target_spec(target: Any) -> tuple[str, tuple[str, ...]]:
+    """(name, Debian packages) of a target object, or of a reference chaos.plugins loads
+    (a registered name, "module:attr", or a path to a .py file); BadInput when neither."""
+    if isinstance(target, str):
+        from chaos.plugins import load_target, resolve_ref
+
+        target = load_target(resolve_ref(target))
+    packages = tuple(target.packages)
+    bad = [p for p in packages if not _PACKAGE.match(p)]
+    if bad:
+        raise BadInput(f"target {target.name}: {', '.join(map(repr, bad))} is not a Debian "
+                       "package name")
+    return target.name, packages
+
+
+def _repo(name: str) -> str:
+    """The image repository for a target name (Docker allows [a-z0-9._-] only)."""
+    return NODE_REPO.format(target=re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
+                            or "target")
 
 
 def _files() -> dict[str, bytes]:
@@ -35,27 +57,27 @@ def _files() -> dict[str, bytes]:
     return {name: (root / name).read_bytes() for name in ("node.Dockerfile", "chaos-entrypoint")}
 
 
-def render(target: str, base: str) -> dict[str, bytes]:
-    """The build context for `target` on `base`: {"Dockerfile": ..., "chaos-entrypoint": ...}."""
-    if target not in TARGET_PACKAGES:
-        known = ", ".join(sorted(TARGET_PACKAGES))
-        raise BadInput(f"no image recipe for target {target!r}; known: {known}")
+def render(target: Any, base: str) -> dict[str, bytes]:
+    """The build context for `target` (object or reference) on `base`:
+    {"Dockerfile": ..., "chaos-entrypoint": ...}."""
+    _name, packages = target_spec(target)
     files = _files()
     text = files.pop("node.Dockerfile").decode()
     text = (
         text.replace("{base}", base)
         .replace("{common_packages}", " ".join(COMMON_PACKAGES))
-        .replace("{target_packages}", " ".join(TARGET_PACKAGES[target]))
+        .replace("{target_packages}", " ".join(packages))
     )
     return {"Dockerfile": text.encode(), **files}
 
 
-def node_tag(target: str, context: dict[str, bytes], base_id: str) -> str:
-    """`chaos-node-<target>:<hash of the context and the base image id>`."""
+def node_tag(target: Any, context: dict[str, bytes], base_id: str) -> str:
+    """`chaos-node-<target name>:<hash of the context and the base image id>`."""
+    name = target if isinstance(target, str) else target.name
     digest = hashlib.sha256(base_id.encode())
-    for name in sorted(context):
-        digest.update(name.encode() + b"\0" + context[name] + b"\0")
-    return f"{NODE_REPO.format(target=target)}:{digest.hexdigest()[:12]}"
+    for fname in sorted(context):
+        digest.update(fname.encode() + b"\0" + context[fname] + b"\0")
+    return f"{_repo(name)}:{digest.hexdigest()[:12]}"
 
 
 def _tar(context: dict[str, bytes]) -> io.BytesIO:
@@ -97,11 +119,12 @@ def _build(client, tag: str, context: dict[str, bytes], progress: Progress,
 
 
 def ensure_node_image(
-    client, target: str = "kvlite", force: bool = False, progress: Progress = _noop
+    client, target: Any = "kvlite", force: bool = False, progress: Progress = _noop
 ) -> str:
-    """The tag of the node image for `target`, building the base and the image when missing."""
-    if target not in TARGET_PACKAGES:
-        render(target, "x")  # raises BadInput naming the known targets
+    """The tag of the node image for `target` (object or reference), building the base and
+    the image when missing."""
+    name, packages = target_spec(target)  # BadInput before any build
+    target = _Spec(name, packages)
     with _build_lock(progress):
         return _ensure_locked(client, target, force, progress)
 
@@ -123,7 +146,14 @@ def _build_lock(progress: Progress) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _ensure_locked(client, target: str, force: bool, progress: Progress) -> str:
+class _Spec:
+    """A target reduced to what its image needs (loaded once per build)."""
+
+    def __init__(self, name: str, packages: tuple[str, ...]):
+        self.name, self.packages = name, packages
+
+
+def _ensure_locked(client, target: _Spec, force: bool, progress: Progress) -> str:
     base = ensure_base(client, force=force, progress=progress)
     base_id = _image_exists(client, base) or base
     context = render(target, base)
@@ -131,15 +161,17 @@ def _ensure_locked(client, target: str, force: bool, progress: Progress) -> str:
     if not force and _image_exists(client, tag):
         progress(f"node: {tag} (cached)")
         return tag
-    progress(f"node: building {tag}")
-    _build(client, tag, context, progress, labels={"chaos.target": target})
+    progress(f"node: building {tag}"
+             + (f" with {' '.join(target.packages)}" if target.packages else ""))
+    _build(client, tag, context, progress, labels={"chaos.target": target.name})
     return tag
 
 
-def find_node_image(client, target: str = "kvlite") -> str | None:
+def find_node_image(client, target: Any = "kvlite") -> str | None:
     """The tag `ensure_node_image` would return, if it is already built (no building, no net)."""
     from chaos.images.base import UPSTREAM, apt_mirror, base_tag
 
+    target = _Spec(*target_spec(target))
     bases = [":".join(UPSTREAM)]
     try:
         bases.append(base_tag(apt_mirror()))

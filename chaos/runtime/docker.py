@@ -8,10 +8,12 @@ not baked, so editing Python needs no image rebuild.
 
 Every container and network carries the labels `chaos.managed=1` and `chaos.test=<id>`, so
 `remove_test_resources` (and `chaos down`) finds what any test left, even after the controller
-was SIGKILLed. Containers get NET_ADMIN only when the iptables net backend is asked for, and are
-never privileged. Node processes are controlled by signals over SSH (chaos.control.remote):
-kill is SIGKILL to the node's process group, pause is SIGSTOP; the container keeps running so a
-killed node can be restarted in place.
+was SIGKILLed. Containers get NET_ADMIN only when asked (`net_admin=True`: the iptables and
+transparent net backends add rules in each node's own network namespace), and are never
+privileged. Node services are controlled by signals over SSH (chaos.control.remote): kill is
+SIGKILL to each service's process group, pause is SIGSTOP; the container keeps running so a
+killed node can be restarted in place. The image already holds the target's packages
+(chaos.images), so `check_binaries` has nothing to check.
 """
 from __future__ import annotations
 
@@ -19,10 +21,14 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from chaos.control.remote import RemoteNodeControl, RemoteProcesses, code_archive, parallel
 from chaos.control.ssh import SshSession, ensure_keypair, load_key
 from chaos.errors import ChaosError, SetupError
+from chaos.runtime.base import NAT, OWN_ADDRESS, ProxyPlacement
+from chaos.target import Service
 
 MANAGED = "chaos.managed"
 TEST = "chaos.test"
@@ -67,16 +73,22 @@ def remove_test_resources(client, test_id: str | None = None) -> tuple[int, int]
 
 
 class DockerRuntime(RemoteNodeControl):
-    """Nodes in containers. Logs: /var/lib/chaos/<node>/node.out inside, copied by collect_logs."""
+    """Nodes in containers. Logs: /var/lib/chaos/<node>/<service>.out inside, copied by
+    collect_logs.
+
+    target: the target whose node image to use (a name or reference chaos.plugins resolves,
+    or a target object); net_admin: give containers NET_ADMIN (capability "nat").
+    """
 
     name = "docker"
 
-    def __init__(self, target: str = "kvlite", *, test_id: str | None = None,
-                 iptables: bool = False, image: str | None = None, build: bool = True,
+    def __init__(self, target: Any = "kvlite", *, test_id: str | None = None,
+                 net_admin: bool = False, image: str | None = None, build: bool = True,
                  progress=None, ssh_timeout: float = 30.0, client=None):
         self.target = target
         self.test_id = test_id or f"{time.strftime('%H%M%S')}-{secrets.token_hex(3)}"
-        self.iptables = iptables
+        self.net_admin = net_admin
+        self.capabilities = frozenset({OWN_ADDRESS} | ({NAT} if net_admin else set()))
         self.image = image
         self.build = build
         self.progress = progress or (lambda _line: None)
@@ -106,6 +118,10 @@ class DockerRuntime(RemoteNodeControl):
     def network_name(self) -> str:
         return f"chaos-{self.test_id}"
 
+    @property
+    def target_name(self) -> str:
+        return self.target if isinstance(self.target, str) else self.target.name
+
     def _ensure_image(self) -> str:
         from chaos.images import ensure_node_image, find_node_image
 
@@ -116,13 +132,13 @@ class DockerRuntime(RemoteNodeControl):
                 self.client.images.get(self.image)
             except docker.errors.ImageNotFound:
                 raise SetupError(f"docker image {self.image} not found: run `chaos image build "
-                                 f"--target {self.target}`") from None
+                                 f"--target {self.target_name}`") from None
             return self.image
         tag = find_node_image(self.client, self.target)
         if tag is None:
             if not self.build:
-                raise SetupError(f"no node image for {self.target}: run `chaos image build "
-                                 f"--target {self.target}` first")
+                raise SetupError(f"no node image for {self.target_name}: run `chaos image build "
+                                 f"--target {self.target_name}` first")
             tag = ensure_node_image(self.client, self.target, progress=self.progress)
         self.image = tag
         return tag
@@ -159,7 +175,7 @@ class DockerRuntime(RemoteNodeControl):
             network=self.network_name, init=True,
             labels={MANAGED: "1", TEST: self.test_id, NODE: node},
             environment={"CHAOS_AUTHORIZED_KEY": self._pubkey},
-            cap_add=["NET_ADMIN"] if self.iptables else None,
+            cap_add=["NET_ADMIN"] if self.net_admin else None,
         )
         with self._lock:
             self._containers[node] = container
@@ -179,6 +195,9 @@ class DockerRuntime(RemoteNodeControl):
             return self._ips[node]
         except KeyError:
             raise SetupError(f"unknown node {node!r} (not set up)") from None
+
+    def check_binaries(self, binaries: Mapping[str, str]) -> None:
+        """Nothing to check: the node image was built with the target's packages."""
 
     def nodes(self) -> list[str]:
         """The node names set up, in the order given to setup (the proxy container excluded)."""
@@ -207,6 +226,11 @@ class DockerRuntime(RemoteNodeControl):
 
     # -- proxy container -------------------------------------------------------------------
 
+    def proxy_server(self) -> ProxyPlacement:
+        """The embedded proxy server in its own container on the nodes' network."""
+        url = self.start_proxy_container()
+        return ProxyPlacement(url, listen_host="0.0.0.0", advertise_host=self.host(PROXY_NODE))
+
     def start_proxy_container(self, port: int = PROXY_PORT, timeout: float = 20.0) -> str:
         """Run the embedded proxy server (`python3 -m chaos.net.proxy`) in its own container.
 
@@ -223,8 +247,9 @@ class DockerRuntime(RemoteNodeControl):
                 raise
         ip = self._ips[PROXY_NODE]
         if not self.procs.is_running(PROXY_NODE):
-            self.procs.start(PROXY_NODE, ["python3", "-m", "chaos.net.proxy", "--host", "0.0.0.0",
-                                          "--port", str(port)])
+            self.procs.start(PROXY_NODE, Service(PROXY_NODE, [
+                "python3", "-m", "chaos.net.proxy", "--host", "0.0.0.0", "--port", str(port)],
+                ready_port=None))
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -232,7 +257,7 @@ class DockerRuntime(RemoteNodeControl):
                     return f"http://{ip}:{port}"
             except OSError:
                 if not self.procs.is_running(PROXY_NODE) or time.monotonic() > deadline:
-                    tail = self.run(PROXY_NODE, f"tail -n 3 {self.data_dir(PROXY_NODE)}/node.out")
+                    tail = self.run(PROXY_NODE, f"tail -n 3 {PROXY_NODE}.out")
                     raise SetupError(f"the proxy container did not answer on {ip}:{port}: "
                                      f"{tail.out.strip()[-300:] or 'no output'}") from None
                 time.sleep(0.1)

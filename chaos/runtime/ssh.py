@@ -3,16 +3,21 @@ machine.
 
 The same control layer as the docker runtime (paramiko sessions, chaos.control.remote): at
 setup it connects to every host, uploads chaos/ and targets/ (.py only) to `code_dir`, and
-empties each node's data dir; nodes are started in the background and killed / paused /
-resumed by signals to their process group over SSH. The hosts need python3 (and iptables
-for the iptables net backend, which needs root). Teardown SIGKILLs what we started and closes
-the sessions; it leaves the data dirs for inspection (the next setup empties them).
+empties each node's data dir; services are started in the background and killed / paused /
+resumed by signals to their process groups over SSH. The hosts need python3, the target's
+binaries (`check_binaries` names the Debian package of any missing one) and, for the nat-based
+net backends, iptables and root. Teardown SIGKILLs what we started and closes the sessions; it
+leaves the data dirs for inspection (the next setup empties them).
 """
 from __future__ import annotations
 
-from chaos.control.remote import RemoteNodeControl, CODE_DIR, DATA_ROOT, RemoteProcesses, code_archive, parallel
+from collections.abc import Mapping
+
+from chaos.control.remote import (CODE_DIR, DATA_ROOT, RemoteNodeControl, RemoteProcesses,
+                                  code_archive, parallel)
 from chaos.control.ssh import SshSession, load_key
 from chaos.errors import SetupError
+from chaos.runtime.base import NAT, OWN_ADDRESS, ProxyPlacement
 
 
 def read_nodes_file(path: str) -> dict[str, str]:
@@ -55,6 +60,8 @@ class SshRuntime(RemoteNodeControl):
         self.connect_timeout = connect_timeout
         self.procs = RemoteProcesses({}, code_dir=code_dir, data_root=data_root)
         self._order: list[str] = []
+        #: nat rules need root on the hosts
+        self.capabilities = frozenset({OWN_ADDRESS} | ({NAT} if user == "root" else set()))
 
     def setup(self, nodes: list[str], store_dir: str) -> None:
         """Connect to each node's host, upload the code, empty its data dir; all or nothing."""
@@ -78,6 +85,13 @@ class SshRuntime(RemoteNodeControl):
     def nodes(self) -> list[str]:
         return list(self._order)
 
+    def check_binaries(self, binaries: Mapping[str, str]) -> None:
+        """`command -v` on every host; one SetupError naming the packages to install."""
+        self.check_hosts_binaries(self._order, binaries)
+
+    def proxy_server(self) -> ProxyPlacement | None:
+        return None  # the controller runs its own embedded proxy server
+
     def host(self, node: str) -> str:
         try:
             return self.hosts[node]
@@ -97,8 +111,8 @@ def clean_hosts(hosts: dict[str, str], user: str, key_path: str, port: int = 22,
                 data_root: str = DATA_ROOT, connect_timeout: float = 15.0) -> tuple[int, int]:
     """`chaos down` for SSH hosts: delete every chaos iptables rule, SIGKILL leftover nodes.
 
-    A node process is recognised by its pid file `<data_root>/<node>/node.pid` AND its working
-    directory being that node dir (so a recycled pid is never killed). Returns
+    A service process is recognised by its pid file `<data_root>/<node>/<service>.pid` AND its
+    working directory being that node dir (so a recycled pid is never killed). Returns
     (rules deleted, processes killed) over all hosts.
     """
     import shlex
@@ -108,7 +122,7 @@ def clean_hosts(hosts: dict[str, str], user: str, key_path: str, port: int = 22,
     key = load_key(key_path)
     root = shlex.quote(data_root)
     kill = (
-        f"for f in {root}/*/node.pid; do [ -s \"$f\" ] || continue; p=$(cat \"$f\"); "
+        f"for f in {root}/*/*.pid; do [ -s \"$f\" ] || continue; p=$(cat \"$f\"); "
         '[ "$(readlink /proc/$p/cwd 2>/dev/null)" = "$(dirname "$f")" ] || continue; '
         'kill -KILL -- -$p 2>/dev/null || kill -KILL $p 2>/dev/null; echo killed; done'
     )
