@@ -360,7 +360,10 @@ class Mesh:
         }
 
     def traffic(self) -> dict[tuple[str, str], int] | None:
-        """Per node link: connections accepted + bytes both ways since setup (all ports).
+        """Per node link: the bytes its dialer sent since setup (all ports).
+
+        Only the dialer's bytes count: `verify()`'s own probes connect and send nothing (and a
+        server may greet even a probe), so connections and downstream bytes prove nothing.
 
         None when the server does not report traffic (a real Toxiproxy: `chaos_traffic` is
         our extension), so the evidence is "unmeasured", never "carried nothing".
@@ -373,8 +376,7 @@ class Mesh:
                 stats = (server.get(pname) or {}).get("chaos_traffic")
                 if not isinstance(stats, dict):
                     return None
-                total += sum(int(stats.get(k, 0)) for k in
-                             ("accepted", "upstream_bytes", "downstream_bytes"))
+                total += int(stats.get("upstream_bytes", 0))
             out[link] = total
         return out
 
