@@ -8,7 +8,10 @@ paths, 405 for a known path with the wrong method, 403 for browser user agents.
 
 A malformed request gets a 4xx and never takes the server down: every handler error is caught
 and answered (500 with the message if it is a bug), and one client's garbage only closes that
-client's connection.
+client's connection. Limits: a request line over 64 KiB is 414, headers over MAX_HEADER 431,
+a body over MAX_BODY 413, JSON nested too deeply to decode 400; after such an answer the
+connection is closed gracefully (what the client still sends is read and dropped for a
+moment), so the client gets the status instead of a reset.
 """
 from __future__ import annotations
 
@@ -25,10 +28,13 @@ MAX_HEADER = 64 * 1024
 MAX_BODY = 8 * 1024 * 1024
 IDLE_TIMEOUT = 60.0  # keep-alive connections idle longer than this are closed
 READ_TIMEOUT = 15.0  # a request must arrive whole within this
+LINGER = 1.0  # after an error answer, how long what the client still sends is drained
+LINGER_BYTES = 16 * 1024 * 1024
 
 REASONS = {
     200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+    414: "URI Too Long", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented",
 }
 TEXT = "text/plain; charset=utf-8"
@@ -67,6 +73,8 @@ async def read_request(
         line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
     except asyncio.TimeoutError:
         return None
+    except ValueError:  # longer than the stream's line limit (64 KiB)
+        raise BadHttp(414, "request line too long") from None
     if not line:
         return None
     if not line.endswith(b"\n"):
@@ -78,10 +86,13 @@ async def read_request(
     headers: dict[str, str] = {}
     size = len(line)
     while True:
-        raw = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+        try:
+            raw = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+        except ValueError:  # one header line longer than the stream's limit
+            raise BadHttp(431, "request header fields too large") from None
         size += len(raw)
         if size > MAX_HEADER:
-            raise BadHttp(413, "headers too large")
+            raise BadHttp(431, "request header fields too large")
         if not raw.endswith(b"\n"):
             raise BadHttp(400, "truncated headers")
         text = raw.decode("latin-1").rstrip("\r\n")
@@ -135,6 +146,8 @@ def decode(body: bytes) -> Any:
         obj, _end = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"bad request body: {exc.msg} at offset {exc.pos}") from None
+    except RecursionError:  # "[[[[..." deeper than the decoder's recursion limit
+        raise ApiError(400, "bad request body: JSON nested too deeply") from None
     return obj
 
 
@@ -245,6 +258,7 @@ async def handle_client(server: ProxyServer, reader: asyncio.StreamReader,
                 req = await read_request(reader, writer)
             except BadHttp as exc:
                 await _send(writer, error(exc.status, str(exc)), close=True)
+                await _linger(reader, writer)
                 return
             except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                     ValueError):
@@ -261,6 +275,28 @@ async def handle_client(server: ProxyServer, reader: asyncio.StreamReader,
         pass
     finally:
         writer.transport.close()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, then read and drop what the client still sends (briefly, boundedly):
+    closing with unread data makes the kernel send a reset, which can destroy our answer
+    before the client has read it."""
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER
+        drained = 0
+        while drained < LINGER_BYTES:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            chunk = await asyncio.wait_for(reader.read(65536), left)
+            if not chunk:
+                return
+            drained += len(chunk)
+    except (asyncio.TimeoutError, ConnectionError, OSError):
+        return
 
 
 async def _send(writer: asyncio.StreamWriter, resp: Response, close: bool,

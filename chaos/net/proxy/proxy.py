@@ -13,6 +13,7 @@ import random
 import socket
 from typing import Any
 
+from chaos.net.proxy.accept import Listener, serve_protocol
 from chaos.net.proxy.link import Connection, Side
 from chaos.net.proxy.toxics import ApiError, Toxic
 
@@ -119,7 +120,7 @@ class Proxy:
         #: ("upstream" = from the client, "downstream" = from the upstream) and connections
         #: accepted, since the proxy was created; they survive disable/enable and toxics
         self.traffic: dict[str, list[int]] = {"upstream": [0], "downstream": [0], "accepted": [0]}
-        self._server: asyncio.base_events.Server | None = None
+        self._server: Listener | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     @property
@@ -134,8 +135,7 @@ class Proxy:
             return
         sock = _bind(self.listen)
         self.listen = _format(sock)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ClientSide(self), sock=sock)
+        self._server = serve_protocol(sock, lambda: _ClientSide(self))  # survives EMFILE
 
     async def stop(self) -> None:
         """Close the listener and every live connection (dials in progress are cancelled)."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import threading
 from typing import Any
 
+from chaos.net.proxy.accept import Listener, serve_streams
 from chaos.net.proxy.proxy import Proxy, resolve_listen
 from chaos.net.proxy.toxics import ApiError
 
@@ -34,6 +36,14 @@ def _bool_field(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on the first address `host` resolves to; OSError if it can't."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = infos[0]
+    return socket.create_server(sockaddr, family=family, backlog=128)
+
+
 class ProxyServer:
     """Proxies by name plus the HTTP API serving them (see chaos.net.proxy.api)."""
 
@@ -43,7 +53,7 @@ class ProxyServer:
         self.proxies: dict[str, Proxy] = {}
         self.rng = random.Random(seed)
         self.lock = asyncio.Lock()  # API mutations run one at a time, like upstream's mutex
-        self._api: asyncio.base_events.Server | None = None
+        self._api: Listener | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
     @property
@@ -63,7 +73,9 @@ class ProxyServer:
             finally:
                 self._clients.discard(task)
 
-        self._api = await asyncio.start_server(on_client, self.host, self.port, backlog=128)
+        # Our own accept loop (chaos.net.proxy.accept), not asyncio.start_server: it survives
+        # running out of file descriptors with back-off and one log line.
+        self._api = serve_streams(_listen_socket(self.host, self.port), on_client)
         self.port = self._api.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
