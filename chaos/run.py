@@ -240,6 +240,7 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             progress: Any = None) -> RunOutcome:
     """Run the test described by a prepared config (see `prepare`). Returns the outcome."""
     from chaos.history.writer import HistoryWriter
+    from chaos.liveness import ClusterDown, Liveness
     from chaos.monitor import Monitor
     from chaos.nemesis import Nemesis, NemesisContext, wait_until
     from chaos.recorder import Recorder
@@ -313,13 +314,23 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             cleanup.callback(lambda: runner.stop(timeout=cfg.op_timeout + 2))
 
             start = time.monotonic()
-            tick = (lambda: progress.update(time.monotonic() - start, recorder, nemesis)) if progress else None
-            for spec in cfg.schedule or []:
-                wait_until(start + spec.start_s, tick)
-                nemesis.start(spec)
-                wait_until(start + spec.stop_s, tick)
-                nemesis.stop(spec)
-            wait_until(start + cfg.time_limit, tick)
+            live = Liveness(runtime, names, monitor, nemesis, recorder)  # chaos.liveness
+
+            def tick() -> None:
+                live.tick()  # raises ClusterDown (recorded in the history): every node is gone
+                if progress:
+                    progress.update(time.monotonic() - start, recorder, nemesis)
+
+            try:
+                for spec in cfg.schedule or []:
+                    wait_until(start + spec.start_s, tick)
+                    nemesis.start(spec)
+                    wait_until(start + spec.stop_s, tick)
+                    nemesis.stop(spec)
+                wait_until(start + cfg.time_limit, tick)
+            except ClusterDown:  # the load phase ends early; the verdict will say why
+                if progress:
+                    progress.phase("the cluster is down: load phase ended early")
             nemesis.heal_all()
             runner.stop(timeout=cfg.op_timeout + 2)
             if progress:
