@@ -101,3 +101,31 @@ def test_client_mask_tells_processes_apart():
     b.op("monitor", "status", 4 * MS, 5 * MS, invoke_node="n1", node="n1",
          result={"role": "leader"})
     assert client_mask(b.history().pairs).tolist() == [True, False, False]
+
+
+# -- throughput needs a real duration (issue 9: a 1-op history reported 1e9 ops/s) -----------
+
+def test_one_op_history_reports_no_throughput():
+    b = HistoryBuilder()
+    b.op(1, "read", 5 * MS, 5 * MS + 200, key="k", result=None)  # 200 ns long
+    stats = PERF.check(b.history()).stats
+    assert stats["ops"] == 1
+    assert stats["throughput_per_s"] is None and stats["ok_throughput_per_s"] is None
+    assert "throughput" in stats["throughput_note"]
+
+
+def test_ops_within_a_microsecond_report_no_throughput():
+    b = HistoryBuilder()
+    for p in range(3):
+        b.op(p, "read", 0, 500, key="k", result=None)  # all inside 0.5 µs
+    stats = PERF.check(b.history()).stats
+    assert stats["throughput_per_s"] is None
+
+
+def test_throughput_over_a_real_duration():
+    b = HistoryBuilder()
+    b.op(1, "read", 0, 1 * MS, key="k", result=None)
+    b.op(2, "read", 999 * MS, 1000 * MS, key="k", result=None)
+    stats = PERF.check(b.history()).stats
+    assert stats["throughput_per_s"] == 2.0 and stats["duration_s"] == 1.0
+    assert "throughput_note" not in stats

@@ -18,6 +18,10 @@ from chaos.history.model import OPEN, History
 from chaos.history.model import client_mask as _client_mask
 
 NS_PER_S = 1_000_000_000
+#: throughput needs at least this many client ops spread over at least this long; below
+#: either, ops/s is noise (one 200 ns op "ran at" 5e6/s) and is reported as None, with a note
+THROUGHPUT_MIN_OPS = 2
+THROUGHPUT_MIN_NS = 1_000_000  # 1 ms
 QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
 
@@ -63,7 +67,9 @@ class PerfChecker:
         done = t1 != OPEN
         first = int(t0.min())
         last = int(max(t0.max(), t1[done].max() if done.any() else t0.max()))
-        duration_s = max(last - first, 1) / NS_PER_S
+        span_ns = last - first
+        duration_s = span_ns / NS_PER_S
+        measurable = len(client) >= THROUGHPUT_MIN_OPS and span_ns >= THROUGHPUT_MIN_NS
         lat = np.where(done, t1 - np.where(done, t0, 0), 0)
         fs = client["f"].to_numpy()
         latency: dict[str, Any] = {}
@@ -77,8 +83,8 @@ class PerfChecker:
         stats = {
             "ops": int(len(client)), **counts,
             "duration_s": round(duration_s, 3),
-            "throughput_per_s": round(len(client) / duration_s, 3),
-            "ok_throughput_per_s": round(counts["ok"] / duration_s, 3),
+            "throughput_per_s": round(len(client) / duration_s, 3) if measurable else None,
+            "ok_throughput_per_s": round(counts["ok"] / duration_s, 3) if measurable else None,
             "latency_ms": latency,
             "availability": {
                 "overall": _availability(types),
@@ -90,6 +96,11 @@ class PerfChecker:
                  "length_s": (w.end - w.start) / NS_PER_S, "closed": w.closed}
                 for w in windows],
         }
+        if not measurable:
+            stats["throughput_note"] = (
+                f"no throughput: it needs at least {THROUGHPUT_MIN_OPS} client ops over at least "
+                f"{THROUGHPUT_MIN_NS / 1e6:g} ms (this history: {len(client)} over "
+                f"{span_ns / 1e6:g} ms)")
         return CheckResult(self.name, True, stats=stats)
 
 
