@@ -64,7 +64,7 @@ class PostgresTarget(BaseTarget):
         "read_from": OptionSpec("primary", "where reads go: primary (the read-write "
                                 "session) or any node, standbys included (stale by design)",
                                 ("primary", "any")),
-        "timeout": OptionSpec(2.0, "client timeout per statement (s); no answer -> info",
+        "timeout": OptionSpec(1.0, "client timeout per statement (s); no answer -> info",
                               type=float, min=0.1),
     }
 
@@ -85,13 +85,16 @@ class PostgresTarget(BaseTarget):
         patroni = Service("patroni", launcher.argv(node.data_dir, f"{node.data_dir}/patroni.yml"),
                           files={"patroni.yml": pgconf.render_text(node, opts),
                                  launcher.FILE: launcher.SOURCE},
-                          ready_port="api", ready_timeout=60.0, user=pgconf.SUPERUSER)
+                          # no readiness wait: Patroni opens its REST API only once etcd
+                          # has a quorum, i.e. after the next nodes' etcd members started;
+                          # setup_cluster waits for the whole cluster instead
+                          ready_port=None, user=pgconf.SUPERUSER)
         etcd = etcd_service(node, client_port="etcd", peer_port="etcd_peer",
                             token="chaos-postgres")
         return [etcd, patroni]
 
     def client(self, endpoints: Endpoints, options: Mapping[str, Any]) -> PostgresClient:
-        return PostgresClient(endpoints, timeout=float(options.get("timeout", 2.0)),
+        return PostgresClient(endpoints, timeout=float(options.get("timeout", 1.0)),
                               read_from=str(options.get("read_from", "primary")))
 
     def status(self, node: str, endpoints: Endpoints, timeout: float) -> dict[str, Any]:

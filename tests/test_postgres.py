@@ -1,0 +1,133 @@
+"""PostgresTarget's logic without processes: options, patroni.yml, status mapping, outcomes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chaos.errors import BadInput
+from chaos.plugins import load_target, resolve_ref, validate
+from chaos.target import MAIN, Addr, NodeConfig, check_status
+from targets.postgres import client as pgclient
+from targets.postgres import config as pgconf
+from targets.postgres.plugin import PostgresTarget
+from targets.postgres.rest import cluster_leader, to_status
+
+
+def _node(name: str = "n1", host: str = "10.0.0.1", **opts: object) -> NodeConfig:
+    target = PostgresTarget()
+    hosts = {"n1": "10.0.0.1", "n2": "10.0.0.2", "n3": "10.0.0.3"}
+    ports = dict(target.ports)
+    return NodeConfig(
+        name=name, listen=Addr("0.0.0.0", ports[MAIN]), peers={},
+        data_dir=f"/data/{name}", options=target.validate_options({k: str(v) for k, v in opts.items()}),
+        advertise=Addr(host, ports[MAIN]), ports=ports,
+        peer_ports={p: {k: Addr(h, v) for k, v in ports.items()}
+                    for p, h in hosts.items() if p != name},
+        advertise_ports={k: Addr(host, v) for k, v in ports.items()},
+        nodes=("n1", "n2", "n3"))
+
+
+def test_registered_and_valid_against_the_contract():
+    target = load_target(resolve_ref("postgres"))
+    assert target.name == "postgres"
+    assert validate(target) == []
+    assert target.supports_mesh is False and target.default_runtime == "docker"
+    assert set(target.packages) == {"postgresql", "patroni", "etcd-server"}
+
+
+def test_timing_rule_names_patroni_rule():
+    target = PostgresTarget()
+    with pytest.raises(BadInput, match=r"loop_wait \+ 2\*retry_timeout <= ttl"):
+        target.validate_options({"ttl": "10", "loop_wait": "3", "retry_timeout": "4"})
+    ok = target.validate_options({"ttl": "30", "loop_wait": "10", "retry_timeout": "10"})
+    assert ok["ttl"] == 30
+
+
+@pytest.mark.parametrize("raw", [{"synchronous_mode": "maybe"}, {"read_from": "standby"},
+                                 {"ttl": "x"}, {"bogus": "1"}])
+def test_bad_options_are_bad_input(raw):
+    with pytest.raises(BadInput, match=next(iter(raw))):
+        PostgresTarget().validate_options(raw)
+
+
+@pytest.mark.parametrize("mode,flags", [("off", (False, False)), ("on", (True, False)),
+                                        ("strict", (True, True))])
+def test_patroni_yml_sync_flags_and_addresses(mode, flags):
+    node = _node(synchronous_mode=mode)
+    services = PostgresTarget().services(node)
+    assert [s.name for s in services] == ["etcd", "patroni"]
+    patroni = services[1]
+    assert patroni.user == "postgres"
+    conf = json.loads(patroni.files["patroni.yml"])
+    dcs = conf["bootstrap"]["dcs"]
+    assert (dcs["synchronous_mode"], dcs["synchronous_mode_strict"]) == flags
+    assert dcs["ttl"] + 0 >= dcs["loop_wait"] + 2 * dcs["retry_timeout"]
+    assert conf["name"] == "n1"
+    assert conf["postgresql"]["connect_address"] == "10.0.0.1:5432"
+    assert conf["restapi"]["connect_address"] == "10.0.0.1:8008"
+    assert conf["postgresql"]["data_dir"] == "/data/n1/pgdata"
+    assert conf["postgresql"]["use_pg_rewind"] is True
+    assert conf["etcd3"]["hosts"] == ["127.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]
+    assert any(r.startswith("host replication") for r in conf["postgresql"]["pg_hba"])
+    # the etcd member announces the real peer URLs of every node
+    etcd = services[0].argv
+    cluster = etcd[etcd.index("--initial-cluster") + 1]
+    assert cluster == ("n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380,"
+                       "n3=http://10.0.0.3:2380")
+
+
+def test_launcher_keeps_postgres_in_the_process_group():
+    patroni = PostgresTarget().services(_node())[1]
+    source = patroni.files["patroni_launcher.py"]
+    assert "os.setsid = lambda: None" in source
+    # the no-op must be at module level: multiprocessing's spawn re-imports the file as
+    # __mp_main__, where the __main__ block does not run
+    head = source.split('if __name__ == "__main__":')[0]
+    assert "os.setsid = lambda: None" in head
+    assert patroni.argv[1] == "/data/n1/patroni_launcher.py"
+
+
+@pytest.mark.parametrize("answer,role,term", [
+    ({"state": "running", "role": "master", "timeline": 3, "xlog": {"location": 10}}, "leader", 3),
+    ({"state": "running", "role": "primary", "timeline": 4}, "leader", 4),
+    ({"state": "running", "role": "replica", "timeline": 3,
+      "xlog": {"replayed_location": 9, "received_location": 10}}, "follower", 3),
+    ({"state": "starting", "role": "replica"}, "unknown", None),
+    ({"state": "stopped", "role": "uninitialized"}, "unknown", None),
+])
+def test_status_mapping(answer, role, term):
+    status = check_status("n2", to_status("n2", answer))
+    assert status["role"] == role and status["term"] == term
+    assert status["leader"] == ("n2" if role == "leader" else None)
+
+
+def test_cluster_leader_from_members():
+    assert cluster_leader({"members": [{"name": "n1", "role": "replica"},
+                                       {"name": "n3", "role": "leader"}]}) == "n3"
+    assert cluster_leader({"members": [{"name": "n1", "role": "sync_standby"}]}) is None
+    assert cluster_leader(None) is None
+
+
+class _Exc(Exception):
+    def __init__(self, sqlstate: str | None):
+        super().__init__("x")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize("state,not_applied", [
+    ("25006", True),    # read-only transaction: the standby refused the write
+    ("40001", True),    # serialization failure
+    ("23505", True),    # unique violation
+    ("57P01", False),   # admin shutdown: the commit may have happened
+    ("08006", False),   # connection failure mid-statement
+    (None, False),      # no SQLSTATE at all (socket gone): unknown
+])
+def test_only_pre_commit_errors_are_fail(state, not_applied):
+    assert pgclient._not_applied(_Exc(state)) is not_applied
+
+
+def test_conninfo_is_multi_host_read_write():
+    info = pgclient.conninfo([Addr("h1", 1), Addr("h2", 2)], read_write=True)
+    assert "host=h1,h2" in info and "port=1,2" in info
+    assert "target_session_attrs=read-write" in info
