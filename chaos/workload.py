@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 from chaos.errors import BadInput, SetupError
 from chaos.recorder import MAX_BACKLOG, Recorder, RemoteSink
-from chaos.target import Addr
+from chaos.target import Addr, Endpoints
 
 #: how often each worker looks for ops over their timeout
 WATCHDOG_INTERVAL = 0.02
@@ -46,7 +46,7 @@ class WorkerSpec:
     concurrency: int
     target: Any                       # the target object, or None when target_ref is used
     target_ref: str | None
-    client_addrs: dict[str, Addr]
+    client_addrs: Endpoints           # every named port of every node (not only MAIN)
     #: client placement: slot i's clients use placed[i % len(placed)] (None: client_addrs)
     placed: list[Any] | None
     target_options: dict[str, Any]
@@ -299,7 +299,10 @@ class WorkloadRunner:
         if not op_timeout > 0:
             raise BadInput(f"op timeout must be > 0, got {op_timeout}")
         self.target = target
-        self.client_addrs = dict(client_addrs)
+        # kept as Endpoints: dict() would keep only the MAIN ports (Endpoints is a Mapping
+        # node -> MAIN address), and a client may need the others (Sentinel, a gateway)
+        self.client_addrs = (client_addrs if isinstance(client_addrs, Endpoints)
+                             else Endpoints.main_only(client_addrs))
         self.target_options = dict(target_options)
         self.workload = workload
         self.recorder = recorder
