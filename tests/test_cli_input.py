@@ -242,3 +242,62 @@ def test_math_is_finite_guard():
     for name, b in BOUNDS.items():
         assert b.problem(math.inf) and b.problem(-math.inf) and b.problem(math.nan), name
         assert b.problem(True), name  # a JSON true is not a number
+
+
+# -- help texts ------------------------------------------------------------------------------
+
+def _help(cli, *args: str) -> str:
+    code, out, err = cli(*args, "--help")
+    assert code == 0, err
+    return " ".join(out.split()).replace("- ", "-")  # undo click's wrapping (also at hyphens)
+
+
+def test_checker_help_and_error_list_the_same_registry(cli, tmp_path):
+    from chaos.checkers import CHECKERS
+
+    text = _help(cli, "analyze")
+    from tests.runhelp import REPO
+
+    hist = tmp_path / "h.jsonl"
+    hist.write_bytes((REPO / "histories" / "valid-register.jsonl").read_bytes())
+    code, _, err = cli("analyze", "--no-results", "--checker", "nope", str(hist))
+    assert code == 4
+    for name in CHECKERS:
+        assert name in text, (name, text)
+        assert name in err, (name, err)
+
+
+@pytest.mark.parametrize("command", [("run",), ("analyze",), ("report",), ("down",),
+                                     ("proxy", "serve"), ("image", "build"), ("targets",)])
+def test_every_option_has_help(command):
+    from chaos.cli import cli as group
+
+    cmd = group
+    ctx = None
+    import click
+
+    for name in command:
+        ctx = click.Context(cmd, info_name=name, parent=ctx)
+        cmd = cmd.get_command(ctx, name)
+    missing = [p.opts[0] for p in cmd.params
+               if isinstance(p, click.Option) and not (p.help or "").strip()]
+    assert not missing, f"chaos {' '.join(command)}: options without help: {missing}"
+
+
+def test_op_timeout_precedence_is_documented_in_both_helps(cli):
+    run_help = _help(cli, "run")
+    assert "--op-timeout" in run_help and "-O timeout" in run_help
+    assert "shorter of the two" in run_help
+    from chaos.plugins import load_target, resolve_ref
+
+    target = load_target(resolve_ref("kvlite"))
+    assert "--op-timeout" in target.options["timeout"].help
+
+
+def test_a_client_timeout_longer_than_op_timeout_warns(cli, tmp_path):
+    code, _, err = cli("run", "--store", _store(tmp_path), "-O", "timeout=5",
+                       "--op-timeout", "1")
+    assert code == "started (execute)"
+    assert "warning: -O timeout=5 is longer than --op-timeout 1" in err
+    code, _, err = cli("run", "--store", _store(tmp_path), "-O", "timeout=0.5")
+    assert "longer than --op-timeout" not in err

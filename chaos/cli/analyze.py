@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from chaos.checkers import CHECKERS
 from chaos.errors import BadInput, ChaosError, ExitCode, verdict_exit_code
 from chaos.history.importers.detect import FORMATS, detect, load_any, resolve
 from chaos.history.model import History
@@ -103,8 +104,8 @@ def _write_results(path: str, doc: dict[str, Any], inputs: set[Path]) -> str | N
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="History format; auto recognises it by content.")
 @click.option("--checker", "checkers", multiple=True, metavar="NAME",
-              help="Run only this checker (repeatable): lost-writes, stale-reads, "
-                   "linearizable, dual-leaders, perf. Default: from the ops present.")
+              help=f"Run only this checker (repeatable): {', '.join(CHECKERS)}. "
+                   "Default: from the ops present.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per PATH (one line each) instead of the summary.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -18,9 +18,10 @@ import click
               help="Only this docker test id (default: every chaos test).")
 @click.option("--nodes-file", type=click.Path(dir_okay=False),
               help="Clean these SSH hosts instead of Docker (one host, or `name host`, a line).")
-@click.option("--ssh-user", default="root", show_default=True)
+@click.option("--ssh-user", default="root", show_default=True, help="User for --nodes-file hosts.")
 @click.option("--ssh-key", type=click.Path(dir_okay=False), help="Private key for --nodes-file.")
-@click.option("--ssh-port", default=22, show_default=True)
+@click.option("--ssh-port", default=22, show_default=True, type=click.IntRange(1, 65535),
+              help="SSH port of the --nodes-file hosts.")
 def down(test_id: str | None, nodes_file: str | None, ssh_user: str, ssh_key: str | None,
          ssh_port: int) -> None:
     """Remove the containers, networks and iptables rules chaos tests left."""

@@ -57,7 +57,9 @@ class KvliteTarget(BaseTarget):
                                          None, int, min=0),
         "python": OptionSpec("", "interpreter that runs nodes ('' = the runtime's: this one "
                              "for local nodes, python3 on remote ones)"),
-        "timeout": OptionSpec(1.0, "client timeout per request (s); no answer -> info",
+        "timeout": OptionSpec(1.0, "how long the client waits for a reply (s); no answer "
+                              "-> info. chaos run's --op-timeout still ends every op at its "
+                              "own limit: the shorter of the two wins",
                               None, float, check=_positive),
     }
 
