@@ -1,39 +1,34 @@
 """`chaos run`: one whole test, from an empty store directory to a verdict.
 
-Lifecycle (each step undone in reverse on exit, error, Ctrl-C or SIGTERM):
+Lifecycle (`prepare`, then `execute`, whose phases are chaos.phases.PHASES):
 
  1. validate everything the user gave (target, options, workload, nemeses, numbers) before
     anything starts: bad input exits 4 with nothing left behind;
  2. create store/<test>/<timestamp>/ and write config.json (seed, options, the exact fault
     schedule, versions), so a crash mid-run still leaves a replayable record;
- 3. runtime setup (local processes, or containers), network setup (the Toxiproxy mesh: one
-    proxy per directed node link and per client->node link);
- 4. start the nodes with peers pointed at the proxies; wait until a leader is known;
- 5. start the recorder (history.jsonl, written as ops happen), the monitor and the workload;
- 6. run the fault schedule on this (main) thread, verifying each fault;
- 7. at the time limit: heal everything, stop the clients, let the cluster settle, take the
-    workload's final reads;
- 8. stop monitor and recorder, collect node logs, tear down nodes and proxies;
- 9. check the history, write results.json and report.html, print the verdict.
+ 3. the phases, each undone in reverse on exit, error, Ctrl-C or SIGTERM: runtime setup,
+    net setup, nodes start (services in order, each ready), first leader (statuses checked
+    against the contract), the target's setup_cluster hook, recorder + monitor + nemesis,
+    workload, the fault schedule on this (main) thread, heal, the before_final_reads hook,
+    final reads; then teardown_cluster, node logs collected, nodes, net and runtime removed;
+ 4. check the history, write results.json and report.html, print the verdict.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import random
 import re
 import signal
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from chaos import bounds, plugins, store
-from chaos.errors import BadInput, ExitCode, SetupError, verdict_exit_code
+from chaos.errors import BadInput, ExitCode, verdict_exit_code
 from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
-from chaos.target import MAIN, Addr, Endpoints, NodeConfig, Target
+from chaos.target import Endpoints, Target
 
 from chaos.plugins import RUNTIMES  # noqa: E402 - local, docker, ssh
 from chaos.net.base import NET_CHOICES as NETS  # noqa: E402 - auto, proxy, transparent, iptables, none
@@ -49,7 +44,8 @@ class RunConfig:
     target: str = "kvlite"
     target_options: dict[str, Any] = field(default_factory=dict)
     workload: str = "register"
-    runtime: str = "local"
+    #: None: the target's default_runtime (filled in by `prepare`)
+    runtime: str | None = None
     nodes: int = 3
     nemesis: list[str] = field(default_factory=lambda: ["partition"])
     nemesis_interval: float = 5.0
@@ -144,9 +140,11 @@ def _shielded() -> Iterator[None]:
 
 def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tuple[Target, str, Any]:
     """Validate the config and load target and workload; nothing is started yet."""
-    cfg.validate()
     ref = plugins.resolve_ref(cfg.target)
     target = plugins.load_target(ref)
+    if cfg.runtime is None:
+        cfg.runtime = target.default_runtime
+    cfg.validate()
     if raw_options or not cfg.target_options:
         cfg.target_options = plugins.parse_target_options(target, list(raw_options))
     import workloads
@@ -215,150 +213,47 @@ def _node_names(cfg: RunConfig) -> list[str]:
     return [f"n{i}" for i in range(1, cfg.nodes + 1)]
 
 
-def _wait_for_leader(target: Target, addrs: Endpoints, timeout: float, runtime: Any) -> str:
-    deadline = time.monotonic() + timeout
-    last: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        for node in addrs:
-            if not runtime.is_running(node):
-                raise SetupError(f"node {node} exited during start-up; see its log in "
-                                 f"{runtime.data_dir(node)}")
-            try:
-                st = target.status(node, addrs, 0.5)
-            except Exception as exc:  # noqa: BLE001
-                last[node] = f"{type(exc).__name__}: {exc}"
-                continue
-            last[node] = str(st)
-            if st.get("role") == "leader":
-                return node
-        time.sleep(0.1)
-    detail = "; ".join(f"{n}: {s}" for n, s in last.items())
-    raise SetupError(f"no leader within {timeout:.0f} s of start ({detail})")
-
-
 def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
             progress: Any = None) -> RunOutcome:
-    """Run the test described by a prepared config (see `prepare`). Returns the outcome."""
-    from chaos.history.writer import HistoryWriter
-    from chaos.liveness import ClusterDown, Liveness
-    from chaos.monitor import Monitor
-    from chaos.nemesis import Nemesis, NemesisContext, wait_until
-    from chaos.recorder import Recorder
-    from chaos.workload import WorkloadRunner
+    """Run the test described by a prepared config (see `prepare`). Returns the outcome.
+
+    The phases are chaos.phases.PHASES, in order: runtime setup, net setup, nodes start,
+    first leader, cluster setup hook, recorder+monitor+nemesis, workload, fault schedule,
+    heal, before-final-reads hook, final reads. Each pushes its undo; leaving (the end, an
+    error, Ctrl-C, SIGTERM) unwinds them in reverse with the signals shielded.
+    """
+    from chaos import phases
 
     run_dir = store.new_run_dir(cfg.store, cfg.name)
     config = {"config": cfg.to_dict(), "target_ref": target_ref, "versions": store.versions(),
               "argv": sys.argv}
     store.write_json(run_dir / "config.json", config)
-    names = _node_names(cfg)
-    rng = random.Random(cfg.seed)
+    run = phases.RunState(cfg, target, target_ref, workload, run_dir, _node_names(cfg),
+                          _make_runtime(cfg, target, progress), progress,
+                          rng=random.Random(cfg.seed))
     interrupted = False
-    nemesis: Nemesis | None = None
-    recorder = monitor = runner = None
-    runtime = _make_runtime(cfg, target, progress)
-
-    with _signals(), contextlib.ExitStack() as cleanup:
+    with _signals(), contextlib.ExitStack() as undo:
         try:
-            cleanup.callback(runtime.teardown)  # first in, last out; safe before setup too
-            runtime.setup(names, str(run_dir))
-            runtime.check_binaries(target.binaries)
-            ports = {n: runtime.node_ports(n, target.ports) for n in names}
-            real = Endpoints({n: {name: Addr(runtime.host(n), port)
-                                  for name, port in ports[n].items()} for n in names})
-            net = _setup_net(cfg, runtime, real)
-            cleanup.callback(net.close)  # proxies deleted, nat/DROP rules removed
-            node_cfgs = {
-                n: NodeConfig(name=n, listen=Addr(runtime.listen_host(n), ports[n][MAIN]),
-                              peers={p: net.peer(n, p) for p in names if p != n},
-                              peer_ports=net.peer_ports(n),
-                              data_dir=runtime.data_dir(n), options=dict(cfg.target_options),
-                              advertise=real[n], ports=dict(ports[n]),
-                              advertise_ports=dict(real.ports[n]),
-                              nodes=tuple(names), code_root=runtime.code_root(n),
-                              python=runtime.python(n))
-                for n in names}
-            started: set[str] = set()
-
-            def start_node(n: str, service: str | None = None) -> None:
-                """First start, and restarts after a kill (restart=True): the node's services
-                in order, or only the named one."""
-                node_cfg = dataclasses.replace(node_cfgs[n], restart=n in started)
-                for svc in target.services(node_cfg):
-                    if service is None or svc.name == service:
-                        runtime.start(n, svc)
-                started.add(n)
-
-            for n in names:
-                start_node(n)
-            _wait_for_leader(target, real, 30.0, runtime)
-
-            t0 = time.monotonic_ns()
-            writer = HistoryWriter(run_dir / "history.jsonl")
-            recorder = Recorder(writer, t0)
-            cleanup.callback(recorder.close)
-            monitor = Monitor(target, real, recorder.local("monitor"))
-            monitor.start()
-            cleanup.callback(monitor.stop)
-            nemesis = Nemesis(NemesisContext(
-                runtime=runtime, net=net.faults, nodes=names, leader=monitor.leader,
-                restart=start_node, evidence=net.evidence,
-                rng=rng, record=recorder.local("nemesis").record))
-            cleanup.callback(lambda: nemesis.heal_all(record=False))
-            runner = WorkloadRunner(
-                target, net.client_endpoints(), cfg.target_options, workload,
-                recorder, concurrency=cfg.concurrency, rate=cfg.rate, seed=cfg.seed,
-                op_timeout=cfg.op_timeout, target_ref=target_ref,
-                placed=([net.client_endpoints(n) for n in names]
-                        if cfg.client_placement == "node" else None))
-            runner.start()
-            cleanup.callback(lambda: runner.stop(timeout=cfg.op_timeout + 2))
-
-            start = time.monotonic()
-            live = Liveness(runtime, names, monitor, nemesis, recorder)  # chaos.liveness
-
-            def tick() -> None:
-                live.tick()  # raises ClusterDown (recorded in the history): every node is gone
-                if progress:
-                    progress.update(time.monotonic() - start, recorder, nemesis)
-
-            try:
-                for spec in cfg.schedule or []:
-                    wait_until(start + spec.start_s, tick)
-                    nemesis.start(spec)
-                    wait_until(start + spec.stop_s, tick)
-                    nemesis.stop(spec)
-                wait_until(start + cfg.time_limit, tick)
-            except ClusterDown:  # the load phase ends early; the verdict will say why
-                if progress:
-                    progress.phase("the cluster is down: load phase ended early")
-            nemesis.heal_all()
-            runner.stop(timeout=cfg.op_timeout + 2)
-            if progress:
-                progress.phase("quiescence and final reads")
-            runner.run_final(names, cfg.quiesce)
-            monitor.stop()
+            for phase in phases.PHASES:
+                phase(run, undo)
         except (KeyboardInterrupt, _Terminated):
             interrupted = True
-            if progress:
-                progress.phase("interrupted: healing faults and stopping nodes")
+            run.say("interrupted: healing faults and stopping nodes")
         finally:
             with _shielded():
                 if progress:
                     progress.close()
-                if nemesis is not None and interrupted:
+                if run.nemesis is not None and interrupted:
                     with contextlib.suppress(Exception):
-                        nemesis.heal_all()
-                with contextlib.suppress(Exception):
-                    for n in names:
-                        runtime.collect_logs(n, str(run_dir / "nodes" / n))
-                cleanup.close()
+                        run.nemesis.heal_all()
+                undo.close()
 
-    unverified = list(nemesis.unverified) if nemesis else []
-    if recorder is not None:
+    unverified = list(run.nemesis.unverified) if run.nemesis else []
+    if run.recorder is not None:
         # A worker that died without handing over its last ops may have lost an invoke: the
         # history is incomplete, so the verdict cannot be "valid".
         unverified += [f"client worker {s} ended without delivering all its ops"
-                       for s in recorder.stats().lost_sources]
+                       for s in run.recorder.stats().lost_sources]
     if interrupted:
         return RunOutcome(run_dir, "unknown", ExitCode.UNKNOWN, None, interrupted=True,
                           unverified=unverified)
@@ -369,18 +264,22 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
 
 def check_run(run_dir: Path, workload: Any, unverified: list[str],
               config: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
-    """Check a finished run's history; write results.json and report.html; return both."""
+    """Check a finished run's history; write results.json (chaos.report.results'
+    results_document) and report.html; return the document and the history."""
     from chaos.checkers import run_checkers, select_checkers
-    from chaos.checkers.base import merge_valid
     from chaos.history.reader import read_history
+    from chaos.report.results import results_document
 
     history = read_history(run_dir / "history.jsonl")
     names = list(dict.fromkeys(list(getattr(workload, "checkers", [])) + ["dual-leaders"]))
     checkers = select_checkers(history, names)
-    results = run_checkers(history, checkers, {"out_dir": str(run_dir)})
-    if unverified:
-        results["valid"] = merge_valid([results["valid"], "unknown"])
-        results["unverified_faults"] = unverified
+    expects_finals = False
+    with contextlib.suppress(Exception):  # does the workload take final reads? (evidence)
+        expects_finals = bool(list(workload.final_ops(["n1"])))
+    outcome = run_checkers(history, checkers, {"out_dir": str(run_dir),
+                                               "final_reads_expected": expects_finals})
+    results = results_document(outcome, history=history, path=str(run_dir / "history.jsonl"),
+                               fmt="jsonl", run_dir=str(run_dir), unverified=unverified)
     store.write_json(run_dir / "results.json", results)
     with contextlib.suppress(ImportError):
         from chaos.report import render

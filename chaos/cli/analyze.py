@@ -57,7 +57,8 @@ def _status(text: str | None) -> None:
 def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
                 opts: dict[str, Any]) -> tuple[dict[str, Any], History, str]:
     """Load and check one history; returns (json-able outcome, history, format used)."""
-    from chaos.checkers import INFORMATIONAL, run_checkers, select_checkers  # heavy: import late
+    from chaos.checkers import run_checkers, select_checkers  # heavy: import late
+    from chaos.report.results import results_document
 
     used = detect(path) if fmt == "auto" else fmt
     _status(f"reading {path} ({used})...")
@@ -73,15 +74,9 @@ def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
     finally:
         gc.unfreeze()  # leave the collector as we found it (tests run many analyses)
         _status(None)
-    results = {name: (r.to_dict() if hasattr(r, "to_dict") else r)
-               for name, r in outcome["results"].items()}
-    warnings = list(history.warnings)
-    valid = outcome["valid"]
-    if not set(checkers) - INFORMATIONAL:  # run_checkers already said unknown; say why
-        warnings.append("no checker applies to the ops in this history (perf only measures, it does not judge)")
-    doc = {"path": str(path), "history": history.source, "format": used,
-           "valid": valid, "ops": len(history.pairs), "warnings": warnings,
-           "results": results}
+    # the results document (one shape: results.json of a run, chaos run --json, this); when
+    # no checker applies, run_checkers' reasons say so
+    doc = results_document(outcome, history=history, path=str(path), fmt=used)
     return doc, history, used
 
 

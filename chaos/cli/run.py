@@ -36,9 +36,10 @@ def _range(field: str) -> str:
 @click.option("--workload", default="register", show_default=True,
               help="register (read/write/cas: stale reads, linearizability) | set (add/read: "
                    "lost writes).")
-@click.option("--runtime", default="local", show_default=True,
+@click.option("--runtime", default=None,
               help="Where nodes run: local (processes here) | docker (one container per node) "
-                   "| ssh (hosts of --nodes-file).")
+                   "| ssh (hosts of --nodes-file). Default: the target's default_runtime "
+                   "(local for kvlite).")
 @click.option("--net", "net", default="auto", show_default=True,
               type=click.Choice(["auto", "proxy", "transparent", "iptables", "none"]),
               help="Network fault backend (auto: the best the target and runtime allow; "
@@ -124,14 +125,15 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
                    f"{len(cfg.schedule or [])} faults over {cfg.time_limit:g} s", err=True)
     outcome = runmod.execute(cfg, tgt, ref, wl, progress=progress)
     if as_json:
+        from chaos.report.results import results_document
         from chaos.store import dumps_json
 
-        click.echo(dumps_json({"run_dir": str(outcome.run_dir), "valid": outcome.valid,
-                               "exit_code": int(outcome.exit_code),
-                               "interrupted": outcome.interrupted,
-                               "unverified_faults": outcome.unverified,
-                               "warnings": warnings,
-                               "results": outcome.results}).decode())
+        # the results document (one shape: results.json, chaos analyze --json, this)
+        doc = outcome.results or results_document(
+            None, run_dir=str(outcome.run_dir), interrupted=outcome.interrupted,
+            unverified=outcome.unverified)
+        doc = {**doc, "warnings": warnings + [w for w in doc["warnings"] if w not in warnings]}
+        click.echo(dumps_json(doc).decode())
     else:
         _print_verdict(outcome, warnings)
     return int(outcome.exit_code)
