@@ -1,0 +1,259 @@
+"""The phases of one test, in order (Jepsen's `run!`); chaos.run.execute runs them.
+
+Each phase is a function `phase(run, undo)`: it does one step and pushes on `undo` (an
+ExitStack) whatever takes that step back, so leaving the test at any point (an error, Ctrl-C,
+SIGTERM, the end) undoes exactly what was done, in reverse: the workload stops, the faults
+heal, the monitor and recorder stop, the cluster hooks' teardown runs, the nodes' logs are
+collected and the nodes killed, the net layer removes its proxies and rules, the runtime
+removes what it made.
+
+What a node is told comes from the runtime (addresses, ports, data dir, code root,
+interpreter) and the net layer (how it dials each peer): `node_config` below is the one place
+a NodeConfig is filled in.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaos.errors import SetupError
+from chaos.target import (MAIN, Addr, Cluster, Endpoints, NodeConfig, StatusError, Target,
+                          check_status)
+
+#: how long the cluster has to elect its first leader after the nodes started
+LEADER_TIMEOUT = 30.0
+#: how long `before_final_reads` may take (a replica catching up after the last heal)
+FINAL_READS_HOOK_TIMEOUT = 60.0
+
+
+@dataclass
+class RunState:
+    """The state the phases share: the inputs, then what each phase made."""
+
+    cfg: Any                     # chaos.run.RunConfig
+    target: Target
+    target_ref: str
+    workload: Any
+    run_dir: Path
+    names: list[str]
+    runtime: Any                 # chaos.runtime.base.Runtime
+    progress: Any = None
+    rng: random.Random = field(default_factory=random.Random)
+    real: Endpoints | None = None
+    net: Any = None              # chaos.net.base.NetSetup
+    configs: dict[str, NodeConfig] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+    recorder: Any = None
+    monitor: Any = None
+    nemesis: Any = None
+    runner: Any = None
+
+    def say(self, line: str) -> None:
+        if self.progress:
+            self.progress.phase(line)
+
+    def cluster(self) -> Cluster:
+        """The view the cluster hooks get (real addresses, commands on the nodes' hosts)."""
+        assert self.real is not None
+        return Cluster(nodes=list(self.names), endpoints=self.real,
+                       options=dict(self.cfg.target_options),
+                       run=lambda node, cmd, timeout=30.0: self.runtime.run(node, cmd, timeout),
+                       data_dir=self.runtime.data_dir)
+
+    def start_node(self, node: str, service: str | None = None) -> None:
+        """First start, and restarts after a kill (NodeConfig.restart=True): the node's
+        services in order, or only the named one. Also the nemesis' restart callback."""
+        config = dataclasses.replace(self.configs[node], restart=node in self.started)
+        for svc in self.target.services(config):
+            if service is None or svc.name == service:
+                self.runtime.start(node, svc)
+        self.started.add(node)
+
+
+def node_config(run: RunState, node: str, ports: dict[str, int]) -> NodeConfig:
+    """Everything `node` is told (chaos.target.NodeConfig), from the runtime and the net."""
+    rt, real, net = run.runtime, run.real, run.net
+    assert real is not None
+    return NodeConfig(
+        name=node, listen=Addr(rt.listen_host(node), ports[MAIN]),
+        peers={p: net.peer(node, p) for p in run.names if p != node},
+        peer_ports=net.peer_ports(node), data_dir=rt.data_dir(node),
+        options=dict(run.cfg.target_options), advertise=real[node], ports=dict(ports),
+        advertise_ports=dict(real.ports[node]), nodes=tuple(run.names),
+        code_root=rt.code_root(node), python=rt.python(node))
+
+
+# -- the phases, in order ------------------------------------------------------------------
+
+def runtime_setup(run: RunState, undo: contextlib.ExitStack) -> None:
+    """Hosts or containers for every node; the target's binaries checked on them."""
+    undo.callback(run.runtime.teardown)  # first in, last out; safe before setup too
+    run.say(f"runtime {run.runtime.name}: {len(run.names)} nodes")
+    run.runtime.setup(run.names, str(run.run_dir))
+    run.runtime.check_binaries(run.target.binaries)
+
+
+def net_setup(run: RunState, undo: contextlib.ExitStack) -> None:
+    """Each node's named ports, and the net layer between them (proxies, nat/DROP rules)."""
+    from chaos import run as chaos_run
+
+    rt = run.runtime
+    ports = {n: rt.node_ports(n, run.target.ports) for n in run.names}
+    run.real = Endpoints({n: {name: Addr(rt.host(n), port) for name, port in ports[n].items()}
+                          for n in run.names})
+    run.net = chaos_run._setup_net(run.cfg, rt, run.real)
+    undo.callback(run.net.close)  # proxies deleted, nat/DROP rules removed
+    run.configs = {n: node_config(run, n, ports[n]) for n in run.names}
+
+
+def start_nodes(run: RunState, undo: contextlib.ExitStack) -> None:
+    """Every node's services, in order, each ready before the next starts."""
+    run.say("starting nodes")
+    undo.callback(_stop_nodes, run)
+    for node in run.names:
+        run.start_node(node)
+
+
+def _stop_nodes(run: RunState) -> None:
+    """Collect each node's files (its outputs and logs), then kill it."""
+    for node in run.names:
+        with contextlib.suppress(Exception):
+            run.runtime.collect_logs(node, str(run.run_dir / "nodes" / node))
+        with contextlib.suppress(Exception):
+            run.runtime.kill(node)
+
+
+def wait_for_leader(run: RunState, undo: contextlib.ExitStack) -> None:
+    """Until one node says it leads; the first answers are held to the status contract."""
+    assert run.real is not None
+    deadline = time.monotonic() + LEADER_TIMEOUT
+    last: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for node in run.names:
+            if not run.runtime.is_running(node):
+                raise SetupError(f"node {node} exited during start-up; see its output in "
+                                 f"{run.runtime.data_dir(node)}")
+            try:
+                raw = run.target.status(node, run.real, 0.5)
+            except Exception as exc:  # noqa: BLE001 - not answering yet
+                last[node] = f"{type(exc).__name__}: {exc}"
+                continue
+            try:
+                status = check_status(node, raw)
+            except StatusError as exc:
+                raise SetupError(f"target {run.target.name}: {exc}") from None
+            last[node] = str(status)[:200]
+            if status["role"] == "leader":
+                return
+        time.sleep(0.1)
+    detail = "; ".join(f"{n}: {s}" for n, s in last.items())
+    raise SetupError(f"no leader within {LEADER_TIMEOUT:.0f} s of start ({detail})")
+
+
+def setup_cluster(run: RunState, undo: contextlib.ExitStack) -> None:
+    """The target's cluster hook (e.g. create a database); its teardown is pushed first, so
+    a half-done setup is torn down too."""
+    undo.callback(_teardown_cluster, run)
+    run.target.setup_cluster(run.cluster())
+
+
+def _teardown_cluster(run: RunState) -> None:
+    try:
+        run.target.teardown_cluster(run.cluster())
+    except Exception as exc:  # noqa: BLE001 - best effort: never hides the verdict
+        print(f"chaos: target {run.target.name}: teardown_cluster failed: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def record(run: RunState, undo: contextlib.ExitStack) -> None:
+    """The recorder (history.jsonl as ops happen), the monitor and the nemesis."""
+    from chaos.history.writer import HistoryWriter
+    from chaos.monitor import Monitor
+    from chaos.nemesis import Nemesis, NemesisContext
+    from chaos.recorder import Recorder
+
+    assert run.real is not None
+    run.recorder = Recorder(HistoryWriter(run.run_dir / "history.jsonl"), time.monotonic_ns())
+    undo.callback(run.recorder.close)
+    run.monitor = Monitor(run.target, run.real, run.recorder.local("monitor"))
+    run.monitor.start()
+    undo.callback(run.monitor.stop)
+    run.nemesis = Nemesis(NemesisContext(
+        runtime=run.runtime, net=run.net.faults, nodes=run.names, leader=run.monitor.leader,
+        restart=run.start_node, evidence=run.net.evidence, rng=run.rng,
+        record=run.recorder.local("nemesis").record))
+    undo.callback(lambda: run.nemesis.heal_all(record=False))
+
+
+def start_workload(run: RunState, undo: contextlib.ExitStack) -> None:
+    """The clients, through the net layer's client->node links."""
+    from chaos.workload import WorkloadRunner
+
+    cfg = run.cfg
+    run.runner = WorkloadRunner(
+        run.target, run.net.client_endpoints(), cfg.target_options, run.workload,
+        run.recorder, concurrency=cfg.concurrency, rate=cfg.rate, seed=cfg.seed,
+        op_timeout=cfg.op_timeout, target_ref=run.target_ref,
+        placed=([run.net.client_endpoints(n) for n in run.names]
+                if cfg.client_placement == "node" else None))
+    run.runner.start()
+    undo.callback(lambda: run.runner.stop(timeout=cfg.op_timeout + 2))
+
+
+def run_schedule(run: RunState, undo: contextlib.ExitStack) -> None:
+    """The fault schedule on this (main) thread until the time limit; the liveness watcher
+    ends it early when the whole cluster is gone (chaos.liveness)."""
+    from chaos.liveness import ClusterDown, Liveness
+    from chaos.nemesis import wait_until
+
+    start = time.monotonic()
+    live = Liveness(run.runtime, run.names, run.monitor, run.nemesis, run.recorder)
+
+    def tick() -> None:
+        live.tick()  # raises ClusterDown (recorded in the history): every node is gone
+        if run.progress:
+            run.progress.update(time.monotonic() - start, run.recorder, run.nemesis)
+
+    try:
+        for spec in run.cfg.schedule or []:
+            wait_until(start + spec.start_s, tick)
+            run.nemesis.start(spec)
+            wait_until(start + spec.stop_s, tick)
+            run.nemesis.stop(spec)
+        wait_until(start + run.cfg.time_limit, tick)
+    except ClusterDown:  # the load phase ends early; the verdict will say why
+        run.say("the cluster is down: load phase ended early")
+
+
+def heal(run: RunState, undo: contextlib.ExitStack) -> None:
+    """Every fault healed (recorded), then the clients stopped."""
+    run.nemesis.heal_all()
+    run.runner.stop(timeout=run.cfg.op_timeout + 2)
+
+
+def before_final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
+    """Quiescence, then the target's hook (e.g. replicas catch up); only when the workload
+    takes final reads."""
+    if not list(run.workload.final_ops(list(run.names))):
+        return
+    run.say("quiescence and final reads")
+    if run.cfg.quiesce > 0:
+        time.sleep(run.cfg.quiesce)
+    run.target.before_final_reads(run.cluster(), FINAL_READS_HOOK_TIMEOUT)
+
+
+def final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
+    """The workload's final ops (routed by op["node"]), then the monitor stops."""
+    run.runner.run_final(run.names, 0)
+    run.monitor.stop()
+
+
+#: Jepsen's run!, in order; teardown is the reverse of whatever ran
+PHASES = (runtime_setup, net_setup, start_nodes, wait_for_leader, setup_cluster, record,
+          start_workload, run_schedule, heal, before_final_reads, final_reads)
