@@ -63,7 +63,8 @@ class Liveness:
         try:
             return bool(self.runtime.is_running(node)), "not running"
         except Exception as exc:  # noqa: BLE001 - a removed container cannot even be asked
-            return False, f"gone ({type(exc).__name__}: {str(exc)[:80]})"
+            return False, f"gone (the runtime cannot reach it: {type(exc).__name__}: " \
+                          f"{' '.join(str(exc).split())[:60]})"
 
     # -- the tick ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -97,8 +98,11 @@ class Liveness:
         ours = sorted(n for n in down if n in killed)
         theirs = sorted(n for n in down if n not in killed)
         since = min(self.down_since[n] for n in theirs)
-        how = sorted({down[n] for n in theirs})
-        text = (f"every node is down: {', '.join(theirs)} {' / '.join(how)} since "
+        kinds = {down[n].split(" (")[0] for n in theirs}
+        how = " / ".join(sorted(kinds))
+        detail = next((down[n][down[n].index("("):] for n in theirs if "(" in down[n]), "")
+        text = (f"every node is down: {', '.join(theirs)} {how}{' ' + detail if detail else ''} "
+                f"since "
                 f"{since / NS_PER_S:.3f} s (last monitor answer at "
                 f"{self.last_answer_ns / NS_PER_S:.3f} s), not killed by the nemesis (nothing "
                 f"will restart them)")

@@ -140,7 +140,7 @@ def test_removed_containers_count_as_down_and_say_so():
     clock.t += 0.2
     with pytest.raises(ClusterDown) as ei:
         live.tick()
-    assert "gone (RuntimeError: no such container" in str(ei.value)
+    assert "n1, n2, n3 gone (the runtime cannot reach it: RuntimeError: no such container" in str(ei.value)
 
 
 def test_running_but_silent_for_longer_than_the_limit_is_dead_unless_paused_by_the_nemesis():
@@ -277,6 +277,7 @@ def test_local_nodes_sigkilled_mid_run_end_early_unknown(tmp_path):
 @pytest.mark.integration
 def test_docker_containers_removed_mid_run_end_early_unknown(tmp_path):
     import docker
+    import docker.errors
 
     store = tmp_path / "store"
     limit = 20
@@ -284,19 +285,26 @@ def test_docker_containers_removed_mid_run_end_early_unknown(tmp_path):
                   "--runtime", "docker", "--seed", "3", "--quiesce", "1")
     client = docker.from_env()
     try:
-        def node_containers() -> list[Any]:
-            found = client.containers.list(filters={"label": "chaos.node"})
-            mine = [c for c in found if str(store.resolve()) in json.dumps(c.labels)
-                    or c.labels.get("chaos.test", "") in "".join(p.name for p in
-                                                                  store.glob("*/*"))]
+        def node_containers() -> list[str]:
+            """Ids of this run's node containers: they carry the run's SSH public key."""
+            keys = {p.read_text().strip() for p in store.glob("*/*/ssh/id_ed25519.pub")}
+            mine = []
+            for c in client.api.containers(filters={"label": "chaos.node"}):
+                try:
+                    env = client.api.inspect_container(c["Id"])["Config"]["Env"] or []
+                except docker.errors.NotFound:  # another test's container, just removed
+                    continue
+                if any(e.split("=", 1)[-1].strip() in keys for e in env
+                       if e.startswith("CHAOS_AUTHORIZED_KEY=")):
+                    mine.append(c["Id"])
             return mine if len(mine) >= 3 else []
 
         _poll("client load (100 ok ops)", lambda: _ok_ops(store) >= 100, 400, proc)
         t_up = time.monotonic()
         _poll("~5 s of load", lambda: time.monotonic() - t_up >= 5, 30, proc)
         containers = _poll("three node containers", node_containers, 30, proc)
-        for c in containers:
-            c.remove(force=True)
+        for cid in containers:
+            client.api.remove_container(cid, force=True)
         code, out, err = _finish(proc, 240)
     finally:
         client.close()
