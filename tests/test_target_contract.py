@@ -153,3 +153,75 @@ def test_noop_target_status_is_valid_and_names_one_leader():
     assert roles == ["leader", "follower"]
     assert t.services(_cfg()) == [Service(MAIN, ["sleep", "86400"], ready_port=None)]
     assert t.client(ends, {}).invoke({"f": "write", "value": 3}) == {"type": "ok", "value": 3}
+
+
+def test_chaos_run_defaults_to_the_targets_runtime(tmp_path):
+    from chaos.run import RunConfig, prepare
+
+    f = _write(tmp_path, MINIMAL.replace('name = "mini"', 'name = "mini"\n    default_runtime = "docker"'))
+    cfg = RunConfig(target=f, nemesis=[], time_limit=5, store=str(tmp_path))
+    prepare(cfg)
+    assert cfg.runtime == "docker"
+    cfg = RunConfig(target=f, runtime="local", nemesis=[], time_limit=5, store=str(tmp_path))
+    prepare(cfg)
+    assert cfg.runtime == "local"
+
+
+class _Source:
+    def __init__(self):
+        self.ops = []
+
+    def record(self, op):
+        self.ops.append(op)
+        return op
+
+
+def test_monitor_records_a_bad_status_naming_the_key_and_orders_any_term():
+    from chaos.monitor import Monitor
+
+    class T(NoopTarget):
+        answers = {"n1": {"role": "master"}, "n2": {"role": "leader", "term": "0000000b"},
+                   "n3": {"role": "leader", "term": "0000000a"}}
+
+        def status(self, node, endpoints, timeout):
+            assert isinstance(endpoints, Endpoints)
+            return self.answers[node]
+
+    src = _Source()
+    ends = {n: Addr("127.0.0.1", 1) for n in ("n1", "n2", "n3")}
+    m = Monitor(T(), ends, src)
+    m.poll_once()
+    bad = [o for o in src.ops if o["node"] == "n1" and o["type"] != "invoke"]
+    assert bad[0]["type"] == "info" and "bad status" in bad[0]["error"]
+    assert "'role' = 'master'" in bad[0]["error"]
+    assert m.leader() == "n2" and m.latest["n1"] is None     # str terms compare
+    T.answers["n3"] = {"role": "leader", "term": [3, 1]}
+    T.answers["n2"] = {"role": "leader", "term": [2, 9]}
+    m.poll_once()
+    assert m.leader() == "n3"
+
+
+BAD_STATUS = '''
+from chaos.target import NoopTarget
+
+class BadStatus(NoopTarget):
+    name = "bad-status"
+    def status(self, node, endpoints, timeout):
+        return {"role": "primary", "term": 1}
+'''
+
+
+@pytest.mark.integration
+def test_a_bad_status_at_start_up_is_a_setup_error_naming_the_key(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    f = _write(tmp_path, BAD_STATUS)
+    proc = subprocess.run([sys.executable, "-m", "chaos", "run", "--target", f, "--nemesis", "",
+                           "--time-limit", "2", "--store", str(tmp_path / "store")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "status of n1: key 'role' = 'primary'" in proc.stderr
+    assert "Traceback" not in proc.stderr
