@@ -28,6 +28,7 @@ from chaos.control.remote import RemoteNodeControl, RemoteProcesses, code_archiv
 from chaos.control.ssh import SshSession, ensure_keypair, load_key
 from chaos.errors import ChaosError, SetupError
 from chaos.runtime.base import NAT, OWN_ADDRESS, ProxyPlacement
+from chaos.runtime.owner import controller_labels
 from chaos.target import Service
 
 MANAGED = "chaos.managed"
@@ -155,7 +156,7 @@ class DockerRuntime(RemoteNodeControl):
             self._key = load_key(key_path)
             self._network = self.client.networks.create(
                 self.network_name, driver="bridge", check_duplicate=True,
-                labels={MANAGED: "1", TEST: self.test_id},
+                labels={MANAGED: "1", TEST: self.test_id, **controller_labels()},
             )
             self._order = list(nodes)
             self._code = code_archive()
@@ -173,7 +174,7 @@ class DockerRuntime(RemoteNodeControl):
         container = self.client.containers.run(
             self.image, detach=True, name=f"{self.network_name}-{node}", hostname=node,
             network=self.network_name, init=True,
-            labels={MANAGED: "1", TEST: self.test_id, NODE: node},
+            labels={MANAGED: "1", TEST: self.test_id, NODE: node, **controller_labels()},
             environment={"CHAOS_AUTHORIZED_KEY": self._pubkey},
             cap_add=["NET_ADMIN"] if self.net_admin else None,
         )
