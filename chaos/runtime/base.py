@@ -161,4 +161,14 @@ def wait_ready(rt: Runtime, node: str, service: Service, port: int | None) -> No
     tail = rt.run(node, f"tail -c 600 {service.name}.out 2>/dev/null", timeout=15).out.strip()
     tail = " | ".join(tail.splitlines()[-6:])
     raise SetupError(f"node {node}: service {service.name} {why}; output "
-                     f"({rt.data_dir(node)}/{service.name}.out): {tail or 'empty'}")
+                     f"({output_path(rt, node, service.name)}): {tail or 'empty'}")
+
+
+def output_path(rt: Runtime, node: str, service: str) -> str:
+    """Where a user finds a service's output after the run: the copy collected into the run
+    directory (<store>/nodes/<node>/) when the runtime's own data dir goes away with it (a
+    docker container: `stored_logs`), else the file in the node's data dir."""
+    stored = getattr(rt, "stored_logs", None)
+    if stored:
+        return f"{stored}/nodes/{node}/{service}.out"
+    return f"{rt.data_dir(node)}/{service}.out"

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from chaos.control.remote import RemoteNodeControl, RemoteProcesses, code_archive, parallel
@@ -150,6 +151,9 @@ class DockerRuntime(RemoteNodeControl):
         """Network, containers, SSH and code for `nodes`; on any failure nothing is left."""
         import docker.errors
 
+        #: the run directory node files are collected into before the containers go (named
+        #: in start-up errors: the data dir inside a container is gone by then)
+        self.stored_logs = str(Path(store_dir).resolve())
         try:
             self._ensure_image()
             key_path, self._pubkey = ensure_keypair(store_dir)
