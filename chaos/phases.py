@@ -138,7 +138,7 @@ def wait_for_leader(run: RunState, undo: contextlib.ExitStack) -> None:
         for node in run.names:
             if not run.runtime.is_running(node):
                 raise SetupError(f"node {node} exited during start-up; see its output in "
-                                 f"{run.runtime.data_dir(node)}")
+                                 f"{run.run_dir / 'nodes' / node} (collected there at teardown)")
             try:
                 raw = run.target.status(node, run.real, 0.5)
             except Exception as exc:  # noqa: BLE001 - not answering yet
