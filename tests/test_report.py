@@ -27,7 +27,7 @@ from chaos.history.model import History
 from chaos.report import build_context, render, write_junit
 from chaos.report.plots import ClientOps, bin_width, sample_indexes
 from chaos.report.results import normalize_results
-from chaos.report.timeline import fault_windows, leader_overlaps, role_runs
+from chaos.report.timeline import fault_windows, leader_overlaps, lanes
 
 REPO = Path(__file__).resolve().parent.parent
 S = 1_000_000_000  # ns per second
@@ -181,13 +181,12 @@ def test_heal_closes_partition_and_failed_start_opens_nothing():
 
 
 def test_leader_overlap_found_and_absent():
-    runs = role_runs(make_history())
-    overlaps = leader_overlaps(runs)
+    overlaps = leader_overlaps(make_history())
     assert len(overlaps) == 1
     o = overlaps[0]
     assert abs(o.start / S - 3.5) < 0.01 and abs(o.end / S - 6.0) < 0.01
     assert sorted(n for n, _ in o.leaders) == ["n1", "n2"] and not o.same_term
-    assert leader_overlaps(role_runs(make_history(faults=False))) == []
+    assert leader_overlaps(make_history(faults=False)) == []
 
 
 def test_same_term_overlap_is_flagged():
@@ -198,7 +197,7 @@ def test_same_term_overlap_is_flagged():
                      "time": k * 100},
                     {"process": "monitor", "type": "ok", "f": "status", "node": node,
                      "time": k * 100 + 1, "value": {"role": "leader", "term": 7}}]
-    (o,) = leader_overlaps(role_runs(History.from_ops(ops)))
+    (o,) = leader_overlaps(History.from_ops(ops))
     assert o.same_term
 
 
@@ -481,3 +480,25 @@ def test_render_1m_ops(tmp_path):
     elapsed = time.perf_counter() - t0
     print(f"render of 1M-op history: {elapsed:.2f}s")
     assert elapsed < 30
+
+
+def test_report_timelines_are_the_checkers():
+    """One home: the report's leader bars are dual-leaders' intervals, its overlaps the
+    checker's overlap windows, its shaded faults perf's windows (no copies that disagree)."""
+    from chaos.checkers import run_checkers, select_checkers
+    from chaos.history.faults import fault_windows as shared_windows
+    from chaos.history.leadership import leader_intervals
+
+    h = make_history()
+    bars = sorted((r.node, r.start, r.end) for r in lanes(h) if r.role == "leader")
+    assert bars == sorted((iv.node, iv.start, iv.end) for iv in leader_intervals(h))
+    out = run_checkers(h, select_checkers(h, ["dual-leaders", "perf"]))
+    warned = [a.details for a in out["results"]["dual-leaders"].anomalies
+              if a.kind == "overlapping-leaders"]
+    assert [(o.start, o.end) for o in leader_overlaps(h)] == \
+        [(d["window_start"], d["window_end"]) for d in warned]
+    perf = out["results"]["perf"].stats["fault_windows"]
+    assert [(w.kind, w.start / 1e9) for w in fault_windows(h)] == \
+        [(w["kind"], w["start_s"]) for w in perf]
+    assert [(w.start, w.end) for w in fault_windows(h)] == \
+        [(w.start, w.end) for w in shared_windows(h)]

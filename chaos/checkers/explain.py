@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from chaos.checkers.base import Anomaly
-from chaos.history.faults import FaultWindow, fault_windows, overlapping
+from chaos.history.faults import FaultWindow, describe, fault_windows, overlapping
 from chaos.history.leadership import LeaderInterval, leader_intervals, leaders_at
 from chaos.history.model import History
 
@@ -34,24 +34,9 @@ def _sides(value: Any) -> list[list[Any]] | None:
 
 
 def _describe(w: FaultWindow) -> str:
-    """A fault in a few words, from the fields the nemesis records: partition groups,
-    node(s), latency ms/jitter_ms; other values are shown compactly, bookkeeping left out."""
-    v = w.value
-    sides = _sides(v)
-    if sides is not None:
-        return "partition " + " | ".join(",".join(map(str, s)) for s in sides)
-    if isinstance(v, dict):
-        nodes = v.get("node", v.get("nodes"))
-        if nodes:
-            return f"{w.kind} {','.join(map(str, nodes)) if isinstance(nodes, list) else nodes}"
-        if "ms" in v:
-            jitter = f"±{v['jitter_ms']}" if v.get("jitter_ms") else ""
-            return f"{w.kind} {v['ms']}{jitter} ms"
-        v = {k: x for k, x in v.items() if k not in ("did", "verified", "chosen")} or None
-    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-        return f"{w.kind} {','.join(v)}"
-    shown = "" if v is None else f" {v!r}"
-    return w.kind + (shown if len(shown) <= 60 else shown[:57] + "...")
+    """A fault in a few words: its kind, then what it did (chaos.history.faults.describe,
+    the describer the report uses too): "partition n1 | n2,n3", "kill n2", "latency 200 ms"."""
+    return f"{w.kind} {describe(w.value, w.node)}".strip()
 
 
 def _leader_text(iv: LeaderInterval) -> str:

@@ -19,12 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from chaos.history.model import OPEN, History
 
 Action = Literal["open", "close", "close-all"]
+
+#: fields the nemesis records for itself, left out when a fault is described
+BOOKKEEPING = frozenset({"did", "verified", "problems", "chosen"})
 
 OPENERS = {"kill": "kill", "pause": "pause", "start": "fault"}
 CLOSERS = {"restart": "kill", "resume": "pause", "stop": "fault"}
@@ -148,3 +153,38 @@ def in_windows(times: np.ndarray, windows: list[FaultWindow]) -> np.ndarray:
 def overlapping(windows: list[FaultWindow], start: int, end: int) -> list[FaultWindow]:
     """The windows that meet [start, end] (e.g. between an acknowledgement and a read)."""
     return [w for w in windows if w.start <= end and w.end >= start]
+
+
+def _join(v: Any) -> str:
+    if isinstance(v, list) and v and all(isinstance(g, list) for g in v):
+        return " | ".join(",".join(map(str, g)) for g in v)
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
+
+
+def describe(value: Any, node: Any = None, limit: int = 60) -> str:
+    """What a fault did, short: "n1 | n2,n3" (partition), "n3" (kill), "200±50 ms" (latency).
+
+    Reads the fields `chaos.nemesis` records (partition, node(s), ms/jitter_ms, shape) and
+    falls back to compact JSON without the nemesis' bookkeeping (did, verified, ...). The
+    report shows it beside the kind; the explanations after it ("partition n1 | n2,n3").
+    """
+    v = value
+    text = None
+    if isinstance(v, dict):
+        for key in ("partition", "nodes", "node", "links"):
+            if v.get(key) not in (None, [], {}, ""):
+                text = _join(v[key])
+                break
+        else:
+            ms = v.get("ms", v.get("latency_ms"))
+            if ms is not None:
+                jitter = v.get("jitter_ms")
+                text = f"{ms}±{jitter} ms" if jitter else f"{ms} ms"
+            else:
+                rest = {k: x for k, x in v.items() if k not in BOOKKEEPING}
+                v = next(iter(rest.values())) if len(rest) == 1 else (rest or None)
+    if text is None:
+        text = (str(node) if node is not None else "") if v is None else _join(v)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -23,7 +23,7 @@ from chaos.report.junit import write_junit
 from chaos.report.plots import (MAX_POINTS, ClientOps, data_uri, latency_png, leadership_png,
                                 throughput_png)
 from chaos.report.results import normalize_results, verdict_word
-from chaos.report.timeline import fault_windows, leader_overlaps, role_runs
+from chaos.report.timeline import fault_windows, lanes, leader_overlaps
 
 __all__ = ["render", "write_junit", "normalize_results", "build_context"]
 
@@ -214,8 +214,8 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
     res = normalize_results(results)
     ops = ClientOps.from_history(history)
     windows = fault_windows(history)
-    runs = role_runs(history, end_time=int(ops.end_s * 1e9))
-    overlaps = leader_overlaps(runs)
+    runs = lanes(history, end_time=int(ops.end_s * 1e9))  # leader bars: the checker's
+    overlaps = leader_overlaps(history)
 
     checkers, marks = _checker_views(res, _OpLookup(history))
     n_anomalies = sum(c["anomaly_count"] for c in checkers)

@@ -1,7 +1,10 @@
 """Time spans a person lines anomalies up against: fault windows and who was leader when.
 
 Both come from the history alone (nemesis and monitor ops), so a report of an imported or
-replayed history shows them the same way as a live run's.
+replayed history shows them the same way as a live run's. They are display views of the one
+home of each timeline: fault windows from chaos.history.faults (what perf and the
+explanations use), leadership intervals and their overlaps from chaos.history.leadership
+(what the dual-leaders checker judges), so the report can never contradict a checker.
 """
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaos.history.faults import classify
+from chaos.history import faults as _faults
+from chaos.history import leadership as _leadership
 from chaos.history.model import OPEN, History
 
 
@@ -52,84 +56,27 @@ class LeaderOverlap:
     start: int
     end: int
     leaders: list[tuple[str, Any]] = field(default_factory=list)  # (node, term)
-
-    @property
-    def same_term(self) -> bool:
-        """Two leaders in one term (or both without a term): election safety broken."""
-        terms = [t for _, t in self.leaders]
-        return len(set(map(repr, terms))) < len(terms)
+    same_term: bool = False  # two of them in one term, or both without: election safety broken
 
 
-def _join(v: Any) -> str:
-    if isinstance(v, list) and v and all(isinstance(g, list) for g in v):
-        return " | ".join(",".join(map(str, g)) for g in v)
-    if isinstance(v, list):
-        return ",".join(map(str, v))
-    return v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
-
-
-def describe_value(value: Any, node: Any = None, limit: int = 60) -> str:
-    """What a fault did, short: "n1 | n2,n3" (partition), "n3" (kill), "200±50 ms" (latency).
-
-    Reads the fields `chaos.nemesis` records (partition, node(s), ms/jitter_ms, shape) and
-    falls back to compact JSON without the bulky "did"/"verified" bookkeeping.
-    """
-    v = value
-    text = None
-    if isinstance(v, dict):
-        for key in ("partition", "nodes", "node", "links"):
-            if v.get(key) not in (None, [], {}, ""):
-                text = _join(v[key])
-                break
-        else:
-            ms = v.get("ms", v.get("latency_ms"))
-            if ms is not None:
-                jitter = v.get("jitter_ms")
-                text = f"{ms}±{jitter} ms" if jitter else f"{ms} ms"
-            else:
-                rest = {k: x for k, x in v.items() if k not in ("did", "verified", "problems")}
-                v = next(iter(rest.values())) if len(rest) == 1 else (rest or None)
-    if text is None:
-        text = (str(node) if node is not None else "") if v is None else _join(v)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+#: what a fault did, short (the one describer, shared with the explanations)
+describe_value = _faults.describe
 
 
 def fault_windows(history: History) -> list[FaultWindow]:
-    """Pair nemesis start/stop ops into windows, ordered by start.
-
-    Which ops open and close windows is chaos.history.faults.classify (the same rule the
-    perf checker and the explanations use). A stop closes all open windows of its kind (a
-    restart brings every killed node back); heal closes all. A start that failed did not
-    happen and opens nothing; a stop that failed closes nothing.
-    """
-    nem = history.nemesis()
-    windows: list[FaultWindow] = []
-    open_by_kind: dict[str, list[FaultWindow]] = {}
-    for row in nem.sort_values("invoke_time", kind="stable").itertuples(index=False):
-        kind = classify(row.f)
-        if kind is None:
-            continue
-        what, k = kind
-        if what == "open":
-            if row.type == "fail":
-                continue
-            done = row.result if isinstance(row.result, dict) and row.result else None
-            outcome = str(row.type)
-            if done is not None and done.get("verified") is False:
-                outcome += " (not verified)"
-            w = FaultWindow(kind=k, start=int(row.invoke_time), end=None,
-                            detail=describe_value(done or row.value, row.node),
-                            start_index=int(row.invoke_index), outcome=outcome)
-            windows.append(w)
-            open_by_kind.setdefault(k, []).append(w)
-        else:
-            if row.type == "fail":  # a stop that failed left the fault on (as perf reads it)
-                continue
-            end = int(row.complete_time if row.complete_time != OPEN else row.invoke_time)
-            for ck in (list(open_by_kind) if what == "close-all" else [k]):
-                for w in open_by_kind.pop(ck, []):
-                    w.end, w.stop_index = end, int(row.invoke_index)
-    return windows
+    """The shared fault windows (chaos.history.faults: the rule perf and the explanations
+    use), with what a person reads: a short detail, the opening op's outcome ("info": may not
+    have applied; "(not verified)" when the nemesis could not confirm it), and end None for a
+    fault never stopped in the history."""
+    out = []
+    for w in _faults.fault_windows(history):
+        outcome = w.type + (" (not verified)" if w.verified is False else "")
+        value = w.value if not (isinstance(w.value, dict) and not w.value) else None
+        out.append(FaultWindow(kind=w.kind, start=w.start, end=w.end if w.closed else None,
+                               detail=describe_value(value, w.node),
+                               start_index=w.ops[0] if w.ops else -1,
+                               stop_index=w.end_op, outcome=outcome))
+    return out
 
 
 def _obs_frame(history: History) -> pd.DataFrame:
@@ -184,33 +131,32 @@ def role_runs(history: History, end_time: int | None = None) -> list[RoleRun]:
     return runs
 
 
-def leader_overlaps(runs: list[RoleRun]) -> list[LeaderOverlap]:
-    """Spans where at least two nodes' leader runs overlap (a sweep over run boundaries)."""
-    events: list[tuple[int, int, RoleRun]] = []
-    for r in runs:
-        if r.role == "leader" and r.end > r.start:
-            events.append((r.start, 1, r))
-            events.append((r.end, 0, r))  # ends sort before starts at the same instant
-    events.sort(key=lambda e: (e[0], e[1]))
-    active: dict[int, RoleRun] = {}
+def lanes(history: History, end_time: int | None = None) -> list[RoleRun]:
+    """What the leadership plot draws: every non-leader role run of role_runs, and as leader
+    runs exactly the dual-leaders checker's intervals (chaos.history.leadership)."""
+    runs = [r for r in role_runs(history, end_time) if r.role != "leader"]
+    runs += [RoleRun(node=str(iv.node), role="leader", term=iv.term, start=iv.start,
+                     end=iv.end) for iv in _leadership.leader_intervals(history)]
+    runs.sort(key=lambda r: (r.node, r.start))
+    return runs
+
+
+def leader_overlaps(history: History) -> list[LeaderOverlap]:
+    """Spans where two or more nodes claimed leadership at once: the dual-leaders checker's
+    overlaps (chaos.history.leadership.leader_overlaps), pairs that meet merged into spans."""
+    pairs = sorted(_leadership.leader_overlaps(_leadership.leader_intervals(history)),
+                   key=lambda o: (o.start, o.end))
     out: list[LeaderOverlap] = []
-    cur: LeaderOverlap | None = None
-    for t, is_start, r in events:
-        if is_start:
-            active[id(r)] = r
-        else:
-            active.pop(id(r), None)
-        nodes = {a.node for a in active.values()}
-        if len(nodes) >= 2:
-            leaders = sorted({(a.node, a.term) for a in active.values()}, key=repr)
-            if cur is None:
-                cur = LeaderOverlap(start=t, end=t, leaders=leaders)
-                out.append(cur)
-            else:
-                for ld in leaders:
-                    if ld not in cur.leaders:
-                        cur.leaders.append(ld)
-        elif cur is not None:
-            cur.end = t
-            cur = None
-    return [o for o in out if o.end > o.start]
+    for o in pairs:
+        who = [(str(o.a.node), o.a.term), (str(o.b.node), o.b.term)]
+        cur = out[-1] if out and o.start <= out[-1].end else None
+        if cur is None:
+            out.append(LeaderOverlap(start=o.start, end=o.end, leaders=who,
+                                     same_term=o.same_term))
+            continue
+        cur.end = max(cur.end, o.end)
+        cur.same_term = cur.same_term or o.same_term
+        for ld in who:
+            if ld not in cur.leaders:
+                cur.leaders.append(ld)
+    return out
