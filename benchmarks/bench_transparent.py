@@ -21,12 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chaos.control.engine import docker_client  # noqa: E402
-from chaos.images import ensure_node_image  # noqa: E402
-from chaos.net.client import ProxyClient  # noqa: E402
-from chaos.net.transparent import TransparentMesh  # noqa: E402
-from chaos.runtime.docker import DockerRuntime  # noqa: E402
-from chaos.target import Addr, Endpoints  # noqa: E402
+from chaos.control.engine import docker_client
+from chaos.images import ensure_node_image
+from chaos.net.client import ProxyClient
+from chaos.net.transparent import TransparentMesh
+from chaos.runtime.docker import DockerRuntime
+from chaos.target import Addr, Endpoints
 
 LOOP = textwrap.dedent("""
     import json, socket, statistics, sys, time

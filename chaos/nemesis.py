@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chaos.errors import SetupError
 from chaos.faults import FAULTS, get
@@ -148,8 +149,8 @@ class Nemesis:
         try:
             problems = self.ctx.evidence.problems()
         except Exception as exc:  # noqa: BLE001 - no evidence is not evidence
-            problems = [f"fault-effect evidence could not be read ({type(exc).__name__}: "
-                        f"{exc}): the network faults are not proven to have acted"]
+            problems = [(f"fault-effect evidence could not be read ({type(exc).__name__}: "
+                         f"{exc}): the network faults are not proven to have acted")]
         if not problems:
             return
         self.unverified += problems

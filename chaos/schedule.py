@@ -35,7 +35,7 @@ class FaultSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FaultSpec":
+    def from_dict(cls, d: dict[str, Any]) -> FaultSpec:
         return cls(kind=d["kind"], start_s=float(d["start_s"]), stop_s=float(d["stop_s"]),
                    params=dict(d.get("params") or {}))
 

@@ -98,7 +98,7 @@ class BypassClient:
 class BypassTarget(BaseTarget):
     name = "bypass"
     workloads = frozenset({"register"})
-    ports = {MAIN: 7000}
+    ports: Mapping[str, int] = {MAIN: 7000}
 
     def start_command(self, node: NodeConfig) -> list[str]:
         return [sys.executable, "-c", NODE, node.name, str(node.listen.port), node.data_dir]

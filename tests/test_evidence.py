@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -116,7 +115,7 @@ def _run(tmp_path, *args: str) -> tuple[int, dict]:
     proc = subprocess.run(
         [sys.executable, "-m", "chaos", "run", "--store", str(tmp_path / "store"), "--json",
          "--quiet", "--seed", "1", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TOXIPROXY_URL": ""})
     try:
         out = json.loads(proc.stdout)

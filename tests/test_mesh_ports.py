@@ -8,7 +8,7 @@ from chaos.net.base import BACKENDS, NetSetup, choose_backend
 from chaos.net.client import ProxyClient
 from chaos.net.echo import EchoServer
 from chaos.net.mesh import Mesh
-from chaos.target import Addr, Endpoints
+from chaos.target import Endpoints
 from tests.test_mesh import talks
 
 NODES = ["n1", "n2", "n3"]

@@ -149,14 +149,14 @@ def choose_backend(requested: str, target: Any, runtime: Any,
                 return cand
             reasons.append(why)
         raise BadInput("--net auto: no backend can apply these faults: " + "; ".join(reasons))
-    info = BACKENDS.get(requested)
-    if info is None:
+    chosen = BACKENDS.get(requested)
+    if chosen is None:
         raise BadInput(f"--net: unknown backend {requested!r}; choose from {', '.join(NET_CHOICES)}")
-    why = info.problem(target, name, caps)
-    if why is None and not needs <= info.capabilities:
-        lacking = ", ".join(sorted(needs - info.capabilities))
+    why = chosen.problem(target, name, caps)
+    if why is None and not needs <= chosen.capabilities:
+        lacking = ", ".join(sorted(needs - chosen.capabilities))
         why = (f"--net {requested} cannot do {lacking} (it can: "
-               f"{', '.join(sorted(info.capabilities)) or 'no network faults'})")
+               f"{', '.join(sorted(chosen.capabilities)) or 'no network faults'})")
     if why is not None:
         raise BadInput(why)
     return requested
@@ -187,8 +187,8 @@ def describe_backends(target: Any = None, runtimes: tuple[str, ...] = ("local", 
         caps = ", ".join(c for c in CAPABILITIES if c in info.capabilities) or "no faults"
         lines.append(f"{name} ({where}): {caps}")
     if target is not None:
-        auto = {r: _auto_or_none(target, r) for r in runtimes}
-        lines.append("auto picks: " + ", ".join(f"{r} -> {b}" for r, b in auto.items()))
+        picks = {r: _auto_or_none(target, r) for r in runtimes}
+        lines.append("auto picks: " + ", ".join(f"{r} -> {b}" for r, b in picks.items()))
     return lines
 
 

@@ -23,7 +23,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Self
 
 from chaos.errors import SetupError
 
@@ -43,8 +43,7 @@ class ProxyError(SetupError):
 def parse_version(body: bytes) -> str:
     """The version from any 2.x /version body: plain `2.4.0`, JSON, or 2.6.0's broken `\\n`."""
     text = body.decode("utf-8", "replace").strip()
-    if text.endswith("\\n"):
-        text = text[:-2]
+    text = text.removesuffix("\\n")
     try:
         obj = json.loads(text)
     except ValueError:
@@ -194,7 +193,7 @@ class ProxyClient:
         Its address is process-global (a class attribute), so this re-points every
         toxiproxy-python object in the process; fine for one server per process.
         """
-        from toxiproxy import Toxiproxy
+        from toxiproxy import Toxiproxy  # type: ignore[import-untyped]
 
         parts = urllib.parse.urlsplit(self.url)
         tp = Toxiproxy()
@@ -207,7 +206,7 @@ class ProxyClient:
             self._embedded.stop()
             self._embedded = None
 
-    def __enter__(self) -> ProxyClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

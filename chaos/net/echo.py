@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
+from typing import Self
 
 from chaos.target import Addr
 
@@ -21,7 +23,8 @@ class EchoServer:
         self.echo = echo
         self.received = 0
         self.peers: list[tuple[str, int]] = []  # the source address of every connection
-        self.on_accept = None  # called with each connection's source address
+        #: called with each connection's source address
+        self.on_accept: Callable[[tuple[str, int]], None] | None = None
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._closed = False
@@ -78,7 +81,7 @@ class EchoServer:
                 pass
         self._thread.join(2)
 
-    def __enter__(self) -> EchoServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

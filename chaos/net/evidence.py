@@ -141,7 +141,8 @@ def _sockets(proc: str = "/proc") -> dict[int, tuple[tuple[str, int], tuple[str,
     out = {}
     for name in ("tcp", "tcp6"):
         try:
-            lines = open(f"{proc}/net/{name}").read().splitlines()[1:]
+            with open(f"{proc}/net/{name}") as table:
+                lines = table.read().splitlines()[1:]
         except OSError:
             continue
         for line in lines:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import errno
 import random
 import socket
-from collections.abc import Mapping
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from chaos.errors import BadInput, SetupError
 from chaos.faults.shapes import SHAPES, natural, partition_shape, together
@@ -392,7 +392,7 @@ class Mesh:
                 return "open"
         except ConnectionRefusedError:
             return "refused"
-        except socket.timeout:
+        except TimeoutError:
             return "timeout"
         except OSError as exc:
             return errno.errorcode.get(exc.errno or 0, str(exc))

@@ -34,7 +34,7 @@ def proxy_server(runtime: Any) -> tuple[Any, str, str]:
         client = connect_or_start()
     except ChaosError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SetupError(f"cannot start the embedded Toxiproxy server: {exc}") from exc
     return client, "127.0.0.1", "127.0.0.1"
 

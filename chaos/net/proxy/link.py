@@ -315,7 +315,7 @@ class Link:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     async def _forward(self, stamp: float, data: bytes) -> bool:

@@ -80,7 +80,7 @@ def _bind(addr: str) -> socket.socket:
 def _format(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     if sock.family == socket.AF_INET6:
-        return "[::]:%d" % port if host == "::" else f"[{host}]:{port}"
+        return f"[::]:{port}" if host == "::" else f"[{host}]:{port}"
     return f"{host}:{port}"
 
 
@@ -149,7 +149,7 @@ class Proxy:
         if server is not None:
             try:
                 await asyncio.wait_for(server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _dial(self, client: Side) -> None:
@@ -159,14 +159,14 @@ class Proxy:
             host, port = split_hostport(self.upstream)
             loop = asyncio.get_running_loop()
             _, up = await asyncio.wait_for(loop.create_connection(Side, host, port), DIAL_TIMEOUT)
-        except (OSError, ValueError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ValueError):
             # The client saw its connect succeed; now it sees EOF (Toxiproxy issue #265).
             _abort(client)
             return
         except asyncio.CancelledError:
             _abort(client)
             raise
-        if self._server is None or client.lost:  # disabled, or client gone, while dialing
+        if self._server is None or client.lost or up is None:  # disabled or gone meanwhile
             _abort(client)
             _abort(up)
             return
