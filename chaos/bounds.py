@@ -21,8 +21,9 @@ jitter_ms (config)     0 .. 3600000 (integer)
 --op-timeout           0 < S <= 3600, finite
 =====================  ============================================  =====================
 
-Fault kinds that need links between nodes (partition, latency: the latency fault slows
-node-to-node links) are refused with a single node, where they would silently do nothing.
+Fault kinds that act on links between nodes (every net fault of chaos.faults, i.e. one that
+`needs` a net capability: partition, latency, bandwidth) are refused with a single node,
+where they would silently do nothing.
 """
 from __future__ import annotations
 
@@ -31,11 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaos.errors import BadInput
+from chaos.faults import FAULTS
 
 #: the most faults one schedule may hold (it is built in memory before the run starts)
 MAX_FAULTS = 100_000
-#: fault kinds that act on links between nodes, so need at least two nodes
-LINK_KINDS = frozenset({"partition", "latency"})
+
+
+def link_kinds(kinds: set[str]) -> set[str]:
+    """The kinds among `kinds` that act on node-to-node links (so need at least two nodes)."""
+    return {k for k in kinds if k in FAULTS and FAULTS[k].needs}
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,8 @@ BOUNDS: dict[str, Bound] = {
 #: RunConfig field -> (the type it must have, CLI spelling) for the non-numeric fields
 _SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
     "target": ((str,), "--target"), "workload": ((str,), "--workload"),
-    "runtime": ((str,), "--runtime"), "net": ((str,), "--net"),
+    "runtime": ((str, type(None)), "--runtime"), "net": ((str,), "--net"),
+    "client_placement": ((str,), "--client-placement"),
     "partition_shape": ((str,), "--partition-shape"), "store": ((str,), "--store"),
     "seed": ((int,), "--seed"), "nemesis": ((list,), "--nemesis"),
     "target_options": ((dict,), "-O"), "runtime_options": ((dict,), "runtime options"),
@@ -125,8 +131,8 @@ def problems(cfg: Any) -> list[str]:
     if out:
         return out
     kinds = set(cfg.nemesis)
-    if cfg.nodes < 2 and kinds & LINK_KINDS and cfg.runtime != "ssh":
-        bad = ", ".join(sorted(kinds & LINK_KINDS))
+    if cfg.nodes < 2 and link_kinds(kinds) and cfg.runtime != "ssh":
+        bad = ", ".join(sorted(link_kinds(kinds)))
         out.append(f"--nemesis {bad} needs at least 2 nodes (--nodes {cfg.nodes}: there is no "
                    "link between nodes to cut or slow); use --nodes 3, or --nemesis kill,pause")
     if kinds and cfg.schedule is None:

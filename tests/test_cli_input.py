@@ -301,3 +301,20 @@ def test_a_client_timeout_longer_than_op_timeout_warns(cli, tmp_path):
     assert "warning: -O timeout=5 is longer than --op-timeout 1" in err
     code, _, err = cli("run", "--store", _store(tmp_path), "-O", "timeout=0.5")
     assert "longer than --op-timeout" not in err
+
+
+def test_every_config_field_is_checked():
+    """A new RunConfig field needs a type (and, if a number, a range) in chaos.bounds."""
+    import dataclasses
+
+    from chaos import bounds
+
+    fields = {f.name for f in dataclasses.fields(runmod.RunConfig)}
+    checked = set(bounds.BOUNDS) | set(bounds._SHAPES)
+    assert checked <= fields, checked - fields
+    assert fields - checked == {"schedule"}, fields - checked  # schedule: checked per entry
+
+
+def test_bandwidth_needs_two_nodes_too(cli, tmp_path):
+    code, _, err = cli("run", "--store", _store(tmp_path), "--nodes", "1", "--nemesis", "bandwidth")
+    assert code == 4 and "bandwidth needs at least 2 nodes" in err, err

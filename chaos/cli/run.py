@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from chaos.bounds import BOUNDS, no_fault_warning
+from chaos.bounds import BOUNDS, check_config, no_fault_warning
 from chaos.errors import BadInput
 from chaos.net.base import describe_backends
 from chaos.schedule import SHAPES, parse_nemeses
@@ -196,8 +196,8 @@ def load_replay(replay: str, store_dir: str) -> Any:
         raise BadInput(f"bad config: {exc}", where=where) from None
     cfg.store = store_dir
     store.check_store(store_dir)  # a bad --store is the user's argument, not the file's fault
-    try:
-        cfg.validate()
+    try:  # types and ranges here, to name the file; prepare() validates the rest
+        check_config(cfg)
     except BadInput as exc:
         raise BadInput(str(exc), where=where) from None
     return cfg
