@@ -155,6 +155,10 @@ def _good_config(tmp_path) -> dict:
     (lambda d: json.dumps({"config": {**d["config"], "nemesis": "kill"}}), "--nemesis"),
     (lambda d: json.dumps({"config": {**d["config"], "latency_ms": -1}}), "--latency-ms"),
     (lambda d: b"\xff\xfe".decode("latin-1"), "config.json"),
+    (lambda d: json.dumps({"config": {**d["config"], "target_options": {"replication": "fast"}}}),
+     "-O replication=fast"),
+    (lambda d: json.dumps({"config": {**d["config"], "target_options": {"colour": "blue"}}}),
+     "-O colour"),
 ])
 def test_corrupt_replay_config_is_one_line_exit_4(cli, tmp_path, mutate, message):
     run_dir = tmp_path / "old"

@@ -116,6 +116,11 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
             runtime_options=runtime_options, net=net, client_placement=client_placement)
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
+    if replay:  # stored options skip the -O parsing: hold them to the target's rules too
+        try:
+            cfg.target_options = dict(tgt.validate_options(cfg.target_options))
+        except BadInput as exc:
+            raise BadInput(str(exc), where=str(Path(replay) / "config.json")) from None
     warnings = start_warnings(cfg)
     for warning in warnings:  # always shown, also with --quiet/--json: the run is not what was asked
         click.echo(f"chaos: warning: {warning}", err=True)
