@@ -20,6 +20,14 @@ NODES = ["n1", "n2", "n3"]
 PORTS = {"main": 7000, "aux": 7001}
 BYPASS_PORT = 7002
 
+
+def wait_listening(run, node: str, ports) -> None:
+    """Until `node` listens on every port (the echo servers start in the background)."""
+    checks = " && ".join(f"ss -Hltn 'sport = :{p}' | grep -q ." for p in ports)
+    res = run(node, f"for i in $(seq 100); do if {checks}; then exit 0; fi; sleep 0.1; done; "
+                    "exit 1", timeout=30)
+    assert res.ok, f"{node}: echo servers not listening on {list(ports)}"
+
 #: run in a node: connect to each "ip:port" in argv[1], send, wait for the echo; one JSON line
 PROBE = textwrap.dedent("""
     import json, socket, sys, time
@@ -61,6 +69,7 @@ def rt(tmp_path_factory):
                 assert res.ok, res.err
             probe = "cat > /tmp/probe.py <<'EOF'\n" + PROBE + "EOF\n"
             assert runtime.run(node, probe).ok
+            wait_listening(runtime.run, node, (*PORTS.values(), BYPASS_PORT))
         parallel(echoes, NODES)
         yield runtime
     finally:

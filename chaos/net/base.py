@@ -72,6 +72,9 @@ class BackendInfo:
     #: runtimes where the proxies can be placed so that the nodes reach them
     runtimes: frozenset[str]
     summary: str
+    #: runtimes where `--net auto` may pick it (ssh: only when asked, since the hosts must be
+    #: able to dial the controller, which hosts the proxies there)
+    auto_runtimes: frozenset[str] = frozenset({"local", "docker", "ssh"})
 
     def problem(self, target: Any, runtime: str, caps: frozenset[str]) -> str | None:
         """Why this backend cannot serve `target` on `runtime`, or None when it can."""
@@ -93,11 +96,14 @@ _PROXY_FAULTS = frozenset({"partition", "one-way", "drop", "latency", "jitter", 
 
 BACKENDS: dict[str, BackendInfo] = {
     "proxy": BackendInfo(
-        "proxy", _PROXY_FAULTS, False, True, frozenset(), frozenset({"local", "docker"}),
-        "explicit Toxiproxy mesh: peers are given proxy addresses (no root)"),
+        "proxy", _PROXY_FAULTS, False, True, frozenset(), frozenset({"local", "docker", "ssh"}),
+        "explicit Toxiproxy mesh: peers are given proxy addresses (no root)",
+        frozenset({"local", "docker"})),
     "transparent": BackendInfo(
-        "transparent", _PROXY_FAULTS, True, False, frozenset({"nat"}), frozenset({"docker"}),
-        "Toxiproxy mesh behind nat rules: peers keep their real addresses (any TCP target)"),
+        "transparent", _PROXY_FAULTS, True, False, frozenset({"nat"}),
+        frozenset({"docker", "ssh"}),
+        "Toxiproxy mesh behind nat rules: peers keep their real addresses (any TCP target)",
+        frozenset({"docker"})),
     "iptables": BackendInfo(
         "iptables", frozenset({"partition", "one-way", "evidence"}), True, False,
         frozenset({"nat"}), frozenset({"docker", "ssh"}),
@@ -143,6 +149,8 @@ def choose_backend(requested: str, target: Any, runtime: Any,
         for cand in AUTO_ORDER:
             info = BACKENDS[cand]
             why = info.problem(target, name, caps)
+            if why is None and name not in info.auto_runtimes:
+                why = f"--net {cand} on --runtime {name} only when asked for"
             if why is None and not needs <= info.capabilities:
                 why = f"--net {cand} cannot do {', '.join(sorted(needs - info.capabilities))}"
             if why is None:

@@ -23,6 +23,14 @@ Runner = Callable[..., Result]  # runner(node, command, timeout=..., check=...) 
 
 #: an ERE matching any chaos rule comment, as `iptables -S` prints it (for `chaos down`)
 ANY_CHAOS = '--comment "?chaos(:[^ "]*)?"?( |$)'
+#: the same for the transparent mesh's nat rules (chaos.net.transparent.TAG_PREFIX)
+ANY_CHAOS_MESH = '--comment "?chaos-mesh(:[^ "]*)?"?( |$)'
+
+
+def down_script() -> str:
+    """`chaos down` on a host: every chaos DROP rule (filter INPUT) and every transparent-mesh
+    nat rule (nat OUTPUT), one "deleted" line per rule (see `heal_result`)."""
+    return (f"{{ {heal_script()}; {heal_script(ANY_CHAOS_MESH, table='nat', chain='OUTPUT')}; }}")
 
 
 def heal_script(pattern: str = ANY_CHAOS, table: str = "filter", chain: str = "INPUT") -> str:

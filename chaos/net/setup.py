@@ -14,11 +14,24 @@ from chaos.net.evidence import Evidence, scan_proc, scan_ss
 from chaos.target import Addr, Endpoints
 
 
-def proxy_server(runtime: Any) -> tuple[Any, str, str]:
+def controller_address(runtime: Any, node: str) -> str:
+    """The controller's IP as `node`'s host sees it (the client end of our SSH session)."""
+    res = runtime.run(node, "echo $SSH_CONNECTION", timeout=15)
+    words = res.out.split() if res.ok else []
+    if len(words) < 4:
+        raise SetupError(f"cannot tell the controller's address as {node} sees it "
+                         f"($SSH_CONNECTION: {res.out.strip()[:80] or res.err.strip()[:80]!r})")
+    return words[0].removeprefix("::ffff:")
+
+
+def proxy_server(runtime: Any, nodes: list[str] | None = None) -> tuple[Any, str, str]:
     """(ProxyClient, listen host, advertise host) of the proxy server the nodes can reach.
 
     runtime.proxy_server() places it (docker: its own container); None means the controller
-    runs it (the embedded server in a thread, or a real Toxiproxy at $TOXIPROXY_URL).
+    runs it: on the local runtime the embedded server on 127.0.0.1 (or a real Toxiproxy at
+    $TOXIPROXY_URL); on a remote runtime (ssh) the embedded server bound to the controller's
+    address as the first node's host sees it, so every host can dial the proxies and the
+    proxies' own connections leave from the controller (never redirected by the nodes' rules).
     """
     from chaos.net.client import ProxyClient, connect_or_start
 
@@ -30,6 +43,17 @@ def proxy_server(runtime: Any) -> tuple[Any, str, str]:
     elif hasattr(runtime, "start_proxy_container"):  # before the Runtime protocol had it
         url = runtime.start_proxy_container()
         return ProxyClient(url), "0.0.0.0", runtime.host("proxy")
+    if getattr(runtime, "name", "local") != "local" and nodes:
+        from chaos.net.proxy.server import ServerThread
+
+        ip = controller_address(runtime, nodes[0])
+        try:
+            server = ServerThread(ip, 0).start()
+        except OSError as exc:
+            raise SetupError(f"cannot start the embedded proxy server on {ip}: {exc}") from None
+        client = ProxyClient(server.url)
+        client._embedded = server
+        return client, ip, ip
     try:
         client = connect_or_start()
     except ChaosError:
@@ -65,7 +89,7 @@ def build_net(backend: str, runtime: Any, real: Endpoints | Mapping[str, Addr], 
     from chaos.net.mesh import Mesh
     from chaos.net.transparent import TransparentMesh
 
-    client, listen_host, advertise_host = proxy_server(runtime)
+    client, listen_host, advertise_host = proxy_server(runtime, list(real))
     placements = list(placements)
     mesh: Mesh
     scan: Any

@@ -117,7 +117,7 @@ def clean_hosts(hosts: dict[str, str], user: str, key_path: str, port: int = 22,
     """
     import shlex
 
-    from chaos.net.iptables import heal_result, heal_script
+    from chaos.net.iptables import down_script, heal_result
 
     key = load_key(key_path)
     root = shlex.quote(data_root)
@@ -131,7 +131,7 @@ def clean_hosts(hosts: dict[str, str], user: str, key_path: str, port: int = 22,
         session = SshSession(hosts[name], user, key, port).connect(timeout=connect_timeout)
         try:
             has_iptables = session.run("command -v iptables >/dev/null").ok
-            rules = heal_result(name, session.run(heal_script(), timeout=60)) if has_iptables else 0
+            rules = heal_result(name, session.run(down_script(), timeout=60)) if has_iptables else 0
             killed = session.run(kill, timeout=60).out.split().count("killed")
             return rules, killed
         finally:
