@@ -60,6 +60,7 @@ def test_first_start_master_and_replicas_announce_real_addresses():
     s3 = conf.sentinel_conf(node("n3"), node("n3").options)
     assert "sentinel monitor chaos 10.0.0.1 6379 2" in s3       # majority of 3
     assert "sentinel announce-ip 10.0.0.3" in s3 and "sentinel announce-port 26379" in s3
+    assert "known-replica chaos 10.0.0.2 6379" in s3 and "known-replica chaos 10.0.0.3 6379" in s3
 
 
 def test_options_reach_the_configs():

@@ -214,10 +214,10 @@ class RedisClient:
         try:
             reply = command(conn, *self._write_args(op))
         except redis.ResponseError as exc:     # READONLY, NOREPLICAS, ...: not executed
-            if str(exc).startswith("READONLY"):
+            if isinstance(exc, redis.ReadOnlyError):   # a demoted master: rediscover
                 self._drop()
                 self.master = None
-            return {"type": "fail", "node": node, "error": str(exc)}
+            return {"type": "fail", "node": node, "error": f"{type(exc).__name__}: {exc}"}
         except (redis.RedisError, OSError) as exc:
             self._drop()
             self.master = None

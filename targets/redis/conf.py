@@ -69,7 +69,13 @@ def sentinel_conf(node: NodeConfig, options: Mapping[str, Any]) -> str:
     me = _advertise(node, SENTINEL)
     master = first_master(node)
     m = node.peer(master, MAIN) if node.name != master else _advertise(node, MAIN)
-    n = len(node.nodes) if node.nodes else len(node.peers) + 1
+    names = node.nodes or tuple(sorted([node.name, *node.peers]))
+    n = len(names)
+    # the replicas, as Sentinel would learn them from the master's INFO (polled every 10 s):
+    # listed up front so a failover early in a short run has candidates
+    known = [f"sentinel known-replica {MASTER_NAME} {a.host} {a.port}"
+             for a in (_advertise(node, MAIN) if r == node.name else node.peer(r, MAIN)
+                       for r in names if r != master)]
     return "\n".join([
         f"bind {node.listen.host}",
         f"port {node.port(SENTINEL)}",
@@ -83,4 +89,5 @@ def sentinel_conf(node: NodeConfig, options: Mapping[str, Any]) -> str:
         f"sentinel down-after-milliseconds {MASTER_NAME} {int(options.get('down_after_ms', 1000))}",
         f"sentinel failover-timeout {MASTER_NAME} {int(options.get('failover_timeout_ms', 3000))}",
         f"sentinel parallel-syncs {MASTER_NAME} 1",
+        *known,
     ]) + "\n"

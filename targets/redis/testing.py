@@ -80,10 +80,41 @@ class LocalCluster:
                 raise RuntimeError(f"{node}/{svc.name} not ready: "
                                    f"{self.output(node, svc.name)[-500:]}")
 
-    def start_all(self) -> "LocalCluster":
+    def start_all(self, healthy_timeout: float = 20.0) -> "LocalCluster":
+        """Start every node; return once n1 has every replica online and every Sentinel
+        knows them all (so a test's first WAIT or failover does not race the start)."""
         for node in self.nodes:
             self.start(node)
+        deadline = time.monotonic() + healthy_timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster not healthy in {healthy_timeout} s")
+            time.sleep(0.1)
         return self
+
+    def healthy(self) -> bool:
+        from .client import MASTER_NAME, call, info, pairs
+
+        want = len(self.nodes) - 1
+        try:
+            rep = info(call(self.endpoints["n1"], 1.0, "INFO", "replication"))
+            if sum(1 for k, v in rep.items() if k.startswith("slave") and "online" in v) < want:
+                return False
+            for n in self.nodes:
+                m = pairs(call(self.endpoints.port(n, SENTINEL), 1.0, "SENTINEL", "MASTER",
+                               MASTER_NAME))
+                if int(m.get("num-slaves", 0)) < want or int(m.get("num-other-sentinels", 0)) < want:
+                    return False
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        return True
+
+    def role(self, node: str) -> str | None:
+        """The node's status role, or None while it does not answer."""
+        try:
+            return str(self.status(node)["role"])
+        except Exception:  # noqa: BLE001
+            return None
 
     def output(self, node: str, service: str) -> str:
         try:
