@@ -131,7 +131,9 @@ def problems(cfg: Any) -> list[str]:
     if out:
         return out
     kinds = set(cfg.nemesis)
-    if cfg.nodes < 2 and link_kinds(kinds) and cfg.runtime != "ssh":
+    # ssh: the node count is the nodes file's, known once prepare() has read it ("hosts")
+    counted = cfg.runtime != "ssh" or bool((cfg.runtime_options or {}).get("hosts"))
+    if cfg.nodes < 2 and link_kinds(kinds) and counted:
         bad = ", ".join(sorted(link_kinds(kinds)))
         out.append(f"--nemesis {bad} needs at least 2 nodes (--nodes {cfg.nodes}: there is no "
                    "link between nodes to cut or slow); use --nodes 3, or --nemesis kill,pause")

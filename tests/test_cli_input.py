@@ -322,3 +322,14 @@ def test_every_config_field_is_checked():
 def test_bandwidth_needs_two_nodes_too(cli, tmp_path):
     code, _, err = cli("run", "--store", _store(tmp_path), "--nodes", "1", "--nemesis", "bandwidth")
     assert code == 4 and "bandwidth needs at least 2 nodes" in err, err
+
+
+def test_ssh_nodes_file_with_one_host_and_a_partition_is_refused(cli, tmp_path):
+    nodes = tmp_path / "nodes"
+    nodes.write_text("10.0.0.1\n")
+    key = tmp_path / "key"
+    key.write_text("not a key")
+    code, _, err = cli("run", "--store", _store(tmp_path), "--runtime", "ssh", "--net",
+                       "iptables", "--nodes-file", str(nodes), "--ssh-key", str(key),
+                       "--nemesis", "partition")
+    assert code == 4 and "partition needs at least 2 nodes" in err, (code, err)

@@ -116,6 +116,7 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
             runtime_options=runtime_options, net=net, client_placement=client_placement)
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
+    check_config(cfg)  # again: prepare() may have learnt the node count (ssh nodes file)
     if replay:  # stored options skip the -O parsing: hold them to the target's rules too
         try:
             cfg.target_options = dict(tgt.validate_options(cfg.target_options))
