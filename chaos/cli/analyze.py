@@ -57,7 +57,7 @@ def _status(text: str | None) -> None:
 def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
                 opts: dict[str, Any]) -> tuple[dict[str, Any], History, str]:
     """Load and check one history; returns (json-able outcome, history, format used)."""
-    from chaos.checkers import run_checkers, select_checkers  # heavy: import late
+    from chaos.checkers import run_checkers, select_checkers
     from chaos.report.results import results_document
 
     used = detect(path) if fmt == "auto" else fmt
