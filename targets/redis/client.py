@@ -329,3 +329,27 @@ def status(node: str, endpoints: Endpoints, timeout: float) -> dict[str, Any]:
     except (redis.RedisError, OSError, KeyError, ValueError) as exc:
         out["sentinel_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def converged(endpoints: Endpoints, timeout: float) -> bool:
+    """True when exactly one node is a master and every other one replicates it, link up,
+    at the master's replication offset (so every node's reads show the same data)."""
+    reps = {}
+    for node in endpoints:
+        try:
+            reps[node] = info(call(endpoints.port(node, MAIN), timeout, "INFO", "replication"))
+        except (redis.RedisError, OSError):
+            return False
+    masters = [n for n, r in reps.items() if r.get("role") == "master"]
+    if len(masters) != 1:
+        return False
+    offset = reps[masters[0]].get("master_repl_offset")
+    for node, r in reps.items():
+        if node == masters[0]:
+            continue
+        hit = endpoints.node_of(r.get("master_host", ""), int(r.get("master_port", 0) or 0))
+        if (r.get("role") != "slave" or not hit or hit[0] != masters[0]
+                or r.get("master_link_status") != "up"
+                or r.get("slave_repl_offset") != offset):
+            return False
+    return True

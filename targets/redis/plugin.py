@@ -20,13 +20,14 @@ epoch is recorded as "sentinel_epoch".
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 from chaos.errors import BadInput
-from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig, OptionSpec, Service
+from chaos.target import MAIN, BaseTarget, Cluster, Endpoints, NodeConfig, OptionSpec, Service
 
 from . import conf
-from .client import RedisClient, status as redis_status
+from .client import RedisClient, converged, status as redis_status
 
 
 def _int(default: int, help: str, lo: int, hi: int) -> OptionSpec:
@@ -96,3 +97,13 @@ class RedisTarget(BaseTarget):
 
     def status(self, node: str, endpoints: Endpoints, timeout: float) -> dict[str, Any]:
         return redis_status(node, endpoints, timeout)
+
+    def before_final_reads(self, cluster: Cluster, timeout: float) -> None:
+        """Wait (up to `timeout`) until the cluster converged: one master, every other node
+        its replica with the link up and the master's replication offset reached. Sentinel
+        converts an old master only some seconds after it is reachable again (it polls INFO
+        every 10 s), and final reads taken before that would report replication lag as
+        divergence. Not converged by then: the reads show what each node has."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not converged(cluster.endpoints, 1.0):
+            time.sleep(0.2)
