@@ -134,6 +134,8 @@ class Nemesis:
                 done.update({k: v for k, v in did.items() if k not in ("resumed", "restarted")})
                 problems += found
             self.current = None
+            if self.ctx.evidence is not None:  # per fault: its links, their traffic meanwhile
+                done["evidence"] = self.ctx.evidence.summary()
             return done, problems
         if record:
             self._op("heal", {}, act)

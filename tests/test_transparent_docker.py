@@ -206,3 +206,22 @@ def test_teardown_removes_exactly_our_rules(rt, mesh):
     finally:
         rt.run("n1", "iptables -w -t nat -D OUTPUT -d 192.0.2.1/32 -p tcp -m comment "
                      "--comment someone-else -j RETURN")
+
+
+def test_iptables_evidence_counts_dropped_packets(rt):
+    from chaos.net.iptables import IptablesNet
+
+    net = IptablesNet(rt.run, {n: rt.host(n) for n in NODES}, f"chaos:{rt.test_id}-ev")
+    try:
+        net.partition([["n1"], ["n2", "n3"]])
+        assert net.verify() == []
+        assert not probe(rt, "n1", [f"{rt.host('n2')}:{BYPASS_PORT}"], 1.0)[
+            f"{rt.host('n2')}:{BYPASS_PORT}"][0] == "ok"
+        during = net.traffic()
+        assert during[("n1", "n2")] > 0  # n1's SYNs were dropped at n2
+        assert during.get(("n2", "n3"), 0) == 0
+        net.heal()
+        assert net.traffic()[("n1", "n2")] == during[("n1", "n2")]  # kept after the rules go
+        assert "chaos" not in rt.run("n2", "iptables -w -S INPUT").out
+    finally:
+        net.heal()
