@@ -333,3 +333,11 @@ def test_ssh_nodes_file_with_one_host_and_a_partition_is_refused(cli, tmp_path):
                        "iptables", "--nodes-file", str(nodes), "--ssh-key", str(key),
                        "--nemesis", "partition")
     assert code == 4 and "partition needs at least 2 nodes" in err, (code, err)
+
+
+def test_nemesis_help_lists_the_fault_registry(cli):
+    from chaos.faults import FAULTS
+
+    text = _help(cli, "run")
+    for kind in FAULTS:
+        assert kind in text.split("--nemesis ")[1].split("--nemesis-interval")[0], kind

@@ -16,7 +16,7 @@ import click
 from chaos.bounds import BOUNDS, check_config, no_fault_warning
 from chaos.errors import BadInput
 from chaos.net.base import describe_backends
-from chaos.schedule import SHAPES, parse_nemeses
+from chaos.schedule import KINDS, NAMES, SHAPES, parse_nemeses
 
 #: config.json keys a replay cannot do without (the rest have defaults)
 REPLAY_KEYS = ("target", "workload", "nemesis", "seed", "schedule")
@@ -52,7 +52,8 @@ def _range(field: str) -> str:
 @click.option("--nodes", default=3, show_default=True, type=int,
               help=f"Cluster size {_range('nodes')}; partition and latency need 2 or more.")
 @click.option("--nemesis", default="partition", show_default=True,
-              help="partition|latency|kill|pause|all|none, or a comma list.")
+              help=f"Fault kinds: {'|'.join(NAMES)}, a comma list, none, or all "
+                   f"(= {','.join(KINDS)}).")
 @click.option("--nemesis-interval", default=5.0, show_default=True, type=float, metavar="S",
               help=f"Seconds of calm, then seconds of fault, repeated {_range('nemesis_interval')}; "
                    "the first fault starts at S and ends at 2*S.")
