@@ -131,7 +131,8 @@ def _ok_count(pairs: pd.DataFrame, fs: tuple[str, ...], client: np.ndarray) -> i
 
 
 def checker_gaps(name: str, history: History, result: CheckResult,
-                 client: np.ndarray, expect_finals: bool = False) -> list[str]:
+                 client: np.ndarray, expect_finals: bool = False,
+                 mon: pd.DataFrame | None = None) -> list[str]:
     """Why `result` lacks the evidence its checker needs (empty: it has it).
 
     `expect_finals`: the run's workload takes final reads (opts "final_reads_expected", set
@@ -158,7 +159,7 @@ def checker_gaps(name: str, history: History, result: CheckResult,
             return [f"no read came back ok: {name} had nothing to judge"]
         return []
     if name == "dual-leaders":
-        mon = monitor_frame(pairs)
+        mon = monitor_frame(pairs) if mon is None else mon
         if not (mon["type"].to_numpy() == "ok").any():
             return ["the monitor got no answer from any node: leadership cannot be judged"]
     return []
@@ -168,7 +169,8 @@ def checker_gaps(name: str, history: History, result: CheckResult,
 
 def cluster_down_records(pairs: pd.DataFrame) -> list[str]:
     """The controller's own "cluster-down" records (chaos.liveness), as their messages."""
-    rows = pairs[((pairs["process"] == CONTROLLER) & (pairs["f"] == CLUSTER_DOWN)).to_numpy()]
+    rows = pairs[(pairs["process"].isin((CONTROLLER,))
+                  & pairs["f"].isin((CLUSTER_DOWN,))).to_numpy()]
     out = []
     for value, result, t in zip(rows["value"], rows["result"], rows["invoke_time"]):
         v = result if isinstance(result, dict) else value if isinstance(value, dict) else {}
@@ -212,9 +214,10 @@ def _explained(start: int, end: int, windows: list[Any], nodes: set[Any]) -> boo
     return bool(nodes) and nodes <= covered
 
 
-def monitor_gaps(history: History, limit_s: float) -> tuple[list[str], list[str]]:
+def monitor_gaps(history: History, limit_s: float,
+                 mon: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
     """(reasons, warnings) for spans in which no node answered the monitor."""
-    mon = monitor_frame(history.pairs)
+    mon = monitor_frame(history.pairs) if mon is None else mon
     if mon.empty:
         return [], []
     reasons, warnings = [], []
@@ -281,7 +284,8 @@ def assess(history: History, results: Mapping[str, CheckResult],
     client = client_mask(pairs["process"])
     ev = Evidence()
     ev.reasons += cluster_down_records(pairs)
-    dead, dead_warn = monitor_gaps(history, th.dead_after_s)
+    mon = monitor_frame(pairs)
+    dead, dead_warn = monitor_gaps(history, th.dead_after_s, mon)
     ev.reasons += dead
     ev.warnings += dead_warn
     ev.reasons += failing_tail(pairs, client, th.failing_tail_s)
@@ -289,7 +293,7 @@ def assess(history: History, results: Mapping[str, CheckResult],
         ev.reasons += ok_floor(pairs, client, th.min_ok_ops)
     for name, r in results.items():
         gaps = checker_gaps(name, history, r, client,
-                            bool((opts or {}).get("final_reads_expected")))
+                            bool((opts or {}).get("final_reads_expected")), mon)
         if gaps:
             ev.checkers[name] = gaps
     types = pairs["type"].to_numpy()[client]

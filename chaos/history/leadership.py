@@ -93,7 +93,8 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
 
 def monitor_frame(pairs: pd.DataFrame) -> pd.DataFrame:
     """The monitor's status observations (process "monitor", f "status")."""
-    return pairs[((pairs["process"] == "monitor") & (pairs["f"] == "status")).to_numpy()]
+    # isin hashes; == on an object column compares in Python (5x slower at a million ops)
+    return pairs[(pairs["process"].isin(("monitor",)) & pairs["f"].isin(("status",))).to_numpy()]
 
 
 def _field(res: np.ndarray, name: str) -> np.ndarray:
