@@ -1,6 +1,10 @@
-"""Detection rates of the kvlite acceptance matrix (DESIGN §6): each cell run N times with seeds.
+"""Detection rates of the acceptance matrices (DESIGN §6, §7): each cell run N times with seeds.
 
     python benchmarks/bench_acceptance.py --runs 10 --time-limit 15 [--runtime local] [--cells a,b]
+    python benchmarks/bench_acceptance.py --target etcd --runs 10 --time-limit 20
+
+--target picks the matrix (kvlite, etcd); each target's cells carry their own target options,
+and --runtime defaults to the runtime the matrix was written for (kvlite local, etcd docker).
 
 For every cell, a run "detects" when the expected anomaly kinds are all found (unsafe cells)
 or when the verdict is valid (safe cells). Prints a Markdown table for docs/benchmarks.md.
@@ -17,6 +21,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from targets.etcd.matrix import CELLS as ETCD_CELLS  # noqa: E402 - the target's own matrix
 UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
 SAFE = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",
         "-O", "read_from=leader"]
@@ -36,6 +42,8 @@ CELLS = {
     "quorum+majority, pause": (SAFE + ["--nemesis", "pause"], "valid"),
     "quorum+majority, latency": (SAFE + ["--nemesis", "latency"], "valid"),
 }
+#: target -> (cells, the runtime they are measured on by default)
+MATRICES = {"kvlite": (CELLS, "local"), "etcd": (ETCD_CELLS, "docker")}
 
 
 def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str) -> tuple[int, dict, float]:
@@ -63,35 +71,61 @@ def detected(doc: dict, expect) -> bool:
     return True
 
 
+def perf(doc: dict) -> tuple[float, float, float] | None:
+    """(ok ops/s, p50 ms, p99 ms) of a run's client ops, from the perf checker's stats."""
+    stats = ((doc.get("results") or {}).get("perf") or {}).get("stats") or {}
+    lat = (stats.get("latency_ms") or {}).get("all") or {}
+    if "ok_throughput_per_s" not in stats or "p50" not in lat:
+        return None
+    return stats["ok_throughput_per_s"], lat["p50"], lat["p99"]
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--time-limit", type=float, default=15)
-    ap.add_argument("--runtime", default="local")
+    ap.add_argument("--target", default="kvlite", choices=sorted(MATRICES))
+    ap.add_argument("--runtime", default="", help="default: the matrix's own (kvlite local, "
+                    "etcd docker)")
     ap.add_argument("--cells", default="", help="comma list of cell name prefixes")
     ap.add_argument("--first-seed", type=int, default=1)
     a = ap.parse_args()
-    cells = {k: v for k, v in CELLS.items()
+    matrix, runtime = MATRICES[a.target]
+    a.runtime = a.runtime or runtime
+    cells = {k: v for k, v in matrix.items()
              if not a.cells or any(k.startswith(p.strip()) for p in a.cells.split(","))}
     rows = []
     with tempfile.TemporaryDirectory() as store:
         for name, (args, expect) in cells.items():
-            hits, codes, secs = 0, [], []
+            hits, codes, secs, perfs = 0, [], [], []
             for seed in range(a.first_seed, a.first_seed + a.runs):
                 code, doc, dt = run_cell(args, seed, a.time_limit, a.runtime, store)
                 ok = detected(doc, expect)
                 hits += ok
                 codes.append(code)
                 secs.append(dt)
+                if perf(doc):
+                    perfs.append(perf(doc))
+                why = "" if ok else f": {(doc.get('reasons') or [doc.get('error', '')])[:1]}"
                 print(f"{name:32s} seed {seed:3d}: exit {code} {'detected' if ok else 'MISSED'}"
-                      f" ({dt:.0f} s)", file=sys.stderr, flush=True)
+                      f" ({dt:.0f} s){why}", file=sys.stderr, flush=True)
             want = "valid" if expect == "valid" else "anomalies found"
+            load = (f"{sum(p[0] for p in perfs) / len(perfs):.0f} | "
+                    f"{_median([p[1] for p in perfs]):.1f} / {_median([p[2] for p in perfs]):.0f}"
+                    if perfs else "- | -")
             rows.append(f"| {name} | {want} | {hits}/{a.runs} | "
-                        f"{', '.join(str(c) for c in codes)} | {sum(secs) / len(secs):.0f} s |")
+                        f"{', '.join(str(c) for c in codes)} | {sum(secs) / len(secs):.0f} s | "
+                        f"{load} |")
     print(f"Runtime {a.runtime}, {a.time_limit:.0f} s of load per run, nemesis interval 3 s, "
           f"seeds {a.first_seed}..{a.first_seed + a.runs - 1}\n")
-    print("| cell | expected | detected | exit codes | mean wall time |")
-    print("|---|---|---|---|---|")
+    print("| cell | expected | detected | exit codes | mean wall time | ok ops/s (mean) | "
+          "latency p50 / p99 ms (median) |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

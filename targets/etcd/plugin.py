@@ -49,7 +49,7 @@ class EtcdTarget(BaseTarget):
             "heartbeat_ms and <= 50000", type=int, min=1, max=50000),
         "heartbeat_ms": OptionSpec(HEARTBEAT_MS, "etcd --heartbeat-interval (ms)", type=int,
                                    min=1),
-        "timeout": OptionSpec(2.0, "client timeout per request (s); a write with no answer "
+        "timeout": OptionSpec(1.0, "client timeout per request (s); a write with no answer "
                               "by then is info, a read a fail", type=float, min=0.05),
     }
 
@@ -67,7 +67,7 @@ class EtcdTarget(BaseTarget):
                              heartbeat_ms=int(o["heartbeat_ms"]))]
 
     def client(self, nodes: Endpoints, options: Mapping[str, Any]) -> EtcdClient:
-        return EtcdClient(nodes, timeout=float(options.get("timeout", 2.0)),
+        return EtcdClient(nodes, timeout=float(options.get("timeout", 1.0)),
                           read_consistency=str(options.get("read_consistency", "linearizable")),
                           endpoint_mode=str(options.get("endpoints", "all")))
 

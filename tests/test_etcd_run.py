@@ -1,0 +1,76 @@
+"""etcd through `chaos run`: short versions of one valid and one invalid cell of its matrix
+(targets/etcd/matrix.py) on the docker runtime through the transparent mesh, kill and pause
+on the local runtime (the faults that are honest there), and bad options.
+
+The docker tests run whenever a Docker engine answers (the first one on a fresh machine
+builds the etcd node image, about 2 minutes); each runs 12 s of load.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from targets.etcd.matrix import CELLS
+from tests.runhelp import anomaly_kinds, assert_stale_reads, chaos, run_json
+
+SHORT = ["--runtime", "docker", "--time-limit", "12", "--nemesis-interval", "3",
+         "--quiesce", "2"]
+
+
+def _cell(tmp_path, name: str, seed: int) -> tuple[int, dict]:
+    args, _ = CELLS[name]
+    return run_json("--store", str(tmp_path / "store"), "--seed", str(seed), *SHORT, *args,
+                    timeout=600)
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_linearizable_reads_under_partition_are_valid(tmp_path):
+    code, doc = _cell(tmp_path, "etcd linearizable, partition", 21)
+    assert code == 0 and doc["valid"] is True, doc.get("reasons")
+    assert doc["results"]["linearizable"]["valid"] is True
+    # an old leader that has not heard of the new one: different terms, a warning at most
+    dual = doc["results"]["dual-leaders"]
+    assert dual["valid"] is True and not anomaly_kinds(doc, "dual-leaders")
+    assert dual["stats"]["terms"] >= 2, "the partitions of the leader forced no election"
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_serializable_reads_with_the_leader_cut_off_are_stale(tmp_path):
+    code, doc = _cell(tmp_path, "etcd serializable, partition leader", 22)
+    assert_stale_reads(code, doc)
+
+
+@pytest.mark.parametrize("option,needle", [
+    ("election_timeout_ms=300", "-O election_timeout_ms=300: etcd requires at least 5 times"),
+    ("read_consistency=stale", "-O read_consistency=stale: must be one of"),
+    ("endpoints=some", "-O endpoints=some"),
+])
+def test_bad_options_rejected_before_anything_starts(tmp_path, option, needle):
+    proc = chaos("run", "--target", "etcd", "--runtime", "local", "-O", option,
+                 "--store", str(tmp_path / "store"), timeout=60)
+    assert proc.returncode == 4
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+def test_local_runtime_refuses_network_faults_for_etcd(tmp_path):
+    """No mesh can carry etcd's peer traffic locally: a partition is refused, not faked."""
+    proc = chaos("run", "--target", "etcd", "--runtime", "local", "--nemesis", "partition",
+                 "--time-limit", "12", "--nemesis-interval", "3",
+                 "--store", str(tmp_path / "store"), timeout=60)
+    assert proc.returncode == 4 and "supports_mesh is False" in proc.stderr, proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed (etcd-server)")
+def test_local_kill_and_pause_are_valid(tmp_path):
+    code, doc = run_json("--store", str(tmp_path / "store"), "--seed", "23", "--runtime",
+                         "local", "--time-limit", "12", "--nemesis-interval", "3",
+                         "--quiesce", "2", "--target", "etcd", "--op-timeout", "3",
+                         "--nemesis", "kill,pause", timeout=300)
+    assert code == 0 and doc["valid"] is True, doc.get("reasons")
+    assert doc["results"]["linearizable"]["stats"]["ops"] > 100
