@@ -2,11 +2,16 @@
 
 Two or more nodes, each one process serving a tiny line protocol on its main port ("w k v",
 "r k" -> the value, "s" -> status JSON). n1 is the leader and holds the data. Every other
-node "discovers" the leader the way Sentinel-like systems do: it reads the port n1 announced
-in a file next to the data dirs and keeps a connection to that REAL address, sending
-heartbeats, never using the peer address chaos gave it. So a partition on the mesh touches
-nothing: the proxied node links carry no traffic and the real connection goes around the mesh.
-A run under partition must end unknown (exit 2), never valid.
+node "discovers" the leader the way Sentinel-like systems do and keeps a connection to an
+address chaos never gave it, sending heartbeats:
+
+- local runtime (nodes bind 127.0.0.1): the port n1 announced in a file next to the data
+  dirs, i.e. n1's REAL main port instead of the proxy it was given;
+- remote runtimes (nodes bind 0.0.0.0): an undeclared "gossip" port (main + 1) at the host
+  of the peer address it was given, which no proxy and no nat rule covers.
+
+So a partition on the mesh touches nothing: the proxied node links carry no traffic and the
+real connection goes around the mesh. A run under partition must end unknown, never valid.
 """
 from __future__ import annotations
 
@@ -20,10 +25,12 @@ from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig
 
 NODE = r'''
 import json, os, socket, sys, threading, time
-name, port, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+name, host, port, data_dir, leader_host = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 shared = os.path.dirname(data_dir)
 data = {}
-srv = socket.create_server(("127.0.0.1", port))
+srv = socket.create_server((host, port))
+# the undeclared port (remote runtimes only: locally main + 1 may be another node's port)
+gossip = socket.create_server((host, port + 1)) if host != "127.0.0.1" else None
 open(os.path.join(shared, name + ".announce"), "w").write(str(port))
 
 def serve(conn):
@@ -43,23 +50,28 @@ def serve(conn):
             out = "hb"
         f.write((out + "\n").encode()); f.flush()
 
-def accept():
+def accept(server):
     while True:
-        conn, _ = srv.accept()
+        conn, _ = server.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
-def follow():  # the bypass: dial the leader's announced REAL port
+def follow():  # the bypass
     path = os.path.join(shared, "n1.announce")
     while True:
         try:
-            leader = int(open(path).read())
-            with socket.create_connection(("127.0.0.1", leader), timeout=2) as s:
+            if host == "127.0.0.1":  # local: the leader's announced REAL main port
+                addr = ("127.0.0.1", int(open(path).read()))
+            else:                     # remote: its undeclared gossip port
+                addr = (leader_host, 7001)
+            with socket.create_connection(addr, timeout=2) as s:
                 while True:
                     s.sendall(b"h\n"); s.recv(16); time.sleep(0.2)
         except (OSError, ValueError):
             time.sleep(0.2)
 
-threading.Thread(target=accept, daemon=True).start()
+threading.Thread(target=accept, args=(srv,), daemon=True).start()
+if gossip is not None:
+    threading.Thread(target=accept, args=(gossip,), daemon=True).start()
 if name != "n1":
     threading.Thread(target=follow, daemon=True).start()
 while True:
@@ -101,7 +113,9 @@ class BypassTarget(BaseTarget):
     ports: Mapping[str, int] = {MAIN: 7000}
 
     def start_command(self, node: NodeConfig) -> list[str]:
-        return [sys.executable, "-c", NODE, node.name, str(node.listen.port), node.data_dir]
+        leader = node.peers.get("n1", node.listen)
+        return [node.python or sys.executable, "-c", NODE, node.name, node.listen.host,
+                str(node.listen.port), node.data_dir, leader.host]
 
     def client(self, nodes: Endpoints, options: Mapping[str, Any]) -> BypassClient:
         return BypassClient(nodes, 1.0)

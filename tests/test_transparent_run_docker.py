@@ -104,3 +104,16 @@ def test_sigint_during_a_transparent_partition_leaves_nothing(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_bypassing_target_on_the_transparent_mesh_is_unknown(tmp_path):
+    code, doc = run_json("--store", str(tmp_path / "store"), "--runtime", "docker",
+                         "--net", "transparent", "--target", str(REPO / "tests" / "bypass_target.py"),
+                         "--nodes", "2", "--nemesis", "partition", "--partition-shape", "halves",
+                         "--time-limit", "6", "--nemesis-interval", "2", "--concurrency", "2",
+                         "--rate", "20", "--seed", "1", timeout=600)
+    problems = doc["unverified_faults"]
+    assert code == 2 and doc["valid"] == "unknown", doc
+    assert any("around the mesh" in p and "n2" in p and "n1" in p and ":7001" in p
+               for p in problems), problems
+    assert any("carried no traffic" in p for p in problems), problems
