@@ -24,7 +24,9 @@ class Started(BaseException):
 @pytest.fixture
 def cli(monkeypatch, tmp_path):
     """cli(*args) -> (exit code, stdout, stderr); the run itself never starts."""
-    real_schedule = runmod.make_schedule
+    import chaos.schedule
+
+    real_schedule = chaos.schedule.make_schedule
 
     def guarded_schedule(kinds, *, interval, time_limit, **kw):
         if kinds and time_limit / interval > 1e6:  # the old code would loop for ever here
@@ -34,7 +36,9 @@ def cli(monkeypatch, tmp_path):
     def fake_execute(cfg, *a, **kw):
         raise Started("execute")
 
-    monkeypatch.setattr(runmod, "make_schedule", guarded_schedule)
+    # wherever the run code takes make_schedule from (chaos.run imports it by name)
+    monkeypatch.setattr(chaos.schedule, "make_schedule", guarded_schedule)
+    monkeypatch.setattr(runmod, "make_schedule", guarded_schedule, raising=False)
     monkeypatch.setattr(runmod, "execute", fake_execute)
 
     def invoke(*args: str) -> tuple[int | str, str, str]:
