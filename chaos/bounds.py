@@ -75,7 +75,7 @@ class Bound:
         return None
 
     def describe(self) -> str:
-        """The range as help text shows it, e.g. "0 < S <= 604800"."""
+        """The range as help text shows it, e.g. "0 < x <= 604800"."""
         low = "<" if self.low_open else "<="
         return f"{_num(self.low)} {low} x <= {_num(self.high)}"
 
