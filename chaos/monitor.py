@@ -15,7 +15,8 @@ claim. Terms may be of any orderable kind (int, str, list of ints) or None.
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from chaos.target import Addr, Endpoints, StatusError, Target, check_status, term_key
 

@@ -310,7 +310,7 @@ def validate(target: Any) -> list[str]:
 def _instantiate(obj: Any, where: str) -> Target:
     try:
         target = obj() if inspect.isclass(obj) else obj
-    except Exception as exc:  # noqa: BLE001 - the user's constructor: report, don't crash
+    except Exception as exc:  # the user's constructor: report, don't crash
         raise BadInput(f"--target {where}: {getattr(obj, '__name__', obj)}() failed: "
                        f"{type(exc).__name__}: {exc}") from exc
     try:
@@ -343,7 +343,7 @@ def _exec_file(ref: str) -> Any:
         del sys.modules[spec.name]
         raise BadInput(f"--target {ref}: the file called exit({exc.code!r}) when imported "
                        "(guard its main code with `if __name__ == \"__main__\":`)") from None
-    except Exception as exc:  # noqa: BLE001 - the user's file: report, don't crash
+    except Exception as exc:  # the user's file: report, don't crash
         del sys.modules[spec.name]
         raise BadInput(f"--target {ref}: import failed: {type(exc).__name__}: {exc}") from exc
     return module
@@ -370,6 +370,6 @@ def load_target(ref: str) -> Target:
     except SystemExit as exc:
         raise BadInput(f"--target {ref}: the module called exit({exc.code!r}) when imported") \
             from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # the user's module: report, don't crash
         raise BadInput(f"--target {ref}: import failed: {type(exc).__name__}: {exc}") from exc
     return _instantiate(obj, ref)

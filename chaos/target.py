@@ -18,9 +18,9 @@ only what it needs; a target that does not subclass it is filled in by the same 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 #: the name of every node's main port: the one clients and the monitor talk to
 MAIN = "main"
@@ -88,7 +88,7 @@ class Endpoints(Mapping[str, Addr]):
         return self.port(*hit) if hit else Addr(host, port)
 
     @classmethod
-    def main_only(cls, addrs: Mapping[str, Addr]) -> "Endpoints":
+    def main_only(cls, addrs: Mapping[str, Addr]) -> Endpoints:
         """Endpoints from node -> main address (targets with a single port)."""
         return cls({n: {MAIN: a} for n, a in addrs.items()})
 

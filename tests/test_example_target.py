@@ -143,7 +143,7 @@ def test_doc_example_runs_on_the_docker_runtime_with_kill_pause_partition(tmp_pa
 
 
 def _doc_block(marker: str) -> str:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
     return next(b for b in blocks if marker in b)
 
 
@@ -155,7 +155,7 @@ def test_the_smallest_target_of_the_doc_loads_and_each_mistake_is_named(tmp_path
     assert target.name == "mine" and plugins.validate(target) == []
     mistakes = {
         "missing method status(node, endpoints, timeout)":
-            re.sub(r"    def status.*?(?=\n\S|\Z)", "", good, flags=re.S),
+            re.sub(r"    def status.*?(?=\n\S|\Z)", "", good, flags=re.DOTALL),
         "define services(node)": good.replace("def start_command", "def begin"),
         "no 'main' port": good.replace('name = "mine"', 'name = "mine"\n    ports = {"peer": 1}'),
         "unknown workload(s) queue": good.replace('name = "mine"',

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import stat
 import time
 from dataclasses import dataclass
@@ -186,12 +185,12 @@ class SshSession:
                         err += chan.recv_stderr(65536)
                     break
                 elif time.monotonic() > deadline:
-                    raise socket.timeout()
+                    raise TimeoutError()
                 else:
                     chan.status_event.wait(0.01)
             rc = chan.recv_exit_status()
             chan.close()
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise RemoteError(f"{self.host}: `{command[:80]}` timed out after {timeout}s") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise RemoteError(f"{self.host}: SSH failed running `{command[:80]}`: {exc}") from None

@@ -59,8 +59,8 @@ def apt_mirror(sources_dir: str = "/etc/apt") -> str:
             text = path.read_text()
         except OSError:
             continue
-        uris = re.findall(r"^\s*URIs:\s*(.+)$", text, flags=re.M)
-        uris += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, flags=re.M)
+        uris = re.findall(r"^\s*URIs:\s*(.+)$", text, flags=re.MULTILINE)
+        uris += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, flags=re.MULTILINE)
         for line in uris:
             for uri in line.split():
                 if uri.rstrip("/").endswith("/debian"):

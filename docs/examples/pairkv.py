@@ -26,8 +26,9 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # -- the wire: one JSON object per line, both ways (shared by nodes, client and status) ------
 
@@ -237,8 +238,7 @@ if __name__ == "__main__":  # on a node; importing this file (the controller) ru
 
 # -- the target: what the controller uses --------------------------------------------------
 
-from chaos.target import (MAIN, BaseTarget, Endpoints, NodeConfig,  # noqa: E402
-                          OptionSpec, Service)
+from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig, OptionSpec, Service
 
 AGENT = "agent"
 

@@ -11,8 +11,9 @@ and on SSH hosts). Which code root: `KvliteTarget(code_root=...)`, else NodeConf
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from chaos.errors import BadInput
 from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig, OptionSpec
