@@ -63,8 +63,7 @@ class RunState:
         assert self.real is not None
         return Cluster(nodes=list(self.names), endpoints=self.real,
                        options=dict(self.cfg.target_options),
-                       run=lambda node, cmd, timeout=30.0: self.runtime.run(node, cmd, timeout),
-                       data_dir=self.runtime.data_dir)
+                       run=self.runtime.run, data_dir=self.runtime.data_dir)
 
     def start_node(self, node: str, service: str | None = None) -> None:
         """First start, and restarts after a kill (NodeConfig.restart=True): the node's

@@ -280,7 +280,7 @@ def validate(target: Any) -> list[str]:
                 problems.append(problem)
     problems += _option_problems(getattr(target, "options", {}))
     problems += _port_problems(getattr(target, "ports", {}))
-    workloads = getattr(target, "workloads", frozenset())
+    workloads: Any = getattr(target, "workloads", frozenset())
     if isinstance(workloads, str) or not isinstance(workloads, (set, frozenset, tuple, list)):
         problems.append(f"workloads must be a set of workload names, got {workloads!r:.60}")
     else:
