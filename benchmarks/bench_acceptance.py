@@ -2,9 +2,12 @@
 
     python benchmarks/bench_acceptance.py --runs 10 --time-limit 15 [--runtime local] [--cells a,b]
     python benchmarks/bench_acceptance.py --target etcd --runs 10 --time-limit 20
+    python benchmarks/bench_acceptance.py --target redis --runs 10 --time-limit 25
 
---target picks the matrix (kvlite, etcd); each target's cells carry their own target options,
-and --runtime defaults to the runtime the matrix was written for (kvlite local, etcd docker).
+--target picks the matrix (kvlite, etcd, redis); each target's cells carry their own target
+options, and --runtime defaults to the runtime the matrix was written for (kvlite local, etcd
+and redis docker). Cells that lose writes also report the lost-write counts (median, max);
+cells with a kill the failover time (kill -> first write acknowledged by another node).
 
 For every cell, a run "detects" when the expected anomaly kinds are all found (unsafe cells)
 or when the verdict is valid (safe cells). Prints a Markdown table for docs/benchmarks.md.
@@ -23,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from targets.etcd.matrix import CELLS as ETCD_CELLS  # noqa: E402 - the target's own matrix
+from targets.redis.matrix import CELLS as REDIS_CELLS, failover_s  # noqa: E402
 UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
 SAFE = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",
         "-O", "read_from=leader"]
@@ -43,7 +47,8 @@ CELLS = {
     "quorum+majority, latency": (SAFE + ["--nemesis", "latency"], "valid"),
 }
 #: target -> (cells, the runtime they are measured on by default)
-MATRICES = {"kvlite": (CELLS, "local"), "etcd": (ETCD_CELLS, "docker")}
+MATRICES = {"kvlite": (CELLS, "local"), "etcd": (ETCD_CELLS, "docker"),
+            "redis": (REDIS_CELLS, "docker")}
 
 
 def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str) -> tuple[int, dict, float]:
@@ -61,6 +66,8 @@ def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store:
 
 
 def detected(doc: dict, expect) -> bool:
+    if callable(expect):
+        return bool(expect(doc))
     if expect == "valid":
         return doc.get("valid") is True
     results = doc.get("results") or {}  # the results document (chaos.report.results)
@@ -78,6 +85,17 @@ def perf(doc: dict) -> tuple[float, float, float] | None:
     if "ok_throughput_per_s" not in stats or "p50" not in lat:
         return None
     return stats["ok_throughput_per_s"], lat["p50"], lat["p99"]
+
+
+def lost(doc: dict) -> int | None:
+    """The lost-write count of a run (None: no lost-writes checker ran)."""
+    stats = ((doc.get("results") or {}).get("lost-writes") or {}).get("stats") or {}
+    return stats.get("lost")
+
+
+def _p90(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(0.9 * len(xs)))]
 
 
 def _median(xs: list[float]) -> float:
@@ -102,7 +120,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as store:
         for name, (args, expect) in cells.items():
-            hits, codes, secs, perfs = 0, [], [], []
+            hits, codes, secs, perfs, losses, failovers = 0, [], [], [], [], []
             for seed in range(a.first_seed, a.first_seed + a.runs):
                 code, doc, dt = run_cell(args, seed, a.time_limit, a.runtime, store)
                 ok = detected(doc, expect)
@@ -111,6 +129,12 @@ def main() -> None:
                 secs.append(dt)
                 if perf(doc):
                     perfs.append(perf(doc))
+                if lost(doc) is not None:
+                    losses.append(lost(doc))
+                if "--nemesis" in args and args[args.index("--nemesis") + 1] == "kill":
+                    f_s = failover_s(str(doc.get("history") or ""))
+                    if f_s is not None:
+                        failovers.append(f_s)
                 why = "" if ok else f": {(doc.get('reasons') or [doc.get('error', '')])[:1]}"
                 print(f"{name:32s} seed {seed:3d}: exit {code} {'detected' if ok else 'MISSED'}"
                       f" ({dt:.0f} s){why}", file=sys.stderr, flush=True)
@@ -118,14 +142,19 @@ def main() -> None:
             load = (f"{sum(p[0] for p in perfs) / len(perfs):.0f} | "
                     f"{_median([p[1] for p in perfs]):.1f} / {_median([p[2] for p in perfs]):.0f}"
                     if perfs else "- | -")
+            extra = (f" {_median(losses):g} / {max(losses)} |" if losses else " - |") + (
+                f" {_median(failovers):.1f} / {_p90(failovers):.1f} ({len(failovers)} runs) |"
+                if failovers else " - |")
             rows.append(f"| {name} | {want} | {hits}/{a.runs} | "
                         f"{', '.join(str(c) for c in codes)} | {sum(secs) / len(secs):.0f} s | "
-                        f"{load} |")
-    print(f"Runtime {a.runtime}, {a.time_limit:.0f} s of load per run, nemesis interval 3 s, "
+                        f"{load} |{extra}")
+    print(f"Runtime {a.runtime}, {a.time_limit:.0f} s of load per run, nemesis interval 3 s "
+          "unless the cell sets its own, "
           f"seeds {a.first_seed}..{a.first_seed + a.runs - 1}\n")
     print("| cell | expected | detected | exit codes | mean wall time | ok ops/s (mean) | "
-          "latency p50 / p99 ms (median) |")
-    print("|---|---|---|---|---|---|---|")
+          "latency p50 / p99 ms (median) | lost writes median / max | "
+          "failover s median / p90 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -66,6 +66,9 @@ class RedisTarget(BaseTarget):
                                 "lists, or any node", ("master", "replica", "any")),
         "refresh_ms": _int(1000, "the client asks its Sentinel for the master again at most "
                            "this often (0 = only after an error, as redis-py)", 0, 600_000),
+        "ready_timeout": OptionSpec(30.0, "seconds each service may take to accept "
+                                    "connections after it started (a large AOF loads slowly)",
+                                    type=float, min=1, max=3600),
         "timeout": OptionSpec(1.0, "client socket timeout per command (s); no answer -> info",
                               type=float, min=0.01, max=60),
     }
@@ -86,10 +89,10 @@ class RedisTarget(BaseTarget):
         return [
             Service("redis", ["redis-server", redis_conf],
                     files={} if keep else {redis_conf: conf.redis_conf(node, o)},
-                    ready_port=MAIN),
+                    ready_port=MAIN, ready_timeout=float(o["ready_timeout"])),
             Service("sentinel", ["redis-sentinel", sentinel_conf],
                     files={} if keep else {sentinel_conf: conf.sentinel_conf(node, o)},
-                    ready_port=conf.SENTINEL),
+                    ready_port=conf.SENTINEL, ready_timeout=float(o["ready_timeout"])),
         ]
 
     def client(self, nodes: Endpoints, options: Mapping[str, Any]) -> RedisClient:
