@@ -5,7 +5,7 @@ their real addresses). A cut a->b is one rule on b: `INPUT -s <ip of a> -j DROP`
 sees a's packets (for TCP that breaks connections both ways, as in Jepsen). Every rule carries
 the comment `chaos:<tag>`; heal removes exactly the rules with our tag and nothing else, so it
 is safe on shared hosts and after a crash (`IptablesNet(...).heal()` with the same tag).
-In Docker the containers need NET_ADMIN (`DockerRuntime(iptables=True)`); on SSH hosts the
+In Docker the containers need NET_ADMIN (`DockerRuntime(net_admin=True)`); on SSH hosts the
 user must be root. The method names follow the proxy mesh's fault ops.
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ class IptablesNet:
         if not res.ok:
             raise SetupError(
                 f"iptables on {dst} failed: {(res.err or res.out).strip()[:200]} (the container "
-                "needs NET_ADMIN: DockerRuntime(iptables=True); on SSH hosts log in as root)"
+                "needs NET_ADMIN: DockerRuntime(net_admin=True); on SSH hosts log in as root)"
             )
 
     def _check_node(self, node: str) -> None:
