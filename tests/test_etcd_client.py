@@ -40,7 +40,8 @@ def test_good_options_typed():
 def etcd3(tmp_path):
     from targets.etcd.testing import LocalEtcd
 
-    c = LocalEtcd(tmp_path, 3, election_timeout_ms=500, heartbeat_ms=50).start_all()
+    c = LocalEtcd(tmp_path, 3).start_all()   # etcd's default timing: no spurious elections
+                                             # on a loaded machine
     try:
         c.wait(c.leader, 60, "a leader")
         yield c
@@ -78,10 +79,14 @@ def test_register_and_set_ops(etcd3):
 @etcd_installed
 @pytest.mark.integration
 def test_outcomes_under_kill_and_pause(etcd3):
-    leader = etcd3.leader()
-    others = [n for n in etcd3.names if n != leader]
     t = EtcdTarget()
-    assert check_status(leader, t.status(leader, etcd3.endpoints, 2.0))["role"] == "leader"
+
+    def agreed_leader():
+        name = etcd3.leader()
+        return name if name and check_status(name, t.status(name, etcd3.endpoints, 2.0))[
+            "role"] == "leader" else None
+    leader = etcd3.wait(agreed_leader, 30, "a leader that says so itself")
+    others = [n for n in etcd3.names if n != leader]
     one = EtcdClient(etcd3.endpoints, timeout=0.5, endpoint_mode="one")
     one.home = others[0]
     try:

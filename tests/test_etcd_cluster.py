@@ -26,7 +26,7 @@ def _cfg(name: str = "n1") -> NodeConfig:
 def test_argv_uses_advertised_and_peer_addresses():
     svc = etcd_service(_cfg("n2"), election_timeout_ms=500, heartbeat_ms=50)
     a = svc.argv
-    flag = lambda f: a[a.index(f) + 1]  # noqa: E731
+    flag = lambda f: a[a.index(f) + 1]
     assert flag("--name") == "n2" and flag("--data-dir") == "/data/etcd"
     assert flag("--listen-client-urls") == "http://0.0.0.0:2379"
     assert flag("--advertise-client-urls") == "http://10.0.0.2:2379"

@@ -26,11 +26,21 @@ came (timeout, lost connection) or came as an error that may follow a proposal
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from chaos.target import MAIN, Endpoints
 
-from .gateway import EtcdError, Gateway, NoAnswer, NotSent, b64, prefix_end, refused, unb64
+from .gateway import (
+    EtcdError,
+    Gateway,
+    NoAnswer,
+    NotSent,
+    b64,
+    prefix_end,
+    refused,
+    unb64,
+)
 
 READS = ("read", "read-set")
 
@@ -41,6 +51,16 @@ def register_key(key: Any) -> str:
 
 def set_prefix(key: Any) -> str:
     return f"s/{key}/"
+
+
+class _Failed(Exception):
+    """A request that reached member `node` and came back with `error` (no answer or an
+    etcd error)."""
+
+    def __init__(self, node: str, error: NoAnswer | EtcdError):
+        super().__init__(f"{node}: {error}")
+        self.node = node
+        self.error = error
 
 
 class EtcdClient:
@@ -72,8 +92,8 @@ class EtcdClient:
 
     def _call(self, op: Mapping[str, Any], path: str,
               body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """(member, answer); raises NotSent when no member could be reached, NoAnswer or
-        EtcdError from the member the request went to (with `.node` set on it)."""
+        """(member, answer); raises NotSent when no member could be reached, else _Failed
+        naming the member the request went to and what went wrong (NoAnswer or EtcdError)."""
         errors = []
         for node in self._order(op):
             try:
@@ -81,8 +101,7 @@ class EtcdClient:
             except NotSent as exc:
                 errors.append(str(exc))
             except (NoAnswer, EtcdError) as exc:
-                exc.node = node  # type: ignore[union-attr]
-                raise
+                raise _Failed(node, exc) from exc
         raise NotSent("; ".join(errors))
 
     # --- the Client protocol ------------------------------------------------------------
@@ -97,26 +116,24 @@ class EtcdClient:
             node, answer = self._call(op, path, body)
         except NotSent as exc:
             return {"type": "fail", "error": f"not sent: {exc}"}
-        except NoAnswer as exc:
-            node = getattr(exc, "node", None)
+        except _Failed as failed:
+            err = failed.error
+            if isinstance(err, EtcdError) and (f in READS or refused(err)):
+                return {"type": "fail", "node": failed.node, "error": err.message}
             if f in READS:
-                return {"type": "fail", "node": node, "error": f"read unanswered: {exc}"}
-            return {"type": "info", "node": node, "error": f"indeterminate: {exc}"}
-        except EtcdError as exc:
-            node = getattr(exc, "node", None)
-            if f in READS or refused(exc):
-                return {"type": "fail", "node": node, "error": exc.message}
-            return {"type": "info", "node": node, "error": f"indeterminate: {exc.message}"}
+                return {"type": "fail", "node": failed.node, "error": f"read unanswered: {err}"}
+            text = err.message if isinstance(err, EtcdError) else str(err)
+            return {"type": "info", "node": failed.node, "error": f"indeterminate: {text}"}
         header = answer.get("header", {})
         meta = {"term": int(header.get("raft_term") or 0),
                 "revision": int(header.get("revision") or 0)}
-        done = {"type": "ok", "node": node, "meta": meta}
+        done: dict[str, Any] = {"type": "ok", "node": node, "meta": meta}
+        kvs = answer.get("kvs") or []
         if f == "read":
-            kvs = answer.get("kvs") or []
             done["value"] = int(unb64(kvs[0].get("value"))) if kvs else None
         elif f == "read-set":
             plen = len(set_prefix(op.get("key")))
-            done["value"] = sorted(int(unb64(kv["key"])[plen:]) for kv in answer.get("kvs") or [])
+            done["value"] = sorted(int(unb64(kv["key"])[plen:]) for kv in kvs)
         elif f == "cas" and not answer.get("succeeded"):
             return {"type": "fail", "node": node, "meta": meta, "error": "cas: value differs"}
         else:
@@ -125,14 +142,17 @@ class EtcdClient:
 
     def _request(self, op: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The gateway path and JSON body for `op` (ValueError for an op it does not know)."""
-        f, key, value = op["f"], op.get("key"), op.get("value")
+        f, key = op["f"], op.get("key")
+        value: Any = op.get("value")
+        if f in ("write", "cas", "add") and value is None:
+            raise ValueError(f"{f} needs a value")
         serializable = self.serializable or op.get("node") is not None
         if f == "read":
             return "/v3/kv/range", {"key": b64(register_key(key)), "serializable": serializable}
         if f == "write":
             return "/v3/kv/put", {"key": b64(register_key(key)), "value": b64(str(int(value)))}
         if f == "cas":
-            expected, new = value
+            expected, new = value  # type: ignore[misc]
             k = b64(register_key(key))
             cmp = ({"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
                    if expected is None else

@@ -19,11 +19,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from chaos.errors import BadInput, SetupError
-from chaos.target import MAIN, BaseTarget, Cluster, Endpoints, NodeConfig, OptionSpec, Service
+from chaos.target import (
+    MAIN,
+    BaseTarget,
+    Cluster,
+    Endpoints,
+    NodeConfig,
+    OptionSpec,
+    Service,
+)
 
 from .client import EtcdClient
-from .cluster import ELECTION_TIMEOUT_MS, HEARTBEAT_MS, check_timing, etcd_service, healthy, \
-    member_status
+from .cluster import (
+    ELECTION_TIMEOUT_MS,
+    HEARTBEAT_MS,
+    check_timing,
+    etcd_service,
+    healthy,
+    member_status,
+)
 
 
 class EtcdTarget(BaseTarget):
@@ -99,7 +113,7 @@ class EtcdTarget(BaseTarget):
             for n in cluster.nodes:
                 try:
                     seen[n] = member_status(cluster.endpoints[n], 1.0)
-                except Exception:  # noqa: BLE001 - not answering yet
+                except Exception:  # noqa: BLE001, S110 - not answering yet: asked again
                     pass
             leaders = [s for s in seen.values() if s["role"] == "leader"]
             if target is None and len(leaders) == 1:

@@ -12,8 +12,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chaos.target import MAIN, Addr, Endpoints, NodeConfig
 
@@ -52,12 +53,11 @@ class LocalEtcd:
         cfg = self.config(name, restart)
         os.makedirs(cfg.data_dir, exist_ok=True)
         svc = etcd_service(cfg, **self.service_kw)
-        out = open(os.path.join(cfg.data_dir, f"{svc.name}.out"), "ab")
-        self.procs[name] = subprocess.Popen(svc.argv, cwd=cfg.data_dir, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        out.close()
+        with open(os.path.join(cfg.data_dir, f"{svc.name}.out"), "ab") as out:
+            self.procs[name] = subprocess.Popen(svc.argv, cwd=cfg.data_dir, stdout=out,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_all(self) -> "LocalEtcd":
+    def start_all(self) -> LocalEtcd:
         for name in self.names:
             self.start(name)
         return self
