@@ -184,7 +184,7 @@ class PostgresClient:
             conn = self._conn(which)
         except Exception as exc:  # noqa: BLE001 - no connection: nothing was sent
             return {"type": "fail", "node": which or None,
-                    "error": f"connect failed: {type(exc).__name__}: {_line(exc)}"}
+                    "error": f"connect failed: {type(exc).__name__}: {_lines(exc)}"}
         node = self._node_of(conn, which)
         dog = _Watchdog(conn, self.timeout)
         try:
@@ -239,3 +239,9 @@ def _line(exc: BaseException) -> str:
     """The first line of an exception's message (libpq's are multi-line)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _lines(exc: BaseException, limit: int = 400) -> str:
+    """Every line of an exception's message on one line (libpq lists each host it tried)."""
+    text = " | ".join(x.strip() for x in str(exc).splitlines() if x.strip())
+    return text[:limit] or type(exc).__name__

@@ -22,6 +22,7 @@ method), stream with replication slots, and catch up from the primary's WAL afte
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any, Mapping
 
 from chaos.target import MAIN, NodeConfig
@@ -37,6 +38,8 @@ REPLICATION_USER = "replicator"
 PASSWORD = "chaos"
 #: a unix socket path must fit in sun_path (107 bytes) with "/.s.PGSQL.NNNNN" appended
 _MAX_SOCKET_DIR = 90
+#: the post_bootstrap script's file name in the node's data dir
+POST_BOOTSTRAP = "create_tables.sh"
 
 
 def synchronous_flags(mode: str) -> tuple[bool, bool]:
@@ -103,6 +106,9 @@ def render(node: NodeConfig, opts: Mapping[str, Any]) -> dict[str, Any]:
                                "parameters": parameters},
             },
             "initdb": [{"encoding": "UTF8"}, {"locale": "C"}],
+            # the workloads' tables, created by the primary that bootstraps the cluster
+            # (so they exist before any client connects, and replicate with the rest)
+            "post_bootstrap": f"/bin/sh {node.data_dir}/{POST_BOOTSTRAP}",
             "pg_hba": pg_hba(),
         },
         "postgresql": {
@@ -112,6 +118,8 @@ def render(node: NodeConfig, opts: Mapping[str, Any]) -> dict[str, Any]:
             "bin_dir": BIN_DIR,
             "pgpass": f"{node.data_dir}/pgpass",
             "use_pg_rewind": True,
+            # a standby's clone starts at once instead of after a spread checkpoint
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": PASSWORD},
                 "replication": {"username": REPLICATION_USER, "password": PASSWORD},
@@ -121,6 +129,15 @@ def render(node: NodeConfig, opts: Mapping[str, Any]) -> dict[str, Any]:
         },
         "watchdog": {"mode": "off"},          # no /dev/watchdog in containers or CI
     }
+
+
+def post_bootstrap_script() -> str:
+    """The post_bootstrap script: Patroni runs it once, on the member that ran initdb, with a
+    connection string to the new primary as its argument."""
+    from .client import DDL
+
+    statements = " ".join(f"-c {shlex.quote(stmt)}" for stmt in DDL)
+    return f'#!/bin/sh\nexec {BIN_DIR}/psql "$1" -v ON_ERROR_STOP=1 {statements}\n'
 
 
 def render_text(node: NodeConfig, opts: Mapping[str, Any]) -> str:

@@ -84,7 +84,8 @@ class PostgresTarget(BaseTarget):
         opts.update(node.options)
         patroni = Service("patroni", launcher.argv(node.data_dir, f"{node.data_dir}/patroni.yml"),
                           files={"patroni.yml": pgconf.render_text(node, opts),
-                                 launcher.FILE: launcher.SOURCE},
+                                 launcher.FILE: launcher.SOURCE,
+                                 pgconf.POST_BOOTSTRAP: pgconf.post_bootstrap_script()},
                           # no readiness wait: Patroni opens its REST API only once etcd
                           # has a quorum, i.e. after the next nodes' etcd members started;
                           # setup_cluster waits for the whole cluster instead

@@ -1,0 +1,91 @@
+"""The PostgreSQL + Patroni acceptance matrix (DESIGN §7, issue 13): `chaos run` arguments and
+the verdict each cell must give, plus the failover time read back from a run's history. One
+definition, used by benchmarks/bench_acceptance.py / bench_postgres.py (seeded runs per cell)
+and by the short docker tests (tests/test_postgres_docker.py).
+
+Expectation: "valid", or a list of (checker, kinds) pairs: each checker must report at least
+one anomaly of one of its kinds.
+
+Why the settings: Patroni's timing is shortened to ttl=6, loop_wait=1, retry_timeout=2
+(1 + 2*2 <= 6, Patroni's rule) so a failover fits in a fault window; a fault lasts 12 s
+(--nemesis-interval 12), longer than ttl plus the lease extension etcd grants when its own
+Raft leader dies with the node (a new etcd leader renews every lease once), so the standbys
+do promote while the primary is gone. Clients write as fast as they can (--rate 0, 8
+clients): the asynchronous window a kill catches is the WAL the primary flushed and
+acknowledged but had not yet sent, a few milliseconds, so many commits per second make it
+hold some.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TIMING = ["-O", "ttl=6", "-O", "loop_wait=1", "-O", "retry_timeout=2"]
+BASE = ["--target", "postgres", "--rate", "0", "--concurrency", "8",
+        "--nemesis-interval", "12", *TIMING]
+ASYNC_SET = BASE + ["--workload", "set", "-O", "synchronous_mode=off"]
+STRICT_SET = BASE + ["--workload", "set", "-O", "synchronous_mode=strict"]
+ANY_READS = BASE + ["--workload", "register", "-O", "read_from=any"]
+LOST = [("lost-writes", {"lost-write"})]
+STALE = [("stale-reads", {"stale-read"})]
+
+CELLS: dict[str, tuple[list[str], Any]] = {
+    "pg sync off, partition primary": (
+        ASYNC_SET + ["--nemesis", "partition", "--partition-shape", "isolate-leader"], LOST),
+    "pg sync off, kill primary": (ASYNC_SET + ["--nemesis", "kill"], LOST),
+    "pg strict, partition": (
+        STRICT_SET + ["--nemesis", "partition", "--partition-shape", "isolate-leader"], "valid"),
+    "pg strict, kill": (STRICT_SET + ["--nemesis", "kill"], "valid"),
+    "pg strict, pause": (STRICT_SET + ["--nemesis", "pause"], "valid"),
+    "pg reads any, latency": (ANY_READS + ["--nemesis", "latency"], STALE),
+    "pg reads any, partition": (
+        ANY_READS + ["--nemesis", "partition", "--partition-shape", "isolate-leader"], STALE),
+}
+
+#: nemesis ops that take the primary away (their ok completion: the fault is in place)
+_FAULTS = ("kill", "pause", "start-pause", "start-partition")
+
+
+def failover_times(history: str | Path) -> list[float]:
+    """Seconds from each fault that took the primary away (kill, pause, or a partition
+    isolating it) to the monitor's first sight of another node leading in a later timeline.
+
+    Measured from the fault's ok completion (the fault fully in place: applying a partition
+    to every proxied port can itself take a second or more), so it is the failover Patroni
+    needs, not the time the nemesis took.
+
+    Read from the recorded history (nemesis and monitor ops); a fault after which no new
+    primary was seen is left out (the caller reports how many faults it measured).
+    """
+    faults: list[tuple[float, str]] = []       # (start time, the primary it hit)
+    leaders: list[tuple[float, str, Any]] = []  # (time, node, term) of leader observations
+    with open(history) as fh:
+        for line in fh:
+            op = json.loads(line)
+            if op.get("process") == "nemesis" and op.get("type") == "ok" \
+                    and op.get("f") in _FAULTS:
+                faults.append((op["time"] / 1e9, _victim(op.get("value") or {})))
+            elif op.get("process") == "monitor" and op.get("type") == "ok":
+                value = op.get("value") or {}
+                if value.get("role") == "leader":
+                    leaders.append((op["time"] / 1e9, str(op.get("node")), value.get("term")))
+    out = []
+    for start, victim in faults:
+        before = [t for (ts, n, t) in leaders if ts <= start and n == victim and t is not None]
+        term = before[-1] if before else None
+        for ts, node, t in leaders:
+            if ts > start and node != victim and (term is None or (t is not None and t > term)):
+                out.append(ts - start)
+                break
+    return out
+
+
+def _victim(value: dict[str, Any]) -> str:
+    """The node a kill/pause hit, or the isolated side of a partition (one node)."""
+    if "node" in value:
+        return str(value["node"])
+    for side in value.get("partition") or value.get("groups") or []:
+        if isinstance(side, list) and len(side) == 1:
+            return str(side[0])
+    return ""
