@@ -4,10 +4,12 @@
     python benchmarks/bench_acceptance.py --target etcd --runs 10 --time-limit 20
     python benchmarks/bench_acceptance.py --target redis --runs 10 --time-limit 25
 
---target picks the matrix (kvlite, etcd, redis); each target's cells carry their own target
+--target picks the matrix (kvlite, etcd, redis, postgres); each target's cells carry their own target
 options, and --runtime defaults to the runtime the matrix was written for (kvlite local, etcd
 and redis docker). Cells that lose writes also report the lost-write counts (median, max);
-cells with a kill the failover time (kill -> first write acknowledged by another node).
+cells with a kill the failover time (kill -> first write acknowledged by another node);
+postgres cells the failover time of their first fault (fault in place -> the monitor's first
+sight of a new primary in a later timeline, targets.postgres.matrix.failover_times).
 
 For every cell, a run "detects" when the expected anomaly kinds are all found (unsafe cells)
 or when the verdict is valid (safe cells). Prints a Markdown table for docs/benchmarks.md.
@@ -27,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from targets.etcd.matrix import CELLS as ETCD_CELLS  # noqa: E402 - the target's own matrix
 from targets.redis.matrix import CELLS as REDIS_CELLS, failover_s  # noqa: E402
+from targets.postgres.matrix import CELLS as PG_CELLS, failover_times  # noqa: E402
 UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
 SAFE = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",
         "-O", "read_from=leader"]
@@ -48,7 +51,7 @@ CELLS = {
 }
 #: target -> (cells, the runtime they are measured on by default)
 MATRICES = {"kvlite": (CELLS, "local"), "etcd": (ETCD_CELLS, "docker"),
-            "redis": (REDIS_CELLS, "docker")}
+            "redis": (REDIS_CELLS, "docker"), "postgres": (PG_CELLS, "docker")}
 
 
 def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str) -> tuple[int, dict, float]:
@@ -98,6 +101,14 @@ def _p90(xs: list[float]) -> float:
     return xs[min(len(xs) - 1, int(0.9 * len(xs)))]
 
 
+def _try(measure, history: str) -> list[float]:
+    """A history measurement, or nothing when the run left no readable history."""
+    try:
+        return list(measure(history))
+    except (OSError, ValueError):
+        return []
+
+
 def _median(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
@@ -131,7 +142,10 @@ def main() -> None:
                     perfs.append(perf(doc))
                 if lost(doc) is not None:
                     losses.append(lost(doc))
-                if "--nemesis" in args and args[args.index("--nemesis") + 1] == "kill":
+                if a.target == "postgres":      # first fault -> new primary, any fault kind
+                    times = _try(failover_times, str(doc.get("history") or ""))
+                    failovers += times[:1]
+                elif "--nemesis" in args and args[args.index("--nemesis") + 1] == "kill":
                     f_s = failover_s(str(doc.get("history") or ""))
                     if f_s is not None:
                         failovers.append(f_s)
