@@ -104,6 +104,7 @@ _SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
     "runtime": ((str, type(None)), "--runtime"), "net": ((str,), "--net"),
     "client_placement": ((str,), "--client-placement"),
     "partition_shape": ((str,), "--partition-shape"), "store": ((str,), "--store"),
+    "partition_mode": ((str,), "--partition-mode"),
     "seed": ((int,), "--seed"), "nemesis": ((list,), "--nemesis"),
     "target_options": ((dict,), "-O"), "runtime_options": ((dict,), "runtime options"),
     "test_name": ((str, type(None)), "test_name"),

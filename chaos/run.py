@@ -50,6 +50,9 @@ class RunConfig:
     nemesis: list[str] = field(default_factory=lambda: ["partition"])
     nemesis_interval: float = 5.0
     partition_shape: str = "isolate-leader"
+    #: "refuse" (connections closed, connects refused) or "drop" (bytes silently dropped, as
+    #: a real network partition: peers notice only by their own timeouts)
+    partition_mode: str = "refuse"
     latency_ms: int = 200
     jitter_ms: int = 50
     time_limit: float = 30.0
@@ -77,6 +80,8 @@ class RunConfig:
                            f"{', '.join(CLIENT_PLACEMENTS)}")
         if self.partition_shape not in SHAPES + ("mixed",):
             raise BadInput(f"--partition-shape must be one of {', '.join(SHAPES)}, mixed")
+        if self.partition_mode not in ("refuse", "drop"):
+            raise BadInput(f"--partition-mode: {self.partition_mode!r}; choose from refuse, drop")
         store.check_store(self.store)
 
     @property
@@ -158,7 +163,7 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
         cfg.schedule = make_schedule(cfg.nemesis, interval=cfg.nemesis_interval,
                                      time_limit=cfg.time_limit, seed=cfg.seed,
                                      shape=cfg.partition_shape, latency_ms=cfg.latency_ms,
-                                     jitter_ms=cfg.jitter_ms)
+                                     jitter_ms=cfg.jitter_ms, partition_mode=cfg.partition_mode)
     cfg.net = _choose_net(cfg, target)
     if cfg.runtime == "ssh":
         from chaos.runtime.ssh import read_nodes_file

@@ -60,6 +60,11 @@ def _range(field: str) -> str:
 @click.option("--partition-shape", default="isolate-leader", show_default=True,
               type=click.Choice(list(SHAPES) + ["mixed"]),
               help="Who a partition cuts off (mixed: a random shape per fault).")
+@click.option("--partition-mode", "partition_mode", default="refuse", show_default=True,
+              type=click.Choice(["refuse", "drop"]),
+              help="How a partition cuts a link: refuse (connections closed, connects "
+                   "refused) or drop (bytes silently dropped, as a real network partition: "
+                   "peers notice only by their own timeouts).")
 @click.option("--latency-ms", default=200, show_default=True, type=int, metavar="MS",
               help=f"Delay the latency fault adds to node-to-node links {_range('latency_ms')}.")
 @click.option("--time-limit", default=30.0, show_default=True, type=float, metavar="S",
@@ -91,7 +96,8 @@ def _range(field: str) -> str:
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interval, partition_shape,
         latency_ms, time_limit, concurrency, rate, seed, store_dir, quiesce, op_timeout, replay,
-        nodes_file, ssh_user, ssh_key, as_json, quiet, client_placement="any"):
+        nodes_file, ssh_user, ssh_key, as_json, quiet, client_placement="any",
+        partition_mode="refuse"):
     """Run a test and check it.
 
     Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input (nothing started).
@@ -114,7 +120,8 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
             partition_shape=partition_shape, latency_ms=latency_ms, time_limit=time_limit,
             concurrency=concurrency, rate=(rate or None), store=store_dir, quiesce=quiesce,
             op_timeout=op_timeout, seed=seed if seed is not None else random.randrange(2**31),
-            runtime_options=runtime_options, net=net, client_placement=client_placement)
+            runtime_options=runtime_options, net=net, client_placement=client_placement,
+            partition_mode=partition_mode)
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
     check_config(cfg)  # again: prepare() may have learnt the node count (ssh nodes file)

@@ -46,7 +46,10 @@ class Partition(NetFault):
 
     def schedule_params(self, rng: random.Random, opts: dict[str, Any]) -> dict[str, Any]:
         shape = opts.get("shape", "isolate-leader")
-        return {"shape": rng.choice(SHAPES) if shape == "mixed" else shape}
+        params = {"shape": rng.choice(SHAPES) if shape == "mixed" else shape}
+        if opts.get("partition_mode", "refuse") != "refuse":   # recorded only when not default
+            params["mode"] = opts["partition_mode"]
+        return params
 
     def start(self, nem: Nemesis, params: dict[str, Any]) -> Outcome:
         net = nem.net()
