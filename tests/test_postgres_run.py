@@ -1,0 +1,63 @@
+"""PostgreSQL + Patroni through `chaos run`: short versions of one failing and one valid cell of
+its matrix (targets/postgres/matrix.py) on the docker runtime through the transparent mesh,
+and bad input (one line, exit 4, before anything starts).
+
+The docker tests run whenever a Docker engine answers (the first one on a fresh machine builds
+the postgres node image, about a minute from a cached base); each runs 30 s of load: a 10 s
+partition of the primary outlasts Patroni's failover with ttl=6.
+"""
+from __future__ import annotations
+
+import pytest
+
+from targets.postgres.matrix import CELLS, failover_times
+from tests.runhelp import anomaly_kinds, chaos, run_json
+
+SHORT = ["--runtime", "docker", "--time-limit", "30", "--nemesis-interval", "10",
+         "--quiesce", "2"]
+
+
+def _cell(tmp_path, name: str, seed: int) -> tuple[int, dict]:
+    args, _ = CELLS[name]
+    return run_json("--store", str(tmp_path / "store"), "--seed", str(seed), *args, *SHORT,
+                    timeout=600)
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_async_partition_of_the_primary_loses_committed_writes(tmp_path):
+    code, doc = _cell(tmp_path, "pg sync off, partition primary", 41)
+    assert code == 1, doc.get("reasons")
+    assert "lost-write" in anomaly_kinds(doc, "lost-writes")
+    assert failover_times(doc["history"]), "no new primary seen after the partition"
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_strict_synchronous_mode_under_partition_is_valid(tmp_path):
+    code, doc = _cell(tmp_path, "pg strict, partition", 42)
+    assert code == 0 and doc["valid"] is True, doc.get("reasons")
+    stats = doc["results"]["lost-writes"]["stats"]
+    assert stats["acknowledged"] > 100 and stats["lost"] == 0
+    assert failover_times(doc["history"]), "no new primary seen after the partition"
+
+
+@pytest.mark.parametrize("option,needle", [
+    ("ttl=8", "-O ttl=8: Patroni needs loop_wait + 2*retry_timeout <= ttl, got 2 + 2*4 = 10"),
+    ("synchronous_mode=yes", "-O synchronous_mode=yes: must be one of off, on, strict"),
+    ("read_from=standby", "-O read_from=standby: must be one of primary, any"),
+])
+def test_bad_options_rejected_before_anything_starts(tmp_path, option, needle):
+    proc = chaos("run", "--target", "postgres", "--runtime", "docker", "-O", option,
+                 "--store", str(tmp_path / "store"), timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.jsonl"))
+
+
+def test_local_runtime_refuses_partitions(tmp_path):
+    """Patroni and etcd find peers by their real addresses, which no local mesh can carry."""
+    proc = chaos("run", "--target", "postgres", "--runtime", "local", "--nemesis", "partition",
+                 "--time-limit", "12", "--store", str(tmp_path / "store"), timeout=60)
+    assert proc.returncode == 4 and "supports_mesh is False" in proc.stderr, proc.stderr
