@@ -131,3 +131,31 @@ def test_conninfo_is_multi_host_read_write():
     info = pgclient.conninfo([Addr("h1", 1), Addr("h2", 2)], read_write=True)
     assert "host=h1,h2" in info and "port=1,2" in info
     assert "target_session_attrs=read-write" in info
+
+
+def _op(t: float, process: str, f: str, type_: str, node: str | None = None,
+        value: object = None) -> str:
+    op = {"time": int(t * 1e9), "process": process, "f": f, "type": type_, "value": value}
+    if node:
+        op["node"] = node
+    return json.dumps(op)
+
+
+def test_failover_times_from_history(tmp_path):
+    from targets.postgres.matrix import failover_times
+
+    lines = [
+        _op(1.0, "monitor", "status", "ok", "n1", {"role": "leader", "term": 1}),
+        _op(2.0, "nemesis", "kill", "ok", value={"node": "n1"}),
+        _op(3.0, "monitor", "status", "ok", "n2", {"role": "follower", "term": 1}),
+        _op(5.5, "monitor", "status", "ok", "n2", {"role": "leader", "term": 2}),
+        _op(10.0, "nemesis", "start-partition", "ok",
+            value={"partition": [["n2"], ["n1", "n3"]]}),
+        _op(11.0, "monitor", "status", "ok", "n2", {"role": "leader", "term": 2}),
+        _op(12.0, "monitor", "status", "ok", "n1", {"role": "leader", "term": 2}),  # same term
+        _op(14.0, "monitor", "status", "ok", "n3", {"role": "leader", "term": 3}),
+        _op(20.0, "nemesis", "pause", "ok", value={"node": "n3"}),   # never a new primary
+    ]
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert failover_times(path) == pytest.approx([3.5, 4.0])
