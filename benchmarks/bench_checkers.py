@@ -66,21 +66,35 @@ def set_history(n_ops: int, seed: int = 1, lose: float = 0.0) -> History:
             dur = int(rng.integers(500, 20000))
             if j % 50 == 49:  # a read: elements acked before it was invoked
                 res = sorted(e for c, e in added if c < t)
-                fs.append("read-set"); vals.append(None); results.append(res)
+                fs.append("read-set")
+                vals.append(None)
+                results.append(res)
             else:
-                fs.append("add"); vals.append(elem); results.append(None)
+                fs.append("add")
+                vals.append(elem)
+                results.append(None)
                 added.append((t + dur, elem))
                 elem += 1
-            procs.append(j % 10); keys.append(key); inv.append(t); cmp.append(t + dur)
-            finals.append(False); nodes.append("n1")
+            procs.append(j % 10)
+            keys.append(key)
+            inv.append(t)
+            cmp.append(t + dur)
+            finals.append(False)
+            nodes.append("n1")
         t += 1000
         res = [e for _, e in added]
         if lose:
             keep = rng.random(len(res)) >= lose
             lost_total += int((~keep).sum())
             res = [e for e, kp in zip(res, keep) if kp]
-        procs.append(0); fs.append("read-set"); keys.append(key); vals.append(None)
-        results.append(res); inv.append(t + 30000); cmp.append(t + 31000); finals.append(True)
+        procs.append(0)
+        fs.append("read-set")
+        keys.append(key)
+        vals.append(None)
+        results.append(res)
+        inv.append(t + 30000)
+        cmp.append(t + 31000)
+        finals.append(True)
         nodes.append("n2")
     n = len(fs)
     cols = {"process": procs, "f": fs, "key": keys, "value": vals, "result": results,
@@ -115,7 +129,6 @@ def register_history(n_ops: int, seed: int = 1, stale: float = 0.0) -> History:
     results[reads] = [current[i] for i in np.flatnonzero(reads)]
     if stale:
         # a read returning the value two writes back on its key: surely overwritten
-        older = df.groupby("key")["v"].transform(lambda s: s.ffill().shift(1)).to_numpy()
         cand = np.flatnonzero(reads)
         pick = cand[rng.random(len(cand)) < stale]
         for i in pick:

@@ -138,7 +138,8 @@ def mesh_setup(api: ProxyClient, nodes: int, repeat: int = 3) -> dict[str, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--roundtrips", type=int, default=5000)
     parser.add_argument("--megabytes", type=int, default=512)
     parser.add_argument("--json", action="store_true")
@@ -183,11 +184,13 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     rt = results["roundtrip_us"]
-    print(f"round trip 64 B, n={rt['n']}: direct p50 {rt['direct_p50']:.0f} µs p99 {rt['direct_p99']:.0f} µs; "
+    print(f"round trip 64 B, n={rt['n']}: "
+          f"direct p50 {rt['direct_p50']:.0f} µs p99 {rt['direct_p99']:.0f} µs; "
           f"proxy p50 {rt['proxy_p50']:.0f} µs p99 {rt['proxy_p99']:.0f} µs; "
           f"added p50 {rt['added_p50']:.0f} µs p99 {rt['added_p99']:.0f} µs")
     tp = results["throughput_MBps"]
-    print(f"bulk {tp['megabytes']} MB: direct {tp['direct']:.0f} MB/s, proxy {tp['proxy']:.0f} MB/s")
+    print(f"bulk {tp['megabytes']} MB: direct {tp['direct']:.0f} MB/s, "
+          f"proxy {tp['proxy']:.0f} MB/s")
     for n, m in results["mesh"].items():
         print(f"mesh {n} nodes ({m['links']} proxies): setup {m['setup_ms']:.0f} ms, "
               f"teardown {m['teardown_ms']:.0f} ms")

@@ -250,7 +250,7 @@ class Recorder:
     def _read_round(self) -> None:
         """One wait on every remote pipe, then read, reap the dead, and write what is safe."""
         with self._lock:
-            conns = {r.conn: r for r in self._remotes.values()}
+            conns: dict[Any, _Remote] = {r.conn: r for r in self._remotes.values()}
         if not conns:
             self._stop.wait(0.02)
             return
@@ -297,7 +297,7 @@ class Recorder:
         with self._lock:
             candidates = [r for r in self._remotes.values() if r.alive is not None]
         for r in candidates:
-            if not r.alive():
+            if r.alive is not None and not r.alive():
                 # The process is gone: take what is still in the pipe, then end the source.
                 try:
                     while r.name in self._remotes and r.conn.poll(0):

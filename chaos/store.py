@@ -67,7 +67,8 @@ def new_run_dir(store: str | os.PathLike[str], test_name: str) -> Path:
             run = base / f"{stamp}-{n}"
         except OSError as exc:
             raise BadInput(f"--store {store}: cannot create {run}: {exc.strerror or exc}") from None
-    for link, target in ((base / "latest", run.name), (Path(store) / "latest", f"{test_name}/{run.name}")):
+    links = ((base / "latest", run.name), (Path(store) / "latest", f"{test_name}/{run.name}"))
+    for link, target in links:
         tmp = link.with_name(f".latest.{os.getpid()}")
         try:
             if tmp.is_symlink():

@@ -291,7 +291,7 @@ def monitor_histories(draw: st.DrawFn, inject: str | None = None, max_terms: int
     n_terms = draw(st.integers(1, max_terms))
     bounds = [0]
     leaders = []
-    for t in range(n_terms):
+    for _ in range(n_terms):
         bounds.append(bounds[-1] + draw(st.integers(10, 40)) * MS)
         choices = [n for n in nodes if not leaders or n != leaders[-1]] or list(nodes)
         leaders.append(draw(st.sampled_from(choices)))

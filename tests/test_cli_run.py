@@ -31,8 +31,9 @@ def test_bad_input_exits_4_and_starts_nothing(tmp_path, args, message):
 
 
 def test_replay_repeats_config_and_schedule(tmp_path):
-    code, doc = run_json("--store", str(tmp_path / "a"), "--workload", "set", "--nemesis", "kill,pause",
-                         "--time-limit", "6", "--nemesis-interval", "1", "--seed", "5",
+    code, doc = run_json("--store", str(tmp_path / "a"), "--workload", "set",
+                         "--nemesis", "kill,pause", "--time-limit", "6",
+                         "--nemesis-interval", "1", "--seed", "5",
                          "--quiesce", "0.5", "-O", "replication=quorum", "-O", "failover=majority")
     assert code in (0, 1, 2), doc
     def run_dir(store):

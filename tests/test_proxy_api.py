@@ -91,26 +91,31 @@ def test_duplicate_proxy_409_with_exact_body(server, echo):
 
 
 def test_missing_proxy_and_toxic_404(server, echo):
-    assert call(server, "GET", "/proxies/nope")[:3:2] == (404, {"error": "proxy not found", "status": 404})
+    assert call(server, "GET", "/proxies/nope")[:3:2] == (
+        404, {"error": "proxy not found", "status": 404})
     assert call(server, "DELETE", "/proxies/nope")[0] == 404
     assert call(server, "POST", "/proxies/nope/toxics", {"type": "latency"})[0] == 404
     make(server, echo)
-    assert call(server, "GET", "/proxies/p/toxics/t")[2] == {"error": "toxic not found", "status": 404}
+    assert call(server, "GET", "/proxies/p/toxics/t")[2] == {
+        "error": "toxic not found", "status": 404}
     assert call(server, "DELETE", "/proxies/p/toxics/t")[0] == 404
 
 
 def test_missing_fields_400(server):
-    assert call(server, "POST", "/proxies", {"upstream": "x:1"})[2]["error"] == "missing required field: name"
-    assert call(server, "POST", "/proxies", {"name": "q"})[2]["error"] == "missing required field: upstream"
+    no_name = call(server, "POST", "/proxies", {"upstream": "x:1"})[2]
+    assert no_name["error"] == "missing required field: name"
+    no_upstream = call(server, "POST", "/proxies", {"name": "q"})[2]
+    assert no_upstream["error"] == "missing required field: upstream"
 
 
 def test_port_in_use_500_and_not_registered(server, echo):
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        status, _, body = call(server, "POST", "/proxies",
-                               {"name": "p", "upstream": str(echo.addr), "listen": f"127.0.0.1:{port}"})
+        status, _, body = call(server, "POST", "/proxies", {
+            "name": "p", "upstream": str(echo.addr), "listen": f"127.0.0.1:{port}"})
     assert status == 500
-    assert body == {"error": f"listen tcp 127.0.0.1:{port}: bind: address already in use", "status": 500}
+    assert body == {"error": f"listen tcp 127.0.0.1:{port}: bind: address already in use",
+                    "status": 500}
     assert call(server, "GET", "/proxies/p")[0] == 404
 
 
@@ -120,7 +125,8 @@ def test_toxic_create_200_defaults_and_order(server, echo):
     assert status == 200
     assert toxic == {"attributes": {"latency": 0, "jitter": 0}, "name": "latency_downstream",
                      "type": "latency", "stream": "downstream", "toxicity": 1}
-    call(server, "POST", "/proxies/p/toxics", {"type": "timeout", "stream": "UPSTREAM", "toxicity": 0.5})
+    call(server, "POST", "/proxies/p/toxics",
+         {"type": "timeout", "stream": "UPSTREAM", "toxicity": 0.5})
     names = [t["name"] for t in call(server, "GET", "/proxies/p/toxics")[2]]
     assert names == ["timeout_UPSTREAM", "latency_downstream"]  # upstream chain first
     assert call(server, "GET", "/proxies/p")[2]["toxics"][0]["toxicity"] == 0.5
@@ -129,11 +135,14 @@ def test_toxic_create_200_defaults_and_order(server, echo):
     assert dup[:3:2] == (409, {"error": "toxic already exists", "status": 409})
 
 
+BAD_STREAM = "stream was invalid, can be either upstream or downstream"
+
+
 @pytest.mark.parametrize("body, message", [
     ({"type": "packet_loss"}, "invalid toxic type"),
     ({}, "invalid toxic type"),
-    ({"type": "latency", "stream": "sideways"}, "stream was invalid, can be either upstream or downstream"),
-    ({"type": "latency", "stream": ""}, "stream was invalid, can be either upstream or downstream"),
+    ({"type": "latency", "stream": "sideways"}, BAD_STREAM),
+    ({"type": "latency", "stream": ""}, BAD_STREAM),
     ({"type": "latency", "attributes": {"latency": -5}}, "invalid attribute latency=-5"),
     ({"type": "latency", "attributes": {"latency": 10**12}}, "invalid attribute latency="),
     ({"type": "latency", "attributes": {"latency": "100"}}, "must be an integer"),
@@ -141,7 +150,8 @@ def test_toxic_create_200_defaults_and_order(server, echo):
     ({"type": "bandwidth", "attributes": {"rate": -1}}, "invalid attribute rate=-1"),
     ({"type": "limit_data", "attributes": {"bytes": -1}}, "invalid attribute bytes=-1"),
     ({"type": "slicer", "attributes": {"average_size": 0}}, "average_size"),
-    ({"type": "slicer", "attributes": {"average_size": 10, "size_variation": 10}}, "size_variation"),
+    ({"type": "slicer", "attributes": {"average_size": 10, "size_variation": 10}},
+     "size_variation"),
     ({"type": "latency", "toxicity": 2}, "invalid toxicity"),
     ({"type": "latency", "toxicity": -0.1}, "invalid toxicity"),
     ({"type": "latency", "toxicity": "x"}, "toxicity must be a number"),
@@ -155,13 +165,14 @@ def test_bad_toxic_400(server, echo, body, message):
 
 
 def test_bad_json_and_empty_body_400(server, echo):
-    assert call(server, "POST", "/proxies", raw=b"")[2] == {"error": "bad request body: EOF", "status": 400}
+    assert call(server, "POST", "/proxies", raw=b"")[2] == {
+        "error": "bad request body: EOF", "status": 400}
     status, _, err = call(server, "POST", "/proxies", raw=b"{not json")
     assert status == 400 and err["error"].startswith("bad request body:")
     assert call(server, "POST", "/proxies", raw=b"[1, 2]")[0] == 400
     # lenient like Go: unknown fields ignored, trailing garbage ignored
-    status, _, proxy = call(server, "POST", "/proxies", raw=(
-        b'{"name":"p","upstream":"%s","listen":"127.0.0.1:0","x":1} trailing' % str(echo.addr).encode()))
+    raw = b'{"name":"p","upstream":"%s","listen":"127.0.0.1:0","x":1} trailing'
+    status, _, proxy = call(server, "POST", "/proxies", raw=raw % str(echo.addr).encode())
     assert status == 201 and proxy["name"] == "p"
     assert call(server, "GET", "/version")[0] == 200
 
@@ -228,7 +239,8 @@ def test_populate(server, echo):
     assert status == 201 and len(body["proxies"][0]["toxics"]) == 1
     assert call(server, "POST", "/populate", [])[2] == {"proxies": None}
     # validation first: nothing created
-    status, _, err = call(server, "POST", "/populate", [{"name": "c", "upstream": "x:1"}, {"name": "d"}])
+    status, _, err = call(server, "POST", "/populate",
+                          [{"name": "c", "upstream": "x:1"}, {"name": "d"}])
     assert (status, err["error"]) == (400, "missing required field: upstream at proxy 2")
     assert call(server, "GET", "/proxies/c")[0] == 404
     assert call(server, "POST", "/populate", {"name": "x"})[0] == 400
@@ -246,8 +258,10 @@ def test_populate_failure_midway_reports_created(server, echo):
 
 
 def test_garbage_and_keepalive_do_not_kill_server(server):
-    for junk in (b"\x00\x01\x02garbage\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
-                 b"POST /proxies HTTP/1.1\r\nContent-Length: -3\r\n\r\n", b"GET /version HTTP/1.1\r\n"):
+    for junk in (b"\x00\x01\x02garbage\r\n\r\n", b"GET\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+                 b"POST /proxies HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
+                 b"GET /version HTTP/1.1\r\n"):
         with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as s:
             s.sendall(junk)
             s.shutdown(socket.SHUT_WR)
@@ -271,13 +285,16 @@ def test_expect_100_continue_and_chunked_bodies(server, echo):
     call(server, "DELETE", "/proxies/p")
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
     with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as s:
-        s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+        s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  + chunked)
         assert s.recv(4096).startswith(b"HTTP/1.1 201 Created")
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
 toxic_bodies = st.fixed_dictionaries({}, optional={
@@ -292,7 +309,8 @@ toxic_bodies = st.fixed_dictionaries({}, optional={
 })
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=toxic_bodies | json_values)
 def test_fuzzed_toxic_bodies_get_200_or_4xx(server, echo, body):
     proxies = call(server, "GET", "/proxies")[2]

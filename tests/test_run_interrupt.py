@@ -63,8 +63,10 @@ def test_sigint_during_partition_cleans_up_and_keeps_history(tmp_path):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 out, err = proc.communicate()
-                raise AssertionError(f"chaos run ended early (exit {proc.returncode}): {err[-2000:]}")
-            found = [h.resolve() for h in store.glob("*/*/history.jsonl") if h.parent.name != "latest"]
+                raise AssertionError(
+                    f"chaos run ended early (exit {proc.returncode}): {err[-2000:]}")
+            found = [h.resolve() for h in store.glob("*/*/history.jsonl")
+                     if h.parent.name != "latest"]
             if found and '"f":"start-partition"' in found[0].read_text() and \
                     '"type":"ok","f":"start-partition"' in found[0].read_text():
                 history = found[0]

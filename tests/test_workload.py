@@ -4,18 +4,15 @@ timeouts), rate limiting, final reads, reproducibility, and the process lifecycl
 death, Ctrl-C)."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
-import socketserver
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import pytest
 
@@ -91,7 +88,8 @@ def test_exception_is_info_and_retires_the_process(server: KVServer, recorder: R
     recorder.close()
     ops = validate_history(tmp_path / "history.jsonl")
     infos = [o for o in ops if o["type"] == "info"]
-    assert infos and all(o["error"].startswith("indeterminate: ConnectionResetError") for o in infos)
+    assert infos
+    assert all(o["error"].startswith("indeterminate: ConnectionResetError") for o in infos)
     for info in infos:  # the retired id never invokes again
         later = [o for o in ops if o["index"] > info["index"] and o["process"] == info["process"]]
         assert later == []
@@ -263,7 +261,8 @@ def _child(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
     pids = [int(x) for x in line.split()]
     if len(pids) != 2:
         proc.kill()
-        raise AssertionError(f"child did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        err = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"child did not start: {line!r} {err}")
     return proc, pids
 
 

@@ -54,7 +54,8 @@ def get(name: str, opts: Mapping[str, Any] | None = None) -> Workload:
     """The workload called `name`, built with `opts`; BadInput naming the valid ones if unknown."""
     builders = _builders()
     if name not in builders:
-        raise BadInput(f"--workload: unknown workload {name!r}; known: {', '.join(sorted(builders))}")
+        known = ", ".join(sorted(builders))
+        raise BadInput(f"--workload: unknown workload {name!r}; known: {known}")
     return builders[name](dict(opts or {}))
 
 

@@ -76,7 +76,7 @@ def register_workload(opts: Mapping[str, Any]):
     if keys < 1:
         raise BadInput(f"register workload: keys must be >= 1, got {keys}")
     if min(weights) < 0 or sum(weights) <= 0:
-        raise BadInput(f"register workload: read/write/cas weights must be >= 0, not all 0")
+        raise BadInput("register workload: read/write/cas weights must be >= 0, not all 0")
     return Workload(name="register", generator=RegisterGenerator(keys, weights),
                     checkers=["stale-reads", "linearizable", "perf", "dual-leaders"],
                     opts={"keys": keys, "read": weights[0], "write": weights[1],

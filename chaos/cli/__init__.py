@@ -117,7 +117,7 @@ class PipeGuard:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group, turning known errors into one line and an exit code."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = PipeGuard(sys.stdout), PipeGuard(sys.stderr)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = PipeGuard(sys.stdout), PipeGuard(sys.stderr)
     try:
         _main(argv)
     finally:

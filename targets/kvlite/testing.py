@@ -203,7 +203,7 @@ class Cluster:
         self.wait_up(name)
 
     def close(self) -> None:
-        for name, p in self.procs.items():
+        for p in self.procs.values():
             if p.poll() is None:
                 try:
                     os.kill(p.pid, signal.SIGCONT)

@@ -18,7 +18,8 @@ import errno
 import logging
 import socket
 import time
-from typing import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("chaos.net.proxy")
 
@@ -143,14 +144,19 @@ def serve_protocol(sock: socket.socket, factory: Callable[[], asyncio.Protocol])
     loop = asyncio.get_running_loop()
 
     def on_accept(conn: socket.socket) -> None:
+        def failed(t: asyncio.Task[Any]) -> None:  # the socket is ours until a transport has it
+            if not t.cancelled() and t.exception() is not None:
+                conn.close()
+
         task = loop.create_task(loop.connect_accepted_socket(factory, sock=conn))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() and conn.close())
+        task.add_done_callback(failed)
 
     return Listener(sock, on_accept)
 
 
 def serve_streams(sock: socket.socket,
-                  on_client: Callable[[asyncio.StreamReader, asyncio.StreamWriter], object],
+                  on_client: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                      Awaitable[None] | None],
                   limit: int = 2 ** 16) -> Listener:
     """Like `asyncio.start_server(on_client, sock=sock)`: streams per connection."""
     loop = asyncio.get_running_loop()

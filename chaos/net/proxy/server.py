@@ -169,7 +169,8 @@ class ProxyServer:
                 old = self.proxies.get(name)
                 if old is not None:
                     port0 = listen.endswith(":0") or listen == ""
-                    if not port0 and old.listen == resolve_listen(listen) and old.upstream == upstream:
+                    same = old.listen == resolve_listen(listen) and old.upstream == upstream
+                    if not port0 and same:
                         done.append(old)
                         continue
                     del self.proxies[name]
