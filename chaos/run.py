@@ -155,10 +155,9 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
     import workloads
 
     workload = workloads.get(cfg.workload, {"seed": cfg.seed})
-    supported = getattr(target, "workloads", None)
-    if supported and cfg.workload not in supported:
+    if cfg.workload not in target.workloads:  # every member exists (plugins.with_defaults)
         raise BadInput(f"--workload {cfg.workload}: target {target.name} supports "
-                       f"{', '.join(sorted(supported))}")
+                       f"{', '.join(sorted(target.workloads)) or 'no workload'}")
     if cfg.schedule is None:
         cfg.schedule = make_schedule(cfg.nemesis, interval=cfg.nemesis_interval,
                                      time_limit=cfg.time_limit, seed=cfg.seed,
