@@ -37,12 +37,13 @@ RUNTIMES = ("local", "docker", "ssh")
 _DATA = ("options", "workloads", "ports", "packages", "binaries", "controller_modules",
          "supports_mesh", "default_runtime")
 _METHODS = ("validate_options", "services", "setup_cluster", "teardown_cluster",
-            "before_final_reads")
+            "before_final_reads", "check_cluster")
 #: method -> the positional arguments the controller calls it with (checked by `validate`)
 _SIGNATURES = {"client": ("endpoints", "options"), "status": ("node", "endpoints", "timeout"),
                "services": ("node",), "validate_options": ("raw",),
                "setup_cluster": ("cluster",), "teardown_cluster": ("cluster",),
-               "before_final_reads": ("cluster", "timeout")}
+               "before_final_reads": ("cluster", "timeout"),
+               "check_cluster": ("options", "nodes")}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 

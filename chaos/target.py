@@ -242,7 +242,7 @@ class Target(Protocol):
     Members (BaseTarget documents each default):
       name, options, workloads, ports, packages, binaries, controller_modules,
       supports_mesh, default_runtime, validate_options, services, client, status,
-      setup_cluster, teardown_cluster, before_final_reads.
+      setup_cluster, teardown_cluster, before_final_reads, check_cluster.
     """
 
     name: str
@@ -301,6 +301,14 @@ class Target(Protocol):
         replicas caught up. Default: nothing."""
         ...
 
+    def check_cluster(self, options: Mapping[str, Any], nodes: tuple[str, ...]) -> None:
+        """Options checked against the cluster size, once the node names are known and
+        before anything starts; raise chaos.errors.BadInput naming the option. Why: some
+        options only make sense for some sizes (a Sentinel quorum above the node count
+        never fails over, WAIT for more replicas than exist always times out), and
+        `validate_options` does not know the size. Default: nothing."""
+        ...
+
 
 class BaseTarget:
     """Defaults for every optional member of `Target`; subclass it and override what differs.
@@ -338,6 +346,9 @@ class BaseTarget:
         return None
 
     def before_final_reads(self, cluster: Cluster, timeout: float) -> None:
+        return None
+
+    def check_cluster(self, options: Mapping[str, Any], nodes: tuple[str, ...]) -> None:
         return None
 
 

@@ -88,3 +88,16 @@ def test_reply_parsers():
     assert info("# Replication\r\nrole:slave\r\nmaster_port:7\r\n") == {"role": "slave",
                                                                          "master_port": "7"}
     assert usable("master") and not usable("master,s_down") and not usable("slave,o_down")
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({"quorum": "4"}, "-O quorum=4: at most the number of Sentinels (3 nodes)"),
+    ({"wait_replicas": "3"}, "-O wait_replicas=3: at most the number of replicas (2 with 3"),
+    ({"min_replicas_to_write": "3"}, "-O min_replicas_to_write=3"),
+])
+def test_options_beyond_the_cluster_size_are_bad_input(raw, needle):
+    t = RedisTarget()
+    with pytest.raises(BadInput) as exc:
+        t.check_cluster(t.validate_options(raw), ("n1", "n2", "n3"))
+    assert needle in str(exc.value)
+    t.check_cluster(t.validate_options(raw), tuple(f"n{i}" for i in range(1, 6)))  # fits 5

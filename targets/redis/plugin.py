@@ -80,6 +80,17 @@ class RedisTarget(BaseTarget):
                            f"least down_after_ms ({opts['down_after_ms']})")
         return opts
 
+    def check_cluster(self, options: Mapping[str, Any], nodes: tuple[str, ...]) -> None:
+        """Options that must fit the cluster size (BadInput naming the option)."""
+        replicas = len(nodes) - 1
+        if int(options.get("quorum", 0)) > len(nodes):
+            raise BadInput(f"-O quorum={options['quorum']}: at most the number of Sentinels "
+                           f"({len(nodes)} nodes), or Sentinel never fails over")
+        for key in ("min_replicas_to_write", "wait_replicas"):
+            if int(options.get(key, 0)) > replicas:
+                raise BadInput(f"-O {key}={options[key]}: at most the number of replicas "
+                               f"({replicas} with {len(nodes)} nodes)")
+
     def services(self, node: NodeConfig) -> list[Service]:
         o = {k: s.default for k, s in self.options.items()}
         o.update(node.options)
