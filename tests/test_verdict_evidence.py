@@ -353,3 +353,38 @@ def test_generated_invalid_register_histories_stay_invalid(gen):
 @given(monitor_histories(inject="same-term-leaders"))
 def test_generated_invalid_monitor_histories_stay_invalid(gen):
     assert check(gen.history(), ["dual-leaders"])["valid"] is False
+
+
+# -- the reasons reach every view -------------------------------------------------------------
+
+def test_reasons_reach_the_document_junit_and_report(tmp_path):
+    from chaos.report import render
+    from chaos.report.junit import junit_tree
+    from chaos.report.results import SCHEMA, normalize_results, results_document
+
+    h = set_run({"n3": "info"}).history()
+    doc = results_document(check(h), history=h, path="h.jsonl", fmt="jsonl")
+    assert doc["schema"] == SCHEMA and doc["valid"] == "unknown" and doc["exit_code"] == 2
+    assert "on n3" in doc["results"]["lost-writes"]["reasons"][0]
+    assert normalize_results(doc)["results"]["lost-writes"]["reasons"] == \
+        doc["results"]["lost-writes"]["reasons"]
+    xml = junit_tree(doc, suite_name="t").getroot()
+    (err,) = [e for e in xml.iter("error") if "lost" in (e.text or "") or "n3" in
+              e.get("message", "")]
+    assert "on n3" in err.get("message")
+    html = render(h, doc, tmp_path / "r.html").read_text()
+    assert "unknown because: final reads" in html and "on n3" in html
+
+
+def test_interrupted_and_unverified_runs_are_unknown_with_reasons():
+    from chaos.report.results import results_document
+
+    doc = results_document(None, run_dir="d", interrupted=True, unverified=["link n1->n2"])
+    assert doc["valid"] == "unknown" and doc["exit_code"] == 2 and doc["results"] == {}
+    assert doc["reasons"][0].startswith("the run was interrupted")
+    assert "fault not verified: link n1->n2" in doc["reasons"]
+    h = set_run().history()
+    ok = results_document(check(h), history=h)
+    assert ok["valid"] is True and ok["exit_code"] == 0 and ok["reasons"] == []
+    bad = results_document(check(h), history=h, unverified=["pause n2 not seen"])
+    assert bad["valid"] == "unknown" and bad["exit_code"] == 2

@@ -199,7 +199,8 @@ def _checker_views(res: dict[str, Any], lookup: _OpLookup
                               "ops_omitted": len(a["ops"]) - len(idxs)})
         checkers.append({"name": name, "verdict": verdict_word(r["valid"]),
                          "stats": [(k, _show_stat(v)) for k, v in r["stats"].items()],
-                         "warnings": r["warnings"], "error": r["error"],
+                         "warnings": [f"unknown because: {x}" for x in r["reasons"]]
+                         + r["warnings"], "error": r["error"],
                          "anomalies": shown,
                          "anomalies_omitted": len(r["anomalies"]) - len(shown),
                          "anomaly_count": sum(a["severity"] == "anomaly" for a in r["anomalies"]),

@@ -62,9 +62,10 @@ def _testcase(suite: str, name: str, r: dict[str, Any]) -> ET.Element:
         el.text = "\n".join(body) or "checker said invalid"
     elif verdict == "unknown":
         why = r["error"].splitlines()[0] if r["error"] else (
-            "; ".join(r["warnings"][:FIRST_MESSAGES]) or "the checker could not decide")
+            "; ".join((r["reasons"] + r["warnings"])[:FIRST_MESSAGES])
+            or "the checker could not decide")
         el = ET.SubElement(case, "error", {"type": "unknown", "message": f"undecided: {why}"})
-        el.text = r["error"] or "\n".join(r["warnings"]) or why
+        el.text = r["error"] or "\n".join(r["reasons"] + r["warnings"]) or why
     out = [f"warning: {w}" for w in r["warnings"]] + [_anomaly_line(a) for a in warnings]
     if r["stats"]:
         out.append("stats: " + ", ".join(

@@ -65,6 +65,7 @@ def normalize_result(name: str, raw: Any) -> dict[str, Any]:
         "stats": dict(r.get("stats") or {}),
         "warnings": [str(w) for w in (r.get("warnings") or [])],
         "error": r.get("error"),
+        "reasons": [str(w) for w in (r.get("reasons") or [])],  # why unknown (evidence rules)
     }
 
 
