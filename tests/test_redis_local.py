@@ -62,8 +62,9 @@ def test_ops_status_and_final_reads_per_node(cluster):
     assert cl.invoke({"f": "cas", "key": "k", "value": [1, 3]})["type"] == "ok"
     assert cl.invoke({"f": "read", "key": "k", "value": None})["value"] == 3
     for n in c.nodes:                      # each node read directly, replicas included
-        r = until(lambda: (r := cl.invoke({"f": "read-set", "key": "s", "value": None,
-                                           "node": n, "final": True}))["value"] == [7] and r)
+        r = until(lambda n=n: (r := cl.invoke({"f": "read-set", "key": "s", "value": None,
+                                               "node": n, "final": True}))["value"] == [7]
+                  and r)
         assert r["node"] == n
     cl.close()
 

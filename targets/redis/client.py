@@ -173,26 +173,26 @@ class RedisClient:
         """The connection to the current master: kept while it works, rediscovered after an
         error and (refresh_ms > 0) when a Sentinel now names another master."""
         now = time.monotonic()
-        stale = self.refresh > 0 and now - self.discovered_at >= self.refresh
-        if self.conn is not None and (not _alive(self.conn)):
+        if self.conn is not None and not _alive(self.conn):
             self._drop()
-        if self.conn is None or stale:
+        stale = self.refresh > 0 and now - self.discovered_at >= self.refresh
+        master = self.master
+        if self.conn is None or master is None or stale:
             try:
-                master = self.ask_sentinels()
+                found = self.ask_sentinels()
             except NotSent:
-                if self.conn is None:
+                if self.conn is None or master is None:
                     raise
-                master = self.master             # a refresh that failed: keep what works
+                found = master                   # a refresh that failed: keep what works
             self.discovered_at = now
-            if master != self.master:
+            if found != master:
                 self._drop()
-            self.master = master
+            master = self.master = found
             hit = self.ep.node_of(master.host, master.port)
             self.master_node = hit[0] if hit else None
         if self.conn is None:
             try:
-                self.conn = connect(self.ep.route(self.master.host, self.master.port),
-                                    self.timeout)
+                self.conn = connect(self.ep.route(master.host, master.port), self.timeout)
             except (redis.RedisError, OSError) as exc:
                 self.master = None
                 raise NotSent(f"connect to master {self.master_node}: {exc}") from exc
@@ -238,7 +238,8 @@ class RedisClient:
 
     @staticmethod
     def _write_args(op: Mapping[str, Any]) -> list[Any]:
-        f, key, value = op["f"], op.get("key"), op.get("value")
+        f, key = op["f"], op.get("key")
+        value: Any = op.get("value")
         if f == "add":
             return ["SADD", key, value]
         if f == "write":
@@ -250,7 +251,7 @@ class RedisClient:
     def _read_target(self, op: Mapping[str, Any]) -> tuple[str | None, Addr]:
         """(node, address) a read goes to: op["node"] itself, else per read_from."""
         node = op.get("node")
-        if node in self.ep:
+        if isinstance(node, str) and node in self.ep:
             return node, self.ep[node]
         if self.read_from == "any":
             node = self.rng.choice(sorted(self.ep))
@@ -262,7 +263,8 @@ class RedisClient:
                 hit = self.ep.node_of(addr.host, addr.port)
                 return (hit[0] if hit else None), self.ep.route(addr.host, addr.port)
         self.master_conn()                       # as redis-py: no replica known -> the master
-        assert self.master is not None
+        if self.master is None:
+            raise NotSent("no master known")
         return self.master_node, self.ep.route(self.master.host, self.master.port)
 
     def _replicas(self) -> list[Addr]:
@@ -311,7 +313,8 @@ def status(node: str, endpoints: Endpoints, timeout: float) -> dict[str, Any]:
     rep = info(call(endpoints.port(node, MAIN), timeout, "INFO", "replication"))
     out: dict[str, Any] = {"term": None, "redis_role": rep.get("role")}
     if rep.get("role") == "master":
-        out.update(role="leader", leader=node, connected_replicas=int(rep.get("connected_slaves", 0)))
+        out.update(role="leader", leader=node,
+                   connected_replicas=int(rep.get("connected_slaves", 0)))
     elif rep.get("role") == "slave":
         hit = endpoints.node_of(rep.get("master_host", ""), int(rep.get("master_port", 0) or 0))
         out.update(role="follower", leader=hit[0] if hit else None,

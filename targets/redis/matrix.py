@@ -11,9 +11,9 @@ vote and the promotion: 2-5 s) or there is no second master to find, hence an 8 
 interval (8 s calm, 8 s fault). Partitions drop bytes silently (`--partition-mode drop`), as a
 real network partition does (and Jepsen's iptables DROP): with "refuse" the master sees its
 replica connections close at once, so min-replicas-to-write refuses writes at once, which is
-a politer fault than the one Redis' documentation warns about (a master that notices the lost
-replicas only after min-replicas-max-lag seconds). The set workload is used because an element missing from
-every final read names exactly one lost acknowledged write.
+a politer fault than the one Redis' documentation warns about (a master that notices the
+lost replicas only after min-replicas-max-lag seconds). The set workload is used because an
+element missing from every final read names exactly one lost acknowledged write.
 """
 from __future__ import annotations
 

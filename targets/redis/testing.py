@@ -103,7 +103,8 @@ class LocalCluster:
             for n in self.nodes:
                 m = pairs(call(self.endpoints.port(n, SENTINEL), 1.0, "SENTINEL", "MASTER",
                                MASTER_NAME))
-                if int(m.get("num-slaves", 0)) < want or int(m.get("num-other-sentinels", 0)) < want:
+                if min(int(m.get("num-slaves", 0)),
+                       int(m.get("num-other-sentinels", 0))) < want:
                     return False
         except Exception:  # noqa: BLE001 - not up yet
             return False
