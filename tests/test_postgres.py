@@ -159,3 +159,22 @@ def test_failover_times_from_history(tmp_path):
     path = tmp_path / "history.jsonl"
     path.write_text("\n".join(lines) + "\n")
     assert failover_times(path) == pytest.approx([3.5, 4.0])
+
+
+def test_converged_needs_every_standby_streaming_on_the_primarys_timeline():
+    from targets.postgres.setup import converged
+
+    primary = {"state": "running", "role": "master", "timeline": 2, "xlog": {"location": 100},
+               "replication": [{"application_name": "n2", "state": "streaming"},
+                               {"application_name": "n3", "state": "streaming"}]}
+    standby = {"state": "running", "role": "replica", "timeline": 2,
+               "xlog": {"replayed_location": 100}}
+    assert converged({"n1": primary, "n2": standby, "n3": standby}, ["n1", "n2", "n3"])
+    # an old primary not yet rewound: further ahead (its own writes), not streaming
+    old = {"state": "running", "role": "replica", "timeline": 1,
+           "xlog": {"replayed_location": 500}}
+    lone = dict(primary, replication=primary["replication"][:1])
+    assert not converged({"n1": lone, "n2": standby, "n3": old}, ["n1", "n2", "n3"])
+    behind = dict(standby, xlog={"replayed_location": 90})
+    assert not converged({"n1": primary, "n2": standby, "n3": behind}, ["n1", "n2", "n3"])
+    assert not converged({"n2": standby, "n3": standby}, ["n1", "n2", "n3"])  # no primary

@@ -68,28 +68,35 @@ def create_tables(primary: Addr, timeout: float = 30.0) -> None:
                          f"{type(exc).__name__}: {exc}") from exc
 
 
-def _lsns(cluster: Cluster) -> tuple[int | None, dict[str, int | None]]:
-    members = _members(cluster, 2.0)
-    primary_lsn = None
-    replayed: dict[str, int | None] = {}
-    for node in cluster.nodes:
-        m = members.get(node)
-        xlog = (m or {}).get("xlog") or {}
-        if m and m.get("role") in PRIMARY_ROLES:
-            primary_lsn = xlog.get("location")
-        else:
-            replayed[node] = xlog.get("replayed_location")
-    return primary_lsn, replayed
+def converged(members: dict[str, dict[str, Any]], nodes: list[str]) -> bool:
+    """True when exactly one node is a running primary and every other node streams from it
+    on its timeline and has replayed its WAL position. An old primary that has not yet been
+    rewound may have a HIGHER position (its own diverged writes), so the position alone does
+    not say it rejoined: it must also be one of the primary's streaming standbys."""
+    primaries = [n for n, m in members.items()
+                 if m.get("role") in PRIMARY_ROLES and m.get("state") == "running"]
+    if len(primaries) != 1:
+        return False
+    primary = members[primaries[0]]
+    position = (primary.get("xlog") or {}).get("location")
+    streaming = _streaming(primary)
+    for node in nodes:
+        if node == primaries[0]:
+            continue
+        m = members.get(node) or {}
+        replayed = (m.get("xlog") or {}).get("replayed_location")
+        if (node not in streaming or m.get("timeline") != primary.get("timeline")
+                or position is None or replayed is None or replayed < position):
+            return False
+    return True
 
 
 def wait_replicated(cluster: Cluster, timeout: float) -> bool:
-    """Wait until every standby replayed the primary's WAL position; False on timeout (best
-    effort: the final reads then show what diverged, which is the point of them)."""
+    """Wait until the cluster `converged`; False on timeout (best effort: the final reads
+    then show what diverged, which is the point of them)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        primary_lsn, replayed = _lsns(cluster)
-        if primary_lsn is not None and all(v is not None and v >= primary_lsn
-                                           for v in replayed.values()):
+        if converged(_members(cluster, 2.0), list(cluster.nodes)):
             return True
         time.sleep(_POLL)
     return False
