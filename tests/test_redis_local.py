@@ -155,3 +155,11 @@ def test_failover_moves_the_client_and_readonly_is_fail(cluster):
         pass
     r = cl.invoke({"f": "add", "key": "s", "value": 3})
     assert r["type"] == "fail" and r["error"].startswith("ReadOnlyError") and r["node"] == new
+
+
+def test_replica_reads_go_to_a_replica_sentinel_lists(cluster):
+    c = cluster(read_from="replica")
+    cl = c.client()
+    assert add_until_ok(cl, 1)["node"] == "n1"
+    nodes = {cl.invoke({"f": "read-set", "key": "s", "value": None})["node"] for _ in range(20)}
+    assert nodes and nodes <= {"n2", "n3"}
