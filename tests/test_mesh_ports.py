@@ -78,7 +78,8 @@ def test_netsetup_gives_nodes_and_clients_their_addresses(mesh):
     eps = ns.client_endpoints("n2")
     assert eps["n1"] == mesh.client_addr("n1", placement="n2")
     assert eps.real["n1"]["main"] == real.port("n1")  # announced real addresses map back
-    assert eps.route(real.port("n3").host, real.port("n3").port) == mesh.client_addr("n3", placement="n2")
+    n3 = real.port("n3")
+    assert eps.route(n3.host, n3.port) == mesh.client_addr("n3", placement="n2")
     plain = NetSetup("none", real)
     assert plain.peer("n1", "n2", "peer") == real.port("n2", "peer")
 
@@ -112,3 +113,20 @@ def test_choose_backend():
     with pytest.raises(BadInput, match="capability nat"):
         choose_backend("transparent", T(True), NoNat(), {"partition"})
     assert BACKENDS["transparent"].needs_net_admin and not BACKENDS["proxy"].needs_net_admin
+
+
+def test_verify_checks_latency_and_bandwidth_toxics(mesh, server):
+    api = ProxyClient(server.url)
+    mesh.latency([("n1", "n2")], 50, 5)
+    mesh.bandwidth([("n2", "n3")], 100)
+    assert mesh.verify() == []
+    api.delete_toxic("n1->n2:peer", "chaos-latency-upstream")  # one port lost its latency
+    api.update_toxic("n2->n3", "chaos-bandwidth-downstream", {"rate": 999})
+    problems = mesh.verify()
+    assert any(p.startswith("n1->n2:peer: toxic chaos-latency-upstream") and "missing" in p
+               for p in problems), problems
+    assert any(p.startswith("n2->n3: toxic chaos-bandwidth-downstream") and "999" in p
+               for p in problems), problems
+    assert len(problems) == 2
+    mesh.heal()
+    assert mesh.verify() == []

@@ -87,6 +87,8 @@ class Mesh:
         self._mode = "refuse"
         self._one_way: set[tuple[str, str]] = set()
         self._toxics: dict[tuple[str, str], set[str]] = {}  # link -> toxic names we added
+        #: (link, toxic name) -> (type, stream, attributes) each proxy of the link must hold
+        self._want: dict[tuple[tuple[str, str], str], tuple[str, str, dict[str, int]]] = {}
 
     # -- topology ---------------------------------------------------------------------------
 
@@ -313,6 +315,7 @@ class Mesh:
                 removed.append([pname, toxic["name"]])
         self._partition, self._cut, self._one_way = None, set(), set()
         self._toxics.clear()
+        self._want.clear()
         return {"heal": True, "enabled": enabled, "removed_toxics": removed}
 
     # -- toxic bookkeeping (a link's toxics go on every proxy of the link) -------------------
@@ -327,18 +330,21 @@ class Mesh:
                     raise
                 self.client.update_toxic(pname, name, attributes, 1.0)
         self._toxics.setdefault(link, set()).add(name)
+        self._want[(link, name)] = (type_, stream, dict(attributes))
 
     def _set_toxic(self, link: tuple[str, str], name: str, type_: str, stream: str,
                    attributes: dict[str, int]) -> None:
         if name in self._toxics.get(link, ()):
             for pname in self.proxies_of(link):
                 self.client.update_toxic(pname, name, attributes, 1.0)
+            self._want[(link, name)] = (type_, stream, dict(attributes))
         else:
             self._add_toxic(link, name, type_, stream, attributes)
 
     def _remove_toxic(self, link: tuple[str, str], name: str) -> None:
         for pname in self.proxies_of(link):
             self.client.delete_toxic(pname, name, missing_ok=True)
+        self._want.pop((link, name), None)
         names = self._toxics.get(link)
         if names is not None:
             names.discard(name)
@@ -403,8 +409,9 @@ class Mesh:
         refuse-mode cut links must refuse TCP connects and be disabled; every other link must
         accept connects and be enabled; links carrying a one-way cut or drop-mode partition
         must hold a `timeout 0` toxic on the intended stream (a generic probe cannot see
-        dropped bytes without speaking the node's protocol). Unplaced client links are not
-        probed (never cut).
+        dropped bytes without speaking the node's protocol), and every latency / bandwidth
+        toxic we set must be on every proxy of its link with our attributes. Unplaced client
+        links are not probed (never cut).
         """
         problems: list[str] = []
         try:
@@ -436,11 +443,31 @@ class Mesh:
                         and t.get("toxicity", 1) == 1}
                 for name, stream in sorted(expect_toxics.get(link, set()) - seen):
                     problems.append(f"{pname}: blackhole toxic {name} on {stream} is missing")
+                problems += self._check_toxics(link, pname, proxy.get("toxics") or [])
                 result = self._probe(self._addr(*link, port))
                 if cut and result == "open":
                     problems.append(f"{pname}: cut, but a TCP connect went through")
                 if not cut and result != "open":
                     problems.append(f"{pname}: should be up, but a TCP connect failed ({result})")
+        return problems
+
+    def _check_toxics(self, link: tuple[str, str], pname: str,
+                      listed: list[dict[str, Any]]) -> list[str]:
+        """Every toxic we put on `link` (latency, bandwidth, ...) is on `pname` as we set it."""
+        have = {t["name"]: t for t in listed}
+        problems = []
+        for (want_link, name), (type_, stream, attrs) in sorted(self._want.items()):
+            if want_link != link or type_ == "timeout":  # blackholes: checked above
+                continue
+            got = have.get(name)
+            if got is None:
+                problems.append(f"{pname}: toxic {name} ({type_}) is missing")
+            elif (got.get("type") != type_ or str(got.get("stream", "")).lower() != stream
+                  or any(got.get("attributes", {}).get(k) != v for k, v in attrs.items())
+                  or got.get("toxicity", 1) != 1):
+                problems.append(f"{pname}: toxic {name} is {got.get('type')} on "
+                                f"{got.get('stream')} {got.get('attributes')}, not {type_} on "
+                                f"{stream} {attrs}")
         return problems
 
     def teardown(self) -> None:
@@ -450,3 +477,4 @@ class Mesh:
         self._ports.clear()
         self._partition, self._cut, self._one_way = None, set(), set()
         self._toxics.clear()
+        self._want.clear()
