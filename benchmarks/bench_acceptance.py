@@ -4,9 +4,9 @@
     python benchmarks/bench_acceptance.py --target etcd --runs 10 --time-limit 20
     python benchmarks/bench_acceptance.py --target redis --runs 10 --time-limit 25
 
---target picks the matrix (kvlite, etcd, redis, postgres); each target's cells carry their own target
-options, and --runtime defaults to the runtime the matrix was written for (kvlite local, etcd
-and redis docker). Cells that lose writes also report the lost-write counts (median, max);
+--target picks the matrix (kvlite, etcd, redis, postgres); each target's cells carry their own
+target options, and --runtime defaults to the runtime the matrix was written for (kvlite
+local, etcd, redis and postgres docker). Cells that lose writes also report the lost-write counts (median, max);
 cells with a kill the failover time (kill -> first write acknowledged by another node);
 postgres cells the failover time of their first fault (fault in place -> the monitor's first
 sight of a new primary in a later timeline, targets.postgres.matrix.failover_times).

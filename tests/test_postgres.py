@@ -9,7 +9,6 @@ from chaos.errors import BadInput
 from chaos.plugins import load_target, resolve_ref, validate
 from chaos.target import MAIN, Addr, NodeConfig, check_status
 from targets.postgres import client as pgclient
-from targets.postgres import config as pgconf
 from targets.postgres.plugin import PostgresTarget
 from targets.postgres.rest import cluster_leader, to_status
 
@@ -20,7 +19,8 @@ def _node(name: str = "n1", host: str = "10.0.0.1", **opts: object) -> NodeConfi
     ports = dict(target.ports)
     return NodeConfig(
         name=name, listen=Addr("0.0.0.0", ports[MAIN]), peers={},
-        data_dir=f"/data/{name}", options=target.validate_options({k: str(v) for k, v in opts.items()}),
+        data_dir=f"/data/{name}",
+        options=target.validate_options({k: str(v) for k, v in opts.items()}),
         advertise=Addr(host, ports[MAIN]), ports=ports,
         peer_ports={p: {k: Addr(h, v) for k, v in ports.items()}
                     for p, h in hosts.items() if p != name},

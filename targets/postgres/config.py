@@ -43,7 +43,8 @@ POST_BOOTSTRAP = "create_tables.sh"
 
 
 def synchronous_flags(mode: str) -> tuple[bool, bool]:
-    """-O synchronous_mode=off|on|strict -> Patroni's (synchronous_mode, synchronous_mode_strict)."""
+    """-O synchronous_mode=off|on|strict -> Patroni's (synchronous_mode,
+    synchronous_mode_strict)."""
     return mode in ("on", "strict"), mode == "strict"
 
 

@@ -112,7 +112,8 @@ class LocalCluster:
                 if self.procs[(node, service.name)].poll() is not None:
                     break
                 time.sleep(0.1)
-        raise RuntimeError(f"{node}/{service.name} not ready on {addr}: {self.tail(node, service.name)}")
+        raise RuntimeError(f"{node}/{service.name} not ready on {addr}: "
+                           f"{self.tail(node, service.name)}")
 
     def tail(self, node: str, service: str, lines: int = 15) -> str:
         try:
