@@ -40,9 +40,11 @@ class Runtime:
 
 def nemesis(rt, restart=None):
     ops = []
+
+    def back(node, service=None):
+        rt.down.discard((node, service))
     ctx = NemesisContext(runtime=rt, net=None, nodes=["n1", "n2", "n3"], leader=lambda: "n2",
-                         restart=restart or (lambda node, service=None: rt.down.discard((node, service))),
-                         rng=random.Random(1), record=ops.append)
+                         restart=restart or back, rng=random.Random(1), record=ops.append)
     return Nemesis(ctx), ops
 
 
@@ -123,3 +125,60 @@ def test_registry_and_schedule():
     assert SHAPES[0] == "isolate-leader"
     assert cut_pairs(["a", "b", "c"], [["a"], ["b", "c"]]) == {("a", "b"), ("a", "c"),
                                                                ("b", "a"), ("c", "a")}
+
+
+def test_partition_faults_on_a_real_mesh_feed_the_evidence(server):
+    from chaos.net.client import ProxyClient
+    from chaos.net.echo import EchoServer
+    from chaos.net.evidence import Evidence
+    from chaos.net.mesh import Mesh
+    from tests.test_mesh import talks
+
+    echoes = {n: EchoServer() for n in ("n1", "n2", "n3")}
+    mesh = Mesh(ProxyClient(server.url), {n: e.addr for n, e in echoes.items()})
+    mesh.setup()
+    try:
+        evidence = Evidence(mesh)
+        nem, ops = nemesis(Runtime())
+        nem.ctx.net, nem.ctx.evidence = mesh, evidence
+        nem.start(FaultSpec("partition", 0, 1, {"one_way": ["n1", "n2"]}))
+        assert ops[-1]["type"] == "ok" and ops[-1]["value"]["did"]["one_way"] is True
+        assert not talks(mesh.peer_addr("n1", "n2"), timeout=0.3)
+        assert talks(mesh.peer_addr("n1", "n3"))  # n1 -> n3 carried bytes, not n1 <-> n2
+        nem.stop(FaultSpec("partition", 0, 1, {}))
+        nem.start(FaultSpec("latency", 1, 2, {"ms": 1, "jitter_ms": 0}))
+        nem.stop(FaultSpec("latency", 1, 2, {}))
+        nem.heal_all()
+        assert [w.what for w in evidence.windows] == ["one-way cut", "latency"]
+        # the one-way cut's links n1<->n2 carried only the (dropped) probe bytes of n1
+        assert nem.unverified == [], nem.unverified
+        heal = [o for o in ops if o["f"] == "heal" and o["type"] == "ok"][0]
+        assert [e["fault"] for e in heal["value"]["evidence"]] == ["one-way cut", "latency"]
+    finally:
+        mesh.teardown()
+        for e in echoes.values():
+            e.close()
+
+
+def test_a_partition_of_idle_links_is_unverified(server):
+    from chaos.net.client import ProxyClient
+    from chaos.net.echo import EchoServer
+    from chaos.net.evidence import Evidence
+    from chaos.net.mesh import Mesh
+
+    echoes = {n: EchoServer() for n in ("n1", "n2")}
+    mesh = Mesh(ProxyClient(server.url), {n: e.addr for n, e in echoes.items()})
+    mesh.setup()
+    try:
+        nem, ops = nemesis(Runtime())
+        nem.ctx.nodes = ["n1", "n2"]
+        nem.ctx.net, nem.ctx.evidence = mesh, Evidence(mesh)
+        nem.start(FaultSpec("partition", 0, 1, {"shape": "halves"}))
+        nem.stop(FaultSpec("partition", 0, 1, {}))
+        nem.heal_all()
+        assert len(nem.unverified) == 1 and "carried no traffic" in nem.unverified[0]
+        assert ops[-1]["f"] == "fault-evidence" and ops[-1]["type"] == "info"
+    finally:
+        mesh.teardown()
+        for e in echoes.values():
+            e.close()
