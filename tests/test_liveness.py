@@ -98,7 +98,8 @@ def test_every_node_down_and_not_killed_by_the_nemesis_is_dead_at_once():
     with pytest.raises(ClusterDown) as ei:
         live.tick()
     msg = str(ei.value)
-    assert "every node is down: n1, n2, n3 not running since 5.100 s (last monitor answer at 5.000 s)" in msg
+    assert ("every node is down: n1, n2, n3 not running since 5.100 s (last monitor answer "
+            "at 5.000 s)") in msg
     assert "ended early at 5.100 s" in msg
     assert [op["type"] for op in rec.ops] == ["invoke", "ok"]
     assert rec.ops[1]["process"] == "controller" and rec.ops[1]["f"] == "cluster-down"
@@ -140,7 +141,8 @@ def test_removed_containers_count_as_down_and_say_so():
     clock.t += 0.2
     with pytest.raises(ClusterDown) as ei:
         live.tick()
-    assert "n1, n2, n3 gone (the runtime cannot reach it: RuntimeError: no such container" in str(ei.value)
+    assert ("n1, n2, n3 gone (the runtime cannot reach it: RuntimeError: no such container"
+            in str(ei.value))
 
 
 def test_running_but_silent_for_longer_than_the_limit_is_dead_unless_paused_by_the_nemesis():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import array
 from itertools import chain
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,7 +77,7 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, uniq
 
 
-def flatten(lists: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+def flatten(lists: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(owner position, elements) for a sequence of lists (None counts as empty).
 
     Elements come back as int64 when all are ints (the common case, and 5x faster to code),
@@ -150,7 +150,8 @@ class SegmentedTimes:
             return t.astype(np.int64) - self.base
         return np.clip(t, self.base, self.base + self.span - 1) - self.base
 
-    def _query(self, seg: np.ndarray, t: np.ndarray, side: str) -> np.ndarray:
+    def _query(self, seg: np.ndarray, t: np.ndarray,
+               side: Literal["left", "right"]) -> np.ndarray:
         """side "right": count stored <= t; side "left": count stored < t."""
         seg = seg.astype(np.int64)
         if self.uniq is not None:

@@ -15,7 +15,7 @@ and by invocation, prefix sums, and one searchsorted per read.
 from __future__ import annotations
 
 from numbers import Number
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
@@ -41,7 +41,8 @@ class CounterChecker:
         if not (f == "add").any() or not (f == "read").any() or np.isin(f, ["write", "cas"]).any():
             return False
         reads = (f == "read") & (p["type"].to_numpy() == "ok")
-        return _numeric(p["value"].to_numpy()[f == "add"]) and _numeric(p["result"].to_numpy()[reads])
+        return (_numeric(p["value"].to_numpy()[f == "add"])
+                and _numeric(p["result"].to_numpy()[reads]))
 
     def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
         opts = opts or {}
@@ -59,7 +60,8 @@ class CounterChecker:
         r_val = np.array([float(v) for v in p["result"].to_numpy()[rd]], dtype=float)
         r_inv, r_done = inv[rd], done[rd]
 
-        def prefix(times: np.ndarray, parts: np.ndarray, at: np.ndarray, side: str) -> np.ndarray:
+        def prefix(times: np.ndarray, parts: np.ndarray, at: np.ndarray,
+                   side: Literal["left", "right"]) -> np.ndarray:
             order = np.argsort(times, kind="stable")
             sums = np.concatenate([[0.0], np.cumsum(parts[order])])
             return sums[np.searchsorted(times[order], at, side=side)]

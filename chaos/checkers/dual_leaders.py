@@ -104,13 +104,14 @@ class DualLeadersChecker:
             firsts = list(nodes.values())
             term = firsts[0].term
             for a, b in zip(firsts, firsts[1:]):
-                ov = max(0, min(a.end, b.end) - max(a.start, b.start))
+                both = max(0, min(a.end, b.end) - max(a.start, b.start))
                 anomalies.append(Anomaly(
                     "same-term-leaders",
                     f"{a.node} and {b.node} were both leader in term {term} "
-                    f"({_fmt(a)}; {_fmt(b)})" + (f", at once for {ov / 1e6:.1f} ms" if ov else ""),
+                    f"({_fmt(a)}; {_fmt(b)})"
+                    + (f", at once for {both / 1e6:.1f} ms" if both else ""),
                     ops=sorted(a.ops + b.ops), time=max(a.start, b.start),
-                    details={"term": term, "nodes": [a.node, b.node], "overlap_ns": ov}))
+                    details={"term": term, "nodes": [a.node, b.node], "overlap_ns": both}))
         # overlaps between different nodes: sweep by start
         overlaps: list[LeaderOverlap] = leader_overlaps(ivs)
         acks = _Acks(history.pairs) if overlaps else None
@@ -179,3 +180,7 @@ class DualLeadersChecker:
 
 
 DUAL_LEADERS = DualLeadersChecker()
+
+
+__all__ = ["DUAL_LEADERS", "DualLeadersChecker", "LeaderInterval", "LeaderOverlap",
+           "leader_intervals", "leader_overlaps", "leaders_at"]

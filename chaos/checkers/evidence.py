@@ -101,8 +101,8 @@ def final_read_gaps(pairs: pd.DataFrame) -> list[str]:
     sub = pairs.iloc[rows]
     out = []
     groups: dict[tuple[Any, Any], list[int]] = {}
-    for pos, (key, node) in enumerate(zip(sub["key"], sub["node"])):
-        groups.setdefault((_hashable(key), _hashable(node)), []).append(pos)
+    for i, (key, node) in enumerate(zip(sub["key"], sub["node"])):
+        groups.setdefault((_hashable(key), _hashable(node)), []).append(i)
     types = sub["type"].to_numpy()
     errors = sub["error"].to_numpy()
     for (key, node), pos in groups.items():

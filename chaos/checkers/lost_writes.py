@@ -23,8 +23,10 @@ Without final reads for a key, its read with the latest invocation plays their r
 (Jepsen's set-full) -- but only when no final read of that key was even attempted: final reads
 that were attempted and failed never hand their role to an older read (that read may predate
 writes acknowledged later; judging from it made a dead cluster look valid). Such a key judges
-nothing lost; chaos.checkers.evidence makes the verdict "unknown" and names the nodes. Everything is vectorised over History.pairs; anomaly objects are built
-for at most opts["max_anomalies"] elements per kind (default 1000), the stats count them all.
+nothing lost; chaos.checkers.evidence makes the verdict "unknown" and names the nodes.
+
+Everything is vectorised over History.pairs; anomaly objects are built for at most
+opts["max_anomalies"] elements per kind (default 1000), the stats count them all.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from chaos.checkers._frame import (SegmentedTimes, combine, factorize, flatten, int_array,
-                                   best_per_group, object_array)
+                                   best_per_group)
 from chaos.checkers.base import Anomaly, CheckResult
 from chaos.history.model import OPEN, History
 

@@ -80,7 +80,7 @@ class PerfChecker:
         windows = fault_windows(history)
         inside = in_windows(t0, windows)
         counts = {t: int((types == t).sum()) for t in ("ok", "fail", "info")}
-        stats = {
+        stats: dict[str, Any] = {
             "ops": int(len(client)), **counts,
             "duration_s": round(duration_s, 3),
             "throughput_per_s": round(len(client) / duration_s, 3) if measurable else None,

@@ -66,7 +66,7 @@ def _pointers(arr: np.ndarray) -> np.ndarray:
     """
     assert arr.dtype == object and arr.flags.c_contiguous
     buf = (ctypes.c_ssize_t * arr.size).from_address(arr.ctypes.data)
-    return np.frombuffer(buf, dtype=np.intp).reshape(arr.shape)
+    return np.frombuffer(buf, dtype=np.intp).reshape(arr.shape)  # type: ignore[call-overload]
 
 
 class Columns:

@@ -5,9 +5,11 @@ Every checker reads `History.pairs`; nobody pairs invokes and completions again.
 Row contract of `History.pairs` (one row per operation, ordered by `invoke_index`):
 
     process         object   int for clients, "nemesis", "monitor", "controller"
-    f               object   "read", "write", "cas", "add", "read-set", "status", "start-partition", ...
+    f               object   "read", "write", "cas", "add", "read-set", "status",
+                             "start-partition", ...
     key             object   the op's key, or None
-    value           object   the invoke's value (write value, [expected, new] for cas, element for add)
+    value           object   the invoke's value (write value, [expected, new] for cas,
+                             element for add)
     result          object   the completion's value (value read on ok read, status dict for monitor)
     type            object   completion type: "ok", "fail", "info"; "info" too for an invoke that
                              never completed (a crash; it may still have happened)

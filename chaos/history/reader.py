@@ -78,7 +78,9 @@ def parse_jsonl(data: bytes, source: str) -> History:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse(data, source, fast=True) or _parse(data, source, fast=False)
+        history = _parse(data, source, fast=True) or _parse(data, source, fast=False)
+        assert history is not None  # the slow path always answers (or raises BadInput)
+        return history
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -253,10 +255,10 @@ def build_history(ops: Sequence[Any], source: str, *, linenos: Sequence[int] | N
             open_by_process[proc] = row
             rows.append(row)
         else:
-            row = open_by_process.pop(proc, None)
-            if row is None:
+            if proc not in open_by_process:
                 raise BadInput(f"{typ} completion of {f!r} by process {proc!r} "
                                "has no open invoke", where=loc(pos))
+            row = open_by_process.pop(proc)
             if row[1] != f:
                 raise BadInput(f"{typ} completion of {f!r} by process {proc!r} does not match "
                                f"its open invoke of {row[1]!r}", where=loc(pos))

@@ -184,7 +184,7 @@ def _checker_views(res: dict[str, Any], lookup: _OpLookup
     checkers: list[dict[str, Any]] = []
     number = 0
     for name, r in res["results"].items():
-        shown = []
+        shown: list[dict[str, Any]] = []
         for a in r["anomalies"]:
             number += 1
             label = f"A{number}"

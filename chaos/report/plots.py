@@ -222,7 +222,7 @@ def latency_png(ops: ClientOps, windows: Sequence[FaultWindow],
     types, fcodes = ops.type[idx], ops.f_codes[idx]
     handles: list[Any] = []
     for typ in ("ok", "fail", "info"):  # rare outcomes drawn last, on top
-        for code, fname in enumerate(ops.f_names):
+        for code in range(len(ops.f_names)):
             m = (types == typ) & (fcodes == code)
             if m.any():
                 ax.plot(x[m], y[m], ls="none", marker=MARKERS[code % len(MARKERS)],
@@ -342,7 +342,8 @@ def leadership_png(runs: Sequence[RoleRun], overlaps: Sequence[LeaderOverlap],
                     color=color, va="bottom", ha="left", fontweight="bold", clip_on=False)
     kinds = _shade_faults(ax, windows, end, label=False)
     marked = _mark_anomalies(ax, anomalies, label=False)
-    order = [r for r in ("leader", "follower", "candidate", "no answer") if r in roles_present]
+    order: list[str] = [r for r in ("leader", "follower", "candidate", "no answer")
+                        if r in roles_present]
     order += sorted(r for r in roles_present if r not in order)
     handles: list[Any] = [Patch(facecolor=ROLE_COLORS.get(r, OTHER_ROLE_COLOR),
                                 hatch="///" if r == "no answer" else None, label=r)

@@ -8,7 +8,6 @@ explanations use), leadership intervals and their overlaps from chaos.history.le
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 

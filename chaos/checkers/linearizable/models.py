@@ -210,12 +210,12 @@ def _kv_step(state: State, inp: Input, out: Any) -> tuple[bool, State]:
     if f == "put":
         return True, _kv_str(value)
     if f == "append":
-        return True, state + _kv_str(value)
+        return True, _kv_str(state) + _kv_str(value)
     return False, state
 
 
 def _kv_reachable(state: State, inp: Input, out: Any, resets: Sequence[Input]) -> bool:
-    if out is UNKNOWN or _kv_str(out).startswith(state):
+    if out is UNKNOWN or _kv_str(out).startswith(_kv_str(state)):
         return True
     return any(_kv_str(out).startswith(_kv_str(v)) for _f, v in resets)
 

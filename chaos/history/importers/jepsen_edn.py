@@ -162,8 +162,8 @@ def _parse(text: str, source: str, warnings: list[str]) -> tuple[list[Any], list
             raise BadInput(f"bad EDN: {exc}", where=source) from None
         if len(values) != 1 or not isinstance(values[0], (ImmutableList, list, tuple)):
             raise BadInput("expected one vector of op maps", where=source)
-        ops = list(values[0])
-        return ops, [f"{source}: op #{i}" for i in range(len(ops))]
+        vector = list(values[0])
+        return vector, [f"{source}: op #{i}" for i in range(len(vector))]
     lines = text.split("\n")
     ops: list[Any] = []
     where: list[str] = []
@@ -406,7 +406,7 @@ def _split_keys(ops: list[Op]) -> None:
     if not invokes:
         return
     for op in invokes:
-        v = op.get("value")
+        v: Any = op.get("value")
         if not _is_pair(v) or isinstance(v[0], (list, dict)):
             return
         if op["f"] == "cas" and not _is_pair(v[1]):
