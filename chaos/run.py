@@ -172,6 +172,8 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
             raise BadInput("--runtime ssh needs --nodes-file and --ssh-key")
         ro["hosts"] = read_nodes_file(ro["nodes_file"])  # read once; recorded in config.json
         cfg.nodes = len(ro["hosts"])
+    # options that depend on the cluster size (e.g. a Sentinel quorum larger than the cluster)
+    target.check_cluster(cfg.target_options, tuple(_node_names(cfg)))
     return target, ref, workload
 
 

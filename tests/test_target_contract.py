@@ -167,6 +167,24 @@ def test_chaos_run_defaults_to_the_targets_runtime(tmp_path):
     assert cfg.runtime == "local"
 
 
+def test_prepare_checks_options_against_the_cluster_size(tmp_path):
+    """check_cluster runs in prepare, before anything starts, with the node names."""
+    from chaos.run import RunConfig, prepare
+
+    hook = ('\n    def check_cluster(self, options, nodes):\n'
+            '        if len(nodes) < 5:\n'
+            '            raise BadInput(f"-O need=5: only {len(nodes)} nodes")\n')
+    body = MINIMAL.replace('name = "mini"', 'name = "mini"' + hook)
+    f = _write(tmp_path, "from chaos.errors import BadInput\n" + body)
+    with pytest.raises(BadInput, match="only 3 nodes"):
+        prepare(RunConfig(target=f, runtime="local", nemesis=[], time_limit=5,
+                          store=str(tmp_path)))
+    cfg = RunConfig(target=f, runtime="local", nodes=5, nemesis=[], time_limit=5,
+                    store=str(tmp_path))
+    prepare(cfg)
+    assert not (tmp_path / "mini-register-none").exists()  # nothing started or written
+
+
 class _Source:
     def __init__(self):
         self.ops = []
