@@ -172,10 +172,18 @@ def test_monitor_silent_while_the_nemesis_had_every_node_down_is_a_warning():
     b.op("nemesis", "kill", 2 * S, 2 * S + MS, value={"nodes": ["n1", "n2", "n3"]})
     monitor_rounds(b, 2 * S, 9 * S, False)
     b.op("nemesis", "restart", 9 * S, 9 * S + MS, value=None)
-    monitor_rounds(b, 9 * S + 10 * MS, 10 * S, True)
+    monitor_rounds(b, 9 * S + 10 * MS, 9 * S + 500 * MS, False)  # restarted, not answering yet
+    monitor_rounds(b, 9 * S + 510 * MS, 10 * S, True)
     load(b, 0, 10 * S, 10 * S)
     out = check(b.history())
     assert out["valid"] is True and any("killed or paused" in w for w in out["warnings"])
+    b.op("nemesis", "kill", 11 * S, 11 * S + MS, value={"nodes": ["n1", "n2"]})  # not n3
+    monitor_rounds(b, 11 * S, 18 * S, False)
+    b.op("nemesis", "restart", 18 * S, 18 * S + MS, value=None)
+    monitor_rounds(b, 18 * S + 10 * MS, 19 * S, True)
+    load(b, 10 * S, 19 * S, 19 * S)
+    out = check(b.history())
+    assert out["valid"] == "unknown" and "to 18.0" in out["reasons"][0]  # n3 unexplained
 
 
 def test_short_silence_is_fine():

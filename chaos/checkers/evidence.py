@@ -22,7 +22,8 @@ Per history (they make the whole verdict "unknown", reasons listed first in the 
 - the controller recorded that the cluster went down during the run (chaos.liveness: an op of
   process "controller", f "cluster-down", naming what died and when);
 - no node answered the monitor for longer than `dead_after_s` (default 5 s), unless every node
-  was inside a kill or pause fault meanwhile (the nemesis did it and undid it: a warning);
+  was inside a kill or pause fault meanwhile (the nemesis did it and undid it: a warning; a
+  node gets 1 s after its restart to answer again);
 - every client op of the last `failing_tail_s` (default 5 s) of the load failed or timed out,
   in a history whose load lasted longer than that (final reads are judged on their own);
 - fewer than `min_ok_ops` (default 1) client ops came back ok (not asked of a history of
@@ -47,6 +48,8 @@ NS_PER_S = 1_000_000_000
 #: the process and f of the controller's own record that the cluster went down
 CONTROLLER = "controller"
 CLUSTER_DOWN = "cluster-down"
+#: unanswered monitor polls this soon after a kill/pause window ended still count as its doing
+RESTART_GRACE_NS = NS_PER_S
 #: checkers that read no client op (a history of monitor observations alone is judged by them)
 MONITOR_ONLY = frozenset({"dual-leaders", "perf"})
 
@@ -237,7 +240,9 @@ def monitor_gaps(history: History, limit_s: float,
                 f"(limit {limit_s:g} s; {errs})")
         if windows is None:
             windows = fault_windows(history)
-        if _explained(int(polls.min()), int(polls.max()), windows, nodes):
+        # a restarted node may take a moment to answer again: the last second is forgiven
+        last_poll = max(int(polls.min()), int(polls.max()) - RESTART_GRACE_NS)
+        if _explained(int(polls.min()), last_poll, windows, nodes):
             warnings.append(text + ": every node was killed or paused by the nemesis meanwhile")
         else:
             reasons.append(text + ": the cluster stopped answering")
