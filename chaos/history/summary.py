@@ -130,7 +130,9 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
                          f"{len(results)} checkers") if x]
     why = unknown_reasons(outcome) if verdict_word(outcome.get("valid")) == "UNKNOWN" else []
     lines = [f"{head}  ({', '.join(extra)})" + (f": {why[0]}" if why else "")]
-    lines += [f"  also unknown because: {w}" for w in why[1:]]
+    # the run's other reasons; a checker's own reasons are listed under that checker
+    lines += [f"  also unknown because: {w}" for w in outcome.get("reasons") or []
+              if why and w != why[0]]
     lines += [f"  warning: {w}" for w in outcome.get("warnings", [])]
     width = max((len(n) for n in results), default=0)
     for name, r in results.items():
