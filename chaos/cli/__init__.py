@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "proxy": "chaos.cli.proxy:proxy",
     "image": "chaos.cli.image:image",
     "down": "chaos.cli.down:down",
+    "doctor": "chaos.cli.doctor:doctor",
 }
 
 
