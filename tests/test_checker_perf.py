@@ -129,3 +129,14 @@ def test_throughput_over_a_real_duration():
     stats = PERF.check(b.history()).stats
     assert stats["throughput_per_s"] == 2.0 and stats["duration_s"] == 1.0
     assert "throughput_note" not in stats
+
+
+def test_client_mask_is_the_history_rule_a_numeric_string_is_no_client():
+    """One rule (chaos.history.model.client_mask): only integer processes are clients."""
+    b = HistoryBuilder()
+    b.op(3, "read", 0, MS, key="k", result=None)
+    b.op("3", "read", 2 * MS, 3 * MS, key="k", result=None)
+    b.op("controller", "cluster-down", 4 * MS, 4 * MS, value={"message": "x"})
+    h = b.history()
+    assert client_mask(h.pairs).tolist() == [True, False, False]
+    assert len(h.client()) == 1 and PERF.check(h).stats["ops"] == 1
