@@ -39,6 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from chaos.checkers._frame import hashable
 from chaos.checkers.base import UNKNOWN, CheckResult
 from chaos.history.faults import fault_windows
 from chaos.history.leadership import monitor_frame
@@ -105,7 +106,7 @@ def final_read_gaps(pairs: pd.DataFrame) -> list[str]:
     out = []
     groups: dict[tuple[Any, Any], list[int]] = {}
     for i, (key, node) in enumerate(zip(sub["key"], sub["node"])):
-        groups.setdefault((_hashable(key), _hashable(node)), []).append(i)
+        groups.setdefault((hashable(key), hashable(node)), []).append(i)
     types = sub["type"].to_numpy()
     errors = sub["error"].to_numpy()
     for (key, node), pos in groups.items():
@@ -118,14 +119,6 @@ def final_read_gaps(pairs: pd.DataFrame) -> list[str]:
                    f"ok (last: {_error_text(types[last], errors[last])}): what {node or 'it'} "
                    f"holds cannot be judged, so lost writes there are unknown")
     return out
-
-
-def _hashable(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_hashable(x) for x in v)
-    if isinstance(v, dict):
-        return tuple(sorted((str(k), _hashable(x)) for k, x in v.items()))
-    return v
 
 
 def _ok_count(pairs: pd.DataFrame, fs: tuple[str, ...], client: np.ndarray) -> int:
