@@ -25,6 +25,7 @@ def test_labels_of_this_process_say_alive():
     assert state == "alive", why
 
 
+@pytest.mark.integration
 def test_an_exited_controller_is_gone():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

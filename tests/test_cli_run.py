@@ -7,6 +7,8 @@ import pytest
 
 from tests.runhelp import chaos, run_json
 
+pytestmark = pytest.mark.integration  # every test runs `chaos run` in a subprocess
+
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "nope"], "unknown target 'nope'"),

@@ -17,6 +17,7 @@ import pytest
 
 from chaos.history.writer import HistoryWriter
 from chaos.recorder import Recorder, RemoteSink
+from tests.conftest import wait_for
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -64,7 +65,7 @@ def _producer(conn: Any, t0: int, proc_base: int, n_ops: int, seed: int, forever
         i = 0
         while forever or i < n_ops:
             sink.record({"process": p, "type": "invoke", "f": "write", "key": "k", "value": i})
-            time.sleep(rng.random() * 0.002)
+            time.sleep(rng.random() * 0.002)  # jitter between invoke and completion (load)
             sink.record({"process": p, "type": rng.choice(["ok", "ok", "fail", "info"]),
                          "f": "write", "key": "k", "value": i})
             i += 1
@@ -108,12 +109,13 @@ def test_local_threads_interleave_in_time_order(recorder: Recorder, tmp_path: Pa
     assert s.ok == 6 * 300 and s.by_f["read"]["ok"] == 1800 and s.written == 3600
 
 
+@pytest.mark.integration
 def test_processes_and_threads_merge_without_loss(recorder: Recorder, tmp_path: Path) -> None:
     procs = [_start_producer(recorder, f"w{i}", 100 * i, 150, i) for i in range(3)]
     nemesis = recorder.local("nemesis")
     for i in range(20):  # a local source, interleaved with the remote ones
         nemesis.record({"process": "nemesis", "type": "invoke", "f": "kill", "value": i})
-        time.sleep(0.005)
+        time.sleep(0.005)  # spaces the local ops among the remote ones on purpose
         nemesis.record({"process": "nemesis", "type": "ok", "f": "kill", "value": i})
     for p in procs:
         p.join(30)
@@ -137,19 +139,18 @@ def test_late_batch_is_merged_into_its_place(recorder: Recorder, tmp_path: Path)
     r, w = ctx.Pipe(duplex=False)
     recorder.add_remote("slow", r)
     t_remote = recorder.now()
-    time.sleep(0.01)
+    wait_for(lambda: recorder.now() > t_remote, 5, "the recorder's clock to move on")
     local = recorder.local("monitor")
     local.record({"process": "monitor", "type": "invoke", "f": "status", "value": None})
-    time.sleep(0.1)
+    wait_for(lambda: recorder.stats().pending == 1, 5, "the local op in the heap")
+    time.sleep(0.1)  # a window in which the op must stay held back (a check, not a wait)
     assert recorder.stats().written == 0 and recorder.stats().pending == 1, \
         "a local op overtook a remote source's watermark"
     w.send_bytes(orjson.dumps({"ops": [
         {"time": t_remote, "process": 7, "type": "invoke", "f": "read", "key": "k", "value": None},
         {"time": t_remote + 1, "process": 7, "type": "ok", "f": "read", "key": "k", "value": 3},
     ], "wm": recorder.now()}))
-    deadline = time.monotonic() + 5
-    while recorder.stats().written < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: recorder.stats().written >= 3, 5, "3 ops written")
     assert recorder.stats().written == 3
     local.record({"process": "monitor", "type": "ok", "f": "status", "value": {"role": "leader"}})
     w.send_bytes(orjson.dumps({"ops": [], "wm": recorder.now(), "bye": True}))
@@ -160,26 +161,21 @@ def test_late_batch_is_merged_into_its_place(recorder: Recorder, tmp_path: Path)
     assert recorder.stats().lost_sources == []
 
 
+@pytest.mark.integration
 def test_sigkilled_worker_does_not_block_the_others(recorder: Recorder, tmp_path: Path) -> None:
     victim = _start_producer(recorder, "victim", 0, 0, 1, forever=True)
     other = _start_producer(recorder, "other", 100, 200, 2)
-    deadline = time.monotonic() + 30
-    while recorder.stats().written < 100 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: recorder.stats().written >= 100, 30, "100 ops written")
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(5)
     other.join(30)
     # After the victim is gone, a local op is written promptly (its watermark was dropped).
-    deadline = time.monotonic() + 3
-    while "victim" not in recorder.stats().lost_sources and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: "victim" in recorder.stats().lost_sources, 3, "the victim dropped")
     assert recorder.stats().lost_sources == ["victim"]
     before = recorder.stats().written
     recorder.local("nemesis").record({"process": "nemesis", "type": "invoke", "f": "heal",
                                       "value": None})
-    deadline = time.monotonic() + 2
-    while recorder.stats().written == before and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: recorder.stats().written > before, 2, "the local op written")
     assert recorder.stats().written == before + 1 and recorder.stats().pending == 0
     recorder.local("nemesis").record({"process": "nemesis", "type": "ok", "f": "heal",
                                       "value": None})
@@ -226,6 +222,7 @@ def test_counters_split_client_ops_from_the_rest(recorder: Recorder) -> None:
     assert recorder.max_process == 1
 
 
+@pytest.mark.integration
 def test_history_reader_accepts_a_merged_history(recorder: Recorder, tmp_path: Path) -> None:
     reader = pytest.importorskip("chaos.history.reader")
     procs = [_start_producer(recorder, f"w{i}", 10 * i, 50, i) for i in range(2)]

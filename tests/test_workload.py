@@ -23,6 +23,7 @@ from chaos.recorder import Recorder
 from chaos.target import Addr
 from chaos.workload import WorkloadRunner, completion_of
 from test_recorder import validate_history
+from tests.conftest import wait_for
 from test_workload_support import KVServer, KVTarget, NoopTarget
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,12 +54,13 @@ def addrs(srv: KVServer, names: tuple[str, ...] = ("n1",)) -> dict[str, Addr]:
 def run_for(runner: WorkloadRunner, seconds: float) -> None:
     runner.start()
     try:
-        time.sleep(seconds)
+        time.sleep(seconds)  # load for a while, on purpose
     finally:
         runner.stop(timeout=5)
 
 
 # -- tests --------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_register_history_is_complete_and_consistent(server: KVServer, recorder: Recorder,
                                                      tmp_path: Path) -> None:
     runner = WorkloadRunner(KVTarget(), addrs(server), {}, workloads.get("register"), recorder,
@@ -79,6 +81,7 @@ def test_register_history_is_complete_and_consistent(server: KVServer, recorder:
     assert recorder.stats().lost_sources == [] and recorder.stats().late == 0
 
 
+@pytest.mark.integration
 def test_exception_is_info_and_retires_the_process(server: KVServer, recorder: Recorder,
                                                    tmp_path: Path) -> None:
     runner = WorkloadRunner(KVTarget(), addrs(server), {"raise_every": 5},
@@ -101,6 +104,7 @@ def test_exception_is_info_and_retires_the_process(server: KVServer, recorder: R
     assert all(p - 3 in retired for p in ids - {0, 1, 2})
 
 
+@pytest.mark.integration
 def test_timeout_is_info_and_the_slot_continues(server: KVServer, recorder: Recorder,
                                                 tmp_path: Path) -> None:
     runner = WorkloadRunner(KVTarget(), addrs(server), {"hang_every": 4},
@@ -121,12 +125,13 @@ def test_timeout_is_info_and_the_slot_continues(server: KVServer, recorder: Reco
     assert max(inv) >= 4  # replacement processes ran
 
 
+@pytest.mark.integration
 def test_rate_limits_total_throughput(recorder: Recorder, tmp_path: Path) -> None:
     runner = WorkloadRunner(NoopTarget(), {}, {}, workloads.get("register"), recorder,
                             concurrency=4, rate=100.0, seed=3, workers=2, op_timeout=5)
     runner.start()
     t0 = recorder.now()
-    time.sleep(2.0)
+    time.sleep(2.0)  # the measurement window: invokes counted over 2 s
     runner.stop()
     recorder.close()
     ops = validate_history(tmp_path / "history.jsonl")
@@ -134,6 +139,7 @@ def test_rate_limits_total_throughput(recorder: Recorder, tmp_path: Path) -> Non
     assert 100 <= n <= 300, f"{n} invokes in 2 s at rate 100/s"
 
 
+@pytest.mark.integration
 def test_unlimited_rate_is_much_faster(recorder: Recorder, tmp_path: Path) -> None:
     runner = WorkloadRunner(NoopTarget(), {}, {}, workloads.get("set"), recorder,
                             concurrency=4, rate=None, seed=3, workers=2, op_timeout=5)
@@ -141,6 +147,7 @@ def test_unlimited_rate_is_much_faster(recorder: Recorder, tmp_path: Path) -> No
     assert recorder.stats().ok > 1000
 
 
+@pytest.mark.integration
 def test_set_final_reads_hit_every_node(server: KVServer, recorder: Recorder,
                                         tmp_path: Path) -> None:
     names = ("n1", "n2", "n3")
@@ -161,6 +168,7 @@ def test_set_final_reads_hit_every_node(server: KVServer, recorder: Recorder,
     assert added and all(added <= set(o["value"]) for o in finals)
 
 
+@pytest.mark.integration
 def test_same_seed_same_per_process_ops(server: KVServer, tmp_path: Path) -> None:
     def run(i: int) -> dict[int, list[tuple[Any, ...]]]:
         rec = Recorder(HistoryWriter(tmp_path / f"h{i}.jsonl"), time.monotonic_ns())
@@ -243,7 +251,7 @@ CHILD = textwrap.dedent("""
         runner.start()
         print(" ".join(str(p.pid) for _, p, _ in runner._procs), flush=True)
         try:
-            time.sleep(60)
+            time.sleep(60)  # runs until the test kills or interrupts it
         except KeyboardInterrupt:
             runner.stop(timeout=5)
             rec.close()
@@ -267,20 +275,28 @@ def _child(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
 
 
 def _gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    def gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        time.sleep(0.05)
-    return False
+        return False
+    try:
+        return wait_for(gone, within, f"pid {pid} to exit")
+    except AssertionError:
+        return False
 
 
+def _oks(history: Path) -> int:
+    """Completed ok ops in a history file so far (it is flushed per op)."""
+    return history.read_text().count('"type":"ok"') if history.exists() else 0
+
+
+@pytest.mark.integration
 def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     proc, pids = _child(tmp_path)
     try:
-        time.sleep(0.3)
+        wait_for(lambda: _oks(tmp_path / "history.jsonl") > 0, 20, "the workers' first op")
         proc.kill()
         proc.wait(5)
         assert all(_gone(p, 5) for p in pids), "workers outlived their parent"
@@ -292,10 +308,11 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
                 pass
 
 
+@pytest.mark.integration
 def test_ctrl_c_reaches_no_worker_and_loses_nothing(tmp_path: Path) -> None:
     proc, pids = _child(tmp_path)
     try:
-        time.sleep(0.5)
+        wait_for(lambda: _oks(tmp_path / "history.jsonl") > 20, 20, "20 ok ops")
         os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C does
         out, err = proc.communicate(timeout=20)
         assert "stopped" in out, err
@@ -313,13 +330,14 @@ def test_ctrl_c_reaches_no_worker_and_loses_nothing(tmp_path: Path) -> None:
                 pass
 
 
+@pytest.mark.integration
 def test_sigterm_stops_a_worker_cleanly(server: KVServer, recorder: Recorder,
                                         tmp_path: Path) -> None:
     runner = WorkloadRunner(KVTarget(), addrs(server), {}, workloads.get("register"), recorder,
                             concurrency=4, rate=None, seed=2, workers=2, op_timeout=5)
     runner.start()
     try:
-        time.sleep(0.3)
+        wait_for(lambda: recorder.stats().ok > 0, 20, "the workers' first ok op")
         victim = runner._procs[0][1]
         os.kill(victim.pid, signal.SIGTERM)
         victim.join(10)
