@@ -30,7 +30,8 @@ def run_json(*args: str, timeout: float = 240) -> tuple[int, dict]:
 
 def anomaly_kinds(doc: dict, checker: str) -> set[str]:
     res = (doc.get("results") or {}).get(checker) or {}  # the results document (one shape)
-    return {a["kind"] for a in res.get("anomalies", []) if a.get("severity", "anomaly") == "anomaly"}
+    return {a["kind"] for a in res.get("anomalies", [])
+            if a.get("severity", "anomaly") == "anomaly"}
 
 
 #: The acceptance-matrix cells (DESIGN §6) as chaos run arguments, shared by the local and

@@ -53,7 +53,7 @@ def counter_histories(draw):
     """A sequential counter with random increments; intervals widened to overlap randomly."""
     n = draw(st.integers(1, 30))
     ops, t, total = [], 0, 0
-    for i in range(n):
+    for _ in range(n):
         if draw(st.booleans()):
             amount = draw(st.integers(-3, 5))
             kind = draw(st.sampled_from(["ok", "ok", "info", "fail"]))
