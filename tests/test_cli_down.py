@@ -27,7 +27,7 @@ def test_labels_of_this_process_say_alive():
 
 @pytest.mark.integration
 def test_an_exited_controller_is_gone():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a controller
     try:
         labels = {**owner.controller_labels(), owner.PID: str(proc.pid),
                   owner.START: owner.process_start(proc.pid) or ""}

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from chaos.errors import SetupError
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -169,8 +169,10 @@ def test_two_services_whole_node_and_single_service_faults(cluster):
 def test_stop_escalates_to_sigkill(cluster):
     cluster.start("n3", svc(["python3", "-c",
                              "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                             "time.sleep(1e9)"]))
-    time.sleep(0.3)  # let python install its handler
+                             "print('ignoring-term', flush=True)\ntime.sleep(1e9)"]))
+    out = f"{cluster.data_dir('n3')}/main.out"
+    wait_for(lambda: cluster.run("n3", f"grep -c '^ignoring-term$' {out}").out.strip() != "0",
+             10, "n3 to ignore SIGTERM")  # its handler is installed
     started = time.monotonic()
     cluster.stop("n3", timeout=1)
     assert not cluster.is_running("n3")

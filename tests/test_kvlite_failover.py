@@ -107,7 +107,7 @@ def test_majority_paused_leader_does_not_serve_stale_reads(cluster):
         out: dict = {}
         t = threading.Thread(target=lambda: out.update(stale.invoke({"f": "read", "key": "k"})))
         t.start()
-        time.sleep(0.2)
+        time.sleep(0.2)  # spaces events on purpose: the read goes out while the leader is frozen
     finally:
         c.resume(old)
     t.join(10)

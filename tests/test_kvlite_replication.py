@@ -128,7 +128,7 @@ def test_async_reads_from_any_node_are_stale_under_replication_latency(cluster):
     assert cl.invoke({"f": "write", "key": "k", "value": 1})["type"] == "ok"
     c.wait_for(lambda: c.call("n3", {"op": "read", "key": "k"})["value"] == 1, 5, "replication")
     c.set_latency("n1", "n3", 0.5)
-    time.sleep(0.2)
+    c.wait_for(lambda: c.forwarders[("n1", "n3")].delay == 0.5, 5, "the latency applied")
     assert cl.invoke({"f": "write", "key": "k", "value": 2})["type"] == "ok"   # acked...
     stale = c.call("n3", {"op": "read", "key": "k"})                            # ...then read
     assert stale["type"] == "ok" and stale["value"] == 1                        # the old value

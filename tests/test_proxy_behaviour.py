@@ -12,6 +12,7 @@ import pytest
 from chaos.net.client import ProxyClient
 from chaos.net.echo import EchoServer
 from chaos.net.proxy import ServerThread
+from tests.conftest import wait_for
 
 SLACK = 0.25  # seconds of scheduling noise we tolerate above a configured delay
 
@@ -105,7 +106,7 @@ def test_latency_shifts_not_throttles(api, echo):
         start = time.monotonic()
         for _ in range(5):  # five writes 20 ms apart, all shifted by ~150 ms, not 5 x 150
             s.sendall(b"a")
-            time.sleep(0.02)
+            time.sleep(0.02)  # spaces the writes on purpose
         got = b""
         while len(got) < 5:
             got += s.recv(10)
@@ -117,7 +118,8 @@ def test_removing_latency_releases_held_data(api, echo):
     api.add_toxic("p", "latency", "upstream", attributes={"latency": 10_000})
     with dial(proxy) as s:
         s.sendall(b"held")
-        time.sleep(0.1)
+        wait_for(lambda: api.get_proxy("p")["chaos_traffic"]["upstream_bytes"] >= 4, 5,
+                 "the proxy to hold the bytes")
         start = time.monotonic()
         api.delete_toxic("p", "latency_upstream")
         s.settimeout(3)

@@ -44,7 +44,7 @@ def _run(c: object, tmp_path: Path, name: str, seconds: float, **kw: object
                             target_ref=REF, **kw)  # type: ignore[arg-type]
     try:
         runner.start()
-        time.sleep(seconds)
+        time.sleep(seconds)  # load for a while, on purpose
         runner.stop(timeout=5)
         finals = runner.run_final(list(_addrs(c)), quiesce_s=0.2)
     finally:

@@ -73,7 +73,7 @@ class KVClient:
         if self.options.get("raise_every") and self.n % self.options["raise_every"] == 0:
             raise ConnectionResetError("connection reset by test")
         if self.options.get("hang_every") and self.n % self.options["hang_every"] == 0:
-            time.sleep(30)
+            time.sleep(30)  # a hung client call, on purpose (the op timeout must end it)
         node = op.get("node") or sorted(self.nodes)[0]
         s, rf = self._conn(node)
         s.sendall(json.dumps({k: op.get(k) for k in ("f", "key", "value")}).encode() + b"\n")
