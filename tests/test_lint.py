@@ -30,3 +30,11 @@ def test_ruff_check() -> None:
 def test_mypy_chaos() -> None:
     # the first run on a fresh clone checks everything (~30 s); later ones reuse .mypy_cache
     _run("mypy", "chaos", timeout=280)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """.ci/run's last line is the README's test command, character for character."""
+    command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    readme = [line.strip() for line in (REPO / "README.md").read_text().splitlines()]
+    assert command.startswith("python3 -m venv .venv && ")
+    assert command in readme, f"README.md does not show .ci/run's command: {command}"
