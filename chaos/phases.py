@@ -26,7 +26,8 @@ from chaos.errors import SetupError
 from chaos.target import (MAIN, Addr, Cluster, Endpoints, NodeConfig, StatusError, Target,
                           check_status)
 
-#: how long the cluster has to elect its first leader after the nodes started
+#: how long the cluster has to elect its first leader after the nodes started, unless the
+#: target says otherwise (Target.startup_timeout)
 LEADER_TIMEOUT = 30.0
 #: how long `before_final_reads` may take (a replica catching up after the last heal)
 FINAL_READS_HOOK_TIMEOUT = 60.0
@@ -53,6 +54,9 @@ class RunState:
     monitor: Any = None
     nemesis: Any = None
     runner: Any = None
+    #: a cluster hook that failed after the workload ran (before_final_reads,
+    #: teardown_cluster): the checkers still run, the verdict is unknown with this reason
+    hook_failures: list[str] = field(default_factory=list)
 
     def say(self, line: str) -> None:
         if self.progress:
@@ -68,8 +72,12 @@ class RunState:
     def start_node(self, node: str, service: str | None = None) -> None:
         """First start, and restarts after a kill (NodeConfig.restart=True): the node's
         services in order, or only the named one. Also the nemesis' restart callback."""
+        from chaos.plugins import blame
+
         config = dataclasses.replace(self.configs[node], restart=node in self.started)
-        for svc in self.target.services(config):
+        with blame(self.target, "services"):
+            services = list(self.target.services(config))
+        for svc in services:
             if service is None or svc.name == service:
                 self.runtime.start(node, svc)
         self.started.add(node)
@@ -131,7 +139,8 @@ def _stop_nodes(run: RunState) -> None:
 def wait_for_leader(run: RunState, undo: contextlib.ExitStack) -> None:
     """Until one node says it leads; the first answers are held to the status contract."""
     assert run.real is not None
-    deadline = time.monotonic() + LEADER_TIMEOUT
+    limit = float(getattr(run.target, "startup_timeout", LEADER_TIMEOUT))
+    deadline = time.monotonic() + limit
     last: dict[str, str] = {}
     while time.monotonic() < deadline:
         for node in run.names:
@@ -141,7 +150,7 @@ def wait_for_leader(run: RunState, undo: contextlib.ExitStack) -> None:
             try:
                 raw = run.target.status(node, run.real, 0.5)
             except Exception as exc:  # noqa: BLE001 - not answering yet
-                last[node] = f"{type(exc).__name__}: {exc}"
+                last[node] = f"status raised {type(exc).__name__}: {exc}"[:300]
                 continue
             try:
                 status = check_status(node, raw)
@@ -152,22 +161,31 @@ def wait_for_leader(run: RunState, undo: contextlib.ExitStack) -> None:
                 return
         time.sleep(0.1)
     detail = "; ".join(f"{n}: {s}" for n, s in last.items())
-    raise SetupError(f"no leader within {LEADER_TIMEOUT:.0f} s of start ({detail})")
+    raise SetupError(f"no leader within {limit:g} s of start (the target's startup_timeout; "
+                     f"{detail})")
 
 
 def setup_cluster(run: RunState, undo: contextlib.ExitStack) -> None:
     """The target's cluster hook (e.g. create a database); its teardown is pushed first, so
     a half-done setup is torn down too."""
+    from chaos.plugins import blame
+
     undo.callback(_teardown_cluster, run)
-    run.target.setup_cluster(run.cluster())
+    run.say("setup_cluster")
+    with blame(run.target, "setup_cluster"):
+        run.target.setup_cluster(run.cluster())
 
 
 def _teardown_cluster(run: RunState) -> None:
+    """The target's teardown hook; a failure is printed and recorded (the verdict becomes
+    unknown: the hook may have left the cluster, or its evidence, in a state nobody checked)
+    but never hides the checkers' result."""
     try:
         run.target.teardown_cluster(run.cluster())
     except Exception as exc:  # noqa: BLE001 - best effort: never hides the verdict
-        print(f"chaos: target {run.target.name}: teardown_cluster failed: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        problem = f"target {run.target.name}: teardown_cluster raised {type(exc).__name__}: {exc}"
+        print(f"chaos: {problem}", file=sys.stderr)
+        run.hook_failures.append(problem)
 
 
 def record(run: RunState, undo: contextlib.ExitStack) -> None:
@@ -244,7 +262,13 @@ def before_final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
     run.say("quiescence and final reads")
     if run.cfg.quiesce > 0:
         time.sleep(run.cfg.quiesce)
-    run.target.before_final_reads(run.cluster(), FINAL_READS_HOOK_TIMEOUT)
+    try:
+        run.target.before_final_reads(run.cluster(), FINAL_READS_HOOK_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the workload ran: keep its history and check it
+        problem = (f"target {run.target.name}: before_final_reads raised "
+                   f"{type(exc).__name__}: {exc}; the final reads may not show every write")
+        print(f"chaos: {problem}", file=sys.stderr)
+        run.hook_failures.append(problem)
 
 
 def final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
@@ -256,3 +280,15 @@ def final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
 #: Jepsen's run!, in order; teardown is the reverse of whatever ran
 PHASES = (runtime_setup, net_setup, start_nodes, wait_for_leader, setup_cluster, record,
           start_workload, run_schedule, heal, before_final_reads, final_reads)
+
+
+def phases_for(target: Target) -> tuple[Any, ...]:
+    """PHASES in the order `target` needs: a target with `setup_before_leader` (a system
+    that has no leader until a hook elects or initiates one) gets setup_cluster right after
+    its nodes are ready, then the leader wait."""
+    if not getattr(target, "setup_before_leader", False):
+        return PHASES
+    i, j = PHASES.index(wait_for_leader), PHASES.index(setup_cluster)
+    order = list(PHASES)
+    order[i], order[j] = order[j], order[i]
+    return tuple(order)

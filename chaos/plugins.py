@@ -12,6 +12,7 @@ target's members directly and a broken plugin is one BadInput before anything st
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -20,9 +21,9 @@ import os
 import sys
 from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Iterator
 
-from chaos.errors import BadInput
+from chaos.errors import BadInput, ChaosError, SetupError
 from chaos.target import MAIN, BaseTarget, OptionSpec, Target
 
 GROUP = "chaos.targets"
@@ -142,7 +143,31 @@ def parse_target_options(target: Target, pairs: tuple[str, ...] | list[str]) -> 
         if not sep or not key:
             raise BadInput(f"-O {item!r}: expected key=value")
         raw[key.strip()] = value.strip()
-    return dict(target.validate_options(raw))
+    with blame(target, "validate_options", BadInput):
+        return dict(target.validate_options(raw))
+
+
+@contextlib.contextmanager
+def blame(target: Any, method: str, error: type[ChaosError] = SetupError) -> Iterator[None]:
+    """Report an exception escaping a target's `method` as the target's bug, in one line.
+
+    A target method that raises something other than a chaos.errors exception (a ValueError
+    in validate_options, a KeyError from a typo in services) is not a chaos bug: it becomes
+    `error` ("target logship: validate_options raised ValueError: ..."), BadInput (exit 4)
+    for what is checked before anything starts, SetupError (exit 3) for start-up and setup
+    hooks. A SetupError the target raised itself gets the method named in front.
+    """
+    name = getattr(target, "name", None) or type(target).__name__
+    try:
+        yield
+    except SetupError as exc:
+        if str(exc).startswith(f"target {name}"):
+            raise
+        raise SetupError(f"target {name}: {method}: {exc}") from exc
+    except ChaosError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the target's own bug, named as such
+        raise error(f"target {name}: {method} raised {type(exc).__name__}: {exc}") from exc
 
 
 # -- defaults and validation of a plugin object ---------------------------------------------

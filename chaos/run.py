@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from chaos import bounds, plugins, store
 from chaos.errors import BadInput, ExitCode, verdict_exit_code
-from chaos.schedule import SHAPES, FaultSpec, make_schedule, parse_nemeses
+from chaos.schedule import SHAPES, FaultSpec, make_schedule
 from chaos.target import Endpoints, Target
 
 from chaos.plugins import RUNTIMES  # noqa: E402 - local, docker, ssh
@@ -72,7 +72,8 @@ class RunConfig:
         """Raise BadInput naming the option for anything impossible (numbers: chaos.bounds)."""
         bounds.check_config(self)  # types and ranges first: the checks below compare values
         if self.runtime not in RUNTIMES:
-            raise BadInput(f"--runtime: unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+            raise BadInput(f"--runtime: unknown runtime {self.runtime!r}; choose from "
+                           f"{', '.join(RUNTIMES)}")
         if self.net not in NETS:
             raise BadInput(f"--net: unknown backend {self.net!r}; choose from {', '.join(NETS)}")
         if self.client_placement not in CLIENT_PLACEMENTS:
@@ -143,7 +144,8 @@ def _shielded() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tuple[Target, str, Any]:
+def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()
+            ) -> tuple[Target, str, Any]:
     """Validate the config and load target and workload; nothing is started yet."""
     ref = plugins.resolve_ref(cfg.target)
     target = plugins.load_target(ref)
@@ -173,7 +175,8 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()) -> tu
         ro["hosts"] = read_nodes_file(ro["nodes_file"])  # read once; recorded in config.json
         cfg.nodes = len(ro["hosts"])
     # options that depend on the cluster size (e.g. a Sentinel quorum larger than the cluster)
-    target.check_cluster(cfg.target_options, tuple(_node_names(cfg)))
+    with plugins.blame(target, "check_cluster", BadInput):
+        target.check_cluster(cfg.target_options, tuple(_node_names(cfg)))
     return target, ref, workload
 
 
@@ -240,7 +243,7 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
     interrupted = False
     with _signals(), contextlib.ExitStack() as undo:
         try:
-            for phase in phases.PHASES:
+            for phase in phases.phases_for(target):
                 phase(run, undo)
         except (KeyboardInterrupt, _Terminated):
             interrupted = True
@@ -263,15 +266,20 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
     if interrupted:
         return RunOutcome(run_dir, "unknown", ExitCode.UNKNOWN, None, interrupted=True,
                           unverified=unverified)
-    results, history = check_run(run_dir, workload, unverified, config)
+    results, history = check_run(run_dir, workload, unverified, config,
+                                 problems=run.hook_failures)
     return RunOutcome(run_dir, results["valid"], verdict_exit_code(results["valid"]), results,
                       unverified=unverified, history=history)
 
 
 def check_run(run_dir: Path, workload: Any, unverified: list[str],
-              config: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+              config: dict[str, Any] | None = None,
+              problems: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any]:
     """Check a finished run's history; write results.json (chaos.report.results'
-    results_document) and report.html; return the document and the history."""
+    results_document) and report.html; return the document and the history.
+
+    `problems` (a cluster hook that failed after the workload ran) lead the reasons: the
+    checkers still judge the complete history, but the verdict is at best unknown."""
     from chaos.checkers import run_checkers, select_checkers
     from chaos.history.reader import read_history
     from chaos.report.results import results_document
@@ -284,6 +292,8 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
         expects_finals = bool(list(workload.final_ops(["n1"])))
     outcome = run_checkers(history, checkers, {"out_dir": str(run_dir),
                                                "final_reads_expected": expects_finals})
+    if problems:
+        outcome = {**outcome, "reasons": list(problems) + list(outcome.get("reasons") or [])}
     results = results_document(outcome, history=history, path=str(run_dir / "history.jsonl"),
                                fmt="jsonl", run_dir=str(run_dir), unverified=unverified)
     store.write_json(run_dir / "results.json", results)

@@ -414,11 +414,12 @@ def check_status(node: str, status: Any) -> dict[str, Any]:
 
 
 class NoopClient:
-    """Answers every op ok at once: reads None, other ops echo their value (tests, benchmarks)."""
+    """Answers every op ok at once: reads None (read-set: []), other ops echo their value
+    (tests, benchmarks)."""
 
     def invoke(self, op: Mapping[str, Any]) -> dict[str, Any]:
-        return {"type": "ok",
-                "value": None if op["f"] in ("read", "read-set") else op.get("value")}
+        value: Any = {"read": None, "read-set": []}.get(op["f"], op.get("value"))
+        return {"type": "ok", "value": value}
 
     def close(self) -> None:
         return None

@@ -7,12 +7,12 @@ input is one line naming the option or file, and exit 4.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from chaos import plugins
 from chaos.bounds import BOUNDS, check_config, no_fault_warning
 from chaos.errors import BadInput
 from chaos.net.base import describe_backends
@@ -55,8 +55,8 @@ def _range(field: str) -> str:
               help=f"Fault kinds: {'|'.join(NAMES)}, a comma list, none, or all "
                    f"(= {','.join(KINDS)}).")
 @click.option("--nemesis-interval", default=5.0, show_default=True, type=float, metavar="S",
-              help=f"Seconds of calm, then seconds of fault, repeated {_range('nemesis_interval')}; "
-                   "the first fault starts at S and ends at 2*S.")
+              help="Seconds of calm, then seconds of fault, repeated "
+                   f"{_range('nemesis_interval')}; the first fault starts at S and ends at 2*S.")
 @click.option("--partition-shape", default="isolate-leader", show_default=True,
               type=click.Choice(list(SHAPES) + ["mixed"]),
               help="Who a partition cuts off (mixed: a random shape per fault).")
@@ -89,7 +89,8 @@ def _range(field: str) -> str:
 @click.option("--replay", type=click.Path(), default=None, metavar="RUNDIR",
               help="Re-run the config and fault schedule of a stored run directory "
                    "(other options are ignored, except --store, --json and --quiet).")
-@click.option("--nodes-file", type=click.Path(), default=None, help="ssh runtime: hosts, one per line.")
+@click.option("--nodes-file", type=click.Path(), default=None,
+              help="ssh runtime: hosts, one per line.")
 @click.option("--ssh-user", default=None, help="ssh runtime: user.")
 @click.option("--ssh-key", type=click.Path(), default=None, help="ssh runtime: private key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
@@ -127,11 +128,13 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
     check_config(cfg)  # again: prepare() may have learnt the node count (ssh nodes file)
     if replay:  # stored options skip the -O parsing: hold them to the target's rules too
         try:
-            cfg.target_options = dict(tgt.validate_options(cfg.target_options))
+            with plugins.blame(tgt, "validate_options", BadInput):
+                cfg.target_options = dict(tgt.validate_options(cfg.target_options))
         except BadInput as exc:
             raise BadInput(str(exc), where=str(Path(replay) / "config.json")) from None
     warnings = start_warnings(cfg)
-    for warning in warnings:  # always shown, also with --quiet/--json: the run is not what was asked
+    # always shown, also with --quiet/--json: the run is not what was asked
+    for warning in warnings:
         click.echo(f"chaos: warning: {warning}", err=True)
     progress = Progress(cfg.time_limit, enabled=not quiet and not as_json)
     if not as_json and not quiet:
