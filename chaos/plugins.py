@@ -36,7 +36,9 @@ BUILTIN = {"kvlite": "targets.kvlite.plugin:KvliteTarget",
 RUNTIMES = ("local", "docker", "ssh")
 #: BaseTarget's optional data members and hooks, filled in by `with_defaults`
 _DATA = ("options", "workloads", "ports", "packages", "binaries", "controller_modules",
-         "supports_mesh", "default_runtime")
+         "supports_mesh", "default_runtime", "startup_timeout", "setup_before_leader")
+#: the longest start-up leader wait a target may ask for (seconds)
+MAX_STARTUP_TIMEOUT = 3600.0
 _METHODS = ("validate_options", "services", "setup_cluster", "teardown_cluster",
             "before_final_reads", "check_cluster")
 #: method -> the positional arguments the controller calls it with (checked by `validate`)
@@ -325,6 +327,13 @@ def validate(target: Any) -> list[str]:
     problems += module_problems or _module_problems(modules)
     if not isinstance(getattr(target, "supports_mesh", True), bool):
         problems.append("supports_mesh must be True or False")
+    if not isinstance(getattr(target, "setup_before_leader", False), bool):
+        problems.append("setup_before_leader must be True or False")
+    wait = getattr(target, "startup_timeout", 30.0)
+    if (isinstance(wait, bool) or not isinstance(wait, (int, float))
+            or not 0 < wait <= MAX_STARTUP_TIMEOUT):
+        problems.append(f"startup_timeout must be a number of seconds in (0, "
+                        f"{MAX_STARTUP_TIMEOUT:g}], got {wait!r:.40}")
     runtime = getattr(target, "default_runtime", "local")
     if runtime not in RUNTIMES:
         problems.append(f"default_runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")

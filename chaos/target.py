@@ -241,8 +241,22 @@ class Target(Protocol):
 
     Members (BaseTarget documents each default):
       name, options, workloads, ports, packages, binaries, controller_modules,
-      supports_mesh, default_runtime, validate_options, services, client, status,
-      setup_cluster, teardown_cluster, before_final_reads, check_cluster.
+      supports_mesh, default_runtime, startup_timeout, setup_before_leader,
+      validate_options, services, client, status, setup_cluster, teardown_cluster,
+      before_final_reads, check_cluster.
+
+    The order of a run (chaos.phases; docs/targets.md "The order of a run"): options
+    (validate_options, check_cluster) before anything starts; every node's services in
+    order, each ready; then chaos polls `status` until one node says "leader" (at most
+    `startup_timeout` s, else a setup error) and calls setup_cluster; with
+    `setup_before_leader` True, setup_cluster runs first (right after the nodes are ready:
+    a system that has no leader until a hook initiates or elects one) and the leader wait
+    follows it. teardown_cluster runs whenever setup_cluster was called (also when it
+    raised). A target method raising something other than chaos.errors.BadInput or
+    SetupError is reported as the target's bug naming the method (exit 4 for the option
+    checks, 3 from start-up on); before_final_reads or teardown_cluster raising after the
+    workload ran does not lose the run: it is checked, and the verdict is unknown naming
+    the hook.
     """
 
     name: str
@@ -266,6 +280,12 @@ class Target(Protocol):
     supports_mesh: bool
     #: the runtime `chaos run --target NAME` uses when --runtime is not given
     default_runtime: str
+    #: seconds chaos waits, once every node is ready, for a status saying "leader" before
+    #: the run is a setup error (a system whose first election is slow needs more)
+    startup_timeout: float
+    #: True: setup_cluster runs before the leader wait (a system with no leader until a
+    #: hook initiates one, e.g. a replica set); False: after the first leader appeared
+    setup_before_leader: bool
 
     def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         """`-O key=value` strings -> typed options with defaults; BadInput names the option."""
@@ -327,6 +347,8 @@ class BaseTarget:
     controller_modules: Mapping[str, str] = {}
     supports_mesh: bool = True
     default_runtime: str = "local"
+    startup_timeout: float = 30.0
+    setup_before_leader: bool = False
 
     def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         from chaos.plugins import validate_options_default

@@ -193,3 +193,65 @@ def test_a_broken_read_set_result_is_unknown_not_a_crash_or_lost_writes(tmp_path
     history = next(p for p in (tmp_path / "store").glob("*/*/history.jsonl")
                    if p.parent.name != "latest").read_text()
     assert reason in history
+
+
+# -- the start-up order: startup_timeout and setup_before_leader ----------------------------
+
+ELECTED_BY_HOOK = '''
+startup_timeout = {wait}
+setup_before_leader = {before}
+
+def status(self, node, endpoints, timeout):
+    import os
+    elected = os.path.exists({mark!r})
+    return {{"role": "leader" if elected and node == "n1" else "follower", "term": 1,
+            "leader": "n1" if elected else None}}
+
+def setup_cluster(self, cluster):
+    if {elect}:
+        open({mark!r}, "w").close()
+
+def teardown_cluster(self, cluster):
+    open({mark!r} + ".torn", "w").close()
+'''
+
+
+def _elected(tmp_path: Path, *, wait: float, before: bool, elect: bool = True):
+    mark = str(tmp_path / "elected")
+    body = ELECTED_BY_HOOK.format(wait=wait, before=before, mark=mark, elect=elect)
+    return _run(tmp_path, body, "--time-limit", "1"), Path(mark + ".torn")
+
+
+def test_setup_before_leader_lets_a_hook_elect_the_first_leader(tmp_path):
+    proc, torn = _elected(tmp_path, wait=10, before=True)
+    assert proc.returncode != 3, proc.stderr  # the run went on to its verdict
+    assert _results(tmp_path)["ops"] > 0
+    assert torn.exists()
+
+
+def test_without_setup_before_leader_the_same_target_times_out_after_startup_timeout(tmp_path):
+    proc, torn = _elected(tmp_path, wait=2, before=False)
+    assert proc.returncode == 3, proc.stderr
+    _one_line(proc, "no leader within 2 s of start (the target's startup_timeout")
+    assert not torn.exists()  # setup_cluster never ran, so neither does its teardown
+
+
+def test_a_setup_before_leader_that_elects_nobody_is_torn_down(tmp_path):
+    proc, torn = _elected(tmp_path, wait=1.5, before=True, elect=False)
+    assert proc.returncode == 3, proc.stderr
+    _one_line(proc, "no leader within 1.5 s of start")
+    assert torn.exists()
+
+
+def test_validate_checks_startup_timeout_and_setup_before_leader():
+    from chaos import plugins
+    from chaos.target import NoopTarget
+
+    class Bad(NoopTarget):
+        startup_timeout = 0
+        setup_before_leader = "yes"
+
+    problems = " ".join(plugins.validate(Bad()))
+    assert "startup_timeout must be a number of seconds" in problems
+    assert "setup_before_leader must be True or False" in problems
+    assert plugins.validate(NoopTarget()) == []
