@@ -64,8 +64,15 @@ def test_three_members_elect_survive_leader_kill_and_rejoin(tmp_path):
         assert "header" in put
         c.kill(first)
         rest = [n for n in c.names if n != first]
-        second = c.wait(lambda: c.leader(rest) not in (None, first) and c.leader(rest), 30,
-                        "a new leader")
+
+        def new_leader():
+            # every "leader" answer is in a later term than the killed leader's, from the
+            # very first one (etcd's maintenance status lags: its term is the applied one)
+            for n in rest:
+                now = c.status(n)
+                assert now["role"] != "leader" or now["term"] > st["term"], now
+            return c.leader(rest) not in (None, first) and c.leader(rest)
+        second = c.wait(new_leader, 30, "a new leader")
         assert c.status(second)["term"] > st["term"]
         call_once(c.endpoints[second], "/v3/kv/put", {"key": b64("k"), "value": b64("2")}, 5.0)
         c.start(first, restart=True)   # same data dir: rejoins as a follower, catches up

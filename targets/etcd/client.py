@@ -16,7 +16,8 @@ Implements chaos.target.Client for the register and set workloads (op shapes: DE
 Which member: `endpoints="all"` sends each op to a random member (a request that could not
 even connect goes to the next one: it was never sent); `"one"` sticks to one member chosen
 when the client is made. Outcomes: ok with `node` (the member that answered) and meta
-{"term": the member's Raft term when it answered, "revision": the KV revision}; fail when
+{"term": the term of the last entry the member applied when it answered (so >= the term the
+op committed in), "revision": the KV revision}; fail when
 surely not applied (cas compare failed, connect refused, an error etcd raises before
 proposing: see gateway.refused); a read that errs or times out is a fail too (a read changes
 nothing, so not having its value is all that is lost); info for a write whose answer never
@@ -152,7 +153,7 @@ class EtcdClient:
         if f == "write":
             return "/v3/kv/put", {"key": b64(register_key(key)), "value": b64(str(int(value)))}
         if f == "cas":
-            expected, new = value  # type: ignore[misc]
+            expected, new = value
             k = b64(register_key(key))
             cmp = ({"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
                    if expected is None else

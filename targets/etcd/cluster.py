@@ -121,33 +121,56 @@ def _ids(text: Any) -> str:
     return str(text or "0")
 
 
+#: Raft's node states (raft.StateType's names) -> the contract's roles
+_ROLES = {"StateLeader": "leader", "StateFollower": "follower",
+          "StateCandidate": "candidate", "StatePreCandidate": "candidate"}
+
+
 def members(addr: Addr, timeout: float) -> dict[str, str]:
     """member id (decimal string, as the gateway writes it) -> member name."""
     reply = call_once(addr, "/v3/cluster/member/list", {}, timeout)
     return {_ids(m.get("ID")): str(m.get("name") or "") for m in reply.get("members", [])}
 
 
-def member_status(addr: Addr, timeout: float) -> dict[str, Any]:
+def _name(addr: Addr, member_id: str, timeout: float, names: dict[str, str]) -> str | None:
+    if member_id == "0":
+        return None
+    if member_id not in names:
+        names.update(members(addr, timeout))
+    return names.get(member_id) or None
+
+
+def member_status(addr: Addr, timeout: float,
+                  names: dict[str, str] | None = None) -> dict[str, Any]:
     """One member's own view, in the target contract's status shape.
 
-    {"role": "leader" | "follower", "term": raft term (int), "leader": the leader's member
-    name or None, "index": raft index, "applied": raft applied index, "revision": the KV
-    revision, "member": this member's name}. Both calls are answered from the member's local
-    state (no quorum needed), so an isolated member still answers. etcd 3.4's status does not
-    say "candidate": a member without a known leader is reported a follower with leader None.
-    Raises gateway.NotSent / NoAnswer / EtcdError when the member does not answer.
+    {"role": "leader" | "follower" | "candidate", "term": the Raft term (int), "leader": the
+    leader's member name or None, "index": the Raft commit index, "applied": the applied
+    index, "member": this member's name}.
+
+    Source: the Raft node's own status snapshot, which etcd publishes as "raft.status" on
+    its client port's /debug/vars (term, lead and state read together, under the Raft
+    node's lock). Not /v3/maintenance/status: in etcd 3.4 its raftTerm is the term of the
+    last APPLIED entry, so a newly elected leader reports itself leader in its predecessor's
+    term until it applies its first entry, which the dual-leaders checker would rightly
+    call two leaders in one term (seen: 170 ms after a failover). Answered from the member's
+    local state (no quorum needed), so an isolated member still answers. Raises
+    gateway.NotSent / NoAnswer / EtcdError when the member does not answer.
+
+    `names`: a member id -> name cache for ONE cluster (ids never change within a cluster,
+    so the member list is fetched only for an id not seen yet); None: fetched every time.
     """
-    st = call_once(addr, "/v3/maintenance/status", {}, timeout)
-    names = members(addr, timeout)
-    me = _ids(st.get("header", {}).get("member_id"))
-    lead = _ids(st.get("leader"))
-    return {"role": "leader" if lead == me and lead != "0" else "follower",
-            "term": int(st.get("raftTerm") or 0),
-            "leader": (names.get(lead) or None) if lead != "0" else None,
-            "index": int(st.get("raftIndex") or 0),
-            "applied": int(st.get("raftAppliedIndex") or 0),
-            "revision": int(st.get("header", {}).get("revision") or 0),
-            "member": names.get(me) or None}
+    names = {} if names is None else names
+    raft = call_once(addr, "/debug/vars", None, timeout, method="GET").get("raft.status")
+    if not isinstance(raft, dict) or "term" not in raft:
+        raise ValueError(f"{addr}: /debug/vars has no raft.status")
+    me, lead = str(int(raft.get("id") or "0", 16)), str(int(raft.get("lead") or "0", 16))
+    return {"role": _ROLES.get(str(raft.get("raftState")), "unknown"),
+            "term": int(raft["term"]),
+            "leader": _name(addr, lead, timeout, names),
+            "index": int(raft.get("commit") or 0),
+            "applied": int(raft.get("applied") or 0),
+            "member": _name(addr, me, timeout, names)}
 
 
 def healthy(addr: Addr, timeout: float) -> bool:

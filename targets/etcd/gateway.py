@@ -109,13 +109,15 @@ class Gateway:
         return conn
 
     def call(self, path: str, body: dict[str, Any] | None = None,
-             timeout: float | None = None) -> dict[str, Any]:
+             timeout: float | None = None, method: str = "POST") -> dict[str, Any]:
+        """`method` path with `body` as JSON (POST: the v3 gateway; GET: etcd's plain HTTP
+        endpoints such as /debug/vars, no body)."""
         conn = self._fresh()
         if conn.sock is not None:
             conn.sock.settimeout(timeout or self.timeout)
-        payload = json.dumps(body or {}).encode()
+        payload = json.dumps(body or {}).encode() if method == "POST" else None
         try:
-            conn.request("POST", path, payload, {"Content-Type": "application/json"})
+            conn.request(method, path, payload, {"Content-Type": "application/json"})
             resp = conn.getresponse()
             raw = resp.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -144,10 +146,11 @@ class Gateway:
             self._conn = None
 
 
-def call_once(addr: Addr, path: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+def call_once(addr: Addr, path: str, body: dict[str, Any] | None, timeout: float,
+              method: str = "POST") -> dict[str, Any]:
     """One request on a fresh connection (status and admin calls)."""
     gw = Gateway(addr, timeout)
     try:
-        return gw.call(path, body)
+        return gw.call(path, body, method=method)
     finally:
         gw.close()

@@ -67,6 +67,10 @@ class EtcdTarget(BaseTarget):
                               "by then is info, a read a fail", type=float, min=0.05),
     }
 
+    def __init__(self) -> None:
+        #: member id -> name of the cluster this target instance runs (one per run)
+        self._names: dict[str, str] = {}
+
     def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         opts = super().validate_options(raw)
         bad = check_timing(int(opts["election_timeout_ms"]), int(opts["heartbeat_ms"]))
@@ -86,7 +90,7 @@ class EtcdTarget(BaseTarget):
                           endpoint_mode=str(options.get("endpoints", "all")))
 
     def status(self, node: str, endpoints: Endpoints, timeout: float) -> dict[str, Any]:
-        return member_status(endpoints.port(node, MAIN), timeout)
+        return member_status(endpoints.port(node, MAIN), timeout, self._names)
 
     def setup_cluster(self, cluster: Cluster) -> None:
         """Wait until every member answers a linearizable read (a leader is elected and the
@@ -112,7 +116,7 @@ class EtcdTarget(BaseTarget):
             seen = {}
             for n in cluster.nodes:
                 try:
-                    seen[n] = member_status(cluster.endpoints[n], 1.0)
+                    seen[n] = member_status(cluster.endpoints[n], 1.0, self._names)
                 except Exception:  # noqa: BLE001, S110 - not answering yet: asked again
                     pass
             leaders = [s for s in seen.values() if s["role"] == "leader"]
