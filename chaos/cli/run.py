@@ -138,8 +138,10 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
         click.echo(f"chaos: warning: {warning}", err=True)
     progress = Progress(cfg.time_limit, enabled=not quiet and not as_json)
     if not as_json and not quiet:
-        click.echo(f"chaos run: {cfg.name}, {cfg.nodes} nodes ({cfg.runtime}), seed {cfg.seed}, "
-                   f"{len(cfg.schedule or [])} faults over {cfg.time_limit:g} s", err=True)
+        chosen = " (--net auto)" if net == "auto" and not replay else ""
+        click.echo(f"chaos run: {cfg.name}, {cfg.nodes} nodes ({cfg.runtime}, net {cfg.net}"
+                   f"{chosen}), seed {cfg.seed}, {len(cfg.schedule or [])} faults over "
+                   f"{cfg.time_limit:g} s", err=True)
     outcome = runmod.execute(cfg, tgt, ref, wl, progress=progress)
     if as_json:
         from chaos.report.results import results_document

@@ -1,4 +1,5 @@
-"""`chaos targets`: list the registered targets and their options."""
+"""`chaos targets [TARGET]`: the registered targets, or one target (a name or a .py path),
+with their workloads, -O options and the --net backends that apply."""
 from __future__ import annotations
 
 import click
@@ -7,19 +8,33 @@ from chaos import plugins
 from chaos.net.base import describe_backends
 
 
+def _describe(name: str, ref: str, target: object) -> None:
+    wl = ", ".join(sorted(getattr(target, "workloads", ()) or ()))
+    click.echo(f"{name}  ({ref})  workloads: {wl or '?'}")
+    for line in describe_backends(target, brief=True):  # which --net backends apply
+        click.echo(f"    --net {line}")
+    for opt, spec in sorted((getattr(target, "options", {}) or {}).items()):
+        choices = f" [{'|'.join(map(str, spec.choices))}]" if spec.choices else ""
+        click.echo(f"    -O {opt}={spec.default}{choices}  {spec.help}")
+
+
 @click.command()
-def targets() -> None:
-    """List targets (built-in and from the chaos.targets entry-point group) and their -O options."""
+@click.argument("target", required=False, metavar="[TARGET]")
+def targets(target: str | None) -> None:
+    """List targets (built-in and from the chaos.targets entry-point group) and their -O options.
+
+    With TARGET (a name or a path to a .py file, as `chaos run --target` takes), only that
+    one; a target that cannot be loaded is then one error line, exit 4.
+    """
+    if target is not None:
+        ref = plugins.resolve_ref(target)
+        loaded = plugins.load_target(ref)  # BadInput naming every problem
+        _describe(loaded.name, ref, loaded)
+        return
     for name, ref in sorted(plugins.available_targets().items()):
         try:
-            target = plugins.load_target(ref)
+            one = plugins.load_target(ref)
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the others
             click.echo(f"{name}  ({ref})  cannot load: {exc}")
             continue
-        wl = ", ".join(sorted(getattr(target, "workloads", ()) or ()))
-        click.echo(f"{name}  ({ref})  workloads: {wl or '?'}")
-        for line in describe_backends(target, brief=True):  # which --net backends apply
-            click.echo(f"    --net {line}")
-        for opt, spec in sorted((getattr(target, "options", {}) or {}).items()):
-            choices = f" [{'|'.join(map(str, spec.choices))}]" if spec.choices else ""
-            click.echo(f"    -O {opt}={spec.default}{choices}  {spec.help}")
+        _describe(name, ref, one)
