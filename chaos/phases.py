@@ -123,8 +123,27 @@ def start_nodes(run: RunState, undo: contextlib.ExitStack) -> None:
     """Every node's services, in order, each ready before the next starts."""
     run.say("starting nodes")
     undo.callback(_stop_nodes, run)
+    _check_scheduled_services(run)
     for node in run.names:
         run.start_node(node)
+
+
+def _check_scheduled_services(run: RunState) -> None:
+    """A one-service fault (`--nemesis kill:agent`) must name a service the nodes have:
+    checked before the first node starts (services() first needs a NodeConfig)."""
+    from chaos.errors import BadInput
+    from chaos.plugins import blame
+
+    wanted = {s.params["service"] for s in run.cfg.schedule or [] if s.params.get("service")}
+    if not wanted:
+        return
+    have: set[str] = set()
+    with blame(run.target, "services"):
+        for node in run.names:
+            have |= {svc.name for svc in run.target.services(run.configs[node])}
+    for name in sorted(wanted - have):
+        raise BadInput(f"--nemesis ...:{name}: target {run.target.name} has no service "
+                       f"{name!r} (its services: {', '.join(sorted(have))})")
 
 
 def _stop_nodes(run: RunState) -> None:

@@ -90,7 +90,8 @@ class RunConfig:
         if self.test_name:
             return self.test_name
         base = os.path.basename(self.target).removesuffix(".py")
-        return f"{base}-{self.workload}-{'+'.join(self.nemesis) or 'none'}"
+        faults = "+".join(k.replace(":", "-") for k in self.nemesis) or "none"
+        return f"{base}-{self.workload}-{faults}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

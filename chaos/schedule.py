@@ -14,7 +14,8 @@ from chaos.errors import BadInput
 from chaos.faults import FAULTS
 from chaos.faults.shapes import SHAPES
 
-__all__ = ["KINDS", "NAMES", "SHAPES", "FaultSpec", "make_schedule", "parse_nemeses"]
+__all__ = ["KINDS", "NAMES", "SHAPES", "FaultSpec", "make_schedule", "parse_nemeses",
+           "split_kind"]
 
 #: what `--nemesis all` means (the registry's in_all kinds, in registration order)
 KINDS = tuple(k for k, f in FAULTS.items() if f.in_all)
@@ -41,18 +42,32 @@ class FaultSpec:
 
 
 def parse_nemeses(text: str) -> list[str]:
-    """'partition' | 'all' | 'kill,pause' | 'none' -> list of kinds; BadInput names the bad one."""
+    """'partition' | 'all' | 'kill,pause' | 'kill:agent' | 'none' -> list of kinds (a kind
+    with `:SERVICE` acts on that one service of a node); BadInput names the bad one."""
     text = (text or "none").strip()
     if text in ("none", ""):
         return []
     if text == "all":
         return list(KINDS)
     kinds = [k.strip() for k in text.split(",") if k.strip()]
-    for k in kinds:
+    for item in kinds:
+        k, sep, service = item.partition(":")
         if k not in FAULTS:  # the live registry: a fault registered later is accepted too
             raise BadInput(f"--nemesis: unknown nemesis {k!r}; choose from "
                            f"{', '.join(FAULTS)}, all, none, or a comma list")
+        if sep and not FAULTS[k].per_service:
+            takes = ", ".join(f for f, fault in FAULTS.items() if fault.per_service)
+            raise BadInput(f"--nemesis {item}: {k} acts on links or whole nodes; only {takes} "
+                           "take a service (kill:SERVICE)")
+        if sep and not service.strip():
+            raise BadInput(f"--nemesis {item}: name the service after the colon (kill:SERVICE)")
     return kinds
+
+
+def split_kind(item: str) -> tuple[str, str | None]:
+    """'kill:agent' -> ('kill', 'agent'); 'kill' -> ('kill', None)."""
+    kind, _, service = item.partition(":")
+    return kind, (service.strip() or None)
 
 
 def make_schedule(kinds: list[str], *, interval: float, time_limit: float, seed: int,
@@ -75,8 +90,10 @@ def make_schedule(kinds: list[str], *, interval: float, time_limit: float, seed:
     t = interval
     i = 0
     while t + interval <= time_limit + 1e-9:
-        kind = order[i % len(order)]
+        kind, service = split_kind(order[i % len(order)])
         params = FAULTS[kind].schedule_params(rng, opts)
+        if service is not None:
+            params["service"] = service
         specs.append(FaultSpec(kind, round(t, 3), round(t + interval, 3), params))
         t += 2 * interval
         i += 1

@@ -53,7 +53,8 @@ def _range(field: str) -> str:
               help=f"Cluster size {_range('nodes')}; partition and latency need 2 or more.")
 @click.option("--nemesis", default="partition", show_default=True,
               help=f"Fault kinds: {'|'.join(NAMES)}, a comma list, none, or all "
-                   f"(= {','.join(KINDS)}).")
+                   f"(= {','.join(KINDS)}); kill:SERVICE / pause:SERVICE act on that one "
+                   "service of a node (the target's service names).")
 @click.option("--nemesis-interval", default=5.0, show_default=True, type=float, metavar="S",
               help="Seconds of calm, then seconds of fault, repeated "
                    f"{_range('nemesis_interval')}; the first fault starts at S and ends at 2*S.")

@@ -36,6 +36,9 @@ class Fault:
     heal_key: str = ""
     #: heal_all undoes lower values first (resume before restart before the network)
     heal_order: int = 50
+    #: the fault can act on one named service of a node (params "service"; the CLI
+    #: spelling `--nemesis kind:SERVICE`)
+    per_service: bool = False
 
     def schedule_params(self, rng: random.Random, opts: dict[str, Any]) -> dict[str, Any]:
         """The params of one scheduled occurrence (opts: the schedule's options)."""

@@ -29,6 +29,7 @@ class Kill(Fault):
     start_op, stop_op = "kill", "restart"
     heal_key = "kill"
     heal_order = 20
+    per_service = True
 
     def schedule_params(self, rng: random.Random, opts: dict[str, Any]) -> dict[str, Any]:
         return {"node": "leader"}

@@ -19,6 +19,7 @@ class Pause(Fault):
     start_op, stop_op = "pause", "resume"
     heal_key = "pause"
     heal_order = 10
+    per_service = True
 
     def schedule_params(self, rng: random.Random, opts: dict[str, Any]) -> dict[str, Any]:
         return {"node": "leader"}
