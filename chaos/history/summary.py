@@ -88,11 +88,40 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
+#: what an ambiguous stat counts, shown after it (the checkers' docs and docs/verdicts.md
+#: have the full rules): "observed" is not "in the final reads"
+STAT_GLOSS = {"observed": "seen in any read"}
+
+
 def _stats_line(stats: Mapping[str, Any]) -> str:
     """The scalar stats, compactly (nested ones are left to results.json)."""
-    items = [f"{k}={v}" for k, v in stats.items()
+    items = [f"{k}={v}" + (f" ({STAT_GLOSS[k]})" if k in STAT_GLOSS else "")
+             for k, v in stats.items()
              if isinstance(v, (int, float, str, bool)) or v is None][:8]
     return ", ".join(items)
+
+
+def _by_kind(anomalies: Sequence[Any]) -> str:
+    """'805 lost-write, 934 divergent' in order of first appearance (one kind: '')."""
+    counts: dict[str, int] = {}
+    for a in anomalies:
+        kind = str(_get(a, "kind"))
+        counts[kind] = counts.get(kind, 0) + 1
+    if len(counts) < 2:
+        return ""
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())
+
+
+def _shown(anomalies: Sequence[Any], limit: int) -> list[Any]:
+    """Up to `limit` anomalies to print: the first of every kind, then the rest in order,
+    so a kind with few anomalies is not hidden behind the many of another."""
+    firsts: dict[str, int] = {}
+    for i, a in enumerate(anomalies):
+        firsts.setdefault(str(_get(a, "kind")), i)
+    picked = sorted(firsts.values())[:limit]
+    rest = (i for i in range(len(anomalies)) if i not in set(picked))
+    picked += [i for _, i in zip(range(limit - len(picked)), rest)]
+    return [anomalies[i] for i in sorted(picked)]
 
 
 def unknown_reasons(outcome: Mapping[str, Any]) -> list[str]:
@@ -120,7 +149,7 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
     by_index: dict[int, Mapping[str, Any]] = {}
     if history is not None:
         wanted = {i for r in outcome.get("results", {}).values()
-                  for a in (_get(r, "anomalies") or [])[:MAX_ANOMALIES]
+                  for a in _shown(_get(r, "anomalies") or [], MAX_ANOMALIES)
                   for i in (_get(a, "ops") or [])[:MAX_OPS]}
         by_index = ops_by_index(history.ops, wanted)
     results = outcome.get("results", {})
@@ -140,8 +169,14 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
         real = [a for a in anomalies if _get(a, "severity", "anomaly") == "anomaly"]
         warns = len(anomalies) - len(real)
         note = []
+        # a checker that caps its list says so in a warning ("N lost elements, only the
+        # first C listed"): then results.json holds the list, the stats hold the counts
+        capped = any("only the first" in str(w) for w in _get(r, "warnings") or [])
         if real:
-            note.append(f"{len(real)} anomal{'y' if len(real) == 1 else 'ies'}")
+            kinds = _by_kind(real)
+            note.append(f"{len(real)} anomal{'y' if len(real) == 1 else 'ies'}"
+                        + (" listed (capped, see the warning)" if capped else "")
+                        + (f" ({kinds})" if kinds else ""))
         if warns:
             note.append(f"{warns} warning{'s' if warns != 1 else ''}")
         stats = _stats_line(_get(r, "stats") or {})
@@ -154,11 +189,13 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
             lines.append(f"    unknown because: {w}")
         for w in _get(r, "warnings") or []:
             lines.append(f"    warning: {w}")
-        for a in anomalies[:MAX_ANOMALIES]:
+        for a in _shown(anomalies, MAX_ANOMALIES):
             lines += _anomaly_lines(a, by_index)
         if len(anomalies) > MAX_ANOMALIES:
-            lines.append(f"    ... and {len(anomalies) - MAX_ANOMALIES} more "
-                         "(all of them are in results.json / --json)")
+            where = (f"in results.json / --json (they hold the {len(anomalies)} listed; the "
+                     "stats count every one)" if capped
+                     else "(all of them are in results.json / --json)")
+            lines.append(f"    ... and {len(anomalies) - MAX_ANOMALIES} more {where}")
     return "\n".join(lines)
 
 
