@@ -250,6 +250,9 @@ def run_schedule(run: RunState, undo: contextlib.ExitStack) -> None:
 
     start = time.monotonic()
     live = Liveness(run.runtime, run.names, run.monitor, run.nemesis, run.recorder)
+    run.say(f"load from t={run.recorder.now() / 1e9:.1f}s for {run.cfg.time_limit:g} s (t: "
+            "seconds since the history began, the origin of the verdict's times; the "
+            "schedule's fault offsets count from the load's start)")
 
     def tick() -> None:
         live.tick()  # raises ClusterDown (recorded in the history): every node is gone

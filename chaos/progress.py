@@ -2,6 +2,10 @@
 
 On a terminal it redraws one line in place (rich); elsewhere (CI logs, pipes) it prints a plain
 line every `every` seconds so logs stay readable. It only reads counters; it never blocks.
+
+Its clock is the history's (`t=`: seconds since the recorder's t0, the origin of every op
+time and of the anomalies' explanations), so "t=7.6s killed n1" on the terminal is "kill n1
+at 7.6 s" in the verdict; the time left counts down the load phase (--time-limit).
 """
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ class Progress:
         c = _counts(recorder)
         fault = getattr(nemesis, "current", None) or "no fault"
         left = max(0.0, self.time_limit - elapsed)
-        return (f"[{elapsed:5.1f}s / {self.time_limit:.0f}s, {left:4.1f}s left] "
+        now = getattr(recorder, "now", None)
+        t = now() / 1e9 if callable(now) else elapsed  # history time (see the module doc)
+        return (f"[t={t:5.1f}s, {left:4.1f}s of {self.time_limit:.0f}s left] "
                 f"ok {c['ok']}  fail {c['fail']}  info {c['info']}  | {fault}")
 
     def update(self, elapsed: float, recorder: Any, nemesis: Any) -> None:
