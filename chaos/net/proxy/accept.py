@@ -10,6 +10,12 @@ ENOBUFS, ENOMEM) pending connections wait in the kernel's backlog while the task
 with exponential back-off (BACKOFF_MIN doubling to BACKOFF_MAX), and a single warning line is
 logged for the whole episode (at most one per LOG_EVERY seconds), plus one line when
 accepting works again. Standard library only.
+
+The accept itself is ours too (`_accept`: wait for readability, then `sock.accept()` in the
+task), not `loop.sock_accept`: on CPython 3.11 a listener closed (its task cancelled) in the
+loop iteration that finds the socket readable runs sock_accept's callback on the cancelled
+future, which accepts a connection nobody owns and logs "InvalidStateError: invalid state"
+with a traceback (a partition disabling a proxy as a client connects).
 """
 from __future__ import annotations
 
@@ -66,6 +72,13 @@ class _Episode:
 EPISODE = _Episode()
 
 
+def _wake(ready: asyncio.Future[None]) -> None:
+    """A reader callback: the socket is readable (a no-op once `ready` is done or
+    cancelled, which is the whole point)."""
+    if not ready.done():
+        ready.set_result(None)
+
+
 def _where(sock: socket.socket) -> str:
     try:
         host, port = sock.getsockname()[:2]
@@ -94,12 +107,29 @@ class Listener:
         # lose its own reader registration to our late cleanup.
         self._task.add_done_callback(lambda _task: sock.close())
 
-    async def _accept_loop(self) -> None:
+    async def _accept(self) -> socket.socket:
+        """The next connection: accept() in this task once the socket is readable, so a
+        cancellation can never strand an accepted connection (see the module doc)."""
         loop = asyncio.get_running_loop()
+        fd = self._sock.fileno()
+        while True:
+            try:
+                conn, _addr = self._sock.accept()
+                return conn
+            except (BlockingIOError, InterruptedError):
+                pass
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+
+    async def _accept_loop(self) -> None:
         delay = BACKOFF_MIN
         while True:
             try:
-                conn, _addr = await loop.sock_accept(self._sock)
+                conn = await self._accept()
             except OSError as exc:
                 if exc.errno in RESOURCE_ERRNOS:
                     EPISODE.failed(self._where, exc)
