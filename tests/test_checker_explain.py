@@ -98,3 +98,12 @@ def test_faults_described_from_what_the_nemesis_recorded():
     assert "partition n2 | n1,n3 active" in e and "kill n2 active" in e
     assert "latency 200±50 ms active" in e and "pause n3 active" in e
     assert "did" not in e and "verified" not in e
+
+
+def test_just_after_the_monitors_last_status_its_leader_is_named():
+    """Finding 21: a final read 19 ms after the monitor stopped is not "nobody led"."""
+    soon = Anomaly("divergent", "x", time=7 * S + MS + 19 * MS)
+    explain(scenario().history(), [soon])
+    assert "the monitor's last status, 19 ms before (7.001 s), had leader n2 (term 2)" \
+        in soon.explanation
+    assert "no node claimed leadership" not in soon.explanation

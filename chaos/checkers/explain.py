@@ -19,10 +19,13 @@ from typing import Any, Iterable
 from chaos.checkers.base import Anomaly
 from chaos.history.faults import FaultWindow, describe, fault_windows, overlapping
 from chaos.history.leadership import LeaderInterval, leader_intervals, leaders_at
-from chaos.history.model import History
+from chaos.history.model import OPEN, History
 
 NS_PER_S = 1e9
 RECENT_NS = 2 * 1_000_000_000
+#: an anomaly this soon after the monitor's last answer (the final reads, just after the
+#: monitor stopped) is explained with the leaders that answer showed
+AFTER_MONITOR_NS = 500_000_000
 
 
 def _sides(value: Any) -> list[list[Any]] | None:
@@ -45,8 +48,9 @@ def _leader_text(iv: LeaderInterval) -> str:
 
 def explain_one(anomaly: Anomaly, windows: list[FaultWindow],
                 intervals: list[LeaderInterval], recent_ns: int = RECENT_NS,
-                has_monitor: bool = True) -> str:
-    """The explanation of one anomaly, from precomputed fault windows and leader intervals."""
+                has_monitor: bool = True, monitor_end: int | None = None) -> str:
+    """The explanation of one anomaly, from precomputed fault windows and leader intervals
+    (`monitor_end`: the time of the monitor's last answer, None: unknown)."""
     parts: list[str] = []
     t = anomaly.time
     if t is not None:
@@ -63,7 +67,7 @@ def explain_one(anomaly: Anomaly, windows: list[FaultWindow],
         if not has_monitor:
             pass
         elif not leaders:
-            parts.append("no node claimed leadership then")
+            parts.append(_no_leader_text(intervals, t, monitor_end))
         elif partition:
             for side in partition:
                 on = [_leader_text(iv) for iv in leaders if iv.node in side]
@@ -81,6 +85,18 @@ def explain_one(anomaly: Anomaly, windows: list[FaultWindow],
         parts.append(f"acknowledged{where}{term}")
     at = f"at {t / NS_PER_S:.3f} s: " if t is not None else ""
     return at + "; ".join(parts) if parts else at.rstrip(": ")
+
+
+def _no_leader_text(intervals: list[LeaderInterval], t: int, monitor_end: int | None) -> str:
+    """No leadership interval contains t. After the monitor's last answer (a final read
+    just after the monitor stopped) that is not "nobody led": say what it last saw."""
+    last = [_leader_text(iv) for iv in intervals
+            if monitor_end is not None and iv.end >= monitor_end]
+    if (monitor_end is None or not last or t <= monitor_end
+            or t - monitor_end > AFTER_MONITOR_NS):
+        return "no node claimed leadership then"
+    return (f"the monitor's last status, {(t - monitor_end) / 1e6:.0f} ms before "
+            f"({monitor_end / NS_PER_S:.3f} s), had leader " + ", ".join(last))
 
 
 _UNDONE = {"kill": "restarted", "pause": "resumed", "partition": "healed"}
@@ -112,6 +128,11 @@ def explain(history: History, anomalies: Iterable[Anomaly],
         return
     windows = fault_windows(history)
     intervals = leader_intervals(history)
-    has_monitor = bool((history.pairs["process"] == "monitor").any())
+    pairs = history.pairs
+    mon = pairs[pairs["process"] == "monitor"]
+    has_monitor = bool(len(mon))
+    done = mon["complete_time"][mon["complete_time"] != OPEN]
+    monitor_end = int(done.max()) if len(done) else None
     for a in anomalies:
-        a.explanation = explain_one(a, windows, intervals, recent_ns, has_monitor)
+        a.explanation = explain_one(a, windows, intervals, recent_ns, has_monitor,
+                                    monitor_end)
