@@ -232,6 +232,7 @@ def start_workload(run: RunState, undo: contextlib.ExitStack) -> None:
     from chaos.workload import WorkloadRunner
 
     cfg = run.cfg
+    _probe_client(run)
     run.runner = WorkloadRunner(
         run.target, run.net.client_endpoints(), cfg.target_options, run.workload,
         run.recorder, concurrency=cfg.concurrency, rate=cfg.rate, seed=cfg.seed,
@@ -240,6 +241,18 @@ def start_workload(run: RunState, undo: contextlib.ExitStack) -> None:
                 if cfg.client_placement == "node" else None))
     run.runner.start()
     undo.callback(lambda: run.runner.stop(timeout=cfg.op_timeout + 2))
+
+
+def _probe_client(run: RunState) -> None:
+    """Build (and close) one client here first: a client() that raises on a healthy
+    cluster is the target's bug, one setup error naming it, not worker processes retrying
+    it for the whole run."""
+    from chaos.plugins import blame
+
+    with blame(run.target, "client"):
+        client = run.target.client(run.net.client_endpoints(), run.cfg.target_options)
+    with contextlib.suppress(Exception):
+        client.close()
 
 
 def run_schedule(run: RunState, undo: contextlib.ExitStack) -> None:

@@ -255,3 +255,12 @@ def test_validate_checks_startup_timeout_and_setup_before_leader():
     assert "startup_timeout must be a number of seconds" in problems
     assert "setup_before_leader must be True or False" in problems
     assert plugins.validate(NoopTarget()) == []
+
+
+def test_a_client_that_cannot_be_built_is_a_setup_error_naming_client(tmp_path):
+    proc = _run(tmp_path, '''
+        def client(self, endpoints, options):
+            return endpoints["n9"]
+        ''')
+    assert proc.returncode == 3, proc.stderr
+    _one_line(proc, "target oops: client raised KeyError: 'n9'")
