@@ -1,6 +1,7 @@
 """`chaos run`: one whole test, from an empty store directory to a verdict.
 
-Lifecycle (`prepare`, then `execute`, whose phases are chaos.phases.PHASES):
+Lifecycle (`prepare`, then `execute`, whose phases are chaos.phases.PHASES, in the order
+chaos.phases.phases_for gives the target):
 
  1. validate everything the user gave (target, options, workload, nemeses, numbers) before
     anything starts: bad input exits 4 with nothing left behind;

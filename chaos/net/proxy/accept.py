@@ -5,7 +5,7 @@ on CPython 3.11: each failed accept in a readiness burst logs a traceback *and* 
 another retry, so one listener with a full backlog logged ~18k lines a second, and after the
 listener closes the queued retries log "Invalid file descriptor: -1". `Listener` replaces it
 for the embedded proxy server (API and proxy listeners): one task per listening socket
-awaiting `loop.sock_accept`; when the process is out of descriptors (EMFILE, ENFILE,
+accepting as the socket becomes readable; when the process is out of descriptors (EMFILE, ENFILE,
 ENOBUFS, ENOMEM) pending connections wait in the kernel's backlog while the task retries
 with exponential back-off (BACKOFF_MIN doubling to BACKOFF_MAX), and a single warning line is
 logged for the whole episode (at most one per LOG_EVERY seconds), plus one line when

@@ -149,7 +149,8 @@ class Connection:
                 sock = transport.get_extra_info("socket")
                 if sock is not None:
                     try:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
                     except OSError:
                         pass
                 transport.abort()
