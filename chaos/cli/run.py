@@ -57,7 +57,9 @@ def _range(field: str) -> str:
                    "service of a node (the target's service names).")
 @click.option("--nemesis-interval", default=5.0, show_default=True, type=float, metavar="S",
               help="Seconds of calm, then seconds of fault, repeated "
-                   f"{_range('nemesis_interval')}; the first fault starts at S and ends at 2*S.")
+                   f"{_range('nemesis_interval')}; the first fault starts S s into the load "
+                   "and ends at 2*S (the verdict's and progress line's t= count from the "
+                   "history's start, a little earlier: the run prints it as 'load from t=').")
 @click.option("--partition-shape", default="isolate-leader", show_default=True,
               type=click.Choice(list(SHAPES) + ["mixed"]),
               help="Who a partition cuts off (mixed: a random shape per fault).")
