@@ -72,10 +72,12 @@ def test_local_runtime_refuses_partitions(tmp_path):
     ("quorum=100", "-O quorum=100: must be <= 99"),
     ("down_after_ms=10", "-O down_after_ms=10: must be >= 100"),
     ("read_from=leader", "-O read_from=leader: must be one of master, replica, any"),
+    ("quorum=4", "-O quorum=4: at most the number of Sentinels (3 nodes)"),   # check_cluster
+    ("wait_replicas=3", "-O wait_replicas=3: at most the number of replicas"),
 ])
 def test_bad_options_rejected_before_anything_starts(tmp_path, option, needle):
-    proc = chaos("run", "--target", "redis", "--runtime", "local", "-O", option,
-                 "--store", str(tmp_path / "store"), timeout=60)
+    proc = chaos("run", "--target", "redis", "--runtime", "local", "--nemesis", "none",
+                 "-O", option, "--store", str(tmp_path / "store"), timeout=60)
     assert proc.returncode == 4
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
