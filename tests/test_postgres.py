@@ -178,3 +178,11 @@ def test_converged_needs_every_standby_streaming_on_the_primarys_timeline():
     behind = dict(standby, xlog={"replayed_location": 90})
     assert not converged({"n1": primary, "n2": standby, "n3": behind}, ["n1", "n2", "n3"])
     assert not converged({"n2": standby, "n3": standby}, ["n1", "n2", "n3"])  # no primary
+
+
+def test_synchronous_mode_needs_a_standby():
+    target = PostgresTarget()
+    with pytest.raises(BadInput, match="synchronous_mode=strict: needs a standby"):
+        target.check_cluster(target.validate_options({"synchronous_mode": "strict"}), ("n1",))
+    target.check_cluster(target.validate_options({"synchronous_mode": "strict"}), ("n1", "n2"))
+    target.check_cluster(target.validate_options({}), ("n1",))

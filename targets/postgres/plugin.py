@@ -43,6 +43,9 @@ class PostgresTarget(BaseTarget):
     controller_modules: Mapping[str, str] = {"psycopg": "psycopg[binary]>=3.1"}
     supports_mesh = False
     default_runtime = "docker"
+    #: the first primary needs an etcd quorum, then initdb and the post_bootstrap script:
+    #: 10-20 s on a loaded machine, more than the contract's default 30 s leaves spare
+    startup_timeout = 90.0
     # Short timings by default, so a failover fits a 60 s run; Patroni's own defaults are
     # ttl=30, loop_wait=10, retry_timeout=10.
     options: Mapping[str, OptionSpec] = {
@@ -78,6 +81,13 @@ class PostgresTarget(BaseTarget):
                            f"<= ttl, got {opts['loop_wait']} + 2*{opts['retry_timeout']} = "
                            f"{need}")
         return opts
+
+    def check_cluster(self, options: Mapping[str, Any], nodes: tuple[str, ...]) -> None:
+        """synchronous_mode needs a standby to be synchronous: with one node, `strict`
+        never commits and `on` is asynchronous in all but name."""
+        if options.get("synchronous_mode") != "off" and len(nodes) < 2:
+            raise BadInput(f"-O synchronous_mode={options['synchronous_mode']}: needs a "
+                           f"standby, i.e. --nodes 2 or more (got {len(nodes)})")
 
     def services(self, node: NodeConfig) -> list[Service]:
         opts = {k: s.default for k, s in self.options.items()}
