@@ -6,10 +6,11 @@
 
 --target picks the matrix (kvlite, etcd, redis, postgres); each target's cells carry their own
 target options, and --runtime defaults to the runtime the matrix was written for (kvlite
-local, etcd, redis and postgres docker). Cells that lose writes also report the lost-write counts (median, max);
-cells with a kill the failover time (kill -> first write acknowledged by another node);
-postgres cells the failover time of their first fault (fault in place -> the monitor's first
-sight of a new primary in a later timeline, targets.postgres.matrix.failover_times).
+local, etcd, redis and postgres docker). Cells that lose writes also report the lost-write
+counts (median, max); cells with a kill the failover time (kill -> first write acknowledged
+by another node); postgres cells the failover time of their first fault (fault in place ->
+the monitor's first sight of a new primary in a later timeline,
+targets.postgres.matrix.failover_times).
 
 For every cell, a run "detects" when the expected anomaly kinds are all found (unsafe cells)
 or when the verdict is valid (safe cells). Prints a Markdown table for docs/benchmarks.md.
@@ -33,14 +34,13 @@ from targets.postgres.matrix import CELLS as PG_CELLS, failover_times  # noqa: E
 UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
 SAFE = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",
         "-O", "read_from=leader"]
-#: name -> (args, expectation): a set of (checker, kinds-any-of) that must all be found, or "valid"
+#: name -> (args, expectation): a set of (checker, kinds-any-of) that must all be found, or
+#: "valid"
+LOST_AND_SPLIT = [("lost-writes", {"lost-write"}),
+                  ("dual-leaders", {"same-term-leaders", "split-brain-writes"})]
 CELLS = {
-    "async+naive, partition leader": (UNSAFE_SET + ["--nemesis", "partition"],
-                                      [("lost-writes", {"lost-write"}),
-                                       ("dual-leaders", {"same-term-leaders", "split-brain-writes"})]),
-    "async+naive, kill leader": (UNSAFE_SET + ["--nemesis", "kill"],
-                                 [("lost-writes", {"lost-write"}),
-                                  ("dual-leaders", {"same-term-leaders", "split-brain-writes"})]),
+    "async+naive, partition leader": (UNSAFE_SET + ["--nemesis", "partition"], LOST_AND_SPLIT),
+    "async+naive, kill leader": (UNSAFE_SET + ["--nemesis", "kill"], LOST_AND_SPLIT),
     "async, reads any, latency": (["--workload", "register", "-O", "replication=async",
                                    "-O", "read_from=any", "--nemesis", "latency"],
                                   [("stale-reads", {"stale-read"})]),
@@ -54,7 +54,8 @@ MATRICES = {"kvlite": (CELLS, "local"), "etcd": (ETCD_CELLS, "docker"),
             "redis": (REDIS_CELLS, "docker"), "postgres": (PG_CELLS, "docker")}
 
 
-def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str) -> tuple[int, dict, float]:
+def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str
+             ) -> tuple[int, dict, float]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "chaos", "run", "--json", "--seed", str(seed),

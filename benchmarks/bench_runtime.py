@@ -70,7 +70,7 @@ def measure(runtime: str, repeat: int) -> dict[str, dict[str, float]]:
                 assert rt.is_paused("n1")
 
             for i in range(repeat):
-                timed("start" if i == 0 else "restart", lambda: start(i > 0))
+                timed("start" if i == 0 else "restart", lambda again=i > 0: start(again))
                 timed("pause", pause)
                 timed("resume", lambda: rt.resume("n1"))
                 timed("one kill", lambda: rt.kill("n1", "agent"))

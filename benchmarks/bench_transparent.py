@@ -21,19 +21,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chaos.control.engine import docker_client
-from chaos.images import ensure_node_image
-from chaos.net.client import ProxyClient
-from chaos.net.transparent import TransparentMesh
-from chaos.runtime.docker import DockerRuntime
-from chaos.target import Addr, Endpoints
+from chaos.control.engine import docker_client  # noqa: E402 - after the sys.path line
+from chaos.images import ensure_node_image  # noqa: E402 - after the sys.path line
+from chaos.net.client import ProxyClient  # noqa: E402 - after the sys.path line
+from chaos.net.transparent import TransparentMesh  # noqa: E402 - after the sys.path line
+from chaos.runtime.docker import DockerRuntime  # noqa: E402 - after the sys.path line
+from chaos.target import Addr, Endpoints  # noqa: E402 - after the sys.path line
 
 LOOP = textwrap.dedent("""
     import json, socket, statistics, sys, time
     host, n = sys.argv[1], int(sys.argv[2])
     out = {}
     for port in (7000, 7002):
-        s = socket.create_connection((host, port)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = socket.create_connection((host, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         msg, rtts = b"x" * 64, []
         for _ in range(n):
             t = time.perf_counter(); s.sendall(msg); got = 0

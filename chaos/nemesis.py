@@ -76,7 +76,8 @@ class Nemesis:
             leader = self.ctx.leader()
             if leader is not None:
                 return leader, "leader"
-        return self.ctx.rng.choice(self.ctx.nodes), "random (no leader known)" if which == "leader" else "random"
+        why = "random (no leader known)" if which == "leader" else "random"
+        return self.ctx.rng.choice(self.ctx.nodes), why
 
     def evidence_begin(self, what: str, links: list[tuple[str, str]]) -> None:
         if self.ctx.evidence is not None:
@@ -87,7 +88,8 @@ class Nemesis:
             self.ctx.evidence.end()
 
     # -- one recorded operation ------------------------------------------------------------
-    def _op(self, f: str, value: dict[str, Any], action: Callable[[], tuple[dict, list[str]]]) -> dict:
+    def _op(self, f: str, value: dict[str, Any],
+            action: Callable[[], tuple[dict, list[str]]]) -> dict:
         self.ctx.record({"process": "nemesis", "type": "invoke", "f": f, "value": value})
         try:
             result, problems = action()
@@ -123,7 +125,8 @@ class Nemesis:
         The recorded heal (the end of the run) also checks the fault-effect evidence once.
         """
         def act() -> tuple[dict, list[str]]:
-            done: dict[str, Any] = {"resumed": sorted(self.paused), "restarted": sorted(self.killed)}
+            done: dict[str, Any] = {"resumed": sorted(self.paused),
+                                    "restarted": sorted(self.killed)}
             problems: list[str] = []
             seen: set[str] = set()
             for fault in sorted(FAULTS.values(), key=lambda f: f.heal_order):
@@ -156,7 +159,8 @@ class Nemesis:
         if not problems:
             return
         self.unverified += problems
-        self.ctx.record({"process": "nemesis", "type": "invoke", "f": "fault-evidence", "value": {}})
+        self.ctx.record({"process": "nemesis", "type": "invoke", "f": "fault-evidence",
+                         "value": {}})
         self.ctx.record({"process": "nemesis", "type": "info", "f": "fault-evidence",
                          "value": {"problems": problems}, "error": "; ".join(problems)[:1000]})
 

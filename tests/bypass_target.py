@@ -25,7 +25,8 @@ from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig
 
 NODE = r'''
 import json, os, socket, sys, threading, time
-name, host, port, data_dir, leader_host = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+name, host, data_dir, leader_host = sys.argv[1], sys.argv[2], sys.argv[4], sys.argv[5]
+port = int(sys.argv[3])
 shared = os.path.dirname(data_dir)
 data = {}
 srv = socket.create_server((host, port))

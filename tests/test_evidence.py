@@ -1,4 +1,5 @@
-"""Fault-effect evidence: a network fault that cannot touch the target's traffic is never "valid"."""
+"""Fault-effect evidence: a network fault that cannot touch the target's traffic is never
+"valid"."""
 from __future__ import annotations
 
 import json

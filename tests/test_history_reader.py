@@ -272,7 +272,8 @@ def test_short_and_long_blank_lines_together(tmp_path):
     (b'{"index":1,"time":2,"process":0,"type":["ok"],"f":"read"}', "type"),
 ])
 def test_odd_field_values_get_a_line_number_not_a_crash(tmp_path, line2, message):
-    """Regressions: a null `f` once slipped onto the fast path; a list `type` crashed the slow one."""
+    """Regressions: a null `f` once slipped onto the fast path; a list `type` crashed the slow
+    one."""
     p = tmp_path / "h.jsonl"
     p.write_bytes(b'{"index":0,"time":1,"process":0,"type":"invoke","f":"read"}\n' + line2 + b"\n")
     with pytest.raises(BadInput) as err:

@@ -60,7 +60,8 @@ def test_setup_creates_every_directed_link(mesh, server):
     proxies = ProxyClient(server.url).proxies()
     assert len(proxies) == 5 * 4 + 5
     assert "n1->n2" in proxies and "client->n3" in proxies
-    addrs = {mesh.peer_addr(a, b) for a, b in mesh.node_links()} | {mesh.client_addr(n) for n in NODES}
+    addrs = ({mesh.peer_addr(a, b) for a, b in mesh.node_links()}
+             | {mesh.client_addr(n) for n in NODES})
     assert len(addrs) == 25  # every link has its own port
     assert reachable(mesh) == set(mesh.node_links())
     assert all(talks(mesh.client_addr(n)) for n in NODES)
@@ -169,7 +170,8 @@ def test_latency_and_bandwidth_on_chosen_links(mesh):
     mesh.latency([("n1", "n2")], 10)  # replaces, no duplicate-toxic error
     assert rtt(mesh.peer_addr("n1", "n2")) < 0.15
     mesh.latency([("client", "n3")], 50)
-    assert mesh.state()["toxics"]["client->n3"] == ["chaos-latency-downstream", "chaos-latency-upstream"]
+    assert mesh.state()["toxics"]["client->n3"] == ["chaos-latency-downstream",
+                                                    "chaos-latency-upstream"]
     mesh.bandwidth(None, 1000)
     assert len(mesh.state()["toxics"]) == 21
     mesh.heal()
@@ -211,7 +213,8 @@ def test_shapes(server, n):
     assert sorted(halves[0] + halves[1]) == sorted(names) and len(halves[0]) == n // 2
     lone = mesh.shape("isolate-one", rng)
     assert len(lone[0]) == 1 and len(lone[1]) == n - 1
-    assert mesh.shape("isolate-leader", rng, leader="n2") == [["n2"], [x for x in names if x != "n2"]]
+    others = [x for x in names if x != "n2"]
+    assert mesh.shape("isolate-leader", rng, leader="n2") == [["n2"], others]
     bridge = mesh.shape("bridge", rng)
     both = set(bridge[0]) & set(bridge[1])
     assert len(both) == 1 and set(bridge[0]) | set(bridge[1]) == set(names)
@@ -219,7 +222,8 @@ def test_shapes(server, n):
     assert all(connected(bridge, b, x) for x in names if x != b)
     ring = mesh.shape("majorities-ring", rng)
     majority = n // 2 + 1
-    views = {a: frozenset([a] + [x for x in names if x != a and connected(ring, a, x)]) for a in names}
+    views = {a: frozenset([a] + [x for x in names if x != a and connected(ring, a, x)])
+             for a in names}
     assert all(len(v) >= majority for v in views.values())
     if n >= 4:
         assert all(len(v) < n for v in views.values())  # nobody sees everyone
@@ -227,7 +231,8 @@ def test_shapes(server, n):
         assert all(len(v) == majority for v in views.values())
         assert len(set(views.values())) == n  # no two nodes see the same majority
     for name in SHAPES:
-        assert mesh.shape(name, random.Random(3), leader="n1") == mesh.shape(name, random.Random(3), leader="n1")
+        once = mesh.shape(name, random.Random(3), leader="n1")
+        assert mesh.shape(name, random.Random(3), leader="n1") == once
 
 
 def test_shapes_drive_partition(mesh):

@@ -5,7 +5,6 @@ import pytest
 
 from chaos import plugins
 from chaos.errors import BadInput
-from chaos.target import OptionSpec
 
 USER_TARGET = '''
 from chaos.target import OptionSpec

@@ -65,7 +65,8 @@ def test_unreachable_server_is_status_0():
 
 
 @pytest.mark.parametrize("body, version", [
-    (b"2.4.0", "2.4.0"), (b'{"version": "2.6.0"}\\n', "2.6.0"), (b'{"version": "2.12.0"}\n', "2.12.0"),
+    (b"2.4.0", "2.4.0"), (b'{"version": "2.6.0"}\\n', "2.6.0"),
+    (b'{"version": "2.12.0"}\n', "2.12.0"),
 ])
 def test_parse_version_tolerates_old_servers(body, version):
     assert parse_version(body) == version
@@ -134,8 +135,8 @@ def test_serve_on_busy_port_exits_3():
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.run([sys.executable, "-m", "chaos", "proxy", "serve", "--port", str(port)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+        argv = [sys.executable, "-m", "chaos", "proxy", "serve", "--port", str(port)]
+        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == ExitCode.SETUP
     assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -158,7 +158,8 @@ def test_noop_target_status_is_valid_and_names_one_leader():
 def test_chaos_run_defaults_to_the_targets_runtime(tmp_path):
     from chaos.run import RunConfig, prepare
 
-    f = _write(tmp_path, MINIMAL.replace('name = "mini"', 'name = "mini"\n    default_runtime = "docker"'))
+    f = _write(tmp_path, MINIMAL.replace('name = "mini"',
+                                         'name = "mini"\n    default_runtime = "docker"'))
     cfg = RunConfig(target=f, nemesis=[], time_limit=5, store=str(tmp_path))
     prepare(cfg)
     assert cfg.runtime == "docker"

@@ -110,7 +110,8 @@ ALL = {(a, b) for a in NODES for b in NODES if a != b}
 
 
 def nat_rules(rt, node: str) -> list[str]:
-    return [l for l in rt.run(node, "iptables -w -t nat -S OUTPUT").out.splitlines() if "chaos" in l]
+    rules = rt.run(node, "iptables -w -t nat -S OUTPUT").out.splitlines()
+    return [rule for rule in rules if "chaos" in rule]
 
 
 def test_real_addresses_go_through_the_proxies_and_b_sees_the_proxy(rt, mesh):

@@ -108,7 +108,8 @@ def test_sigint_during_a_transparent_partition_leaves_nothing(tmp_path):
 
 def test_a_bypassing_target_on_the_transparent_mesh_is_unknown(tmp_path):
     code, doc = run_json("--store", str(tmp_path / "store"), "--runtime", "docker",
-                         "--net", "transparent", "--target", str(REPO / "tests" / "bypass_target.py"),
+                         "--net", "transparent",
+                         "--target", str(REPO / "tests" / "bypass_target.py"),
                          "--nodes", "2", "--nemesis", "partition", "--partition-shape", "halves",
                          "--time-limit", "6", "--nemesis-interval", "2", "--concurrency", "2",
                          "--rate", "20", "--seed", "1", timeout=600)

@@ -204,7 +204,7 @@ class SshSession:
 
     def upload_tree(self, local_root: str, remote_root: str, suffixes: tuple[str, ...] = (".py",)
                     ) -> int:
-        """Copy the files under local_root ending in `suffixes` to remote_root; returns the count."""
+        """Copy the files under local_root ending in `suffixes` to remote_root; the count."""
         data, count = pack_trees([local_root], suffixes)
         self.upload_tar(data, remote_root)
         return count
@@ -244,7 +244,8 @@ class SshSession:
                 Path(local_dir).mkdir(parents=True, exist_ok=True)
                 for entry in entries:
                     if stat.S_ISREG(entry.st_mode or 0):
-                        sftp.get(f"{remote_dir}/{entry.filename}", str(Path(local_dir, entry.filename)))
+                        sftp.get(f"{remote_dir}/{entry.filename}",
+                                 str(Path(local_dir, entry.filename)))
                         got.append(entry.filename)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise RemoteError(f"{self.host}: download of {remote_dir} failed: {exc}") from None

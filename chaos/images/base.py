@@ -92,7 +92,8 @@ def _image_exists(client, ref: str) -> str | None:
 
 
 def _try_upstream(client, progress: Progress, pull: bool) -> str | None:
-    """debian:bookworm-slim when present (or, with pull, pullable now: no waiting on a dead registry)."""
+    """debian:bookworm-slim when present (or, with pull, pullable now: no waiting on a dead
+    registry)."""
     import docker.errors
 
     ref = ":".join(UPSTREAM)

@@ -159,7 +159,8 @@ def choose_backend(requested: str, target: Any, runtime: Any,
         raise BadInput("--net auto: no backend can apply these faults: " + "; ".join(reasons))
     chosen = BACKENDS.get(requested)
     if chosen is None:
-        raise BadInput(f"--net: unknown backend {requested!r}; choose from {', '.join(NET_CHOICES)}")
+        raise BadInput(f"--net: unknown backend {requested!r}; "
+                       f"choose from {', '.join(NET_CHOICES)}")
     why = chosen.problem(target, name, caps)
     if why is None and not needs <= chosen.capabilities:
         lacking = ", ".join(sorted(needs - chosen.capabilities))

@@ -193,7 +193,7 @@ class ProxyClient:
         Its address is process-global (a class attribute), so this re-points every
         toxiproxy-python object in the process; fine for one server per process.
         """
-        from toxiproxy import Toxiproxy  # type: ignore[import-untyped]
+        from toxiproxy import Toxiproxy
 
         parts = urllib.parse.urlsplit(self.url)
         tp = Toxiproxy()

@@ -54,7 +54,8 @@ def heal_result(node: str, res: Result) -> int:
     failed = [line for line in res.out.splitlines() if line.startswith("FAILED")]
     if failed or not res.ok:
         detail = failed[0] if failed else (res.err or res.out).strip()[:200]
-        raise SetupError(f"removing chaos iptables rules on {node} failed: {detail} {res.err[:200]}")
+        raise SetupError(f"removing chaos iptables rules on {node} failed: {detail} "
+                         f"{res.err[:200]}")
     return res.out.split().count("deleted")
 
 

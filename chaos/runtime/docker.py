@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaos.control.remote import RemoteNodeControl, RemoteProcesses, code_archive, parallel
 from chaos.control.ssh import SshSession, ensure_keypair, load_key
@@ -31,6 +31,9 @@ from chaos.errors import ChaosError, SetupError
 from chaos.runtime.base import NAT, OWN_ADDRESS, ProxyPlacement
 from chaos.runtime.owner import controller_labels
 from chaos.target import Service
+
+if TYPE_CHECKING:
+    import paramiko
 
 MANAGED = "chaos.managed"
 TEST = "chaos.test"
@@ -102,7 +105,7 @@ class DockerRuntime(RemoteNodeControl):
         self._order: list[str] = []
         self._pubkey = ""
         self._code = b""
-        self._key = None
+        self._key: paramiko.PKey | None = None
         self._lock = threading.Lock()
         self.procs = RemoteProcesses({})
 
@@ -188,6 +191,8 @@ class DockerRuntime(RemoteNodeControl):
         ip = container.attrs["NetworkSettings"]["Networks"][self.network_name]["IPAddress"]
         if not ip:
             raise SetupError(f"container for {node} got no IP on {self.network_name}")
+        if self._key is None:  # setup loads it before adding nodes
+            raise SetupError(f"docker runtime: no SSH key to reach {node} (setup did not run)")
         session = SshSession(ip, "root", self._key).connect(timeout=self.ssh_timeout)
         with self._lock:
             self._ips[node] = ip

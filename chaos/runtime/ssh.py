@@ -35,7 +35,8 @@ def read_nodes_file(path: str) -> dict[str, str]:
             continue
         words = line.split()
         if len(words) > 2:
-            raise BadInput(f"expected `host` or `name host`, got {line!r}", where=f"{path}:{number}")
+            raise BadInput(f"expected `host` or `name host`, got {line!r}",
+                           where=f"{path}:{number}")
         name, host = (words if len(words) == 2 else (f"n{len(hosts) + 1}", words[0]))
         if name in hosts:
             raise BadInput(f"node {name} listed twice", where=f"{path}:{number}")
@@ -67,7 +68,8 @@ class SshRuntime(RemoteNodeControl):
         """Connect to each node's host, upload the code, empty its data dir; all or nothing."""
         missing = [n for n in nodes if n not in self.hosts]
         if missing:
-            raise SetupError(f"no host for node(s) {', '.join(missing)}: add them to the nodes file")
+            raise SetupError(f"no host for node(s) {', '.join(missing)}: "
+                             "add them to the nodes file")
         key = load_key(self.key_path)
         self._code = code_archive()
 

@@ -238,7 +238,7 @@ if __name__ == "__main__":  # on a node; importing this file (the controller) ru
 
 # -- the target: what the controller uses --------------------------------------------------
 
-from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig, OptionSpec, Service
+from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig, OptionSpec, Service  # noqa: E402
 
 AGENT = "agent"
 
