@@ -163,13 +163,14 @@ def wait_for_leader(run: RunState, undo: contextlib.ExitStack) -> None:
     last: dict[str, str] = {}
     while time.monotonic() < deadline:
         for node in run.names:
-            if not run.runtime.is_running(node):
-                raise SetupError(f"node {node} exited during start-up; see its output in "
-                                 f"{run.run_dir / 'nodes' / node} (collected there at teardown)")
             try:
                 raw = run.target.status(node, run.real, 0.5)
             except Exception as exc:  # noqa: BLE001 - not answering yet
                 last[node] = f"status raised {type(exc).__name__}: {exc}"[:300]
+                if not _still_running(run, node):
+                    raise SetupError(f"node {node} exited during start-up; see its output in "
+                                     f"{run.run_dir / 'nodes' / node} (collected there at "
+                                     f"teardown)") from None
                 continue
             try:
                 status = check_status(node, raw)
@@ -182,6 +183,21 @@ def wait_for_leader(run: RunState, undo: contextlib.ExitStack) -> None:
     detail = "; ".join(f"{n}: {s}" for n, s in last.items())
     raise SetupError(f"no leader within {limit:g} s of start (the target's startup_timeout; "
                      f"{detail})")
+
+
+def _still_running(run: RunState, node: str) -> bool:
+    """Whether a node that did not answer its status is still running, asked twice (a node
+    is declared dead at start-up only on two answers that say so, never on one the runtime
+    could not give: a loaded host made a live node look dead once)."""
+    for attempt in range(2):
+        try:
+            if run.runtime.is_running(node):
+                return True
+        except SetupError:
+            return True  # cannot tell: the leader wait's own timeout decides
+        if attempt == 0:
+            time.sleep(0.2)
+    return False
 
 
 def setup_cluster(run: RunState, undo: contextlib.ExitStack) -> None:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from chaos.control.ssh import SshSession, pack_trees
+from chaos.control.ssh import RemoteError, SshSession, pack_trees
 from chaos.errors import SetupError
 from chaos.runtime.base import missing_binaries_error, wait_ready
 from chaos.target import CommandResult, Service
@@ -126,8 +126,18 @@ class RemoteProcesses:
         if not pids:
             return []
         script = "; ".join(f"P={pid}; {_STATE}" for pid in pids)
-        out = self.session(node).run(script, timeout=15).out.split()
-        return (out + ["-"] * len(pids))[:len(pids)]
+        # One state per pid, or we do not know: a failed or short answer (sshd could not fork
+        # on a loaded host, a channel refused) must never read as "gone" — that made a live
+        # node look like it had exited during start-up. Ask again, then say we cannot tell.
+        problem = ""
+        for attempt in range(3):
+            res = self.session(node).run(script, timeout=15)
+            out = res.out.split()
+            if res.ok and len(out) == len(pids):
+                return out
+            problem = f"exit {res.rc}, {len(out)} of {len(pids)} states, {res.err.strip()[:120]!r}"
+            time.sleep(0.1 * (attempt + 1))
+        raise RemoteError(f"node {node}: cannot read its process states ({problem})")
 
     def state(self, node: str, service: str | None = None) -> str:
         """The state of the first selected service's process, "-" when none."""
