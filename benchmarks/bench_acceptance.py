@@ -54,13 +54,14 @@ MATRICES = {"kvlite": (CELLS, "local"), "etcd": (ETCD_CELLS, "docker"),
             "redis": (REDIS_CELLS, "docker"), "postgres": (PG_CELLS, "docker")}
 
 
-def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str
-             ) -> tuple[int, dict, float]:
+def run_cell(args: list[str], seed: int, time_limit: float, runtime: str, store: str,
+             net: str = "auto") -> tuple[int, dict, float]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "chaos", "run", "--json", "--seed", str(seed),
                            "--time-limit", str(time_limit), "--nemesis-interval", "3",
-                           "--quiesce", "2", "--runtime", runtime, "--store", store, *args],
+                           "--quiesce", "2", "--runtime", runtime, "--net", net, "--store", store,
+                           *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     try:
         doc = json.loads(proc.stdout)
@@ -124,6 +125,7 @@ def main() -> None:
                     "etcd docker)")
     ap.add_argument("--cells", default="", help="comma list of cell name prefixes")
     ap.add_argument("--first-seed", type=int, default=1)
+    ap.add_argument("--net", default="auto", help="the net backend (chaos run --net)")
     a = ap.parse_args()
     matrix, runtime = MATRICES[a.target]
     a.runtime = a.runtime or runtime
@@ -134,7 +136,7 @@ def main() -> None:
         for name, (args, expect) in cells.items():
             hits, codes, secs, perfs, losses, failovers = 0, [], [], [], [], []
             for seed in range(a.first_seed, a.first_seed + a.runs):
-                code, doc, dt = run_cell(args, seed, a.time_limit, a.runtime, store)
+                code, doc, dt = run_cell(args, seed, a.time_limit, a.runtime, store, a.net)
                 ok = detected(doc, expect)
                 hits += ok
                 codes.append(code)
@@ -163,8 +165,8 @@ def main() -> None:
             rows.append(f"| {name} | {want} | {hits}/{a.runs} | "
                         f"{', '.join(str(c) for c in codes)} | {sum(secs) / len(secs):.0f} s | "
                         f"{load} |{extra}")
-    print(f"Runtime {a.runtime}, {a.time_limit:.0f} s of load per run, nemesis interval 3 s "
-          "unless the cell sets its own, "
+    print(f"Runtime {a.runtime}, net {a.net}, {a.time_limit:.0f} s of load per run, "
+          "nemesis interval 3 s unless the cell sets its own, "
           f"seeds {a.first_seed}..{a.first_seed + a.runs - 1}\n")
     print("| cell | expected | detected | exit codes | mean wall time | ok ops/s (mean) | "
           "latency p50 / p99 ms (median) | lost writes median / max | "
