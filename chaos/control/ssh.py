@@ -173,12 +173,16 @@ class SshSession:
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = time.monotonic() + timeout
+            # Done only when the exit status AND the end of the output are in: sshd may send
+            # the exit status before it has forwarded the last of the command's output (seen
+            # on a loaded host: `iptables -S` and /proc reads came back empty with status 0,
+            # which read as "no rules" and "process gone").
             while True:
                 if chan.recv_ready():
                     out += chan.recv(65536)
                 elif chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                elif chan.exit_status_ready():
+                elif chan.exit_status_ready() and (chan.eof_received or chan.closed):
                     while chan.recv_ready():
                         out += chan.recv(65536)
                     while chan.recv_stderr_ready():
@@ -186,6 +190,8 @@ class SshSession:
                     break
                 elif time.monotonic() > deadline:
                     raise TimeoutError()
+                elif chan.exit_status_ready():
+                    time.sleep(0.002)  # status in, output still on its way
                 else:
                     chan.status_event.wait(0.01)
             rc = chan.recv_exit_status()

@@ -152,7 +152,11 @@ def wait_ready(rt: Runtime, node: str, service: Service, port: int | None) -> No
                 return
         except OSError:
             pass
-        if not rt.is_running(node, service.name):
+        try:
+            running = rt.is_running(node, service.name)
+        except SetupError:
+            running = True  # the runtime could not tell this time: the deadline decides
+        if not running:
             why = "exited before it was ready"
             break
         if time.monotonic() > deadline:
