@@ -167,3 +167,19 @@ def test_chaos_down_cleans_ssh_hosts(hosts, tmp_path):
     finally:
         rt.procs.sessions.clear()
         rt.teardown()
+
+
+@pytest.mark.docker
+def test_output_that_arrives_after_the_exit_status_is_kept(hosts):
+    """sshd sends a command's exit status when the shell exits, and EOF only when the last
+    holder of its stdout closes it: output written after the status must not be dropped (a
+    loaded host made /proc and iptables reads come back empty with status 0)."""
+    from chaos.control.ssh import SshSession, load_key
+
+    addrs, key = hosts
+    session = SshSession(addrs["n1"], "root", load_key(key)).connect(timeout=30)
+    try:
+        res = session.run("(sleep 0.5; echo late) & echo early", timeout=15)
+        assert res.ok and res.out.split() == ["early", "late"], res
+    finally:
+        session.close()
