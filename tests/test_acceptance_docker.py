@@ -28,12 +28,17 @@ def _run(tmp_path, *args):
     return run_json("--store", str(tmp_path / "store"), *COMMON, *args, timeout=600)
 
 
-def _leftovers() -> list[str]:
+def _leftovers(controller: int | None = None) -> list[str]:
+    """chaos containers and networks on the engine; with `controller`, only those made by
+    that controller pid (other runs on the same engine, e.g. a benchmark, are not ours)."""
     import docker
 
+    from chaos.runtime.owner import PID
+
+    label = f"{PID}={controller}" if controller is not None else "chaos.test"
     client = docker.from_env()
-    found = [c.name for c in client.containers.list(all=True, filters={"label": "chaos.test"})]
-    found += [n.name for n in client.networks.list(filters={"label": "chaos.test"})]
+    found = [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    found += [n.name for n in client.networks.list(filters={"label": label})]
     client.close()
     return found
 
@@ -69,14 +74,14 @@ def test_sigkilled_controller_then_chaos_down_leaves_nothing(tmp_path):
                 started = started or '"type":"ok","f":"start-partition"' in h.read_text()
             time.sleep(0.2)
         assert started, "the partition never started"
-        assert _leftovers(), "expected the test's containers to be running"
+        assert _leftovers(proc.pid), "expected the test's containers to be running"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert _leftovers(), "containers should outlive a SIGKILLed controller"
+    assert _leftovers(proc.pid), "containers should outlive a SIGKILLed controller"
     res = chaos("down", timeout=120)
     assert res.returncode == 0, res.stderr
-    assert _leftovers() == []
+    assert _leftovers(proc.pid) == []
     # What was recorded before the kill is still readable.
     history = next(h for h in store.glob("*/*/history.jsonl") if "latest" not in h.parts)
     out = chaos("analyze", str(history), "--json")
