@@ -28,6 +28,16 @@ def run_json(*args: str, timeout: float = 240) -> tuple[int, dict]:
     return proc.returncode, doc
 
 
+def run_cell(cells: dict, name: str, store: Path, seed: int, *, defaults: tuple = (),
+             overrides: tuple = (), timeout: float = 600) -> tuple[int, dict]:
+    """One cell of a target's acceptance matrix (targets/<t>/matrix.py CELLS) through
+    `chaos run --json`: `defaults` go before the cell's own arguments (the cell wins),
+    `overrides` after them (a test's shorter timing wins)."""
+    args, _expect = cells[name]
+    return run_json("--store", str(store), "--seed", str(seed), *defaults, *args, *overrides,
+                    timeout=timeout)
+
+
 def anomaly_kinds(doc: dict, checker: str) -> set[str]:
     res = (doc.get("results") or {}).get(checker) or {}  # the results document (one shape)
     return {a["kind"] for a in res.get("anomalies", [])

@@ -12,16 +12,14 @@ import shutil
 import pytest
 
 from targets.etcd.matrix import CELLS
-from tests.runhelp import anomaly_kinds, assert_stale_reads, chaos, run_json
+from tests.runhelp import run_cell, anomaly_kinds, assert_stale_reads, chaos, run_json
 
 SHORT = ["--runtime", "docker", "--time-limit", "12", "--nemesis-interval", "3",
          "--quiesce", "2"]
 
 
 def _cell(tmp_path, name: str, seed: int) -> tuple[int, dict]:
-    args, _ = CELLS[name]
-    return run_json("--store", str(tmp_path / "store"), "--seed", str(seed), *SHORT, *args,
-                    timeout=600)
+    return run_cell(CELLS, name, tmp_path / "store", seed, defaults=tuple(SHORT))
 
 
 @pytest.mark.docker

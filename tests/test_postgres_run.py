@@ -11,16 +11,14 @@ from __future__ import annotations
 import pytest
 
 from targets.postgres.matrix import CELLS, failover_times
-from tests.runhelp import anomaly_kinds, chaos, run_json
+from tests.runhelp import anomaly_kinds, chaos, run_cell
 
 SHORT = ["--runtime", "docker", "--time-limit", "30", "--nemesis-interval", "10",
          "--quiesce", "2"]
 
 
 def _cell(tmp_path, name: str, seed: int) -> tuple[int, dict]:
-    args, _ = CELLS[name]
-    return run_json("--store", str(tmp_path / "store"), "--seed", str(seed), *args, *SHORT,
-                    timeout=600)
+    return run_cell(CELLS, name, tmp_path / "store", seed, overrides=tuple(SHORT))
 
 
 @pytest.mark.docker

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from targets.redis.matrix import CELLS, failover_s
-from tests.runhelp import REPO, anomaly_kinds, chaos, run_json
+from tests.runhelp import run_cell, REPO, anomaly_kinds, chaos, run_json
 
 #: the partition must outlast Sentinel's failover (2-5 s): 7 s calm, 7 s fault
 SHORT = ["--runtime", "docker", "--time-limit", "16", "--nemesis-interval", "7",
@@ -25,9 +25,7 @@ HAVE_REDIS = shutil.which("redis-server") and shutil.which("redis-sentinel")
 
 
 def _cell(tmp_path, name: str, seed: int) -> tuple[int, dict]:
-    args, _ = CELLS[name]
-    return run_json("--store", str(tmp_path / "store"), "--seed", str(seed), *args, *SHORT,
-                    timeout=600)
+    return run_cell(CELLS, name, tmp_path / "store", seed, overrides=tuple(SHORT))
 
 
 @pytest.mark.docker
