@@ -20,6 +20,10 @@ import paramiko
 from chaos.errors import SetupError
 
 
+#: seconds to wait, after a command's exit status, for the end of its output
+EOF_GRACE = 2.0
+
+
 @dataclass(frozen=True)
 class Result:
     """What a remote command did."""
@@ -177,12 +181,17 @@ class SshSession:
             # the exit status before it has forwarded the last of the command's output (seen
             # on a loaded host: `iptables -S` and /proc reads came back empty with status 0,
             # which read as "no rules" and "process gone").
+            grace: float | None = None  # after the status: how long to wait for the EOF
             while True:
                 if chan.recv_ready():
                     out += chan.recv(65536)
                 elif chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                elif chan.exit_status_ready() and (chan.eof_received or chan.closed):
+                elif chan.exit_status_ready() and (
+                        chan.eof_received or chan.closed
+                        or time.monotonic() > (grace := grace or time.monotonic() + EOF_GRACE)):
+                    # EOF, or a background child still holds the output open (a daemon
+                    # started without redirecting it): what came within the grace is all
                     while chan.recv_ready():
                         out += chan.recv(65536)
                     while chan.recv_stderr_ready():
