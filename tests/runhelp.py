@@ -17,6 +17,23 @@ def chaos(*args: str, timeout: float = 240, cwd: Path | None = None) -> subproce
                           capture_output=True, text=True, timeout=timeout)
 
 
+def invoke_cli(*args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `chaos ARGS` run in-process (chaos.cli.main, through
+    click's CliRunner isolation, so the CLI's own exit-code handling is what is tested)."""
+    from click.testing import CliRunner
+
+    from chaos.cli import main
+
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
 def run_json(*args: str, timeout: float = 240) -> tuple[int, dict]:
     """`chaos run ... --json`: the exit code and the parsed results document."""
     proc = chaos("run", "--json", *args, timeout=timeout)

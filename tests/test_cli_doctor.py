@@ -8,10 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from chaos.cli import doctor as doctor_mod
-from chaos.cli import main
+from tests.runhelp import invoke_cli as invoke
 
 TARGET = textwrap.dedent('''
     from chaos.target import BaseTarget
@@ -39,16 +38,6 @@ def target_file(tmp_path: Path, binaries: dict[str, str]) -> str:
     return str(path)
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `chaos ARGS` run in-process."""
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.fixture(autouse=True)

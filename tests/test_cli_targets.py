@@ -4,10 +4,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from click.testing import CliRunner
 
 import chaos.run as runmod
-from chaos.cli import main
+from tests.runhelp import invoke_cli as _invoke
 
 FILE_TARGET = '''
 from chaos.target import NoopTarget, OptionSpec
@@ -18,15 +17,6 @@ class Mine(NoopTarget):
 '''
 
 
-def _invoke(*args: str) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def test_targets_lists_one_file_target_with_options_and_net_backends(tmp_path):
