@@ -16,19 +16,19 @@ from collections import deque
 from typing import Any, Mapping
 
 from chaos.errors import BadInput
+from workloads.slots import SlotStates
 
-#: values per process before they would collide with the next process's range
-VALUES_PER_PROCESS = 1_000_000
 RECENT = 8
 
 
 class RegisterGenerator:
-    """Picklable op generator; its counters and recent values live per worker process."""
+    """Picklable op generator; its per-slot counters (workloads.slots) and recent values live
+    in each worker process."""
 
     def __init__(self, keys: int, weights: tuple[float, float, float]):
         self.keys = [f"k{i}" for i in range(keys)]
         self.weights = weights
-        self._counts: dict[int, int] = {}
+        self._slots = SlotStates()
         self._recent: dict[str, deque[int]] = {}
         self._lock = threading.Lock()
 
@@ -38,14 +38,7 @@ class RegisterGenerator:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(len(state["keys"]), tuple(state["weights"]))  # type: ignore[misc]
 
-    def next_value(self, process: int) -> int:
-        n = self._counts.get(process, 0)
-        if n >= VALUES_PER_PROCESS:
-            raise RuntimeError(f"process {process} wrote {n} values; unique range exhausted")
-        self._counts[process] = n + 1
-        return process * VALUES_PER_PROCESS + n
-
-    def __call__(self, rng: random.Random, process: int) -> dict[str, Any]:
+    def __call__(self, rng: random.Random, process: int, slots: int) -> dict[str, Any]:
         # Always the same three draws per op: the rng stream (hence the op sequence of a
         # process) must not depend on what other processes did, or seeds would not replay.
         key = rng.choice(self.keys)
@@ -54,7 +47,7 @@ class RegisterGenerator:
         if f == "read":
             return {"f": "read", "key": key, "value": None}
         with self._lock:
-            new = self.next_value(process)
+            new = self._slots.get(process, slots).next_value()
             recent = self._recent.setdefault(key, deque(maxlen=RECENT))
             if f == "write":
                 recent.append(new)
