@@ -29,6 +29,8 @@ from chaos.target import (MAIN, Addr, Cluster, Endpoints, NodeConfig, StatusErro
 #: how long the cluster has to elect its first leader after the nodes started, unless the
 #: target says otherwise (Target.startup_timeout)
 LEADER_TIMEOUT = 30.0
+#: seconds between two progress lines of the final ops (thousands after an hour of set load)
+FINAL_PROGRESS_EVERY = 5.0
 #: how long `before_final_reads` may take (a replica catching up after the last heal)
 FINAL_READS_HOOK_TIMEOUT = 60.0
 
@@ -308,7 +310,7 @@ def heal(run: RunState, undo: contextlib.ExitStack) -> None:
 def before_final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
     """Quiescence, then the target's hook (e.g. replicas catch up); only when the workload
     takes final reads."""
-    if not list(run.workload.final_ops(list(run.names))):
+    if not run.workload.takes_final_ops:
         return
     run.say("quiescence and final reads")
     if run.cfg.quiesce > 0:
@@ -323,8 +325,17 @@ def before_final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
 
 
 def final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
-    """The workload's final ops (routed by op["node"]), then the monitor stops."""
-    run.runner.run_final(run.names, 0)
+    """The workload's final ops (routed by op["node"]; one per key per node for the set
+    workload), then the monitor stops. Their count is said every few seconds."""
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= FINAL_PROGRESS_EVERY:
+            last[0] = now
+            run.say(f"final ops: {done} of {total} done")
+
+    run.runner.run_final(run.names, 0, progress=progress)
     run.monitor.stop()
 
 

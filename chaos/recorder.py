@@ -125,6 +125,7 @@ class Recorder:
         self._last_time = 0
         self._stats = RecorderStats()
         self._max_process = -1
+        self._keys: dict[Any, None] = {}  # keys of client ops, first-seen order
         self._reader: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
@@ -190,8 +191,12 @@ class Recorder:
     def _push(self, op: Op) -> None:
         heapq.heappush(self._heap, (op["time"], next(self._seq), op))
         proc = op.get("process")
-        if isinstance(proc, int) and not isinstance(proc, bool) and proc > self._max_process:
-            self._max_process = proc
+        if isinstance(proc, int) and not isinstance(proc, bool):
+            if proc > self._max_process:
+                self._max_process = proc
+            key = op.get("key")
+            if isinstance(key, (str, int)) and key not in self._keys:
+                self._keys[key] = None
 
     def _watermark(self) -> int:
         wm = self.now()
@@ -337,6 +342,12 @@ class Recorder:
         """The largest integer process id recorded so far (-1 when none)."""
         with self._lock:
             return self._max_process
+
+    def keys(self) -> list[Any]:
+        """The keys (str or int) of the client ops recorded so far, in first-seen order: what
+        the final reads must cover. As many as the workload used (not one per op)."""
+        with self._lock:
+            return list(self._keys)
 
     # -- the end -------------------------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> None:

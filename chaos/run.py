@@ -291,7 +291,7 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
     checkers = select_checkers(history, names)
     expects_finals = False
     with contextlib.suppress(Exception):  # does the workload take final reads? (evidence)
-        expects_finals = bool(list(workload.final_ops(["n1"])))
+        expects_finals = bool(workload.takes_final_ops)
     outcome = run_checkers(history, checkers, {"out_dir": str(run_dir),
                                                "final_reads_expected": expects_finals})
     if problems:

@@ -134,7 +134,7 @@ class _Worker:
                 next_at = max(next_at, time.monotonic() - spec.lane_interval) + \
                     spec.lane_interval * (0.5 + pace.random())
             try:
-                fields = dict(spec.workload.generator(rng, lane.process))
+                fields = dict(spec.workload.generator(rng, lane.process, spec.concurrency))
             except Exception as exc:  # noqa: BLE001 - a workload bug: report, stop this lane
                 sink.error(f"workload generator: {type(exc).__name__}: {exc}")
                 break
@@ -395,53 +395,28 @@ class WorkloadRunner:
                 "lost_workers": s.lost_sources}
 
     # -- final ops -----------------------------------------------------------------------------
-    def run_final(self, nodes: list[str], quiesce_s: float) -> list[dict[str, Any]]:
+    def run_final(self, nodes: list[str], quiesce_s: float,
+                  progress: Any = None) -> list[dict[str, Any]]:
         """After `quiesce_s` s of quiet, run the workload's final ops from this process.
 
-        Each final op gets a fresh process id (above every id used so far); an op that does not
-        come back ok is retried (up to 3 tries; a new id after info), since a missing final
-        read weakens the lost-writes check. Returns the completions.
+        The workload is given the nodes and the keys the run's ops used (the recorder's);
+        chaos.final runs the ops, one thread per node (retries, a node that stopped answering
+        skipped and recorded as such). `progress(done, total)` is called after each op.
+        Returns the completions, in the order of the ops.
         """
-        ops = list(self.workload.final_ops(list(nodes)))
+        ops = list(self.workload.final_ops(list(nodes), self.recorder.keys()))
         if not ops:
             return []
         if quiesce_s > 0:
             time.sleep(quiesce_s)
-        source = self.recorder.local("final")
-        process = self.recorder.max_process + 1
-        client = None
-        results: list[dict[str, Any]] = []
-        try:
-            for fields in ops:
-                for _attempt in range(3):
-                    invoke = {"process": process, "type": "invoke", **fields}
-                    source.record(invoke)
-                    result: Any = None
-                    error: BaseException | None = None
-                    if client is None:
-                        try:
-                            client = self.target.client(self.client_addrs, self.target_options)
-                        except Exception as exc:  # noqa: BLE001 - the op did not happen
-                            error = exc
-                    if client is not None:
-                        result, error = _call_with_timeout(client, invoke, self.op_timeout)
-                    done = completion_of(invoke, result, error)
-                    if isinstance(error, TimeoutError):
-                        done["error"] = f"indeterminate: timeout after {self.op_timeout:g} s"
-                    source.record(done)
-                    if done["type"] == "ok":
-                        break
-                    if done["type"] == "info":
-                        _Worker._close(client)
-                        client = None
-                        process = max(process, self.recorder.max_process) + 1
-                results.append(done)
-                process = max(process, self.recorder.max_process) + 1
-        finally:
-            if client is not None:
-                _Worker._close(client)
-        self.final_results = results
-        return results
+        from chaos.final import FinalRunner
+
+        def new_client() -> Any:
+            return self.target.client(self.client_addrs, self.target_options)
+
+        self.final_results = FinalRunner(new_client, self.recorder, self.op_timeout,
+                                         progress).run(ops)
+        return self.final_results
 
 
 def _is_alive(proc: Any) -> bool:
@@ -450,22 +425,3 @@ def _is_alive(proc: Any) -> bool:
         return proc.exitcode is None
     except ValueError:  # closed
         return False
-
-
-def _call_with_timeout(client: Any, op: Mapping[str, Any], timeout: float
-                       ) -> tuple[Any, BaseException | None]:
-    """client.invoke(op) on a helper thread, given up after `timeout` (TimeoutError)."""
-    box: dict[str, Any] = {}
-
-    def call() -> None:
-        try:
-            box["result"] = client.invoke(op)
-        except Exception as exc:  # noqa: BLE001
-            box["error"] = exc
-
-    t = threading.Thread(target=call, name="chaos-final-op", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        return None, TimeoutError(f"no answer within {timeout:g} s")
-    return box.get("result"), box.get("error")

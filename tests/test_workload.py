@@ -157,15 +157,22 @@ def test_set_final_reads_hit_every_node(server: KVServer, recorder: Recorder,
     finals = runner.run_final(list(names), quiesce_s=0.05)
     recorder.close()
     ops = validate_history(tmp_path / "history.jsonl")
-    assert [o["node"] for o in finals] == list(names)
+    keys = list(dict.fromkeys(o["key"] for o in ops if o["f"] == "add"))
+    assert len(keys) > 3  # 1 s at full speed fills several keys of 256
+    # one read per key per node, key-major, in the order of the ops
+    assert [(o["key"], o["node"]) for o in finals] == [(k, n) for k in keys for n in names]
     assert all(o["type"] == "ok" and o["final"] for o in finals)
     final_lines = [o for o in ops if o.get("final")]
-    assert len(final_lines) == 6 and all(o["f"] == "read-set" for o in final_lines)
-    assert len({o["process"] for o in final_lines}) == 3
+    assert len(final_lines) == 2 * len(finals) and all(o["f"] == "read-set"
+                                                       for o in final_lines)
+    assert len({o["process"] for o in final_lines}) == len(finals)  # a fresh id per op
     assert min(o["process"] for o in final_lines) > max(
         o["process"] for o in ops if not o.get("final"))
-    added = {o["value"] for o in ops if o["f"] == "add" and o["type"] == "ok"}
-    assert added and all(added <= set(o["value"]) for o in finals)
+    for key in keys:
+        added = {o["value"] for o in ops if o["f"] == "add" and o["type"] == "ok"
+                 and o["key"] == key}
+        assert 0 < len(added) <= 256
+        assert all(set(o["value"]) == added for o in finals if o["key"] == key)
 
 
 @pytest.mark.integration
@@ -218,20 +225,77 @@ def test_workload_definitions() -> None:
     reg, st = workloads.get("register"), workloads.get("set")
     assert reg.checkers == ["stale-reads", "linearizable", "perf", "dual-leaders"]
     assert st.checkers == ["lost-writes", "perf", "dual-leaders"]
-    assert reg.final_ops(["n1", "n2"]) == []
-    assert st.final_ops(["n1", "n2"]) == [
-        {"f": "read-set", "key": "s", "value": None, "node": "n1", "final": True},
-        {"f": "read-set", "key": "s", "value": None, "node": "n2", "final": True}]
+    assert reg.final_ops(["n1", "n2"], ["k1"]) == [] and not reg.takes_final_ops
+    assert st.takes_final_ops
+    # the first key always, then every key the run used; key-major, one read per node
+    assert st.final_ops(["n1", "n2"], ["s1"]) == [
+        {"f": "read-set", "key": "s0", "value": None, "node": "n1", "final": True},
+        {"f": "read-set", "key": "s0", "value": None, "node": "n2", "final": True},
+        {"f": "read-set", "key": "s1", "value": None, "node": "n1", "final": True},
+        {"f": "read-set", "key": "s1", "value": None, "node": "n2", "final": True}]
     import random
     rng = random.Random(0)
-    fs = [st.generator(rng, 3)["f"] for _ in range(2000)]
+    fs = [st.generator(rng, 3, 8)["f"] for _ in range(2000)]
     assert 100 < fs.count("read-set") < 320  # ~10 %
-    adds = [st.generator(rng, 4)["value"] for _ in range(500)]
+    adds = [st.generator(rng, 4, 8)["value"] for _ in range(500)]
     adds = [a for a in adds if a is not None]
     assert len(adds) == len(set(adds)) and all(4_000_000 <= a < 5_000_000 for a in adds)
-    ops = [reg.generator(rng, 2) for _ in range(3000)]
+    ops = [reg.generator(rng, 2, 8) for _ in range(3000)]
     assert {o["f"] for o in ops} == {"read", "write", "cas"}
     assert any(o["f"] == "cas" and o["value"][0] is not None for o in ops)
+
+
+def test_set_keys_rotate_with_a_bounded_number_of_adds() -> None:
+    """Each key takes at most adds_per_key adds (quota per slot = adds_per_key // slots); a
+    read reads the key its slot fills; a retired process's successor continues its slot's
+    key sequence with fresh elements; per-slot state stays bounded by the concurrency."""
+    import random
+    from collections import Counter
+    slots = 4
+    st = workloads.get("set", {"adds_per_key": 40, "read_fraction": 0.2})
+    procs = list(range(slots))
+    rngs = {p: random.Random(p) for p in procs}
+    per_key: Counter[str] = Counter()
+    elements: list[int] = []
+    current: dict[int, str] = {}
+    for step in range(4000):
+        slot = step % slots
+        p = procs[slot]
+        op = st.generator(rngs[p], p, slots)
+        if op["f"] == "add":
+            per_key[op["key"]] += 1
+            elements.append(op["value"])
+        else:
+            assert op["f"] == "read-set"
+        if slot in current:  # keys only move forward, one at a time
+            assert int(op["key"][1:]) - int(current[slot][1:]) in (0, 1)
+        current[slot] = op["key"]
+        if step % 997 == 0:  # retire: the successor id keeps the slot
+            procs[slot] = p + slots
+            rngs[p + slots] = random.Random(p + slots)
+    assert max(per_key.values()) <= 40 and len(per_key) > 50
+    assert sorted(per_key.values())[len(per_key) // 2] == 40  # keys fill up
+    assert len(elements) == len(set(elements))
+    assert len(st.generator._slots) == slots  # not one entry per retired process
+    with pytest.raises(RuntimeError, match="concurrency"):
+        st.generator(random.Random(0), 0, slots)  # an id older than its slot's: wrong slots
+
+
+def test_set_keys_are_deterministic_for_a_seed() -> None:
+    import random
+
+    def ops() -> list[dict[str, Any]]:
+        st = workloads.get("set", {"adds_per_key": 10})
+        rng = {p: random.Random(f"7:{p}") for p in range(3)}
+        return [st.generator(rng[i % 3], i % 3, 3) for i in range(300)]
+    assert ops() == ops()
+
+
+def test_set_workload_rejects_bad_options() -> None:
+    for opts, word in (({"adds_per_key": 0}, "adds_per_key"), ({"adds_per_key": "x"},
+                       "adds_per_key"), ({"read_fraction": 1}, "read_fraction")):
+        with pytest.raises(BadInput, match=word):
+            workloads.get("set", opts)
 
 
 # -- process lifecycle: run a runner in a child interpreter we can kill or interrupt ----------

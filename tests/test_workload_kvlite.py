@@ -70,8 +70,12 @@ def test_set_on_kvlite_loses_nothing_without_faults(cluster: object, tmp_path: P
     ops = validate_history(tmp_path / "history.jsonl")
     added = {o["value"] for o in ops if o["f"] == "add" and o["type"] == "ok"}
     assert len(added) > 50
-    assert len(finals) == 3 and all(o["type"] == "ok" and o["final"] for o in finals)
-    assert all(added <= set(o["value"]) for o in finals)
+    keys = {o["key"] for o in ops if o["f"] == "add"}
+    assert len(finals) == 3 * len(keys) and all(o["type"] == "ok" and o["final"] for o in finals)
+    for key in keys:  # every key's final read on every node holds exactly the key's adds
+        mine = {o["value"] for o in ops if o["f"] == "add" and o["type"] == "ok"
+                and o["key"] == key}
+        assert all(set(o["value"]) == mine for o in finals if o["key"] == key)
 
 
 def test_final_reads_are_served_by_each_node(cluster: object, tmp_path: Path) -> None:

@@ -13,11 +13,13 @@ import random
 
 from chaos.errors import BadInput
 
-#: generator(rng, process) -> {"f": ..., "key": ..., "value": ..., optional "node"}
-Generator = Callable[[random.Random, int], dict[str, Any]]
+#: generator(rng, process, slots) -> {"f": ..., "key": ..., "value": ..., optional "node"}
+Generator = Callable[[random.Random, int, int], dict[str, Any]]
+#: final_ops(nodes, keys) -> invokes (each routed by "node")
+FinalOps = Callable[[list[str], list[Any]], list[dict[str, Any]]]
 
 
-def _no_final_ops(nodes: list[str]) -> list[dict[str, Any]]:
+def _no_final_ops(nodes: list[str], keys: list[Any]) -> list[dict[str, Any]]:
     return []
 
 
@@ -28,17 +30,27 @@ class Workload:
 
     name:      "register", "set", ...
     generator: the next invoke's fields for logical process `process`; called from that
-               process's thread only, with that process's own seeded `rng`
-    final_ops: invokes to run once, after the last heal and quiescence (routed by "node")
+               process's thread only, with that process's own seeded `rng`. `slots` is the
+               run's concurrency: `process % slots` is the process's slot, which the process
+               that replaces a retired one keeps (chaos.workload), so per-slot state (a
+               counter, the key being filled) survives retirements and stays bounded by the
+               concurrency, not by the number of processes an hour of faults retires
+    final_ops: invokes to run once, after the last heal and quiescence (routed by "node"),
+               given the nodes and the keys the run's client ops used (first-seen order)
     checkers:  names of the checkers that apply (chaos.checkers)
     opts:      the options it was built with (recorded in config.json)
     """
 
     name: str
     generator: Generator
-    final_ops: Callable[[list[str]], list[dict[str, Any]]] = _no_final_ops
+    final_ops: FinalOps = _no_final_ops
     checkers: list[str] = field(default_factory=list)
     opts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def takes_final_ops(self) -> bool:
+        """Whether final ops follow the load (a history of this workload needs them)."""
+        return bool(self.final_ops(["n1"], []))
 
 
 def _builders() -> dict[str, Callable[[Mapping[str, Any]], Workload]]:
@@ -59,4 +71,4 @@ def get(name: str, opts: Mapping[str, Any] | None = None) -> Workload:
     return builders[name](dict(opts or {}))
 
 
-__all__ = ["NAMES", "Workload", "get"]
+__all__ = ["NAMES", "FinalOps", "Generator", "Workload", "get"]
