@@ -223,57 +223,76 @@ def _inject_stale(draw: st.DrawFn, gen: Generated, ops: list[_Op]) -> None:
 
 @st.composite
 def set_histories(draw: st.DrawFn, inject: str | None = None, max_ops: int = 30,
-                  final_reads: int | None = None) -> Generated:
-    """Set histories (add / read-set, then final reads on every node) from a sequential model."""
+                  final_reads: int | None = None, rotate: bool = False) -> Generated:
+    """Set histories (add / read-set, then final reads on every node) from a sequential model.
+
+    rotate: the elements go to keys that rotate as the set workload's do (each key takes
+    1-4 adds, then the next one; a read reads the key being filled or an older one), and
+    the final reads read every key on every node. Otherwise one set without a key."""
     n_procs = draw(st.integers(1, 4))
     n_ops = draw(st.integers(1, max_ops))
+    per_key = draw(st.integers(1, 4)) if rotate else 0
     ops: list[_Op] = []
     counter = 0
+
+    def key_of(n: int) -> str | None:
+        return f"s{n // per_key}" if rotate else None
+
     for p, start, end, point in _schedule(draw, n_procs, n_ops):
         if draw(st.integers(0, 3)) == 0:
-            ops.append(_Op(p, "read-set", start, end, point,
+            back = draw(st.integers(0, 1)) * per_key  # sometimes the previous key
+            ops.append(_Op(p, "read-set", start, end, point, key=key_of(max(0, counter - back)),
                            type=draw(st.sampled_from(["ok"] * 6 + ["info", "fail"])),
                            node=draw(st.sampled_from(["n1", "n2", "n3"]))))
         else:
             counter += 1
             typ = draw(st.sampled_from(["ok"] * 6 + ["info", "fail"]))
             ops.append(_Op(p, "add", start, end, point, value=counter, type=typ,
-                           happens=typ == "ok" or (typ == "info" and draw(st.booleans())),
-                           node="n1"))
+                           key=key_of(counter - 1), node="n1",
+                           happens=typ == "ok" or (typ == "info" and draw(st.booleans()))))
     n_final = final_reads if final_reads is not None else draw(st.integers(0, 3))
+    keys = list(dict.fromkeys(o.key for o in ops)) or [key_of(0)]
     t = max((o.end for o in ops), default=0) + 20 * MS
-    for i in range(n_final):
-        ops.append(_Op(1000 + i, "read-set", t + i * MS, t + (i + 3) * MS, t + (i + 1) * MS,
-                       node=f"n{i + 1}", final=True))
-    state: set[Any] = set()
+    for j, key in enumerate(keys):
+        for i in range(n_final):
+            s = t + (j * n_final + i) * MS
+            ops.append(_Op(1000 + j * n_final + i, "read-set", s, s + 3 * MS, s + MS, key=key,
+                           node=f"n{i + 1}", final=True))
+    state: dict[Any, set[Any]] = {}
     for op in sorted(ops, key=lambda o: o.point):
         if op.f == "add" and op.happens:
-            state.add(op.value)
+            state.setdefault(op.key, set()).add(op.value)
         elif op.f == "read-set":
-            op.result = sorted(state)
+            op.result = sorted(state.get(op.key, set()))
     gen = Generated(_lines(ops))
     if inject == "lost-write":
         acked = [o for o in ops if o.f == "add" and o.type == "ok"]
         finals = [o for o in ops if o.final]
         if not acked or not finals:  # make sure there is an acked add and a final read
             t = max((o.end for o in ops), default=0) + 50 * MS
-            extra = _Op(900, "add", t, t + MS, t, value="inj", node="n1")
+            key = key_of(0)
+            extra = _Op(900, "add", t, t + MS, t, value="inj", key=key, node="n1")
             ops.append(extra)
             acked.append(extra)
-            if not finals:
-                fin = _Op(901, "read-set", t + 10 * MS, t + 11 * MS, t + 10 * MS, node="n1",
-                          final=True, result=sorted(state | {"inj"}, key=str))
-                ops.append(fin)
-                finals.append(fin)
+            if not finals:  # one on every key (a key without finals is judged otherwise)
+                for j, k in enumerate(keys):
+                    s = t + (10 + j) * MS
+                    held = state.get(k, set()) | ({"inj"} if k == key else set())
+                    fin = _Op(901 + j, "read-set", s, s + MS, s, node="n1", key=k,
+                              final=True, result=sorted(held, key=str))
+                    ops.append(fin)
+                    finals.append(fin)
             else:
                 for fin in finals:
                     fin.start, fin.end = t + 10 * MS + fin.start, t + 10 * MS + fin.end
-                    fin.result = sorted([*fin.result, "inj"], key=str)
+                    if fin.key == key:
+                        fin.result = sorted([*fin.result, "inj"], key=str)
         victim = acked[draw(st.integers(0, len(acked) - 1))]
         for fin in finals:
-            fin.result = [e for e in fin.result if e != victim.value]
+            if fin.key == victim.key:
+                fin.result = [e for e in fin.result if e != victim.value]
         gen.ops = _lines(ops)
-        gen.injected, gen.where = "lost-write", {"element": victim.value}
+        gen.injected, gen.where = "lost-write", {"element": victim.value, "key": victim.key}
     return gen
 
 

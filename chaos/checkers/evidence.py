@@ -53,6 +53,8 @@ CLUSTER_DOWN = "cluster-down"
 RESTART_GRACE_NS = NS_PER_S
 #: checkers that read no client op (a history of monitor observations alone is judged by them)
 MONITOR_ONLY = frozenset({"dual-leaders", "perf"})
+#: keys named in a reason about a node's missing final reads (the rest are counted)
+MAX_KEYS_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -96,28 +98,39 @@ def _error_text(typ: Any, error: Any) -> str:
 # -- per checker -----------------------------------------------------------------------------
 
 def final_read_gaps(pairs: pd.DataFrame) -> list[str]:
-    """Nodes (per key) whose final read-sets were attempted and none came back ok."""
+    """Nodes whose final read-sets of some key were attempted and none came back ok: one
+    reason per node, naming the key when there is one (a workload that rotates keys reads
+    thousands per node: a dead node is one reason, with how many keys and the first few)."""
     f = pairs["f"].to_numpy()
     final = pairs["final"].to_numpy().astype(bool)
     rows = np.flatnonzero((f == "read-set") & final)
     if not len(rows):
         return []
     sub = pairs.iloc[rows]
-    out = []
     groups: dict[tuple[Any, Any], list[int]] = {}
     for i, (key, node) in enumerate(zip(sub["key"], sub["node"])):
         groups.setdefault((hashable(key), hashable(node)), []).append(i)
     types = sub["type"].to_numpy()
     errors = sub["error"].to_numpy()
+    per_node: dict[Any, list[tuple[Any, list[int]]]] = {}
     for (key, node), pos in groups.items():
-        if any(types[p] == "ok" for p in pos):
-            continue
-        last = pos[-1]
+        if not any(types[p] == "ok" for p in pos):
+            per_node.setdefault(node, []).append((key, pos))
+    out = []
+    for node, missed in per_node.items():
         on = f"on {node}" if node is not None else "without a node"
-        of = f" of key {key!r}" if key is not None else ""
-        out.append(f"final reads{of} {on} were attempted {len(pos)} time(s) and none came back "
-                   f"ok (last: {_error_text(types[last], errors[last])}): what {node or 'it'} "
-                   f"holds cannot be judged, so lost writes there are unknown")
+        last = missed[-1][1][-1]
+        why = (f"none came back ok (last: {_error_text(types[last], errors[last])}): what "
+               f"{node or 'it'} holds cannot be judged, so lost writes there are unknown")
+        if len(missed) == 1:
+            key, pos = missed[0]
+            of = f" of key {key!r}" if key is not None else ""
+            out.append(f"final reads{of} {on} were attempted {len(pos)} time(s) and {why}")
+        else:
+            names = ", ".join(repr(k) for k, _ in missed[:MAX_KEYS_NAMED])
+            more = ", ..." if len(missed) > MAX_KEYS_NAMED else ""
+            out.append(f"final reads of {len(missed)} keys ({names}{more}) {on} were "
+                       f"attempted and {why}")
     return out
 
 
