@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from chaos import bounds, plugins, store
+from chaos.archive import index
 from chaos.errors import BadInput, ExitCode, verdict_exit_code
 from chaos.schedule import SHAPES, FaultSpec, make_schedule
 from chaos.target import Endpoints, Target
@@ -266,10 +267,12 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
         unverified += [f"client worker {s} ended without delivering all its ops"
                        for s in run.recorder.stats().lost_sources]
     if interrupted:
+        index.record_run(run_dir)  # the archive lists it, as unknown (no results)
         return RunOutcome(run_dir, "unknown", ExitCode.UNKNOWN, None, interrupted=True,
                           unverified=unverified)
     results, history = check_run(run_dir, workload, unverified, config,
                                  problems=run.hook_failures)
+    index.record_run(run_dir)  # store/index.jsonl: what `chaos serve` lists
     return RunOutcome(run_dir, results["valid"], verdict_exit_code(results["valid"]), results,
                       unverified=unverified, history=history)
 

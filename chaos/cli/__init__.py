@@ -31,6 +31,9 @@ COMMANDS: dict[str, str] = {
     "image": "chaos.cli.image:image",
     "down": "chaos.cli.down:down",
     "doctor": "chaos.cli.doctor:doctor",
+    "serve": "chaos.cli.serve:serve",
+    "compare": "chaos.cli.compare:compare",
+    "shrink": "chaos.cli.shrink:shrink",
 }
 
 
