@@ -4,7 +4,9 @@ A target declares `binaries` (executable -> Debian package, chaos.target). The l
 refuses to start when one is missing (LocalRuntime.check_binaries); `chaos doctor` shows the
 whole picture at once, before anything runs: one row per target and binary (found at which
 path, or missing, and the package that provides it), and whether a Docker engine answers
-(the docker runtime and the docker tests need one; nothing else does).
+(the docker runtime and the docker tests need one; nothing else does). Without a TARGET it
+also checks the programs the test suite needs (TEST_TOOLS: chromium for the `chaos serve`
+browser tests), so `.ci/run`'s `chaos doctor --install` prepares a fresh machine for them.
 
 `--install` installs the missing packages with apt-get (non-interactive, no recommends,
 `apt-get update` once first). Services a package would start on its own (a system
@@ -50,6 +52,13 @@ class BinaryCheck:
         return self.binary is None or self.path is not None
 
 
+#: host programs the test suite needs beyond the targets' (checked and installed with them
+#: when no target is named, as `.ci/run` does): the `chaos serve` browser tests drive
+#: Debian's headless chromium through its chromedriver
+TEST_TOOLS = {"chromium": "chromium", "chromedriver": "chromium-driver"}
+TEST_TOOLS_LABEL = "(browser tests)"
+
+
 def check_targets(names: Sequence[str]) -> tuple[list[BinaryCheck], list[str]]:
     """The binary checks of the named targets (all registered ones when `names` is empty),
     and one note per registered target that could not be loaded.
@@ -81,6 +90,9 @@ def check_targets(names: Sequence[str]) -> tuple[list[BinaryCheck], list[str]]:
         for binary, package in binaries:
             # the same test as LocalRuntime.check_binaries: on PATH, or an absolute path
             checks.append(BinaryCheck(label, binary, package, shutil.which(binary)))
+    if not names:
+        checks += [BinaryCheck(TEST_TOOLS_LABEL, binary, package, shutil.which(binary))
+                   for binary, package in sorted(TEST_TOOLS.items())]
     return checks, notes
 
 
