@@ -335,7 +335,7 @@ def final_reads(run: RunState, undo: contextlib.ExitStack) -> None:
             last[0] = now
             run.say(f"final ops: {done} of {total} done")
 
-    run.runner.run_final(run.names, 0, progress=progress)
+    run.runner.run_final(run.names, 0, progress=progress, keep_values=False)
     run.monitor.stop()
 
 

@@ -280,7 +280,6 @@ class WorkloadRunner:
         self._procs: list[tuple[str, Any, Any]] = []  # (source name, Process, ctl conn)
         self._started = False
         self._stopped = False
-        self.final_results: list[dict[str, Any]] = []
 
     # -- start -------------------------------------------------------------------------------
     def _spec(self, worker_id: int) -> WorkerSpec:
@@ -395,14 +394,15 @@ class WorkloadRunner:
                 "lost_workers": s.lost_sources}
 
     # -- final ops -----------------------------------------------------------------------------
-    def run_final(self, nodes: list[str], quiesce_s: float,
-                  progress: Any = None) -> list[dict[str, Any]]:
+    def run_final(self, nodes: list[str], quiesce_s: float, progress: Any = None,
+                  keep_values: bool = True) -> list[dict[str, Any]]:
         """After `quiesce_s` s of quiet, run the workload's final ops from this process.
 
         The workload is given the nodes and the keys the run's ops used (the recorder's);
         chaos.final runs the ops, one thread per node (retries, a node that stopped answering
         skipped and recorded as such). `progress(done, total)` is called after each op.
-        Returns the completions, in the order of the ops.
+        Returns the completions, in the order of the ops (without their values unless
+        `keep_values`: the history holds them, and there may be a gigabyte of them).
         """
         ops = list(self.workload.final_ops(list(nodes), self.recorder.keys()))
         if not ops:
@@ -414,9 +414,8 @@ class WorkloadRunner:
         def new_client() -> Any:
             return self.target.client(self.client_addrs, self.target_options)
 
-        self.final_results = FinalRunner(new_client, self.recorder, self.op_timeout,
-                                         progress).run(ops)
-        return self.final_results
+        return FinalRunner(new_client, self.recorder, self.op_timeout, progress,
+                           keep_values).run(ops)
 
 
 def _is_alive(proc: Any) -> bool:
