@@ -98,6 +98,14 @@ def lost(doc: dict) -> int | None:
     return stats.get("lost")
 
 
+def _store(root: str, cell: str, seed: int) -> str:
+    """The store of one run: <root>/<cell as a file name>/seed-<n>."""
+    slug = "".join(c if c.isalnum() else "-" for c in cell).strip("-")
+    path = Path(root) / slug / f"seed-{seed}"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def _p90(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(0.9 * len(xs)))]
@@ -123,19 +131,25 @@ def main() -> None:
     ap.add_argument("--target", default="kvlite", choices=sorted(MATRICES))
     ap.add_argument("--runtime", default="", help="default: the matrix's own (kvlite local, "
                     "etcd docker)")
-    ap.add_argument("--cells", default="", help="comma list of cell name prefixes")
+    ap.add_argument("--cells", default="", help="comma list of cell name prefixes (a "
+                    "semicolon list when one holds a comma: 'pg sync off, partition;pg strict')")
     ap.add_argument("--first-seed", type=int, default=1)
     ap.add_argument("--net", default="auto", help="the net backend (chaos run --net)")
+    ap.add_argument("--keep", default="", help="keep every run's store (history, results, "
+                    "node logs) under this directory, one sub-directory per cell and seed, so "
+                    "an odd outcome can be explained afterwards (default: a temporary store)")
     a = ap.parse_args()
     matrix, runtime = MATRICES[a.target]
     a.runtime = a.runtime or runtime
     cells = {k: v for k, v in matrix.items()
-             if not a.cells or any(k.startswith(p.strip()) for p in a.cells.split(","))}
+             if not a.cells or any(k.startswith(p.strip()) for p in
+                                   a.cells.split(";" if ";" in a.cells else ",") if p.strip())}
     rows = []
-    with tempfile.TemporaryDirectory() as store:
+    with tempfile.TemporaryDirectory() as tmp:
         for name, (args, expect) in cells.items():
             hits, codes, secs, perfs, losses, failovers = 0, [], [], [], [], []
             for seed in range(a.first_seed, a.first_seed + a.runs):
+                store = _store(a.keep or tmp, name, seed)
                 code, doc, dt = run_cell(args, seed, a.time_limit, a.runtime, store, a.net)
                 ok = detected(doc, expect)
                 hits += ok
@@ -154,7 +168,8 @@ def main() -> None:
                         failovers.append(f_s)
                 why = "" if ok else f": {(doc.get('reasons') or [doc.get('error', '')])[:1]}"
                 print(f"{name:32s} seed {seed:3d}: exit {code} {'detected' if ok else 'MISSED'}"
-                      f" ({dt:.0f} s){why}", file=sys.stderr, flush=True)
+                      f" ({dt:.0f} s, lost {lost(doc)}){why} [{store}]", file=sys.stderr,
+                      flush=True)
             want = "valid" if expect == "valid" else "anomalies found"
             load = (f"{sum(p[0] for p in perfs) / len(perfs):.0f} | "
                     f"{_median([p[1] for p in perfs]):.1f} / {_median([p[2] for p in perfs]):.0f}"
@@ -163,12 +178,12 @@ def main() -> None:
                 f" {_median(failovers):.1f} / {_p90(failovers):.1f} ({len(failovers)} runs) |"
                 if failovers else " - |")
             rows.append(f"| {name} | {want} | {hits}/{a.runs} | "
-                        f"{', '.join(str(c) for c in codes)} | {sum(secs) / len(secs):.0f} s | "
-                        f"{load} |{extra}")
+                        f"{', '.join(str(c) for c in codes)} | "
+                        f"{_median(secs):.0f} / {max(secs):.0f} s | {load} |{extra}")
     print(f"Runtime {a.runtime}, net {a.net}, {a.time_limit:.0f} s of load per run, "
           "nemesis interval 3 s unless the cell sets its own, "
           f"seeds {a.first_seed}..{a.first_seed + a.runs - 1}\n")
-    print("| cell | expected | detected | exit codes | mean wall time | ok ops/s (mean) | "
+    print("| cell | expected | detected | exit codes | wall time median / max | ok ops/s (mean) | "
           "latency p50 / p99 ms (median) | lost writes median / max | "
           "failover s median / p90 |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -5,15 +5,20 @@ Each test starts its own 3-node cluster from the target's own services and tears
 """
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from chaos.errors import SetupError
 from targets.postgres import testing
 from targets.postgres.setup import create_tables, wait_replicated, wait_streaming
+from tests.runhelp import REPO, chaos
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(testing.available() is not None,
@@ -181,3 +186,29 @@ def test_no_primary_is_a_setup_error_naming_each_node():
         cluster.close()
     left = subprocess.run(["pgrep", "-f", cluster.root], capture_output=True, text=True).stdout
     assert left == ""
+
+
+def test_chaos_run_without_a_primary_is_exit_3_naming_each_node(tmp_path):
+    """The whole `chaos run` path: a cluster that never elects a primary (no etcd quorum,
+    tests/pg_no_quorum_target.py) is a setup error, exit 3, whose one message says what each
+    node answered, and every process the run started is gone afterwards."""
+    root = tempfile.mkdtemp(prefix="chaos-pg-noquorum-")
+    os.chmod(root, 0o755)          # PostgreSQL runs as `postgres`: it must reach its data dir
+    store = Path(root) / "store"
+    try:
+        proc = _run_no_quorum(store)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "no leader within 15 s" in proc.stderr, proc.stderr[-2000:]
+    for node in ("n1", "n2", "n3"):
+        assert f"{node}: " in proc.stderr, proc.stderr[-2000:]
+
+
+def _run_no_quorum(store: Path) -> subprocess.CompletedProcess:
+    proc = chaos("run", "--target", str(REPO / "tests" / "pg_no_quorum_target.py"),
+                 "--runtime", "local", "--nemesis", "none", "--time-limit", "5",
+                 "--store", str(store), "--quiet", timeout=120)
+    left = subprocess.run(["pgrep", "-af", str(store)], capture_output=True, text=True).stdout
+    assert left == "", f"left running after exit {proc.returncode}: {left}"
+    return proc
