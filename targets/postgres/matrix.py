@@ -13,7 +13,9 @@ Raft leader dies with the node (a new etcd leader renews every lease once), so t
 do promote while the primary is gone. Clients write as fast as they can (--rate 0, 8
 clients): the asynchronous window a kill catches is the WAL the primary flushed and
 acknowledged but had not yet sent, a few milliseconds, so many commits per second make it
-hold some.
+hold some; the kill cell doubles the clients (16) for that reason: each kill caught 5-10 commits
+with 8 clients and none in 2 of 7 runs (docs/benchmarks.md). The criterion stays the same: an
+acknowledged add absent from every final read.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ STALE = [("stale-reads", {"stale-read"})]
 CELLS: dict[str, tuple[list[str], Any]] = {
     "pg sync off, partition primary": (
         ASYNC_SET + ["--nemesis", "partition", "--partition-shape", "isolate-leader"], LOST),
-    "pg sync off, kill primary": (ASYNC_SET + ["--nemesis", "kill"], LOST),
+    "pg sync off, kill primary": (ASYNC_SET + ["--concurrency", "16", "--nemesis", "kill"],
+                                  LOST),
     "pg strict, partition": (
         STRICT_SET + ["--nemesis", "partition", "--partition-shape", "isolate-leader"], "valid"),
     "pg strict, kill": (STRICT_SET + ["--nemesis", "kill"], "valid"),
