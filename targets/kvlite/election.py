@@ -45,7 +45,7 @@ async def watch(node: "Node") -> None:
                     node.become_follower(node.term, None)
                     node.last_heard = now
                 continue
-            if opts.failover == "none":
+            if opts.failover == "none" or node.learner:
                 continue
             if node.last_heard == 0.0:       # admin promote: campaign now
                 deadline = 0.0
@@ -149,8 +149,8 @@ def handle_vote(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
     """Answer a vote request (majority failover)."""
     term, cand = msg["term"], msg["candidate"]
     deny = {"type": "ok", "granted": False, "term": node.term}
-    if not node.majority or term < node.term:
-        return deny
+    if not node.majority or term < node.term or node.learner:
+        return deny                    # a learner's empty log must not elect anyone
     now = time.monotonic()
     if node.role == "leader" and node.lease_ok():
         return deny                    # our lease is live: nobody else may lead yet

@@ -36,7 +36,17 @@ async def handle_append(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reply(node: "Node", ok: bool, **extra: Any) -> dict[str, Any]:
+    if node.learner:
+        extra["learner"] = True
     return {"type": "ok", "ok": ok, "term": node.term, **extra}
+
+
+def _caught_up(node: "Node", match: int, leader_commit: int) -> None:
+    """A learner holding everything its leader has committed becomes a voter again."""
+    if node.learner and match >= leader_commit:
+        node.learner = False
+        node.save_meta()
+        node.note(f"caught up to the leader's commit index {leader_commit}: a voter again")
 
 
 async def _append(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +95,7 @@ async def _append(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
         # they can never commit (a deposed leader's unreplicated writes): discard them
         node.truncate(match, f"entries past the end of leader {leader}'s log")
     node.advance_commit(min(msg["commit"], match))
+    _caught_up(node, match, msg["commit"])
     return _reply(node, True, match=match)
 
 

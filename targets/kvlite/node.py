@@ -44,6 +44,7 @@ class Options:
     snapshot_every: int = 10000       # compact the log after this many applied entries
     commit_wait_ms: int = 5000        # a write waiting longer for replication gets an error
     replication_lag_ms: int = 50      # async followers: pause between shipped batches
+    rejoin: bool = False              # started with a wiped data dir: a learner until caught up
 
     @property
     def hb(self) -> float:
@@ -69,6 +70,10 @@ class Node:
         self.role = "follower"
         self.term = 0
         self.voted_for: str | None = None
+        #: a rejoined node (wiped data, --rejoin) until it holds everything committed: it
+        #: neither votes nor campaigns nor promotes itself, and leaders do not count its acks
+        #: (its amnesia must not decide an election or a commit)
+        self.learner = False
         self.leader: str | None = None
         self.state: dict[Any, Any] = {}
         self.head: dict[Any, Any] = {}
@@ -106,6 +111,7 @@ class Node:
         self.term = int(meta.get("term", 0))
         self.voted_for = meta.get("voted_for")
         was_leader = bool(meta.get("was_leader"))
+        self.learner = bool(meta.get("learner"))
         self.state = self.log.snapshot_state_dict()
         self.commit_index = self.applied_index = self.log.snapshot_index
         self.head = copy_state(self.state)
@@ -115,8 +121,15 @@ class Node:
             # without consensus every logged entry counts (async followers apply on receipt)
             self.advance_commit(self.log.last_index)
         fresh = self.log.last_index == 0 and self.term == 0
+        if self.opts.rejoin and fresh:
+            self.learner = True
+            self.save_meta()
+            self.note("rejoining with an empty data dir: a learner until caught up",
+                      logging.WARNING)
         init = self.opts.initial_leader
-        if self.opts.failover == "none" and init == self.name:
+        if self.learner:
+            self.note(f"learner: waiting for a leader (log to {self.log.last_index})")
+        elif self.opts.failover == "none" and init == self.name:
             self.become_leader(max(self.term, 1))
         elif self.opts.failover == "naive" and init == self.name and fresh:
             self.become_leader(1)
@@ -147,7 +160,8 @@ class Node:
     def save_meta(self) -> None:
         """Term, vote, and (naive) whether this node leads: it resumes leading after a crash."""
         self.log.save_meta({"term": self.term, "voted_for": self.voted_for,
-                            "was_leader": self.role == "leader" and not self.majority})
+                            "was_leader": self.role == "leader" and not self.majority,
+                            "learner": self.learner})
 
     def become_leader(self, term: int) -> None:
         self.set_term(term, self.voted_for if term == self.term else self.name)
@@ -332,6 +346,7 @@ class Node:
             "name": self.name, "role": self.role, "term": self.public_term,
             "generation": self.term, "leader": self.leader,
             "last_index": self.log.last_index, "last_term": self.log.last_term,
+            "log_position": self.log.last_index, "learner": self.learner,
             "commit_index": self.commit_index, "applied_index": self.applied_index,
             "snapshot_index": self.log.snapshot_index,
             "replication": self.opts.replication, "failover": self.opts.failover,

@@ -34,6 +34,9 @@ class KvliteTarget(BaseTarget):
     name = "kvlite"
     workloads = frozenset({"register", "set"})
     supports_mesh = True
+    #: one Python process (libc clocks: libfaketime skews it); a wiped node rejoins as a
+    #: learner (--rejoin) and status reports log_position
+    faults = frozenset({"clock", "member"})
     ports: Mapping[str, int] = {MAIN: 7000}
     options: Mapping[str, OptionSpec] = {
         "replication": OptionSpec("async", "when the leader acks a write: after its own append "
@@ -99,6 +102,8 @@ class KvliteTarget(BaseTarget):
                 "--replication-lag-ms", str(int(o["replication_lag_ms"]))]
         if o["failover"] != "majority":
             argv += ["--initial-leader", names[0]]
+        if node.rejoin:
+            argv.append("--rejoin")
         for peer, addr in sorted(node.peers.items()):
             argv += ["--peer", f"{peer}={addr.host}:{addr.port}"]
         return argv

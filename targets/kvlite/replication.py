@@ -44,6 +44,8 @@ class Replicator:
         self.term = node.term
         self.next_index = node.log.last_index + 1
         self.match = 0
+        #: the follower said it is a learner (rejoined, not caught up): its acks do not count
+        self.learner = False
         self.wake = asyncio.Event()
         self.healthy = False
         self.last_ok = 0.0
@@ -123,6 +125,11 @@ class Replicator:
         reply = await node.links[self.peer].call({}, timeout=timeout, raw=raw)
         return self.handle(reply, sent)
 
+    @property
+    def voting_match(self) -> int:
+        """The match index a commit may count on: 0 while the follower is a learner."""
+        return 0 if self.learner else self.match
+
     def handle(self, reply: dict, sent: float) -> bool:
         node = self.node
         if not self.active():
@@ -162,8 +169,10 @@ class Replicator:
         self.match = reply["match"]
         self.next_index = self.match + 1
         self.healthy, self.last_ok = True, now
-        node.ack_sent[self.peer] = sent
-        node.ack_recv[self.peer] = now
+        self.learner = bool(reply.get("learner"))
+        if not self.learner:  # a learner's ack backs neither a commit nor the lease
+            node.ack_sent[self.peer] = sent
+            node.ack_recv[self.peer] = now
         on_follower_ok(node, self.peer)
         node.update_commit()
         return self.next_index <= node.log.last_index and not node.paused_replication
@@ -200,11 +209,11 @@ def commit_candidate(node: "Node") -> int:
     if mode == "async" or not reps and mode != "semi-sync":
         return local
     if mode == "sync":
-        return min([local] + [r.match for r in reps.values()])
+        return min([local] + [r.voting_match for r in reps.values()])
     if mode == "semi-sync":
         if not node.peer_names:
             return local
         r = reps.get(node.sync_follower or "")
-        return min(local, r.match) if r is not None else node.commit_index
-    matches = sorted([local] + [r.match for r in reps.values()], reverse=True)
+        return min(local, r.voting_match) if r is not None else node.commit_index
+    matches = sorted([local] + [r.voting_match for r in reps.values()], reverse=True)
     return matches[node.cluster_size // 2]

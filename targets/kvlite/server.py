@@ -140,6 +140,9 @@ def arg_parser() -> argparse.ArgumentParser:
                    help="compact the log after this many applied entries")
     p.add_argument("--commit-wait-ms", type=int, default=5000,
                    help="a write waiting longer for replication gets an unknown-outcome error")
+    p.add_argument("--rejoin", action="store_true",
+                   help="the data dir was wiped: rejoin as a learner (no vote, acks not "
+                        "counted) until caught up to the leader's commit index")
     p.add_argument("--replication-lag-ms", type=int, default=50,
                    help="asynchronous followers get log batches at most this often (ms)")
     return p
@@ -150,7 +153,8 @@ def options_from_args(a: argparse.Namespace) -> Options:
                    routing=a.routing, heartbeat_ms=a.heartbeat_ms,
                    election_timeout_ms=a.election_timeout_ms, fsync=a.fsync,
                    initial_leader=a.initial_leader, snapshot_every=a.snapshot_every,
-                   commit_wait_ms=a.commit_wait_ms, replication_lag_ms=a.replication_lag_ms)
+                   commit_wait_ms=a.commit_wait_ms, replication_lag_ms=a.replication_lag_ms,
+                   rejoin=a.rejoin)
 
 
 async def serve(a: argparse.Namespace) -> None:
