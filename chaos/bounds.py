@@ -104,7 +104,7 @@ _SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
     "runtime": ((str, type(None)), "--runtime"), "net": ((str,), "--net"),
     "client_placement": ((str,), "--client-placement"),
     "partition_shape": ((str,), "--partition-shape"), "store": ((str,), "--store"),
-    "partition_mode": ((str,), "--partition-mode"),
+    "partition_mode": ((str,), "--partition-mode"), "clock": ((str,), "--clock"),
     "seed": ((int,), "--seed"), "nemesis": ((list,), "--nemesis"),
     "target_options": ((dict,), "-O"), "runtime_options": ((dict,), "runtime options"),
     "test_name": ((str, type(None)), "test_name"),
@@ -131,7 +131,9 @@ def problems(cfg: Any) -> list[str]:
             out.append(problem)
     if out:
         return out
-    kinds = set(cfg.nemesis)
+    from chaos.schedule import kinds_of
+
+    kinds = set(kinds_of(cfg.nemesis))
     # ssh: the node count is the nodes file's, known once prepare() has read it ("hosts")
     counted = cfg.runtime != "ssh" or bool((cfg.runtime_options or {}).get("hosts"))
     if cfg.nodes < 2 and link_kinds(kinds) and counted:

@@ -33,6 +33,8 @@ class Monitor:
         self.interval = interval
         self.timeout = timeout
         self.latest: dict[str, dict[str, Any] | None] = {n: None for n in self.nodes}
+        #: every node seen claiming leadership, the most recent claim first
+        self.led: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,6 +60,8 @@ class Monitor:
                                     "error": f"{type(exc).__name__}: {exc}"[:200]})
                 continue
             self.latest[node] = status
+            if status["role"] == "leader":
+                self.led = [node] + [n for n in self.led if n != node]
             self.source.record({"process": "monitor", "type": "ok", "f": "status",
                                 "node": node, "value": status})
 
@@ -91,3 +95,9 @@ class Monitor:
 
     def leaders(self) -> list[str]:
         return [n for n, st in self.latest.items() if st and st.get("role") == "leader"]
+
+    def past_leaders(self) -> list[str]:
+        """Every node seen leading during the run, the most recent first (the current
+        leader, when there is one, before the others)."""
+        now = self.leader()
+        return ([now] if now else []) + [n for n in self.led if n != now]

@@ -37,12 +37,18 @@ class NemesisContext:
     nodes: list[str]
     leader: Callable[[], str | None]          # the monitor's current view
     #: start a node again with its original config: restart(node), or restart(node, service)
-    #: after a kill of one named service
+    #: after a kill of one named service, or restart(node, rejoin=True) after its data was
+    #: wiped (NodeConfig.rejoin: it comes back as a new member)
     restart: Callable[..., None]
     rng: random.Random
     record: Callable[[dict[str, Any]], Any]   # recorder source: record(op)
     #: the fault-effect evidence (chaos.net.evidence.Evidence), None: not collected
     evidence: Any = None
+    #: every node seen leading, the most recent first (the "primaries" partition shape)
+    past_leaders: Callable[[], list[str]] = list
+    #: status(node) -> the node's status, checked against the contract (raises when it does
+    #: not answer): faults that verify through the target (member's catch-up)
+    status: Callable[[str], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -56,6 +62,8 @@ class Nemesis:
     net_faulty: bool = False
     unverified: list[str] = field(default_factory=list)
     current: str | None = None   # human description of the active fault (progress line)
+    #: what fault kinds without a field above keep between start, stop and heal (kind -> ...)
+    state: dict[str, Any] = field(default_factory=dict)
     _evidence_checked: bool = False
 
     # -- helpers the faults use -------------------------------------------------------------
@@ -66,17 +74,19 @@ class Nemesis:
 
     def shape(self, name: str, leader: str | None) -> list[list[str]]:
         """Groups of a partition shape over this run's nodes."""
-        return partition_shape(list(self.ctx.nodes), name, self.ctx.rng, leader)
+        return partition_shape(list(self.ctx.nodes), name, self.ctx.rng, leader,
+                               leaders=self.ctx.past_leaders())
 
     def pick(self, which: str) -> tuple[str, str]:
-        """Resolve "leader" / "random" / a node name to a node, with the reason."""
+        """Resolve "leader" / "follower" / "random" / a node name to a node, with the reason."""
         if which in self.ctx.nodes:
             return which, "named"
-        if which == "leader":
-            leader = self.ctx.leader()
-            if leader is not None:
-                return leader, "leader"
-        why = "random (no leader known)" if which == "leader" else "random"
+        leader = self.ctx.leader() if which in ("leader", "follower") else None
+        if which == "leader" and leader is not None:
+            return leader, "leader"
+        if which == "follower" and leader is not None:
+            return self.ctx.rng.choice([n for n in self.ctx.nodes if n != leader]), "follower"
+        why = "random (no leader known)" if which in ("leader", "follower") else "random"
         return self.ctx.rng.choice(self.ctx.nodes), why
 
     def evidence_begin(self, what: str, links: list[tuple[str, str]]) -> None:

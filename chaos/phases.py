@@ -71,16 +71,25 @@ class RunState:
                        options=dict(self.cfg.target_options),
                        run=self.runtime.run, data_dir=self.runtime.data_dir)
 
-    def start_node(self, node: str, service: str | None = None) -> None:
-        """First start, and restarts after a kill (NodeConfig.restart=True): the node's
-        services in order, or only the named one. Also the nemesis' restart callback."""
+    def start_node(self, node: str, service: str | None = None, rejoin: bool = False) -> None:
+        """First start, and restarts after a kill (NodeConfig.restart=True) or a wipe
+        (rejoin=True): the node's services in order, or only the named one. Also the
+        nemesis' restart callback. The scheduled fault kinds add their environment and
+        files to every service (chaos.faults.node_setup: libfaketime for `clock`)."""
+        from chaos.faults import node_setup
         from chaos.plugins import blame
 
-        config = dataclasses.replace(self.configs[node], restart=node in self.started)
+        config = dataclasses.replace(self.configs[node], restart=node in self.started,
+                                     rejoin=rejoin)
         with blame(self.target, "services"):
             services = list(self.target.services(config))
+        env, files = node_setup([s.kind for s in self.cfg.schedule or []], config.data_dir,
+                                first=node not in self.started)
         for svc in services:
             if service is None or svc.name == service:
+                if env or files:
+                    svc = dataclasses.replace(svc, env={**env, **svc.env},
+                                              files={**files, **svc.files})
                 self.runtime.start(node, svc)
         self.started.add(node)
 
@@ -105,7 +114,11 @@ def runtime_setup(run: RunState, undo: contextlib.ExitStack) -> None:
     undo.callback(run.runtime.teardown)  # first in, last out; safe before setup too
     run.say(f"runtime {run.runtime.name}: {len(run.names)} nodes")
     run.runtime.setup(run.names, str(run.run_dir))
-    run.runtime.check_binaries(run.target.binaries)
+    from chaos.faults import host_files_of
+    from chaos.schedule import kinds_of
+
+    kinds = kinds_of([s.kind for s in run.cfg.schedule or []])
+    run.runtime.check_binaries({**run.target.binaries, **host_files_of(kinds)})
 
 
 def net_setup(run: RunState, undo: contextlib.ExitStack) -> None:
@@ -240,9 +253,16 @@ def record(run: RunState, undo: contextlib.ExitStack) -> None:
     undo.callback(run.monitor.stop)
     run.nemesis = Nemesis(NemesisContext(
         runtime=run.runtime, net=run.net.faults, nodes=run.names, leader=run.monitor.leader,
+        past_leaders=run.monitor.past_leaders,
         restart=run.start_node, evidence=run.net.evidence, rng=run.rng,
-        record=run.recorder.local("nemesis").record))
+        record=run.recorder.local("nemesis").record, status=lambda n: _status(run, n)))
     undo.callback(lambda: run.nemesis.heal_all(record=False))
+
+
+def _status(run: RunState, node: str) -> dict[str, Any]:
+    """A node's status for the faults that verify through the target (out of band)."""
+    assert run.real is not None
+    return check_status(node, run.target.status(node, run.real, 1.0))
 
 
 def start_workload(run: RunState, undo: contextlib.ExitStack) -> None:
@@ -278,6 +298,7 @@ def run_schedule(run: RunState, undo: contextlib.ExitStack) -> None:
     ends it early when the whole cluster is gone (chaos.liveness)."""
     from chaos.liveness import ClusterDown, Liveness
     from chaos.nemesis import wait_until
+    from chaos.schedule import events
 
     start = time.monotonic()
     live = Liveness(run.runtime, run.names, run.monitor, run.nemesis, run.recorder)
@@ -291,11 +312,9 @@ def run_schedule(run: RunState, undo: contextlib.ExitStack) -> None:
             run.progress.update(time.monotonic() - start, run.recorder, run.nemesis)
 
     try:
-        for spec in run.cfg.schedule or []:
-            wait_until(start + spec.start_s, tick)
-            run.nemesis.start(spec)
-            wait_until(start + spec.stop_s, tick)
-            run.nemesis.stop(spec)
+        for offset, what, spec in events(run.cfg.schedule or []):
+            wait_until(start + offset, tick)
+            (run.nemesis.start if what == "start" else run.nemesis.stop)(spec)
         wait_until(start + run.cfg.time_limit, tick)
     except ClusterDown:  # the load phase ends early; the verdict will say why
         run.say("the cluster is down: load phase ended early")

@@ -36,7 +36,8 @@ BUILTIN = {"kvlite": "targets.kvlite.plugin:KvliteTarget",
 RUNTIMES = ("local", "docker", "ssh")
 #: BaseTarget's optional data members and hooks, filled in by `with_defaults`
 _DATA = ("options", "workloads", "ports", "packages", "binaries", "controller_modules",
-         "supports_mesh", "default_runtime", "startup_timeout", "setup_before_leader")
+         "supports_mesh", "default_runtime", "startup_timeout", "setup_before_leader",
+         "faults")
 #: the longest start-up leader wait a target may ask for (seconds)
 MAX_STARTUP_TIMEOUT = 3600.0
 _METHODS = ("validate_options", "services", "setup_cluster", "teardown_cluster",
@@ -173,6 +174,17 @@ def blame(target: Any, method: str, error: type[ChaosError] = SetupError) -> Ite
 
 
 # -- defaults and validation of a plugin object ---------------------------------------------
+
+def _fault_problems(faults: Any) -> list[str]:
+    """Target.faults must be a set of optional fault kinds (chaos.faults)."""
+    from chaos.faults import FAULTS
+
+    if isinstance(faults, str) or not isinstance(faults, (set, frozenset, tuple, list)):
+        return [f"faults must be a frozenset of fault kinds, got {faults!r:.80}"]
+    optional = sorted(k for k, f in FAULTS.items() if f.optional)
+    return [f"faults lists {k!r}, which is not an optional fault kind (those are: "
+            f"{', '.join(optional)})" for k in faults if k not in optional]
+
 
 def with_defaults(obj: Any) -> Any:
     """`obj` with every optional Target member it lacks set from BaseTarget's default.
@@ -329,6 +341,7 @@ def validate(target: Any) -> list[str]:
         problems.append("supports_mesh must be True or False")
     if not isinstance(getattr(target, "setup_before_leader", False), bool):
         problems.append("setup_before_leader must be True or False")
+    problems += _fault_problems(getattr(target, "faults", frozenset()))
     wait = getattr(target, "startup_timeout", 30.0)
     if (isinstance(wait, bool) or not isinstance(wait, (int, float))
             or not 0 < wait <= MAX_STARTUP_TIMEOUT):

@@ -57,6 +57,9 @@ class RunConfig:
     partition_mode: str = "refuse"
     latency_ms: int = 200
     jitter_ms: int = 50
+    #: the clock fault's mode (chaos.faults.clock.parse_spec): mixed, offset[:S], bump[:S],
+    #: strobe[:S[:MS]], rate[:R]
+    clock: str = "mixed"
     time_limit: float = 30.0
     concurrency: int = 6
     rate: float | None = 200.0
@@ -85,6 +88,9 @@ class RunConfig:
             raise BadInput(f"--partition-shape must be one of {', '.join(SHAPES)}, mixed")
         if self.partition_mode not in ("refuse", "drop"):
             raise BadInput(f"--partition-mode: {self.partition_mode!r}; choose from refuse, drop")
+        from chaos.faults.clock import parse_spec
+
+        parse_spec(self.clock)
         store.check_store(self.store)
 
     @property
@@ -167,7 +173,15 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()
         cfg.schedule = make_schedule(cfg.nemesis, interval=cfg.nemesis_interval,
                                      time_limit=cfg.time_limit, seed=cfg.seed,
                                      shape=cfg.partition_shape, latency_ms=cfg.latency_ms,
-                                     jitter_ms=cfg.jitter_ms, partition_mode=cfg.partition_mode)
+                                     jitter_ms=cfg.jitter_ms, partition_mode=cfg.partition_mode,
+                                     clock=cfg.clock)
+    from chaos.faults import refused
+    from chaos.schedule import kinds_of
+
+    # a fault the target cannot take (clock on a Go binary, member where a wiped node
+    # cannot rejoin) is bad input before anything starts
+    refused(kinds_of(list(cfg.nemesis) + [s.kind for s in cfg.schedule]), target.name,
+            frozenset(target.faults))
     cfg.net = _choose_net(cfg, target)
     if cfg.runtime == "ssh":
         from chaos.runtime.ssh import read_nodes_file

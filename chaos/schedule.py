@@ -14,8 +14,8 @@ from chaos.errors import BadInput
 from chaos.faults import FAULTS
 from chaos.faults.shapes import SHAPES
 
-__all__ = ["KINDS", "NAMES", "SHAPES", "FaultSpec", "make_schedule", "parse_nemeses",
-           "split_kind"]
+__all__ = ["KINDS", "NAMES", "SHAPES", "FaultSpec", "events", "kinds_of", "make_schedule",
+           "parse_nemeses", "split_kind"]
 
 #: what `--nemesis all` means (the registry's in_all kinds, in registration order)
 KINDS = tuple(k for k, f in FAULTS.items() if f.in_all)
@@ -42,15 +42,16 @@ class FaultSpec:
 
 
 def parse_nemeses(text: str) -> list[str]:
-    """'partition' | 'all' | 'kill,pause' | 'kill:agent' | 'none' -> list of kinds (a kind
-    with `:SERVICE` acts on that one service of a node); BadInput names the bad one."""
+    """'partition' | 'all' | 'kill,pause' | 'kill:agent' | 'partition+clock' | 'none' -> list
+    of items (a kind with `:SERVICE` acts on that one service of a node; kinds joined by
+    `+` start together and stop together); BadInput names the bad one."""
     text = (text or "none").strip()
     if text in ("none", ""):
         return []
     if text == "all":
         return list(KINDS)
     kinds = [k.strip() for k in text.split(",") if k.strip()]
-    for item in kinds:
+    for item in (part.strip() for k in kinds for part in k.split("+")):
         k, sep, service = item.partition(":")
         if k not in FAULTS:  # the live registry: a fault registered later is accepted too
             raise BadInput(f"--nemesis: unknown nemesis {k!r}; choose from "
@@ -62,6 +63,12 @@ def parse_nemeses(text: str) -> list[str]:
         if sep and not service.strip():
             raise BadInput(f"--nemesis {item}: name the service after the colon (kill:SERVICE)")
     return kinds
+
+
+def kinds_of(items: list[str]) -> list[str]:
+    """The fault kinds in parse_nemeses' items ('partition+clock', 'kill:agent' ...)."""
+    return list(dict.fromkeys(split_kind(part)[0] for item in items
+                              for part in item.split("+")))
 
 
 def split_kind(item: str) -> tuple[str, str | None]:
@@ -76,9 +83,11 @@ def make_schedule(kinds: list[str], *, interval: float, time_limit: float, seed:
     """Jepsen's rhythm: `interval` s healthy, `interval` s faulty, repeated within the limit.
 
     With several kinds the schedule cycles through them in a seeded random order, so every kind
-    occurs. shape "mixed" picks a partition shape per fault from SHAPES. Each occurrence's
-    params come from its fault kind (chaos.faults: `schedule_params`); `extra` options are
-    passed to them (e.g. bandwidth_kb).
+    occurs. An item 'a+b' is one combined occurrence: a spec per kind with the same window,
+    started in the order written and stopped in reverse (partition+clock: the leader is cut
+    off, then its clock skewed). shape "mixed" picks a partition shape per fault from SHAPES.
+    Each occurrence's params come from its fault kind (chaos.faults: `schedule_params`);
+    `extra` options are passed to them (e.g. bandwidth_kb, clock).
     """
     if not kinds:
         return []
@@ -90,11 +99,22 @@ def make_schedule(kinds: list[str], *, interval: float, time_limit: float, seed:
     t = interval
     i = 0
     while t + interval <= time_limit + 1e-9:
-        kind, service = split_kind(order[i % len(order)])
-        params = FAULTS[kind].schedule_params(rng, opts)
-        if service is not None:
-            params["service"] = service
-        specs.append(FaultSpec(kind, round(t, 3), round(t + interval, 3), params))
+        for part in order[i % len(order)].split("+"):
+            kind, service = split_kind(part.strip())
+            params = FAULTS[kind].schedule_params(rng, opts)
+            if service is not None:
+                params["service"] = service
+            specs.append(FaultSpec(kind, round(t, 3), round(t + interval, 3), params))
         t += 2 * interval
         i += 1
     return specs
+
+
+def events(specs: list[FaultSpec]) -> list[tuple[float, str, FaultSpec]]:
+    """The schedule as (offset s, "start" | "stop", spec) in the order to act: by time;
+    at one instant the stops first (newest first), then the starts in schedule order."""
+    out: list[tuple[float, int, int, str, FaultSpec]] = []
+    for i, spec in enumerate(specs):
+        out.append((spec.start_s, 1, i, "start", spec))
+        out.append((spec.stop_s, 0, -i, "stop", spec))
+    return [(t, what, spec) for t, _, _, what, spec in sorted(out, key=lambda e: e[:3])]

@@ -110,6 +110,10 @@ class NodeConfig:
     peer_ports: node -> port name -> that peer port as THIS node must dial it
     advertise_ports: port name -> this node's real address for that port
     restart:    False on the first start, True when started again after a kill
+    rejoin:     True when started again after its data was wiped (the `member` fault): the
+                node must come back as a NEW member, catching up from the others (a
+                snapshot plus the log after it) and, in a consensus system, not vote or count
+                toward a quorum before it has caught up
     nodes:      every node name of the cluster, in order (this one included)
     code_root:  the directory on the node's host holding the `chaos` and `targets` packages
     python:     an interpreter on the node's host (the controller's own one locally)
@@ -125,6 +129,7 @@ class NodeConfig:
     peer_ports: dict[str, dict[str, Addr]] = field(default_factory=dict)
     advertise_ports: dict[str, Addr] = field(default_factory=dict)
     restart: bool = False
+    rejoin: bool = False
     nodes: tuple[str, ...] = ()
     code_root: str = ""
     python: str = "python3"
@@ -241,7 +246,7 @@ class Target(Protocol):
 
     Members (BaseTarget documents each default):
       name, options, workloads, ports, packages, binaries, controller_modules,
-      supports_mesh, default_runtime, startup_timeout, setup_before_leader,
+      supports_mesh, default_runtime, startup_timeout, setup_before_leader, faults,
       validate_options, services, client, status, setup_cluster, teardown_cluster,
       before_final_reads, check_cluster.
 
@@ -286,6 +291,12 @@ class Target(Protocol):
     #: True: setup_cluster runs before the leader wait (a system with no leader until a
     #: hook initiates one, e.g. a replica set); False: after the first leader appeared
     setup_before_leader: bool
+    #: the optional fault kinds this target takes (docs/targets.md "Optional faults"):
+    #: "clock" when every process of a node reads time through libc (libfaketime can skew
+    #: it; a static Go binary cannot be skewed), "member" when a node whose data dir was
+    #: emptied rejoins as a new member (NodeConfig.rejoin) and status reports
+    #: `log_position`. Others are refused before anything starts (exit 4).
+    faults: frozenset[str]
 
     def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         """`-O key=value` strings -> typed options with defaults; BadInput names the option."""
@@ -304,7 +315,9 @@ class Target(Protocol):
 
         role: one of ROLES; term: any orderable value (int, str, list of ints), or None when
         the system has no terms; leader: the node name it follows/is, or None. Extra keys are
-        recorded as they are. Raise (any exception) when the node does not answer.
+        recorded as they are; `log_position` (an orderable value: how far the node's copy of
+        the replicated log/state reaches, e.g. its last log index) is required by the
+        member fault. Raise (any exception) when the node does not answer.
         """
         ...
 
@@ -349,6 +362,7 @@ class BaseTarget:
     default_runtime: str = "local"
     startup_timeout: float = 30.0
     setup_before_leader: bool = False
+    faults: frozenset[str] = frozenset()
 
     def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         from chaos.plugins import validate_options_default

@@ -31,6 +31,7 @@ import click
 
 from chaos import plugins
 from chaos.errors import BadInput, SetupError
+from chaos.runtime.local import present
 
 #: Debian's hook that invoke-rc.d and deb-systemd-invoke ask before starting a service;
 #: exit 101 = "action forbidden"
@@ -84,12 +85,17 @@ def check_targets(names: Sequence[str]) -> tuple[list[BinaryCheck], list[str]]:
             notes.append(f"{name}: cannot load ({exc})")
             continue
         label = getattr(target, "name", None) or name
-        binaries = sorted((getattr(target, "binaries", None) or {}).items())
+        from chaos.faults import host_files_of
+
+        # and the files of the optional faults it takes (clock: the libfaketime library)
+        binaries = sorted({**(getattr(target, "binaries", None) or {}),
+                           **host_files_of(sorted(getattr(target, "faults", ())))}.items())
         if not binaries:
             checks.append(BinaryCheck(label, None, "-", None))
         for binary, package in binaries:
             # the same test as LocalRuntime.check_binaries: on PATH, or an absolute path
-            checks.append(BinaryCheck(label, binary, package, shutil.which(binary)))
+            found = shutil.which(binary) or (binary if present(binary) else None)
+            checks.append(BinaryCheck(label, binary, package, found))
     if not names:
         checks += [BinaryCheck(TEST_TOOLS_LABEL, binary, package, shutil.which(binary))
                    for binary, package in sorted(TEST_TOOLS.items())]

@@ -68,6 +68,10 @@ def _range(field: str) -> str:
               help="How a partition cuts a link: refuse (connections closed, connects "
                    "refused) or drop (bytes silently dropped, as a real network partition: "
                    "peers notice only by their own timeouts).")
+@click.option("--clock", "clock", default="mixed", show_default=True, metavar="MODE",
+              help="The clock fault (--nemesis clock): offset[:S] | bump[:S] | "
+                   "strobe[:S[:MS]] | rate[:R] (x0.5 slow, x2 fast) | mixed (a mode drawn per "
+                   "fault). It skews the leader's clocks (docs/faults.md).")
 @click.option("--latency-ms", default=200, show_default=True, type=int, metavar="MS",
               help=f"Delay the latency fault adds to node-to-node links {_range('latency_ms')}.")
 @click.option("--time-limit", default=30.0, show_default=True, type=float, metavar="S",
@@ -101,7 +105,7 @@ def _range(field: str) -> str:
 def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interval, partition_shape,
         latency_ms, time_limit, concurrency, rate, seed, store_dir, quiesce, op_timeout, replay,
         nodes_file, ssh_user, ssh_key, as_json, quiet, client_placement="any",
-        partition_mode="refuse"):
+        partition_mode="refuse", clock="mixed"):
     """Run a test and check it.
 
     Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input (nothing started).
@@ -125,7 +129,7 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
             concurrency=concurrency, rate=(rate or None), store=store_dir, quiesce=quiesce,
             op_timeout=op_timeout, seed=seed if seed is not None else random.randrange(2**31),
             runtime_options=runtime_options, net=net, client_placement=client_placement,
-            partition_mode=partition_mode)
+            partition_mode=partition_mode, clock=clock)
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
     check_config(cfg)  # again: prepare() may have learnt the node count (ssh nodes file)

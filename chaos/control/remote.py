@@ -338,10 +338,13 @@ class RemoteNodeControl:
         return CommandResult(res.ok, res.out, res.err, res.rc)
 
     def check_hosts_binaries(self, nodes: Iterable[str], binaries: Mapping[str, str]) -> None:
-        """`command -v` every executable on every node host; one SetupError naming packages."""
+        """`command -v` every executable (`test -f` an absolute path) on every node host; one
+        SetupError naming the packages."""
         if not binaries:
             return
-        probe = "; ".join(f"command -v {shlex.quote(exe)} >/dev/null || echo {shlex.quote(exe)}"
+        # on PATH, or a file at an absolute path (a library a fault preloads)
+        probe = "; ".join(f"{{ command -v {shlex.quote(exe)} >/dev/null || "
+                          f"test -f {shlex.quote(exe)}; }} || echo {shlex.quote(exe)}"
                           for exe in binaries)
         missing = parallel(lambda n: self.procs.session(n).run(probe, timeout=30).out.split(),
                            list(nodes))

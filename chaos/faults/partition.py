@@ -63,6 +63,8 @@ class Partition(NetFault):
         shape, leader, why = params.get("shape", "isolate-leader"), nem.ctx.leader(), {}
         if shape == "isolate-leader" and leader is None:
             shape, why = "isolate-one", {"chosen": "random node (no leader known)"}
+        if shape == "primaries":  # who led so far decides the sides: recorded
+            why = {"leaders_seen": nem.ctx.past_leaders()}
         groups = nem.shape(shape, leader)
         did = net.partition(groups, params.get("mode", "refuse"))
         nem.net_faulty = True

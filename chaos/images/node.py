@@ -32,13 +32,18 @@ _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 
 
 def target_spec(target: Any) -> tuple[str, tuple[str, ...]]:
-    """(name, Debian packages) of a target object, or of a reference chaos.plugins loads
-    (a registered name, "module:attr", or a path to a .py file); BadInput when neither."""
+    """(name, Debian packages: the target's and its optional faults') of a target object,
+    or of a reference chaos.plugins loads (a registered name, "module:attr", or a path to a
+    .py file); BadInput when neither."""
     if isinstance(target, str):
         from chaos.plugins import load_target, resolve_ref
 
         target = load_target(resolve_ref(target))
-    packages = tuple(target.packages)
+    from chaos.faults import packages_of
+
+    # and what the optional faults it takes need in every node (clock: libfaketime)
+    packages = tuple(dict.fromkeys((*target.packages,
+                                    *packages_of(sorted(getattr(target, "faults", ()))))))
     bad = [p for p in packages if not _PACKAGE.match(p)]
     if bad:
         raise BadInput(f"target {target.name}: {', '.join(map(repr, bad))} is not a Debian "

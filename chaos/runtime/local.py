@@ -275,7 +275,7 @@ class LocalRuntime:
         return CommandResult(res.returncode == 0, res.stdout, res.stderr, res.returncode)
 
     def check_binaries(self, binaries: Mapping[str, str]) -> None:
-        missing = {exe: pkg for exe, pkg in binaries.items() if shutil.which(exe) is None}
+        missing = {exe: pkg for exe, pkg in binaries.items() if not present(exe)}
         if missing:
             raise missing_binaries_error("this machine (--runtime local)", missing)
 
@@ -297,6 +297,11 @@ class LocalRuntime:
             for log in self._logs.values():
                 log.close()
             self._logs.clear()
+
+
+def present(exe: str) -> bool:
+    """An executable on PATH, or a file at an absolute path (a library a fault preloads)."""
+    return shutil.which(exe) is not None or (os.path.isabs(exe) and os.path.isfile(exe))
 
 
 def _state(pid: int) -> str:
