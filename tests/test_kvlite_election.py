@@ -34,7 +34,8 @@ def test_votes_only_for_an_up_to_date_log_and_once_per_term(tmp_path):
         assert vote(n, 3, "n3", 3, 2)["granted"]            # as up to date as ours
         assert not vote(n, 3, "n2", 9, 9)["granted"]        # one vote per term
         assert vote(n, 3, "n3", 3, 2)["granted"]            # asking again is fine
-        assert n.log.load_meta() == {"term": 3, "voted_for": "n3", "was_leader": False}
+        assert n.log.load_meta() == {"term": 3, "voted_for": "n3", "was_leader": False,
+                                 "learner": False}
         assert not vote(n, 2, "n2", 9, 9)["granted"]        # stale term
         n.stop()
     asyncio.run(scenario())

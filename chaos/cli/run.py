@@ -52,9 +52,10 @@ def _range(field: str) -> str:
 @click.option("--nodes", default=3, show_default=True, type=int,
               help=f"Cluster size {_range('nodes')}; partition and latency need 2 or more.")
 @click.option("--nemesis", default="partition", show_default=True,
-              help=f"Fault kinds: {'|'.join(NAMES)}, a comma list, none, or all "
-                   f"(= {','.join(KINDS)}); kill:SERVICE / pause:SERVICE act on that one "
-                   "service of a node (the target's service names).")
+              help=f"Fault kinds: {' | '.join(NAMES)}; a comma list, none, or all "
+                   f"(= {','.join(KINDS)}); a+b: together (partition+clock); kill:SERVICE / "
+                   "pause:SERVICE act on that one service of a node (the target's service "
+                   "names). clock and member need a target that takes them (docs/faults.md).")
 @click.option("--nemesis-interval", default=5.0, show_default=True, type=float, metavar="S",
               help="Seconds of calm, then seconds of fault, repeated "
                    f"{_range('nemesis_interval')}; the first fault starts S s into the load "

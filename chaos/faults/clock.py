@@ -6,15 +6,14 @@ the control file `<data_dir>/.chaos-clock` on every clock call (FAKETIME_NO_CACH
 fault rewrites that file on the node's host; the heal (end of run, Ctrl-C, SIGTERM) writes
 "+0" back. Every node starts with "+0", so a node whose fault is healed keeps real time.
 
-Which clocks (libfaketime 0.9.10, FAKETIME_DONT_FAKE_MONOTONIC=0): CLOCK_REALTIME,
-CLOCK_MONOTONIC (and its _COARSE/_RAW variants, CLOCK_BOOTTIME), time(), gettimeofday(),
-ftime() and the sleep/timeout calls (nanosleep, poll, epoll_wait, select ... wait in faked
-time). Python's time.time() is CLOCK_REALTIME, time.monotonic() (and so asyncio's timers)
-CLOCK_MONOTONIC: both move. Under the preload CLOCK_MONOTONIC reads as the faked realtime
-(an epoch value, not seconds since boot): it moves with every change below exactly as the
-wall clock does. Not changed: a statically linked binary (libfaketime is never loaded, Go's
-runtime reads the vDSO itself), the kernel's own timers (TCP retransmits, /proc/uptime),
-and other nodes. That is why the fault is optional: a target lists "clock" in
+Which clocks (libfaketime 0.9.10, FAKETIME_DONT_FAKE_MONOTONIC=0; docs/faults.md):
+clock_gettime's CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME,
+time() and gettimeofday(); waits are intercepted too (in faked time). Python's time.time()
+is CLOCK_REALTIME, time.monotonic() (and so asyncio's timers) CLOCK_MONOTONIC: both move.
+Under the preload CLOCK_MONOTONIC reads as the faked realtime (an epoch value, not seconds
+since boot): it moves with every change below exactly as the wall clock does. Not changed:
+a statically linked binary (libfaketime is never loaded, Go's runtime reads the vDSO
+itself), the kernel's own timers (TCP retransmits, /proc/uptime), and other nodes. That is why the fault is optional: a target lists "clock" in
 `Target.faults` only when its processes read time through libc.
 
 Modes (`--clock MODE[:VALUE...]`, chaos.faults.clock.parse_spec):

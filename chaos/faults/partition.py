@@ -60,7 +60,8 @@ class Partition(NetFault):
             nem.current = f"one-way cut {src} -> {dst}"
             nem.evidence_begin("one-way cut", [(src, dst), (dst, src)])
             return {"did": did}, net.verify()
-        shape, leader, why = params.get("shape", "isolate-leader"), nem.ctx.leader(), {}
+        shape, leader = params.get("shape", "isolate-leader"), nem.ctx.leader()
+        why: dict[str, Any] = {}
         if shape == "isolate-leader" and leader is None:
             shape, why = "isolate-one", {"chosen": "random node (no leader known)"}
         if shape == "primaries":  # who led so far decides the sides: recorded
