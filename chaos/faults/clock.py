@@ -13,8 +13,9 @@ is CLOCK_REALTIME, time.monotonic() (and so asyncio's timers) CLOCK_MONOTONIC: b
 Under the preload CLOCK_MONOTONIC reads as the faked realtime (an epoch value, not seconds
 since boot): it moves with every change below exactly as the wall clock does. Not changed:
 a statically linked binary (libfaketime is never loaded, Go's runtime reads the vDSO
-itself), the kernel's own timers (TCP retransmits, /proc/uptime), and other nodes. That is why the fault is optional: a target lists "clock" in
-`Target.faults` only when its processes read time through libc.
+itself), the kernel's own timers (TCP retransmits, /proc/uptime), and other nodes. That
+is why the fault is optional: a target lists "clock" in `Target.faults` only when its
+processes read time through libc.
 
 Modes (`--clock MODE[:VALUE...]`, chaos.faults.clock.parse_spec):
   offset  the clocks run `offset_s` ahead (negative: behind) of real time (a small skew;
