@@ -135,7 +135,7 @@ def test_trends_per_configuration(gen_store):
     decided = [r for r in mine if r.verdict != "unknown"]
     assert sum(v for _, v in rate) == pytest.approx(
         sum(r.verdict == "invalid" for r in decided) / len(decided) * len(rate))
-    svg = svg_chart("t", s["client ops/s"])
+    svg = svg_chart("t", s["client ops/s (per run)"])
     assert svg.startswith("<svg") and svg.count("<circle") == len(mine)
     html = pages.trend_page(naive.key, runs, "s")
     assert html.count("<svg") == 4 and naive.key in html
@@ -231,3 +231,19 @@ def test_shrink_steps():
     assert fewer_nodes(FaultSpec("kill", 0, 1)) == []
     moved = compact([FaultSpec("kill", 20, 23), FaultSpec("pause", 30, 31)], 3)
     assert [(m.start_s, m.stop_s) for m in moved] == [(3, 6), (13, 14)]
+
+
+def test_long_trends_plot_daily_means():
+    from chaos.archive.index import RunSummary
+    from chaos.archive.trends import MAX_POINTS
+
+    runs = [RunSummary(id=f"t/{i}", test="t", started=f"2026-01-{1 + i // 100:02d}T{i % 24:02d}",
+                       verdict="invalid" if i % 2 else "valid", ops_per_s=float(i % 100),
+                       anomalies={"lost-write": 2} if i % 2 else {})
+            for i in range(MAX_POINTS + 100)]
+    s = series(runs)
+    ops = s["client ops/s (daily mean)"]["ops/s"]
+    assert len(ops) == 5 and all(v == pytest.approx(49.5) for _, v in ops)
+    assert all(v == 1.0 for _, v in s["anomalies (daily mean)"]["lost-write"])
+    assert [v for _, v in s["detection rate (invalid / decided runs, per day)"]["rate"]] == \
+        [0.5] * 5

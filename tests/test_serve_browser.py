@@ -127,8 +127,8 @@ def test_trends_page_plots(served, browser):
     charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
     assert len(charts) == 4
     titles = [c.get_attribute("aria-label") for c in charts]
-    assert titles[0].startswith("detection rate") and "latency (ms)" in titles
-    ops = charts[titles.index("client ops/s")]
+    assert titles[0].startswith("detection rate") and "latency ms (per run)" in titles
+    ops = charts[titles.index("client ops/s (per run)")]
     assert len(ops.find_elements(By.TAG_NAME, "circle")) == 10  # 40 runs, 4 configurations
     assert charts[0].size["width"] > 100   # drawn, not an empty element
 

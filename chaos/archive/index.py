@@ -14,6 +14,7 @@ same store never interleave their lines. A later line for the same run replaces 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -56,10 +57,15 @@ class RunSummary:
     reasons: list[str] = field(default_factory=list)             # why unknown
     mtime: float = 0.0                 # results.json's (or config.json's) mtime when read
 
-    @property
+    @functools.cached_property
     def config_key(self) -> str:
         """The configuration a trend follows: target, options, workload and nemesis."""
         return config_key(self.target, self.options, self.workload, self.nemesis)
+
+    @functools.cached_property
+    def search_text(self) -> str:
+        """What the run list's search box matches (lower case): id, config, seed, kinds."""
+        return f"{self.id} {self.config_key} seed={self.seed} {' '.join(self.anomalies)}".lower()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -65,10 +65,12 @@ class Query:
             return False
         if self.config and r.config_key != self.config:
             return False
-        if self.q:
-            hay = f"{r.id} {r.config_key} seed={r.seed} {' '.join(r.anomalies)}".lower()
-            return self.q.lower() in hay
-        return True
+        return not self.q or self.q.lower() in r.search_text
+
+    @property
+    def selection(self) -> tuple[str, ...]:
+        """What decides the rows (all but the page): the key of a cached selection."""
+        return (self.q, self.verdict, self.target, self.config, self.sort, self.order)
 
     def url(self, **change: Any) -> str:
         d = {"q": self.q, "verdict": self.verdict, "target": self.target,
@@ -89,10 +91,18 @@ def _env() -> jinja2.Environment:
 ENV = _env()
 
 
-def run_list(runs: Sequence[RunSummary], query: Query, store: str) -> str:
-    """The run list: filtered, sorted, one page of it."""
+def select(runs: Sequence[RunSummary], query: Query) -> list[RunSummary]:
+    """The runs the query's filters keep, in its order (every page of them)."""
     rows = [r for r in runs if query.matches(r)]
     rows.sort(key=SORTS[query.sort], reverse=query.order == "desc")
+    return rows
+
+
+def run_list(runs: Sequence[RunSummary], query: Query, store: str,
+             rows: list[RunSummary] | None = None) -> str:
+    """The run list: filtered, sorted, one page of it (`rows`: `select`'s answer, cached by
+    the caller, so paging through 10,000 runs does not sort them again)."""
+    rows = select(runs, query) if rows is None else rows
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     page = min(query.page, pages)
     shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
@@ -133,5 +143,5 @@ def not_found(what: str, store: str) -> str:
                                                   message=what)
 
 
-__all__ = ["PAGE_SIZE", "Query", "run_list", "run_page", "trend_page", "trends_index",
+__all__ = ["PAGE_SIZE", "Query", "run_list", "select", "run_page", "trend_page", "trends_index",
            "not_found"]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from html import escape
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from chaos.archive.index import RunSummary
 
+#: past this many runs, a trend plots daily means instead of every run
+MAX_POINTS = 400
 #: line colours, cycled (colour-blind safe: Okabe-Ito)
 COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000")
 
@@ -52,10 +55,13 @@ Series = list[tuple[str, float]]   # (ISO date, value)
 def series(runs: Sequence[RunSummary]) -> dict[str, dict[str, Series]]:
     """The plotted series of one configuration's runs (in date order), by chart:
 
-    detection rate per day (invalid / decided runs of that day), anomaly counts per kind per
-    run, ops/s per run, latency p50/p95/p99 per run. Missing values are left out, not zero.
+    detection rate per day (invalid / decided runs of that day), anomaly counts per kind,
+    ops/s, latency p50/p95/p99: per run, or the daily mean past MAX_POINTS runs (a plot of
+    thousands of points says no more and costs a page-load). Missing values are left out,
+    not zero.
     """
     runs = sorted(runs, key=lambda r: r.started)
+    per_run = len(runs) <= MAX_POINTS
     days: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in runs:
         if r.verdict != "unknown":
@@ -63,17 +69,37 @@ def series(runs: Sequence[RunSummary]) -> dict[str, dict[str, Series]]:
             d[0] += r.verdict == "invalid"
             d[1] += 1
     kinds = sorted({k for r in runs for k in r.anomalies})
+    each = "per run" if per_run else "daily mean"
+
+    def line(value: Callable[[RunSummary], float | None]) -> Series:
+        pts = [(r.started, v) for r in runs if (v := value(r)) is not None]
+        return pts if per_run else _daily_mean(pts)
+
     return {
         "detection rate (invalid / decided runs, per day)": {
             "rate": [(day, inv / n) for day, (inv, n) in sorted(days.items())]},
-        "anomalies per run": {
-            k: [(r.started, float(r.anomalies.get(k, 0))) for r in runs
-                if r.verdict != "unknown" or k in r.anomalies] for k in kinds},
-        "client ops/s": {"ops/s": [(r.started, float(r.ops_per_s)) for r in runs
-                                   if r.ops_per_s is not None]},
-        "latency (ms)": {q: [(r.started, float(r.latency_ms[q])) for r in runs
-                             if q in r.latency_ms] for q in ("p50", "p95", "p99")},
+        f"anomalies ({each})": {k: line(partial(_count, k)) for k in kinds},
+        f"client ops/s ({each})": {"ops/s": line(lambda r: r.ops_per_s)},
+        f"latency ms ({each})": {q: line(partial(_quantile, q)) for q in ("p50", "p95", "p99")},
     }
+
+
+def _count(kind: str, r: RunSummary) -> float | None:
+    """A run's anomalies of `kind`; None (no point) for an unknown run that listed none."""
+    if r.verdict == "unknown" and kind not in r.anomalies:
+        return None
+    return float(r.anomalies.get(kind, 0))
+
+
+def _quantile(q: str, r: RunSummary) -> float | None:
+    return r.latency_ms.get(q)
+
+
+def _daily_mean(points: Series) -> Series:
+    acc: dict[str, list[float]] = defaultdict(list)
+    for x, y in points:
+        acc[x[:10]].append(float(y))
+    return [(day, sum(ys) / len(ys)) for day, ys in sorted(acc.items())]
 
 
 def svg_chart(title: str, lines: dict[str, Series], width: int = 640,

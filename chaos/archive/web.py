@@ -18,7 +18,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from chaos.archive import pages
@@ -60,12 +60,52 @@ class ArchiveServer(ThreadingHTTPServer):
         self.index = Index(self.root)
         self.label = str(store)
         self.lock = threading.Lock()
+        self._runs: list[Any] = []
+        self._runs_version = -1
+        self._selections: dict[tuple[str, ...], list[Any]] = {}
+        self._pages: dict[tuple[str, ...], str] = {}
         super().__init__((host, port), Handler)
 
     def runs(self) -> list[Any]:
         with self.lock:
             self.index.refresh()
-            return list(self.index.runs.values())
+            if self._runs_version != self.index.version:
+                self._runs = list(self.index.runs.values())
+                self._runs_version, self._selections = self.index.version, {}
+                self._pages = {}
+            return self._runs
+
+    def run(self, run_id: str) -> Any:
+        """One run's summary, or None."""
+        self.runs()
+        return self.index.runs.get(run_id)
+
+    def cached(self, key: tuple[str, ...], render: Callable[[list[Any]], str]) -> str:
+        """A page computed from all runs, kept until the index changes (the trends: one
+        pass over 10,000 summaries is worth doing once per new run, not per view)."""
+        runs = self.runs()
+        with self.lock:
+            page = self._pages.get(key) if self._runs_version == self.index.version else None
+        if page is None:
+            page = render(runs)
+            with self.lock:
+                if len(self._pages) >= 64:
+                    self._pages.pop(next(iter(self._pages)))
+                self._pages[key] = page
+        return page
+
+    def select(self, query: pages.Query) -> tuple[list[Any], list[Any]]:
+        """(all runs, the query's rows), the rows cached until the index changes (a few
+        recent selections: the pages of one list, its sort orders, its filters)."""
+        runs = self.runs()
+        with self.lock:
+            rows = self._selections.get(query.selection)
+            if rows is None or self._runs_version != self.index.version:
+                rows = pages.select(runs, query)
+                if len(self._selections) >= 32:
+                    self._selections.pop(next(iter(self._selections)))
+                self._selections[query.selection] = rows
+            return runs, rows
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -85,14 +125,17 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         try:
             if path == "/":
-                body = pages.run_list(srv.runs(), pages.Query.parse(params), srv.label)
+                query = pages.Query.parse(params)
+                runs, rows = srv.select(query)
+                body = pages.run_list(runs, query, srv.label, rows)
             elif path == "/trends":
                 key = (params.get("config") or [""])[0]
-                body = (pages.trend_page(key, srv.runs(), srv.label) if key else
-                        pages.trends_index(srv.runs(), srv.label))
+                body = srv.cached(("trends", key), lambda runs: (
+                    pages.trend_page(key, runs, srv.label) if key else
+                    pages.trends_index(runs, srv.label)))
             elif path.startswith("/run/"):
                 run_id = unquote(path[len("/run/"):]).strip("/")
-                found = {r.id: r for r in srv.runs()}.get(run_id)
+                found = srv.run(run_id)
                 run_dir = store_file(srv.root, f"{run_id}/config.json") if found else None
                 if found is None or run_dir is None:
                     return self._page(HTTPStatus.NOT_FOUND,
