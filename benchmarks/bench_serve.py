@@ -6,7 +6,9 @@ Generates the store with tests/storegen.py (real results documents of histories/
 appended to store/index.jsonl as a finished run is; timed), starts a real `chaos serve`
 subprocess on it (its start: loading and checking the index against the run directories,
 timed), then requests each page `--requests` times over HTTP, one at a time, and prints
-p50 / p95 / max latency per page, the response size, and the server's peak RSS (VmHWM).
+p50 / p95 / max latency per page, the server's CPU time per request (on a loaded, shared
+machine the figure that says what a page costs), the response size, and the server's peak
+RSS (VmHWM).
 Then the same after `--reindex` (the index rebuilt from every run directory).
 """
 from __future__ import annotations
@@ -62,18 +64,27 @@ def hwm_kib(pid: int) -> int:
     return 0
 
 
-def measure(port: str, pages: dict[str, str], n: int) -> None:
-    print(f"{'page':28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'bytes':>9}  status")
+def cpu_s(pid: int) -> float:
+    """The process's user + system CPU time (s), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(port: str, pid: int, pages: dict[str, str], n: int) -> None:
+    print(f"{'page':28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'cpu ms':>8} {'bytes':>9}"
+          "  status")
     for name, path in pages.items():
         times, statuses, size = [], set(), 0
+        cpu0 = cpu_s(pid)
         for _ in range(n):
             dt, status, size = get(port, path)
             times.append(dt * 1000)
             statuses.add(status)
+        cpu_ms = (cpu_s(pid) - cpu0) * 1000 / n   # the server's CPU per request (mean)
         times.sort()
         p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
         print(f"{name:28} {times[len(times) // 2]:8.1f} {p95:8.1f} {times[-1]:8.1f} "
-              f"{size:9d}  {sorted(statuses)}")
+              f"{cpu_ms:8.1f} {size:9d}  {sorted(statuses)}")
 
 
 def main() -> None:
@@ -110,7 +121,7 @@ def main() -> None:
         try:
             print(f"\n{label}: chaos serve answered after {started:.2f} s (process start + "
                   "index load/check)")
-            measure(port, pages, args.requests)
+            measure(port, proc.pid, pages, args.requests)
             print(f"server peak RSS: {hwm_kib(proc.pid) / 1024:.0f} MiB")
         finally:
             proc.terminate()
