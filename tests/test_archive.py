@@ -247,3 +247,16 @@ def test_long_trends_plot_daily_means():
     assert all(v == 1.0 for _, v in s["anomalies (daily mean)"]["lost-write"])
     assert [v for _, v in s["detection rate (invalid / decided runs, per day)"]["rate"]] == \
         [0.5] * 5
+
+
+def test_serve_bad_store_and_busy_port(tmp_path, gen_store):
+    import socket
+
+    code, _, err = invoke_cli("serve", "--store", str(tmp_path / "missing"))
+    assert code == 4 and "--store" in err and "not a directory" in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        code, _, err = invoke_cli("serve", "--store", str(gen_store), "--port", port)
+    assert code == 3 and f"--port {port}: cannot listen" in err

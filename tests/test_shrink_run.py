@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from chaos.archive.index import Index
 from chaos.cli.run import load_replay
 from tests.conftest import wait_for
 from tests.runhelp import REPO, chaos
@@ -56,6 +57,11 @@ def test_shrink_keeps_one_partition_that_still_loses_writes(two_partitions, tmp_
         cfg = json.loads((Path(step["run_dirs"][-1]) / "config.json").read_text())["config"]
         assert len(cfg["schedule"]) == step["events"]
         assert cfg["time_limit"] == max(s["stop_s"] for s in cfg["schedule"]) + 1
+    # every re-run is a finished run of its own store: its index line was appended
+    idx = Index(out / "runs")
+    idx.refresh()
+    assert len(idx.runs) == sum(step["tries"] for step in doc["steps"])
+    assert all(r.faults == 1 for r in idx.runs.values())   # 2 events: each re-run keeps one
     rate = doc["rate"]
     assert rate["tries"] == 1
     assert proc.returncode == (0 if rate["reproduced"] else 2), proc.stdout + proc.stderr
