@@ -77,6 +77,13 @@ def test_refresh_reads_only_appended_lines_and_sync_repairs(tmp_path, gen_store)
     added, dropped = idx.sync()
     assert (added, dropped) == (1, 1)
     assert gone_id not in idx.runs and "copied-in/20280101T000000" in idx.runs
+    # a run re-checked (`chaos analyze` rewrote results.json): read again
+    rid, rdir = next((i, p) for i, p in run_dirs(store) if idx.runs[i].verdict == "invalid")
+    doc = json.loads((rdir / "results.json").read_text())
+    doc["valid"], doc["results"] = "unknown", {}
+    (rdir / "results.json").write_text(json.dumps(doc))
+    assert idx.sync() == (1, 0) and idx.runs[rid].verdict == "unknown"
+    assert idx.sync() == (0, 0)
     (store / INDEX_NAME).unlink()
     fresh = Index(store)
     assert fresh.sync() == (26, 0) and len(fresh.runs) == 26

@@ -240,7 +240,8 @@ class Index:
 
     def sync(self, reindex: bool = False) -> tuple[int, int]:
         """Make the index match the run directories: summarise the runs it lacks (or whose
-        results.json changed since), drop the ones gone; `reindex` rebuilds it all.
+        results.json changed since: one stat per run), drop the ones gone; `reindex`
+        rebuilds it all.
         Returns (runs added or updated, runs dropped). Rewrites the file atomically."""
         self.refresh()
         known = {} if reindex else dict(self.runs)
@@ -248,10 +249,14 @@ class Index:
         fresh: list[RunSummary] = []
         for run_id, path in found.items():
             old = known.get(run_id)
-            # a run once summarised with its results does not change; one without them
-            # (still running, crashed) is read again when results.json has appeared
-            if old is not None and (old.exit_code is not None
-                                    or not (path / "results.json").exists()):
+            # a summary stands while its results.json is the one it was read from (one stat:
+            # re-checked by `chaos analyze`, or appeared since a crash, means read it again)
+            try:
+                mtime: float | None = (path / "results.json").stat().st_mtime
+            except OSError:
+                mtime = None
+            if old is not None and (old.mtime == mtime if old.exit_code is not None
+                                    else mtime is None):
                 continue
             s = summarize(path, run_id)
             if s is not None:
