@@ -19,7 +19,8 @@ import pytest
 from chaos.archive.index import Index
 from chaos.cli.run import load_replay
 from tests.conftest import wait_for
-from tests.runhelp import REPO, chaos
+from tests.runhelp import REPO, chaos, invoke_cli
+from tests.storegen import make_store
 
 pytestmark = pytest.mark.integration
 
@@ -96,8 +97,13 @@ def test_ctrl_c_keeps_the_best_so_far(two_partitions, tmp_path):
 
 
 def test_bad_rundir_is_exit_4(tmp_path):
-    proc = chaos("shrink", str(tmp_path))
-    assert proc.returncode == 4 and "no config.json" in proc.stderr
+    code, _, err = invoke_cli("shrink", str(tmp_path))
+    assert code == 4 and "no config.json" in err
+    ids = make_store(tmp_path / "store", 2)   # the second: quorum + majority, valid
+    code, _, err = invoke_cli("shrink", str(tmp_path / "store" / ids[1]))
+    assert code == 4 and "found no anomaly (valid): nothing to shrink towards" in err
+    code, _, err = invoke_cli("shrink", str(tmp_path / "store" / ids[0]), "--tries", "0")
+    assert code == 4 and "--tries" in err
 
 
 @pytest.mark.slow
