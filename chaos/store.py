@@ -45,6 +45,19 @@ def check_store(store: str | os.PathLike[str]) -> None:
                        f"{exc.strerror or exc}") from None
 
 
+def check_output_file(path: str | os.PathLike[str], option: str) -> None:
+    """Raise BadInput naming `option` unless a file can be written at `path` (a --junit FILE):
+    checked before a run or an analysis starts, so its result is not lost at the end. The
+    parent directories may be missing (they are created); nothing is created here."""
+    out = Path(path)
+    if out.is_dir():
+        raise BadInput(f"{option} {path}: is a directory (give a file name)")
+    try:
+        check_store(out.parent)
+    except BadInput as exc:
+        raise BadInput(f"{option} {path}: " + str(exc).split(": ", 1)[1]) from None
+
+
 def new_run_dir(store: str | os.PathLike[str], test_name: str) -> Path:
     """Create store/<test>/<UTC timestamp>/ (unique) and point the latest links at it.
 

@@ -319,8 +319,10 @@ def test_junit_failures_errors_and_passes(tmp_path):
     root = ET.parse(path).getroot()
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "kvlite-async"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+    # a case per checker and one for the run (invalid: a failure naming the failing checker)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "2", "1")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert "set" in cases["run"].find("failure").get("message")
     fail = cases["set"].find("failure")
     assert fail is not None and fail.get("message").startswith("1 anomaly: write")
     assert "lost-write" in fail.text
@@ -333,7 +335,8 @@ def test_junit_failures_errors_and_passes(tmp_path):
 def test_junit_all_valid_has_no_failures(tmp_path):
     res = {"valid": True, "results": {"a": CheckResult("a", True), "b": CheckResult("b", True)}}
     suite = ET.parse(write_junit(res, tmp_path / "j.xml", suite_name="s")).getroot()[0]
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "0", "0")
+    assert suite.find("testcase[@name='run']") is not None  # the run counts, and passes
 
 
 def test_junit_run_unknown_despite_valid_checkers(tmp_path):
@@ -377,7 +380,7 @@ def test_cli_report_run_dir(tmp_path, capsys):
     assert code == 1, out  # the verdict's exit code: invalid
     html = (d / "report.html").read_text()
     assert 'class="verdict invalid"' in html and "kvlite" in html and len(images(html)) == 3
-    assert ET.parse(tmp_path / "junit.xml").getroot()[0].get("failures") == "1"
+    assert ET.parse(tmp_path / "junit.xml").getroot()[0].get("failures") == "2"  # set + run
     code, _ = run_cli([str(d), "--out", str(tmp_path / "other.html")], capsys)
     assert code == 1 and (tmp_path / "other.html").exists()
 
@@ -401,7 +404,6 @@ def test_cli_report_valid_exit_0(tmp_path, capsys):
 @pytest.mark.parametrize("setup,needle", [
     ("missing-dir", "no such run directory"),
     ("no-history", "history.jsonl"),
-    ("no-results", "results.json"),
     ("bad-results", "results.json"),
     ("bad-history", "history.jsonl:2"),
     ("unwritable-out", "cannot write"),
@@ -502,3 +504,21 @@ def test_report_timelines_are_the_checkers():
         [(w["kind"], w["start_s"]) for w in perf]
     assert [(w.start, w.end) for w in fault_windows(h)] == \
         [(w.start, w.end) for w in shared_windows(h)]
+
+
+def test_cli_report_of_a_history_alone_analyses_it_first(tmp_path, capsys):
+    """A directory holding only history.jsonl (copied from elsewhere, or a run killed before
+    its check): report analyses it, writes results.json and report.html, exits with the verdict."""
+    d = tmp_path / "copied"
+    d.mkdir()
+    (d / "history.jsonl").write_bytes(
+        (REPO / "histories" / "lost-write-after-failover.jsonl").read_bytes())
+    code, out = run_cli([str(d), "--junit", str(tmp_path / "j.xml")], capsys)
+    assert code == 1, out
+    assert "analysing history.jsonl first" in out
+    results = json.loads((d / "results.json").read_text())
+    assert results["valid"] is False and results["results"]["lost-writes"]["valid"] is False
+    assert 'class="verdict invalid"' in (d / "report.html").read_text()
+    fail = ET.parse(tmp_path / "j.xml").getroot().find(
+        "testsuite/testcase[@name='lost-writes']/failure")
+    assert fail is not None and "element 3" in fail.get("message")

@@ -12,6 +12,9 @@ from the ops present unless --checker names them. For each PATH we print a human
 An input file is never overwritten (such a target is skipped with a warning), and a directory
 we cannot write to is a warning, not a failure: the verdict is still printed.
 
+With --junit FILE, FILE gets one JUnit testsuite per PATH (chaos.report.junit: a testcase
+per checker and one for the verdict; a PATH that could not be read is an error case).
+
 Exit code (DESIGN §9), over all PATHs: 4 if any was bad input, else 1 if any had anomalies,
 else 2 if any was undecided, else 0.
 """
@@ -29,7 +32,7 @@ from chaos.errors import BadInput, ChaosError, ExitCode, verdict_exit_code
 from chaos.history.importers.detect import FORMATS, detect, load_any, resolve
 from chaos.history.model import History
 from chaos.history.summary import format_summary
-from chaos.store import dumps_json
+from chaos.store import check_output_file, dumps_json
 
 #: how bad each outcome is when several PATHs are combined
 RANK = {ExitCode.VALID: 0, ExitCode.UNKNOWN: 1, ExitCode.INVALID: 2, ExitCode.SETUP: 3,
@@ -80,7 +83,7 @@ def analyze_one(path: str, fmt: str, checker_names: list[str] | None,
     return doc, history, used
 
 
-def _write_results(path: str, doc: dict[str, Any], inputs: set[Path]) -> str | None:
+def write_results(path: str, doc: dict[str, Any], inputs: set[Path]) -> str | None:
     """Write results.json for `path`; returns a warning instead of failing."""
     target = results_path(path)
     try:
@@ -108,9 +111,13 @@ def _write_results(path: str, doc: dict[str, Any], inputs: set[Path]) -> str | N
                                 "search stops at it and says unknown).")
 @click.option("--results/--no-results", "write", default=True, show_default=True,
               help="Write results.json next to each history.")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Also write JUnit XML to FILE: a testsuite per PATH, a "
+                                  "testcase per checker and one for the verdict (unknown and "
+                                  "unreadable input are errors, never passes).")
 @click.pass_context
 def analyze(ctx: click.Context, paths: tuple[str, ...], fmt: str, checkers: tuple[str, ...],
-            as_json: bool, time_limit: float | None, write: bool) -> None:
+            as_json: bool, time_limit: float | None, write: bool, junit: Path | None) -> None:
     """Check recorded or imported histories and print the verdict.
 
     \b
@@ -126,7 +133,12 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], fmt: str, checkers: tupl
             inputs.add(resolve(p).resolve())
         except (ChaosError, OSError):
             pass
+    if junit is not None:
+        check_output_file(junit, "--junit")  # before the work, not after it
+    from chaos.report.junit import suite_name, write_junit
+
     worst = ExitCode.VALID
+    suites: list[tuple[str, dict[str, Any]]] = []
     for path in paths:
         try:
             doc, history, used = analyze_one(path, fmt, list(checkers), opts)
@@ -136,9 +148,12 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], fmt: str, checkers: tupl
             if as_json:
                 err_doc = {"path": path, "error": str(exc), "exit_code": int(code)}
                 click.echo(dumps_json(err_doc).decode())
+            suites.append((suite_name(path), {"valid": "unknown", "results": {},
+                                              "reasons": [f"not analysed: {exc}"]}))
         else:
+            suites.append((suite_name(path), doc))
             code = verdict_exit_code(doc["valid"])
-            problem = _write_results(path, doc, inputs) if write else None
+            problem = write_results(path, doc, inputs) if write else None
             if as_json:
                 click.echo(dumps_json(doc).decode())
             else:
@@ -147,6 +162,8 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], fmt: str, checkers: tupl
                 click.echo(f"chaos: warning: {problem}", err=True)
         if RANK[code] > RANK[worst]:
             worst = code
+    if junit is not None:
+        write_junit(None, junit, suites=suites)
     sys.stdout.flush()
     ctx.exit(int(worst))
 

@@ -1,9 +1,11 @@
 """`chaos report RUNDIR`: (re)write a run's HTML report, and optionally JUnit XML, from its files.
 
-Reads RUNDIR/history.jsonl, RUNDIR/results.json and (if present) RUNDIR/config.json; it does
-not re-check anything (that is `chaos analyze`). The exit code is the stored verdict's (0
-valid, 1 invalid, 2 unknown), so a CI step that only renders the report still fails on a bad
-run; 4 means the run directory or one of its files is missing or unreadable.
+Reads RUNDIR/history.jsonl, RUNDIR/results.json and (if present) RUNDIR/config.json. A
+directory holding only a history (copied from elsewhere, or a run killed before its check) is
+analysed first, as `chaos analyze RUNDIR` would, and its results.json written; otherwise the
+stored results are rendered, not re-checked (that is `chaos analyze`). The exit code is the
+verdict's (0 valid, 1 invalid, 2 unknown), so a CI step that only renders the report still
+fails on a bad run; 4 means the run directory or one of its files is missing or unreadable.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import click
 
 from chaos.errors import BadInput, verdict_exit_code
 from chaos.history.reader import read_history
+from chaos.report.junit import suite_name
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -26,21 +29,16 @@ def _load_json(path: Path, what: str) -> Any:
         raise BadInput(f"cannot read {what}: {exc}", where=str(path)) from None
 
 
-def _suite_name(rundir: Path, config: dict[str, Any] | None) -> str:
-    """The test's name: config's test_name, else the store's test directory, else RUNDIR's name.
+def _analyze_first(rundir: Path) -> tuple[dict[str, Any], Any]:
+    """Check RUNDIR's history as `chaos analyze RUNDIR` does and write its results.json."""
+    from chaos.cli.analyze import analyze_one, write_results
 
-    Runs live in store/<test-name>/<timestamp>/, so a timestamp-named RUNDIR (or the `latest`
-    link to one) is named after its parent.
-    """
-    for d in (config or {}, (config or {}).get("config") or {}):
-        if isinstance(d, dict):
-            for key in ("test_name", "name"):
-                if isinstance(d.get(key), str) and d[key]:
-                    return d[key]
-    resolved = rundir.resolve()
-    if resolved.name[:8].isdigit() and resolved.parent.name:
-        return resolved.parent.name
-    return resolved.name
+    click.echo(f"no results.json in {rundir}: analysing history.jsonl first", err=True)
+    doc, history, _ = analyze_one(str(rundir), "jsonl", None, {})
+    problem = write_results(str(rundir), doc, set())
+    if problem:
+        click.echo(f"chaos: warning: {problem}", err=True)
+    return doc, history
 
 
 @click.command("report")
@@ -48,19 +46,25 @@ def _suite_name(rundir: Path, config: dict[str, Any] | None) -> str:
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Where to write the HTML report [default: RUNDIR/report.html].")
 @click.option("--junit", "junit", type=click.Path(path_type=Path), default=None,
-              help="Also write JUnit XML (one testcase per checker) to this file.")
+              help="Also write JUnit XML (a testcase per checker and one for the run) to "
+                   "this file.")
 @click.option("--title", default=None, help="Report title [default: from the run directory].")
 def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None) -> int:
     """Write RUNDIR/report.html from the run's history.jsonl, results.json and config.json.
 
-    Exits with the stored verdict: 0 valid, 1 invalid, 2 unknown; 4 on a missing or bad file.
+    Without results.json the history is analysed first (and results.json written).
+    Exits with the verdict: 0 valid, 1 invalid, 2 unknown; 4 on a missing or bad file.
     """
     if not rundir.is_dir():
         raise BadInput(f"no such run directory: {rundir}")
     hist_path = rundir / "history.jsonl"
     if not hist_path.is_file():
         raise BadInput(f"no history.jsonl in {rundir}")
-    results = _load_json(rundir / "results.json", "results.json")
+    history = None
+    if (rundir / "results.json").exists():
+        results = _load_json(rundir / "results.json", "results.json")
+    else:
+        results, history = _analyze_first(rundir)
     from chaos.report import render, write_junit  # matplotlib: only once the inputs exist
     from chaos.report.results import normalize_results
 
@@ -72,8 +76,9 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
     config = _load_json(config_path, "config.json") if config_path.exists() else None
     if config is not None and not isinstance(config, dict):
         raise BadInput("config.json is not a JSON object", where=str(config_path))
-    history = read_history(hist_path)
-    suite = _suite_name(rundir, config)
+    if history is None:
+        history = read_history(hist_path)
+    suite = suite_name(rundir, config)
     if out is not None and out.is_dir():
         out = out / "report.html"
     try:

@@ -17,6 +17,8 @@ NS_PER_MS = 1_000_000
 MAX_ANOMALIES = 10   # per checker, in the human summary
 MAX_OPS = 8          # per anomaly
 MAX_VALUE = 60       # characters of a value shown inline
+#: unknown_reasons' answer when it knows nothing more specific
+NO_VERDICT = "no checker gave a verdict"
 
 
 def verdict_word(valid: Any) -> str:
@@ -139,7 +141,7 @@ def unknown_reasons(outcome: Mapping[str, Any]) -> list[str]:
             own = [f"{name}: {_get(r, 'warnings')[0]}"]
         out += own or [f"{name} could not decide"]
     if not out and outcome.get("valid") not in (True, False):
-        out.append("no checker gave a verdict")
+        out.append(NO_VERDICT)
     return out
 
 
