@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "serve": "chaos.cli.serve:serve",
     "compare": "chaos.cli.compare:compare",
     "shrink": "chaos.cli.shrink:shrink",
+    "ci": "chaos.cli.ci:ci",
 }
 
 

@@ -7,8 +7,9 @@ input is one line naming the option or file, and exit 4.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import click
 
@@ -17,6 +18,7 @@ from chaos.bounds import BOUNDS, check_config, no_fault_warning
 from chaos.errors import BadInput
 from chaos.net.base import describe_backends
 from chaos.schedule import KINDS, NAMES, SHAPES, parse_nemeses
+from chaos.store import check_output_file
 
 #: config.json keys a replay cannot do without (the rest have defaults)
 REPLAY_KEYS = ("target", "workload", "nemesis", "seed", "schedule")
@@ -101,20 +103,90 @@ def _range(field: str) -> str:
               help="ssh runtime: hosts, one per line.")
 @click.option("--ssh-user", default=None, help="ssh runtime: user.")
 @click.option("--ssh-key", type=click.Path(), default=None, help="ssh runtime: private key.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the results document as JSON on stdout (its JSON Schema: "
+                   "chaos/report/results.schema.json, docs/ci.md).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also write JUnit XML to FILE: a testcase per checker and one for the run "
+                   "(unknown and infrastructure failures are errors, never passes).")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interval, partition_shape,
         latency_ms, time_limit, concurrency, rate, seed, store_dir, quiesce, op_timeout, replay,
         nodes_file, ssh_user, ssh_key, as_json, quiet, client_placement="any",
-        partition_mode="refuse", clock="mixed"):
+        partition_mode="refuse", clock="mixed", junit=None):
     """Run a test and check it.
 
     Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input (nothing started).
     """
+    from chaos import run as runmod
+    from chaos.errors import ChaosError
+    from chaos.progress import Progress
+
+    plan = plan_run(
+        target=target, options=options, workload=workload, runtime=runtime, net=net,
+        nodes=nodes, nemesis=nemesis, nemesis_interval=nemesis_interval,
+        partition_shape=partition_shape, latency_ms=latency_ms, time_limit=time_limit,
+        concurrency=concurrency, rate=rate, seed=seed, store_dir=store_dir, quiesce=quiesce,
+        op_timeout=op_timeout, replay=replay, nodes_file=nodes_file, ssh_user=ssh_user,
+        ssh_key=ssh_key, client_placement=client_placement, partition_mode=partition_mode,
+        clock=clock)
+    if junit is not None:
+        check_output_file(junit, "--junit")
+    cfg = plan.config
+    # always shown, also with --quiet/--json: the run is not what was asked
+    for warning in plan.warnings:
+        click.echo(f"chaos: warning: {warning}", err=True)
+    progress = Progress(cfg.time_limit, enabled=not quiet and not as_json)
+    if not as_json and not quiet:
+        chosen = " (--net auto)" if net == "auto" and not replay else ""
+        click.echo(f"chaos run: {cfg.name}, {cfg.nodes} nodes ({cfg.runtime}, net {cfg.net}"
+                   f"{chosen}), seed {cfg.seed}, {len(cfg.schedule or [])} faults over "
+                   f"{cfg.time_limit:g} s", err=True)
+    try:
+        outcome = runmod.execute(cfg, plan.target, plan.ref, plan.workload, progress=progress)
+    except ChaosError as exc:  # CI reads the JUnit file: an infrastructure failure is an error
+        if junit is not None:
+            write_run_junit(junit, cfg.name, None, error=exc)
+        raise
+    doc = run_document(outcome, plan.warnings)
+    if junit is not None:
+        write_run_junit(junit, cfg.name, doc)
+    if as_json:
+        from chaos.store import dumps_json
+
+        click.echo(dumps_json(doc).decode())
+    else:
+        _print_verdict(outcome, plan.warnings)
+    return int(outcome.exit_code)
+
+
+@dataclass
+class RunPlan:
+    """A validated run, nothing started yet: what `plan_run` returns to `chaos run` and to
+    chaos.api.run (both then call chaos.run.execute: one code path)."""
+
+    config: Any          # chaos.run.RunConfig
+    target: Any          # the loaded Target
+    ref: str             # how the target was named (registry name or path)
+    workload: Any
+    warnings: list[str]  # start_warnings: what the user should know before it starts
+
+
+def plan_run(*, target: str = "kvlite", options: Sequence[str] = (), workload: str = "register",
+             runtime: str | None = None, net: str = "auto", nodes: int = 3,
+             nemesis: str = "partition", nemesis_interval: float = 5.0,
+             partition_shape: str = "isolate-leader", latency_ms: int = 200,
+             time_limit: float = 30.0, concurrency: int = 6, rate: float = 200.0,
+             seed: int | None = None, store_dir: str = "store", quiesce: float = 3.0,
+             op_timeout: float = 1.0, replay: str | None = None, nodes_file: str | None = None,
+             ssh_user: str | None = None, ssh_key: str | None = None,
+             client_placement: str = "any", partition_mode: str = "refuse",
+             clock: str = "mixed") -> RunPlan:
+    """Check every input of a run (the `chaos run` options, same names) and load its target
+    and workload; raise BadInput naming the option for anything wrong. Starts nothing."""
     import random
 
     from chaos import run as runmod
-    from chaos.progress import Progress
 
     if replay:
         cfg = load_replay(replay, store_dir)
@@ -140,30 +212,31 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
                 cfg.target_options = dict(tgt.validate_options(cfg.target_options))
         except BadInput as exc:
             raise BadInput(str(exc), where=str(Path(replay) / "config.json")) from None
-    warnings = start_warnings(cfg)
-    # always shown, also with --quiet/--json: the run is not what was asked
-    for warning in warnings:
-        click.echo(f"chaos: warning: {warning}", err=True)
-    progress = Progress(cfg.time_limit, enabled=not quiet and not as_json)
-    if not as_json and not quiet:
-        chosen = " (--net auto)" if net == "auto" and not replay else ""
-        click.echo(f"chaos run: {cfg.name}, {cfg.nodes} nodes ({cfg.runtime}, net {cfg.net}"
-                   f"{chosen}), seed {cfg.seed}, {len(cfg.schedule or [])} faults over "
-                   f"{cfg.time_limit:g} s", err=True)
-    outcome = runmod.execute(cfg, tgt, ref, wl, progress=progress)
-    if as_json:
-        from chaos.report.results import results_document
-        from chaos.store import dumps_json
+    return RunPlan(cfg, tgt, ref, wl, start_warnings(cfg))
 
-        # the results document (one shape: results.json, chaos analyze --json, this)
-        doc = outcome.results or results_document(
-            None, run_dir=str(outcome.run_dir), interrupted=outcome.interrupted,
-            unverified=outcome.unverified)
-        doc = {**doc, "warnings": warnings + [w for w in doc["warnings"] if w not in warnings]}
-        click.echo(dumps_json(doc).decode())
-    else:
-        _print_verdict(outcome, warnings)
-    return int(outcome.exit_code)
+
+def run_document(outcome: Any, warnings: list[str]) -> dict[str, Any]:
+    """The results document of a finished run (chaos.report.results: the one shape of
+    results.json, `chaos run --json`, --junit and chaos.api), with the start warnings."""
+    from chaos.report.results import results_document
+
+    doc = outcome.results or results_document(
+        None, run_dir=str(outcome.run_dir), interrupted=outcome.interrupted,
+        unverified=outcome.unverified)
+    return {**doc, "warnings": warnings + [w for w in doc["warnings"] if w not in warnings]}
+
+
+def write_run_junit(path: str | Path, name: str, doc: dict[str, Any] | None,
+                    error: Exception | None = None) -> None:
+    """--junit of a run: its results, or (error) one "run" error case for a run that could
+    not finish (exit 3: an infrastructure failure, which CI must not read as a pass)."""
+    from chaos.report.junit import write_junit
+
+    if doc is None:
+        doc = {"valid": "unknown", "results": {},
+               "reasons": [f"infrastructure error (exit {int(getattr(error, 'exit_code', 3))})"
+                           f": {error}"]}
+    write_junit(doc, path, suite_name=name)
 
 
 def start_warnings(cfg: Any) -> list[str]:
@@ -249,4 +322,5 @@ def _print_verdict(outcome: Any, warnings: list[str]) -> None:
         click.echo(f"report: {report}")
 
 
-__all__ = ["run", "load_replay", "start_warnings", "REPLAY_KEYS"]
+__all__ = ["run", "plan_run", "RunPlan", "run_document", "load_replay", "start_warnings",
+           "REPLAY_KEYS"]
