@@ -102,7 +102,8 @@ class Result:
         from chaos.history.summary import format_summary
 
         name = str(self.run_dir or self.path or "result")
-        lines = [format_summary(name, self.document, self._history())]
+        lines = [format_summary(name, self.document, self._history(),
+                                self.document.get("format"))]
         if self.run_dir is not None:
             lines.append(f"run directory: {self.run_dir}" + (
                 f" (seed {self.seed}; `chaos run --replay {self.run_dir}` repeats it)"

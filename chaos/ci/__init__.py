@@ -78,13 +78,16 @@ class Workflow:
         """The workflow file's text (validated first)."""
         import jinja2
 
-        from chaos.store import versions
+        from importlib.metadata import PackageNotFoundError, version as installed
 
         runtimes = self.validate()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent)),
                                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                                  undefined=jinja2.StrictUndefined, autoescape=False)
-        version = versions().get("chaos", "dev")
+        try:
+            version = installed("chaos")
+        except PackageNotFoundError:
+            version = "dev"
         tag = hashlib.sha256(self.install.encode()).hexdigest()[:8]
         return env.get_template(TEMPLATES[self.provider]).render(
             version=f"{version}-{tag}", cron=self.cron, targets=list(self.targets),

@@ -1,0 +1,146 @@
+"""chaos.api (run, analyze, load_history, Result) and the pytest plugin (the `chaos` fixture).
+
+The plugin is tested the way a user meets it: a tiny external project (a temp dir with one
+test file) run by pytest in a subprocess (pytester), with the plugin loaded from the
+`pytest11` entry point of the installed chaos; its runs are real kvlite clusters, short.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from chaos import api
+from chaos.history.model import History
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parent.parent
+HISTORIES = REPO / "histories"
+
+
+# --- without processes ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"time_limit": 0}, "time_limit must be positive"),
+    ({"time_limit": "20"}, "time_limit must be a number"),
+    ({"nodes": 99}, "nodes must be at most 15"),
+    ({"nemesis": "flood"}, "nemesis: unknown nemesis 'flood'"),
+    ({"nemesis": 3}, "nemesis must be a string or a list"),
+    ({"options": {"replication": "eventually"}}, "options replication=eventually"),
+    ({"options": ["replication=async"]}, "options must be a mapping"),
+    ({"workload": "queue"}, "workload"),
+    ({"target": "nosuch"}, "nosuch"),
+    ({"nemesis_interval": 0.01}, "nemesis_interval must be at least 0.1"),
+])
+def test_bad_arguments_raise_naming_the_argument_before_anything_starts(tmp_path, kwargs,
+                                                                        needle):
+    store = tmp_path / "store"
+    with pytest.raises(api.BadInput) as exc:
+        api.run(store=str(store), **kwargs)
+    assert needle in str(exc.value)
+    assert "--" not in str(exc.value).split(":")[0]  # the API's names, not the CLI's flags
+    assert not store.exists()  # nothing started, nothing stored
+
+
+def test_nemesis_as_a_list_is_the_comma_list(tmp_path):
+    with pytest.raises(api.BadInput, match="nemesis: unknown nemesis 'flood'"):
+        api.run(store=str(tmp_path), nemesis=["kill", "flood"])
+
+
+def test_analyze_and_load_history():
+    h = api.load_history(HISTORIES / "lost-write-after-failover.jsonl")
+    assert isinstance(h, History) and len(h.pairs) == 22
+    r = api.analyze(HISTORIES / "lost-write-after-failover.jsonl", results=False)
+    assert (r.valid, r.verdict, int(r.exit_code)) == (False, "invalid", 1)
+    (lost,) = r.anomalies
+    assert lost.kind == "lost-write" and "element 3" in lost.message and lost.ops
+    assert r.checkers["lost-writes"].verdict == "invalid" and r.checkers["dual-leaders"].valid
+    text = r.summary()
+    assert text.splitlines()[0].endswith("INVALID  (format jsonl, 22 ops, 3 checkers)")
+    assert "element 3 was acknowledged by n1" in text and "@n1" in text  # the ops, shown
+
+
+def test_unknown_is_not_valid():
+    r = api.analyze(HISTORIES / "all-info-register.jsonl", results=False)
+    assert r.verdict == "unknown" and r.valid is False and int(r.exit_code) == 2
+    assert r.reasons and "came back ok" in r.reasons[0]
+    assert "UNKNOWN" in r.summary().splitlines()[0]
+
+
+def test_analyze_bad_input_names_file_and_line():
+    with pytest.raises(api.BadInput, match=r"malformed-line.jsonl:3"):
+        api.analyze(HISTORIES / "bad" / "malformed-line.jsonl", results=False)
+    with pytest.raises(api.BadInput, match="checker: unknown 'nope'"):
+        api.analyze(HISTORIES / "valid-set.jsonl", checker="nope")
+    with pytest.raises(api.BadInput, match="format must be one of"):
+        api.load_history(HISTORIES / "valid-set.jsonl", format="csv")
+
+
+def test_analyze_writes_junit(tmp_path):
+    r = api.analyze(HISTORIES / "valid-set.jsonl", results=False, junit=tmp_path / "j.xml")
+    assert r.valid
+    suite = ET.parse(tmp_path / "j.xml").getroot()[0]
+    assert suite.get("name") == "valid-set.jsonl" and suite.get("failures") == "0"
+
+
+@pytest.mark.integration
+def test_plugin_is_inert_unless_used(pytester):
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--chaos-seed", "3")
+    result.assert_outcomes(passed=1)
+    assert not list(pytester.path.rglob("chaos-store")) and not (pytester.path / "store").exists()
+    result = pytester.runpytest_subprocess("--chaos-seed", "three")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--chaos-seed*invalid*int*"])
+
+
+# --- real runs -----------------------------------------------------------------------------
+
+PROJECT_TEST = '''
+SHORT = dict(time_limit=5, nemesis_interval=1.5, quiesce=1)
+
+
+def test_safe_config(chaos):
+    r = chaos.run(target="kvlite", nemesis="partition",
+                  options={"replication": "quorum", "failover": "majority"}, **SHORT)
+    assert r.valid, r.summary()
+
+
+def test_unsafe_config(chaos):
+    r = chaos.run(target="kvlite", workload="set", nemesis="partition",
+                  options={"replication": "async", "failover": "naive",
+                           "election_timeout_ms": 400, "heartbeat_ms": 50}, **SHORT)
+    assert r.valid, r.summary()
+'''
+
+
+@pytest.mark.integration
+def test_external_project_passes_safe_and_fails_unsafe_with_the_run_directory(pytester):
+    pytester.makepyfile(test_failover=PROJECT_TEST)
+    store = pytester.path / "chaos-runs"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--chaos-store", str(store), "--chaos-seed", "7",
+        "--junitxml", "out.xml", timeout=280)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    # the failure: a readable verdict naming the lost element, and where the run is
+    result.stdout.fnmatch_lines([
+        "*AssertionError: *kvlite-set-partition/*: INVALID*",
+        "*lost-writes*INVALID*anomal*",
+        "*element * was acknowledged by n* but is absent from all * final read(s)*",
+        f"*run directory: {store}/kvlite-set-partition/*(seed 7;*",
+        "*- chaos runs -*",
+        f"invalid: {store}/kvlite-set-partition/*(seed 7)",
+    ])
+    assert "test_safe_config" not in out.split("short test summary info")[-1]
+    (unsafe_dir,) = (store / "kvlite-set-partition").glob("2*")
+    (safe_dir,) = (store / "kvlite-register-partition").glob("2*")
+    for d in (unsafe_dir, safe_dir):
+        assert (d / "results.json").exists() and (d / "history.jsonl").exists()
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "out.xml").iter("testcase")}
+    props = {c: {p.get("name"): p.get("value") for p in case.iter("property")}
+             for c, case in cases.items()}
+    assert props["test_unsafe_config"]["chaos_run_dir"] == str(unsafe_dir)
+    assert props["test_safe_config"]["chaos_run_dir"] == str(safe_dir)
