@@ -10,11 +10,11 @@ Keyword arguments are named like `chaos run`'s flags (`--time-limit` is `time_li
 is `options={"k": v}`, `--store` is `store`); one left out takes the CLI's default, read from
 the CLI itself so the two cannot drift. `run` is `chaos run`, not a copy of it: the same
 checks (chaos.cli.run.plan_run: chaos.bounds, the target's option rules), then the same
-chaos.run.execute, the same results.json and report.html in the store. Bad arguments raise
-`BadInput` naming the argument (`time_limit must be positive (got 0)`) before anything starts;
-an infrastructure failure raises `SetupError` (both are `ChaosError`, carrying the CLI's exit
-code). A verdict is never an exception: it is the returned `Result`, whose `valid` is True only
-for a valid verdict (unknown is not valid).
+chaos.cli.run.execute_plan (chaos.run.execute, --junit), the same results.json and report.html
+in the store. Bad arguments raise `BadInput` naming the argument (`time_limit must be
+positive (got 0)`) before anything starts; an infrastructure failure raises `SetupError`
+(both are `ChaosError`, carrying the CLI's exit code). A verdict is never an exception: it
+is the returned `Result`, whose `valid` is True only for a valid verdict (unknown is not).
 
 `run` installs a SIGTERM handler while it runs (so a killed CI job still heals its faults),
 which Python allows only in the main thread: call it from there (pytest does).
@@ -208,8 +208,7 @@ def run(*, target: str | None = None, workload: str | None = None,
     `progress` shows the progress line on stderr. Raises BadInput (naming the argument)
     before anything starts, SetupError when the infrastructure fails.
     """
-    from chaos import run as runmod
-    from chaos.cli.run import plan_run, run_document, write_run_junit
+    from chaos.cli.run import execute_plan, plan_run
     from chaos.progress import Progress
 
     params = _cli_params()
@@ -240,18 +239,8 @@ def run(*, target: str | None = None, workload: str | None = None,
         from chaos.store import check_output_file
 
         check_output_file(junit, "junit")
-    cfg = plan.config
-    bar = Progress(cfg.time_limit, enabled=progress)
-    try:
-        outcome = runmod.execute(cfg, plan.target, plan.ref, plan.workload, progress=bar)
-    except ChaosError as exc:
-        if junit is not None:
-            write_run_junit(junit, cfg.name, None, error=exc)
-        raise
-    doc = run_document(outcome, plan.warnings)
-    if junit is not None:
-        write_run_junit(junit, cfg.name, doc)
-    return Result.from_document(doc, seed=cfg.seed)
+    _, doc = execute_plan(plan, Progress(plan.config.time_limit, enabled=progress), junit)
+    return Result.from_document(doc, seed=plan.config.seed)
 
 
 def _option_pairs(options: Mapping[str, Any] | None) -> list[str]:

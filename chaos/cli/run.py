@@ -118,8 +118,6 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
 
     Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input (nothing started).
     """
-    from chaos import run as runmod
-    from chaos.errors import ChaosError
     from chaos.progress import Progress
 
     plan = plan_run(
@@ -142,15 +140,7 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
         click.echo(f"chaos run: {cfg.name}, {cfg.nodes} nodes ({cfg.runtime}, net {cfg.net}"
                    f"{chosen}), seed {cfg.seed}, {len(cfg.schedule or [])} faults over "
                    f"{cfg.time_limit:g} s", err=True)
-    try:
-        outcome = runmod.execute(cfg, plan.target, plan.ref, plan.workload, progress=progress)
-    except ChaosError as exc:  # CI reads the JUnit file: an infrastructure failure is an error
-        if junit is not None:
-            write_run_junit(junit, cfg.name, None, error=exc)
-        raise
-    doc = run_document(outcome, plan.warnings)
-    if junit is not None:
-        write_run_junit(junit, cfg.name, doc)
+    outcome, doc = execute_plan(plan, progress, junit)
     if as_json:
         from chaos.store import dumps_json
 
@@ -213,6 +203,27 @@ def plan_run(*, target: str = "kvlite", options: Sequence[str] = (), workload: s
         except BadInput as exc:
             raise BadInput(str(exc), where=str(Path(replay) / "config.json")) from None
     return RunPlan(cfg, tgt, ref, wl, start_warnings(cfg))
+
+
+def execute_plan(plan: RunPlan, progress: Any, junit: str | Path | None
+                 ) -> tuple[Any, dict[str, Any]]:
+    """Run a planned test (chaos.run.execute) and write its --junit file; returns the
+    RunOutcome and its results document (run_document). An infrastructure failure still
+    writes the JUnit file, as an error (CI reads that file), then propagates."""
+    from chaos import run as runmod
+    from chaos.errors import ChaosError
+
+    cfg = plan.config
+    try:
+        outcome = runmod.execute(cfg, plan.target, plan.ref, plan.workload, progress=progress)
+    except ChaosError as exc:
+        if junit is not None:
+            write_run_junit(junit, cfg.name, None, error=exc)
+        raise
+    doc = run_document(outcome, plan.warnings)
+    if junit is not None:
+        write_run_junit(junit, cfg.name, doc)
+    return outcome, doc
 
 
 def run_document(outcome: Any, warnings: list[str]) -> dict[str, Any]:
@@ -322,5 +333,5 @@ def _print_verdict(outcome: Any, warnings: list[str]) -> None:
         click.echo(f"report: {report}")
 
 
-__all__ = ["run", "plan_run", "RunPlan", "run_document", "load_replay", "start_warnings",
-           "REPLAY_KEYS"]
+__all__ = ["run", "plan_run", "RunPlan", "execute_plan", "run_document", "load_replay",
+           "start_warnings", "REPLAY_KEYS"]
