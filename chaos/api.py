@@ -206,7 +206,8 @@ def run(*, target: str | None = None, workload: str | None = None,
     random seed (recorded: Result.seed). `nemesis` is a comma list or a list of fault kinds;
     `options` are the target's `-O` options. `junit` writes JUnit XML as `--junit` does;
     `progress` shows the progress line on stderr. Raises BadInput (naming the argument)
-    before anything starts, SetupError when the infrastructure fails.
+    before anything starts, SetupError when the infrastructure fails, KeyboardInterrupt
+    after cleaning up when the run was interrupted (Ctrl-C, SIGTERM).
     """
     from chaos.cli.run import execute_plan, plan_run
     from chaos.progress import Progress
@@ -239,7 +240,10 @@ def run(*, target: str | None = None, workload: str | None = None,
         from chaos.store import check_output_file
 
         check_output_file(junit, "junit")
-    _, doc = execute_plan(plan, Progress(plan.config.time_limit, enabled=progress), junit)
+    outcome, doc = execute_plan(plan, Progress(plan.config.time_limit, enabled=progress), junit)
+    if outcome.interrupted:  # Ctrl-C / SIGTERM: faults healed, nodes stopped; stop the caller
+        raise KeyboardInterrupt(f"chaos run interrupted; the history so far is in "
+                                f"{outcome.run_dir / 'history.jsonl'}")
     return Result.from_document(doc, seed=plan.config.seed)
 
 

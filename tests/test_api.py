@@ -144,3 +144,69 @@ def test_external_project_passes_safe_and_fails_unsafe_with_the_run_directory(py
              for c, case in cases.items()}
     assert props["test_unsafe_config"]["chaos_run_dir"] == str(unsafe_dir)
     assert props["test_safe_config"]["chaos_run_dir"] == str(safe_dir)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live descendant of `pid` (from /proc's children lists)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = {int(k) for k in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo += sorted(kids - found)
+            found |= kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+INTERRUPTED = '''
+import sys
+from chaos import api
+
+if __name__ == "__main__":
+    api.run(target="kvlite", time_limit=60, nemesis_interval=2, store=sys.argv[1],
+            junit=sys.argv[2])
+'''
+
+
+@pytest.mark.integration
+def test_ctrl_c_cleans_up_writes_junit_and_stops_the_caller(tmp_path):
+    """Ctrl-C during api.run: faults healed, nodes stopped, the JUnit error written, then
+    KeyboardInterrupt reaches the caller (a script or a pytest session stops)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_for
+
+    script = tmp_path / "script.py"
+    script.write_text(INTERRUPTED)
+    store, junit = tmp_path / "store", tmp_path / "j.xml"
+    proc = subprocess.Popen([sys.executable, str(script), str(store), str(junit)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(p.stat().st_size > 2000 for p in store.glob("*/2*/history.jsonl")),
+                 120, "the run's history to grow")
+        started = _descendants(proc.pid)  # nodes, workers, the proxy's
+        assert started
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt: chaos run interrupted" in err, err
+    left = [pid for pid in started if _alive(pid)]
+    assert not left, f"processes left running: {left}"
+    err_case = ET.parse(junit).getroot().find("testsuite/testcase[@name='run']/error")
+    assert err_case is not None and "interrupted" in err_case.get("message")
