@@ -195,7 +195,8 @@ def run(*, target: str | None = None, workload: str | None = None,
         partition_mode: str | None = None, latency_ms: int | None = None,
         concurrency: int | None = None, rate: float | None = None, store: str | None = None,
         quiesce: float | None = None, op_timeout: float | None = None,
-        client_placement: str | None = None, replay: str | Path | None = None,
+        client_placement: str | None = None, clock: str | None = None,
+        replay: str | Path | None = None,
         nodes_file: str | None = None, ssh_user: str | None = None,
         ssh_key: str | None = None, junit: str | Path | None = None,
         progress: bool = False) -> Result:
@@ -218,7 +219,7 @@ def run(*, target: str | None = None, workload: str | None = None,
              "nemesis_interval": nemesis_interval, "partition_shape": partition_shape,
              "partition_mode": partition_mode, "latency_ms": latency_ms,
              "concurrency": concurrency, "rate": rate, "store_dir": store, "quiesce": quiesce,
-             "op_timeout": op_timeout, "client_placement": client_placement,
+             "op_timeout": op_timeout, "client_placement": client_placement, "clock": clock,
              "replay": None if replay is None else str(replay), "nodes_file": nodes_file,
              "ssh_user": ssh_user, "ssh_key": ssh_key}
     kwargs: dict[str, Any] = {name: params[name].default if value is None else value

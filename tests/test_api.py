@@ -44,6 +44,17 @@ def test_bad_arguments_raise_naming_the_argument_before_anything_starts(tmp_path
     assert not store.exists()  # nothing started, nothing stored
 
 
+def test_every_chaos_run_option_is_an_argument_of_api_run():
+    """A flag added to `chaos run` must reach api.run too (named alike: --store is store)."""
+    import inspect
+
+    from chaos.cli.run import run as run_command
+
+    flags = {p.name for p in run_command.params} - {"as_json", "quiet"}
+    names = {{"store_dir": "store"}.get(n, n) for n in flags}
+    assert names - set(inspect.signature(api.run).parameters) == set()
+
+
 def test_nemesis_as_a_list_is_the_comma_list(tmp_path):
     with pytest.raises(api.BadInput, match="nemesis: unknown nemesis 'flood'"):
         api.run(store=str(tmp_path), nemesis=["kill", "flood"])
