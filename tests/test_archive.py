@@ -267,3 +267,39 @@ def test_serve_bad_store_and_busy_port(tmp_path, gen_store):
         port = str(busy.getsockname()[1])
         code, _, err = invoke_cli("serve", "--store", str(gen_store), "--port", port)
     assert code == 3 and f"--port {port}: cannot listen" in err
+
+
+def test_server_sees_runs_appended_while_it_serves(tmp_path, gen_store):
+    import http.client
+    import threading
+
+    from chaos.archive.web import ArchiveServer
+
+    store = _copy(gen_store, tmp_path)
+    server = ArchiveServer(store, "127.0.0.1", 0)
+    server.index.sync()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def get(path: str, method: str = "GET") -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        conn.request(method, path)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        conn.close()
+        return resp.status, body
+
+    try:
+        assert "24 of 24 runs" in get("/")[1]
+        ids = make_store(store, 1, seed=11, start=datetime(2030, 1, 1, tzinfo=timezone.utc))
+        status, body = get("/")      # a run finished meanwhile: listed, first (newest)
+        assert "25 of 25 runs" in body
+        assert body.split('data-id="')[1].split('"')[0] == ids[0]
+        assert get(f"/run/{ids[0]}")[0] == 200
+        assert get("/run/no-such/20200101T000000")[0] == 404
+        assert get("/nowhere")[0] == 404
+        status, body = get(f"/files/{ids[0]}/config.json", "HEAD")
+        assert status == 200 and body == ""
+    finally:
+        server.shutdown()
+        server.server_close()
