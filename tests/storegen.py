@@ -10,6 +10,7 @@ seconds instead of the hours real runs would take.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import random
@@ -37,8 +38,10 @@ CONFIGS = (
 )
 
 
+@functools.lru_cache(maxsize=1)
 def analysed() -> dict[str, dict[str, Any]]:
-    """The results document of each source history, as `chaos analyze` makes it."""
+    """The results document of each source history, as `chaos analyze` makes it (once per
+    process: make_store deep-copies what it changes)."""
     from chaos.cli.analyze import analyze_one
     from chaos.store import dumps_json
 
