@@ -6,6 +6,7 @@ nightly store's list), each with a fresh seed and a time limit just past its las
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def shrink(rundir: str, tries: int, budget: float, kind: str | None, out_dir: st
     from chaos.archive import shrink as sh
     from chaos.archive.index import summarize
     from chaos.cli.run import load_replay
+    from chaos.progress import Progress
     from chaos.store import read_json
 
     run_dir = Path(rundir).resolve()
@@ -62,7 +64,9 @@ def shrink(rundir: str, tries: int, budget: float, kind: str | None, out_dir: st
         cfg.time_limit, cfg.seed = sh.time_limit(schedule), seed0 + 1 + i
         try:
             tgt, ref, wl = runmod.prepare(cfg)
-            outcome = runmod.execute(cfg, tgt, ref, wl)
+            # on a terminal each re-run shows the run's own live line (ops, current fault)
+            progress = Progress(cfg.time_limit, enabled=not quiet and sys.stderr.isatty())
+            outcome = runmod.execute(cfg, tgt, ref, wl, progress=progress)
         except KeyboardInterrupt:
             raise sh.Interrupted() from None
         if outcome.interrupted:
