@@ -122,3 +122,8 @@ def test_every_shape_is_drawn_by_mixed():
     drawn = {s.params["shape"] for s in make_schedule(["partition"], interval=1,
                                                       time_limit=400, seed=1, shape="mixed")}
     assert drawn == set(SHAPES)
+
+
+def test_targets_lists_the_optional_faults_a_target_takes():
+    code, out, _err = invoke_cli("targets", "kvlite")
+    assert code == 0 and "--nemesis clock/member: clock, member" in out

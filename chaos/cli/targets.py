@@ -1,5 +1,6 @@
 """`chaos targets [TARGET]`: the registered targets, or one target (a name or a .py path),
-with their workloads, -O options and the --net backends that apply."""
+with their workloads, -O options, the --net backends that apply and the optional faults
+they take."""
 from __future__ import annotations
 
 import click
@@ -13,6 +14,9 @@ def _describe(name: str, ref: str, target: object) -> None:
     click.echo(f"{name}  ({ref})  workloads: {wl or '?'}")
     for line in describe_backends(target, brief=True):  # which --net backends apply
         click.echo(f"    --net {line}")
+    optional = sorted(getattr(target, "faults", ()) or ())  # docs/faults.md
+    click.echo(f"    --nemesis clock/member: {', '.join(optional) or 'neither'} "
+               "(other fault kinds: every target)")
     for opt, spec in sorted((getattr(target, "options", {}) or {}).items()):
         choices = f" [{'|'.join(map(str, spec.choices))}]" if spec.choices else ""
         click.echo(f"    -O {opt}={spec.default}{choices}  {spec.help}")
