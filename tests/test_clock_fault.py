@@ -42,6 +42,11 @@ def _clock_run(tmp_path: Path, clock: str, *runtime: str) -> list[dict]:
     assert ops[1]["value"]["reset"] == [node]
     back = ops[1]["value"]["read_back"][node]
     assert abs(back["offset_s"]) < 0.15 and abs(back["wall_rate"] - 1) < 0.05
+    # the node's OWN clock (kvlite's status `time`) is real again, rate included: a fresh
+    # probe alone missed a rate libfaketime kept after "+0" (docs/faults.md)
+    own = ops[1]["value"]["node_clock"][node]
+    assert abs(own["offset_s"]) < 0.15 + own["rtt_s"] and abs(own["rate"] - 1) < 0.1
+    assert "node_clock" in ops[0]["value"]
     return ops
 
 
@@ -54,7 +59,9 @@ def test_clock_fault_is_read_back_and_healed_locally(tmp_path, clock, offset, ra
     assert abs(seen["wall_rate"] - rate) < 0.05 and abs(seen["mono_rate"] - rate) < 0.05
     if offset is None:  # rate: the offset that keeps the node's clock continuous
         offset = start["age_s"] * (1 - rate)
-    assert abs(seen["offset_s"] - offset) < 0.2
+    # the probe's own clock bent from its own start (its age_s)
+    assert abs(seen["offset_s"] - offset - (rate - 1) * seen["age_s"]) < 0.2
+    assert abs(start["node_clock"]["rate"] - rate) < 0.1  # the node's own clock, read back
     # libfaketime derives the faked CLOCK_MONOTONIC from the faked realtime (docs/faults.md)
     assert abs(seen["mono_minus_wall_s"]) < 0.05
 
@@ -81,7 +88,7 @@ def test_a_node_without_the_preload_leaves_the_clock_fault_unverified(tmp_path):
         assert did["read_back"]["offset_s"] == pytest.approx(2.0, abs=0.15)  # the file works
         healed, problems = get("clock").heal(nem)
         assert healed["clock"]["reset"] == ["n1"] and problems == []
-        assert (tmp_path / "nodes" / "n1" / ".chaos-clock").read_text() == "+0\n"
+        assert (tmp_path / "nodes" / "n1" / ".chaos-clock").read_text() == "+0.000000 x1\n"
     finally:
         rt.teardown()
 

@@ -27,7 +27,8 @@ def test_clock_specs_parse_and_bad_ones_name_the_option():
                      ("strobe:1:1", "period")]:
         with pytest.raises(BadInput, match=why):
             parse_spec(bad)
-    assert control_line(-5) == "-5.000000" and control_line(2.5, 0.5) == "+2.500000 x0.5"
+    # the rate is always written: libfaketime keeps the last one when a spec has none
+    assert control_line(-5) == "-5.000000 x1" and control_line(2.5, 0.5) == "+2.500000 x0.5"
 
 
 def test_scheduled_clock_params_follow_the_spec():
@@ -72,7 +73,8 @@ def test_events_never_overlap_a_kind_with_itself(items, seed):
 def test_clock_preloads_libfaketime_into_every_service_and_writes_the_control_file():
     env, files = node_setup(["partition", "clock"], "/data/n1", first=True)
     assert env["LD_PRELOAD"] == LIB and env["FAKETIME_TIMESTAMP_FILE"] == "/data/n1/.chaos-clock"
-    assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "0" and files == {".chaos-clock": "+0\n"}
+    assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "0"
+    assert files == {".chaos-clock": "+0.000000 x1\n"}
     assert node_setup(["clock"], "/d", first=False)[1] == {}  # a restart keeps the file
     assert node_setup(["partition", "kill"], "/d", first=True) == ({}, {})
     assert packages_of(["clock", "member", "kill"]) == ("libfaketime",)

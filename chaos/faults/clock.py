@@ -4,7 +4,7 @@ No root and no container privilege: libfaketime (Debian package `libfaketime`) i
 into every service of every node when the run schedules this kind (`node_env`), and reads
 the control file `<data_dir>/.chaos-clock` on every clock call (FAKETIME_NO_CACHE=1). The
 fault rewrites that file on the node's host; the heal (end of run, Ctrl-C, SIGTERM) writes
-"+0" back. Every node starts with "+0", so a node whose fault is healed keeps real time.
+"+0 x1" back. Every node starts with "+0 x1": a node whose fault is healed keeps real time.
 
 Which clocks (libfaketime 0.9.10, FAKETIME_DONT_FAKE_MONOTONIC=0; docs/faults.md):
 clock_gettime's CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME,
@@ -33,7 +33,10 @@ Modes (`--clock MODE[:VALUE...]`, chaos.faults.clock.parse_spec):
 Verified: every process of the node runs under the control file with libfaketime mapped
 (/proc/<pid>/maps), and a probe run on the node under the same preload and control file
 reads back the offset and the rate (against the raw clock_gettime syscall, which
-libfaketime cannot intercept); after the stop the probe reads real time again.
+libfaketime cannot intercept); after the stop the probe reads real time again. A fresh
+probe cannot see what a long-running process keeps (libfaketime keeps the last rate it
+read), so when the target's status reports `time` (the answering process' own wall clock)
+the node's clock itself is read back too, offset and rate, at the start and after the stop.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ import random
 import shlex
 import sysconfig
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from chaos.errors import BadInput
@@ -78,6 +82,9 @@ def pair(c, fake):
         if best is None or b - a < best[0]:
             best = (b - a, (a + b) / 2, f)
     return best[1], best[2]
+tick = os.sysconf("SC_CLK_TCK")
+age = float(open("/proc/uptime").read().split()[0]) - int(
+    open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / tick
 r0, w0 = pair(0, time.time)
 m0, f0 = pair(1, time.monotonic)
 while raw(1) - m0 < 0.5:
@@ -86,7 +93,7 @@ r1, w1 = pair(0, time.time)
 m1, f1 = pair(1, time.monotonic)
 print(json.dumps({"offset_s": round(w0 - r0, 3), "wall_rate": round((w1 - w0) / (r1 - r0), 3),
                   "mono_rate": round((f1 - f0) / (m1 - m0), 3),
-                  "mono_minus_wall_s": round(f0 - w0, 3)}))
+                  "mono_minus_wall_s": round(f0 - w0, 3), "age_s": round(age, 2)}))
 """
 #: runs on the node without the preload: the processes under a control file (JSON list)
 _PROCS = r"""
@@ -147,9 +154,12 @@ def parse_spec(text: str) -> dict[str, Any]:
 
 
 def control_line(offset_s: float, rate: float = 1.0) -> str:
-    """The control file's content: libfaketime's relative spec "+S" / "-S" [" xR"]."""
-    line = f"{offset_s:+.6f}"
-    return line if rate == 1.0 else f"{line} x{rate:g}"
+    """The control file's content: libfaketime's relative spec "+S xR" / "-S xR".
+
+    The rate is always written: a running libfaketime keeps the last rate it read when a
+    new spec has none, so "+0" after "x0.1" would leave the node slow (and 0.9 times its
+    age behind) while a fresh probe reads real time."""
+    return f"{offset_s:+.6f} x{rate:g}"
 
 
 class Clock(Fault):
@@ -167,7 +177,7 @@ class Clock(Fault):
                 "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "0"}
 
     def node_files(self) -> dict[str, str]:
-        return {CONTROL: "+0\n"}
+        return {CONTROL: control_line(0.0) + "\n"}
 
     def schedule_params(self, rng: random.Random, opts: dict[str, Any]) -> dict[str, Any]:
         spec = parse_spec(opts.get("clock", "mixed"))
@@ -214,8 +224,11 @@ class Clock(Fault):
         return dict(self._python(nem, node, _PROBE,
                                  env=self.node_env(nem.ctx.runtime.data_dir(node))))
 
-    def _check(self, nem: Nemesis, node: str, offset_s: float, rate: float) -> tuple[
-            dict[str, Any], list[str]]:
+    def _check(self, nem: Nemesis, node: str, offset_s: float, rate: float,
+               written_at: float) -> tuple[dict[str, Any], list[str]]:
+        """The probe's and the node's own readings against what was written at `written_at`
+        (controller time): the node's clock is `offset_s` off, or under a rate it bends from
+        real time at the write (its offset grows by (rate-1) s per second since)."""
         procs = self.processes(nem, node)
         problems = []
         if not procs:
@@ -224,13 +237,59 @@ class Clock(Fault):
         if bare:
             problems.append(f"{node}: libfaketime not loaded in pid(s) {bare}")
         seen = self.probe(nem, node)
-        if abs(seen["offset_s"] - offset_s) > OFFSET_TOLERANCE + abs(rate - 1) * 0.5:
+        # under a rate the probe's own clock started at its start: it lags by age*(1-rate)
+        expected = offset_s + (rate - 1) * seen.get("age_s", 0.0)
+        if abs(seen["offset_s"] - expected) > OFFSET_TOLERANCE:
             problems.append(f"{node}: clock offset read back {seen['offset_s']:+.3f} s, "
-                            f"expected {offset_s:+.3f} s")
+                            f"expected {expected:+.3f} s")
         for key in ("wall_rate", "mono_rate"):
             if abs(seen[key] - rate) > RATE_TOLERANCE * rate:
                 problems.append(f"{node}: {key} read back {seen[key]}, expected {rate:g}")
-        return {"read_back": seen, "processes": len(procs)}, problems
+        did: dict[str, Any] = {"read_back": seen, "processes": len(procs)}
+        node_clock = self.node_clock(nem, node)
+        if node_clock is not None:
+            did["node_clock"] = node_clock
+            expected = offset_s if rate == 1.0 else (rate - 1) * (node_clock["at"] - written_at)
+            problems += self._compare(node, node_clock, round(expected, 3), rate)
+        return did, problems
+
+    @staticmethod
+    def node_clock(nem: Nemesis, node: str) -> dict[str, float] | None:
+        """The node's OWN clock, from the `time` key of its status (the wall clock of the
+        process that answered), twice 0.5 s apart: offset from the controller's clock and
+        rate. None when the target reports no `time` or the node does not answer."""
+        status = nem.ctx.status
+        if status is None:
+            return None
+        samples = []
+        for i in range(2):
+            if i:
+                time.sleep(0.5)
+            t0 = time.time()
+            try:
+                seen = status(node).get("time")
+            except Exception:  # noqa: BLE001 - no answer: the probe's reading stands alone
+                return None
+            t1 = time.time()
+            if not isinstance(seen, (int, float)):
+                return None
+            samples.append(((t0 + t1) / 2, float(seen), t1 - t0))
+        (a, fa, da), (b, fb, db) = samples
+        return {"offset_s": round(fb - b, 3), "rate": round((fb - fa) / (b - a), 3),
+                "rtt_s": round(max(da, db), 3), "at": round(b, 3)}
+
+    @staticmethod
+    def _compare(node: str, seen: dict[str, float], offset_s: float, rate: float) -> list[str]:
+        slack = OFFSET_TOLERANCE + seen["rtt_s"]
+        problems = []
+        if abs(seen["offset_s"] - offset_s) > slack + abs(rate - 1) * 1.0:
+            problems.append(f"{node}'s own clock (status time) is {seen['offset_s']:+.3f} s "
+                            f"off, expected {offset_s:+.3f} s")
+        # two status answers 0.5 s apart: the rate's error is about 2 * rtt / 0.5 s
+        if abs(seen["rate"] - rate) > RATE_TOLERANCE * rate + 4 * seen["rtt_s"]:
+            problems.append(f"{node}'s own clock (status time) runs at {seen['rate']}, "
+                            f"expected {rate:g}")
+        return problems
 
     # -- the fault -------------------------------------------------------------------------
     def start(self, nem: Nemesis, params: dict[str, Any]) -> Outcome:
@@ -239,7 +298,7 @@ class Clock(Fault):
         rate = float(params.get("rate", 1.0)) if mode == "rate" else 1.0
         offset = float(params.get("offset_s", 0.0))
         applied: dict[str, str] = nem.state.setdefault(self.kind, {})
-        applied[node] = "+0"  # from here on the heal resets it, whatever happens next
+        applied[node] = control_line(0.0)  # from here on the heal resets it, whatever happens
         out: dict[str, Any] = {"node": node, "chosen": why}
         if mode == "rate":
             procs = self.processes(nem, node)
@@ -248,15 +307,16 @@ class Clock(Fault):
             out["age_s"] = age
         line = control_line(offset, rate)
         self._write(nem, node, line)
+        written_at = time.time()
         applied[node] = line
-        did, problems = self._check(nem, node, offset, rate)
+        did, problems = self._check(nem, node, offset, rate, written_at)
         if mode == "strobe":
             self._strobe(nem, node, line, int(params.get("period_ms", 200)))
         nem.current = f"clock {mode} {line} on {node} ({why})"
         return {**out, "control": line, **did}, problems
 
     def _strobe(self, nem: Nemesis, node: str, line: str, period_ms: int) -> None:
-        """Flip the control file between `line` and "+0" every period until stopped."""
+        """Flip the control file between `line` and real time every period until stopped."""
         stop = threading.Event()
         flips = [0]
 
@@ -264,7 +324,7 @@ class Clock(Fault):
             while not stop.wait(period_ms / 1000):
                 flips[0] += 1
                 try:
-                    self._write(nem, node, "+0" if flips[0] % 2 else line)
+                    self._write(nem, node, control_line(0.0) if flips[0] % 2 else line)
                 except Exception:  # noqa: BLE001 - the stop's read-back says what held
                     continue
         thread = threading.Thread(target=loop, name=f"clock-strobe-{node}", daemon=True)
@@ -284,12 +344,16 @@ class Clock(Fault):
             did["strobe_flips"] = flips
         problems: list[str] = []
         for node in sorted(applied):
-            self._write(nem, node, "+0")
+            self._write(nem, node, control_line(0.0))
             seen = self.probe(nem, node)
             did.setdefault("read_back", {})[node] = seen
             if abs(seen["offset_s"]) > OFFSET_TOLERANCE or abs(seen["wall_rate"] - 1) > \
                     RATE_TOLERANCE:
                 problems.append(f"{node}: clock not back to real time after the reset ({seen})")
+            node_clock = self.node_clock(nem, node)
+            if node_clock is not None:
+                did.setdefault("node_clock", {})[node] = node_clock
+                problems += self._compare(node, node_clock, 0.0, 1.0)
         return did, problems
 
     def stop(self, nem: Nemesis, params: dict[str, Any]) -> Outcome:

@@ -347,6 +347,7 @@ class Node:
             "generation": self.term, "leader": self.leader,
             "last_index": self.log.last_index, "last_term": self.log.last_term,
             "log_position": self.log.last_index, "learner": self.learner,
+            "time": time.time(),
             "commit_index": self.commit_index, "applied_index": self.applied_index,
             "snapshot_index": self.log.snapshot_index,
             "replication": self.opts.replication, "failover": self.opts.failover,
