@@ -5,7 +5,6 @@ rules once, with how many keys."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -21,19 +20,15 @@ from chaos.recorder import Recorder
 from chaos.target import Addr
 from chaos.workload import WorkloadRunner
 from test_recorder import validate_history
-from test_workload_support import KVServer, KVTarget
+from test_workload_support import KVServer, KVTarget, serving
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def server() -> Iterator[KVServer]:
-    srv = KVServer()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving() as srv:
+        yield srv
 
 
 def _closed_port() -> int:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,19 +23,15 @@ from chaos.target import Addr
 from chaos.workload import WorkloadRunner, completion_of
 from test_recorder import validate_history
 from tests.conftest import wait_for
-from test_workload_support import KVServer, KVTarget, NoopTarget
+from test_workload_support import KVServer, KVTarget, NoopTarget, serving
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def server() -> Iterator[KVServer]:
-    srv = KVServer()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving() as srv:
+        yield srv
 
 
 @pytest.fixture

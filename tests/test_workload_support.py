@@ -3,12 +3,13 @@ only, no pandas): a real little TCP key-value server, its client and target, and
 target. Not a test module by itself (no tests); lives here so "spawn" workers can unpickle it."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from chaos.target import Addr
 
@@ -50,6 +51,18 @@ class KVServer(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.store: dict[Any, Any] = {}
         self.lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[KVServer]:
+    """A KVServer answering on 127.0.0.1 (a thread) until the block ends."""
+    srv = KVServer()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 class KVClient:
