@@ -129,3 +129,17 @@ def test_every_shape_is_drawn_by_mixed():
 def test_targets_lists_the_optional_faults_a_target_takes():
     code, out, _err = invoke_cli("targets", "kvlite")
     assert code == 0 and "--nemesis clock/member: clock, member" in out
+
+
+def test_a_fault_library_counts_as_present_only_when_the_file_exists(tmp_path):
+    from chaos.errors import SetupError
+    from chaos.runtime.local import LocalRuntime, present
+
+    lib = tmp_path / "libfake.so.1"
+    assert not present(str(lib)) and present("sh")
+    lib.write_text("")  # a library is not executable: `which` alone would not find it
+    assert present(str(lib))
+    gone = str(tmp_path / "missing" / "libfake.so.1")
+    with pytest.raises(SetupError, match=r"libfake.so.1 \(package pkg-x\)") as err:
+        LocalRuntime().check_binaries({str(lib): "pkg-y", gone: "pkg-x"})
+    assert "pkg-y" not in str(err.value)
