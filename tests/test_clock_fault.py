@@ -107,11 +107,12 @@ def _under_clock(store: Path) -> list[int]:
     return pids
 
 
-def _skewed_then_sigkill(store: Path, *runtime: str) -> int:
+def _skewed_then_signal(store: Path, *runtime: str, sig: int = signal.SIGKILL,
+                        interval: str = "1") -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "chaos", "run", *SAFE, "--nemesis", "clock", "--clock",
-         "bump:-30", "--nemesis-interval", "1", "--time-limit", "120", "--seed", "2",
+         "bump:-30", "--nemesis-interval", interval, "--time-limit", "120", "--seed", "2",
          "--store", str(store), "--quiet", *runtime],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -121,14 +122,14 @@ def _skewed_then_sigkill(store: Path, *runtime: str) -> int:
     try:
         wait_for(skewed, timeout=300, what="a verified clock fault")
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
     return proc.pid
 
 
 def test_sigkill_of_the_controller_leaves_no_skewed_node_locally(tmp_path):
     store = (tmp_path / "store").resolve()
-    _skewed_then_sigkill(store)
+    _skewed_then_signal(store)
     wait_for(lambda: _under_clock(store) == [], timeout=10, what="skewed nodes gone")
 
 
@@ -137,7 +138,7 @@ def test_sigkill_of_the_controller_then_down_leaves_no_container(tmp_path):
     from chaos.control.engine import docker_client
     from chaos.runtime.owner import PID
 
-    pid = _skewed_then_sigkill(tmp_path / "store", "--runtime", "docker")
+    pid = _skewed_then_signal(tmp_path / "store", "--runtime", "docker")
     client = docker_client()
     mine = {"label": f"{PID}={pid}"}
     assert client.containers.list(all=True, filters=mine)  # left behind by the SIGKILL
@@ -146,3 +147,15 @@ def test_sigkill_of_the_controller_then_down_leaves_no_container(tmp_path):
     assert down.returncode == 0, down.stderr
     assert client.containers.list(all=True, filters=mine) == []
     assert client.networks.list(filters=mine) == []
+
+
+def test_ctrl_c_during_a_clock_fault_heals_it_and_records_the_heal(tmp_path):
+    store = (tmp_path / "store").resolve()
+    _skewed_then_signal(store, sig=signal.SIGINT, interval="4")  # inside the fault window
+    history = next(store.glob("*/*/history.jsonl"))
+    heal = [op for op in _nemesis_ops(str(history)) if op["f"] == "heal"]
+    assert heal and heal[-1]["type"] == "ok", heal
+    assert heal[-1]["value"]["clock"]["reset"]  # the skewed node was reset, and read back
+    controls = list(history.parent.glob("nodes/*/.chaos-clock"))
+    assert controls and all(c.read_text() == "+0.000000 x1\n" for c in controls)
+    assert _under_clock(store) == []

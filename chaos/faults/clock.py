@@ -333,19 +333,23 @@ class Clock(Fault):
         thread.start()
 
     def _reset(self, nem: Nemesis) -> Outcome:
-        strobes = nem.state.pop("clock-strobe", [])
+        """Every skewed node back to real time. A node leaves the state only once its file
+        is rewritten, so a reset cut short (Ctrl-C during the stop) is finished by the heal."""
+        strobes = nem.state.get("clock-strobe", [])
         flips = 0
         for stop, thread, count in strobes:
             stop.set()
             thread.join(5)
             flips += count[0]
-        applied: dict[str, str] = nem.state.pop(self.kind, {})
+        nem.state.pop("clock-strobe", None)
+        applied: dict[str, str] = nem.state.get(self.kind, {})
         did: dict[str, Any] = {"reset": sorted(applied)}
         if strobes:
             did["strobe_flips"] = flips
         problems: list[str] = []
         for node in sorted(applied):
             self._write(nem, node, control_line(0.0))
+            del applied[node]
             seen = self.probe(nem, node)
             did.setdefault("read_back", {})[node] = seen
             if abs(seen["offset_s"]) > OFFSET_TOLERANCE or abs(seen["wall_rate"] - 1) > \
