@@ -115,6 +115,14 @@ for p in os.listdir("/proc"):
     except OSError:
         continue
     out.append({"pid": int(p), "age_s": round(up - int(st[19]) / tick, 2), "loaded": loaded})
+if len(sys.argv) > 2:  # a rate: write it with the offset that keeps the oldest one continuous
+    rate = float(sys.argv[2])
+    age = max((p["age_s"] for p in out), default=0.0)
+    line = f"{age * (1 - rate):+.6f} x{rate:g}"  # control_line's format
+    with open(sys.argv[1] + ".new", "w") as f:
+        f.write(line + "\n")
+    os.replace(sys.argv[1] + ".new", sys.argv[1])
+    out = {"procs": out, "age_s": age, "offset_s": round(age * (1 - rate), 6), "line": line}
 print(json.dumps(out))
 """
 
@@ -301,13 +309,14 @@ class Clock(Fault):
         applied: dict[str, str] = nem.state.setdefault(self.kind, {})
         applied[node] = control_line(0.0)  # from here on the heal resets it, whatever happens
         out: dict[str, Any] = {"node": node, "chosen": why}
-        if mode == "rate":
-            procs = self.processes(nem, node)
-            age = max((p["age_s"] for p in procs), default=0.0)
-            offset = round(age * (1 - rate), 3)  # no jump at the switch: see the module doc
-            out["age_s"] = age
-        line = control_line(offset, rate)
-        self._write(nem, node, line)
+        if mode == "rate":  # one step on the node: ages read, the bending rate written
+            path = f"{nem.ctx.runtime.data_dir(node)}/{CONTROL}"
+            done = self._python(nem, node, _PROCS, f"{shlex.quote(path)} {rate!r}")
+            offset, line = float(done["offset_s"]), str(done["line"])
+            out["age_s"] = done["age_s"]  # no jump at the switch: see the module doc
+        else:
+            line = control_line(offset, rate)
+            self._write(nem, node, line)
         written_at = time.time()
         applied[node] = line
         did, problems = self._check(nem, node, offset, rate, written_at)
