@@ -169,6 +169,10 @@ def throughput(history: Path) -> dict[str, Any]:
     buckets: dict[int, int] = {}
     lines = 0
     first = last = None
+    f_ops = f_ok = 0
+    f_keys: set[Any] = set()
+    f_start: int | None = None
+    f_end = 0
     with open(history, "rb") as f:
         for line in f:
             lines += 1
@@ -177,7 +181,16 @@ def throughput(history: Path) -> dict[str, Any]:
             except orjson.JSONDecodeError:
                 continue
             p = op.get("process")
-            if op.get("type") == "invoke" or not isinstance(p, int) or op.get("final"):
+            if op.get("final"):
+                if op["type"] == "invoke":
+                    f_start = op["time"] if f_start is None else f_start
+                else:
+                    f_ops += 1
+                    f_ok += op["type"] == "ok"
+                    f_keys.add(op.get("key"))
+                    f_end = op["time"]
+                continue
+            if op.get("type") == "invoke" or not isinstance(p, int):
                 continue
             t = int(op["time"])
             first = t if first is None else first
@@ -188,7 +201,9 @@ def throughput(history: Path) -> dict[str, Any]:
            if buckets else [])
     return {"lines": lines, "ops_per_s_by_10s": per,
             "first_bucket_s": min(buckets or [0]) * BUCKET_S,
-            "load_s": ((last or 0) - (first or 0)) / 1e9}
+            "load_s": ((last or 0) - (first or 0)) / 1e9,
+            "final_reads": {"ops": f_ops, "ok": f_ok, "keys": len(f_keys),
+                            "seconds": round((f_end - (f_start or f_end)) / 1e9, 1)}}
 
 
 def flatness(samples: list[dict[str, Any]], load_s: float, every: float) -> dict[str, Any]:
@@ -253,7 +268,8 @@ def report(out: Path, doc: dict[str, Any]) -> None:
     if per:
         md += ["", "completions/s per 10 s of history time: "
                + " ".join(f"{v:.0f}" for v in per)]
-    md += ["", f"flatness: {json.dumps(doc.get('flatness'))}"]
+    md += ["", f"final reads: {json.dumps(tp.get('final_reads'))}",
+           "", f"flatness: {json.dumps(doc.get('flatness'))}"]
     if doc.get("analysis"):
         md += ["", f"analysis: {json.dumps(doc['analysis'])}"]
     (out / "soak.md").write_text("\n".join(md) + "\n")
@@ -297,8 +313,8 @@ def main() -> int:
     else:
         args = a.run_args[1:] if a.run_args[:1] == ["--"] else a.run_args
         doc = run(a.out, args, a.sample, a.nice, a.stop_after_recording)
-        hist = Path(doc["history"])
-        doc["throughput"] = throughput(hist)
+    if "final_reads" not in doc.get("throughput", {}):  # a run, or a report from before
+        doc["throughput"] = throughput(Path(doc["history"]))
     doc["flatness"] = flatness(doc["samples"], doc["throughput"]["load_s"], a.sample)
     if a.analyze:
         doc["analysis"] = analyze(Path(doc["history"]), doc["throughput"]["lines"])
