@@ -107,6 +107,7 @@ _SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
     "partition_mode": ((str,), "--partition-mode"), "clock": ((str,), "--clock"),
     "seed": ((int,), "--seed"), "nemesis": ((list,), "--nemesis"),
     "target_options": ((dict,), "-O"), "runtime_options": ((dict,), "runtime options"),
+    "workload_options": ((dict,), "-W"),
     "test_name": ((str, type(None)), "test_name"),
 }
 

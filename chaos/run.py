@@ -46,6 +46,8 @@ class RunConfig:
     target: str = "kvlite"
     target_options: dict[str, Any] = field(default_factory=dict)
     workload: str = "register"
+    #: -W KEY=VALUE: the workload's own options (workloads.get validates them)
+    workload_options: dict[str, Any] = field(default_factory=dict)
     #: None: the target's default_runtime (filled in by `prepare`)
     runtime: str | None = None
     nodes: int = 3
@@ -165,7 +167,7 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()
         cfg.target_options = plugins.parse_target_options(target, list(raw_options))
     import workloads
 
-    workload = workloads.get(cfg.workload, {"seed": cfg.seed})
+    workload = workloads.get(cfg.workload, {**cfg.workload_options, "seed": cfg.seed})
     if cfg.workload not in target.workloads:  # every member exists (plugins.with_defaults)
         raise BadInput(f"--workload {cfg.workload}: target {target.name} supports "
                        f"{', '.join(sorted(target.workloads)) or 'no workload'}")

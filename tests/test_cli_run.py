@@ -21,6 +21,9 @@ pytestmark = pytest.mark.integration  # every test runs `chaos run` in a subproc
     (["-O", "replication=fast"], "replication"),
     (["-O", "colour=blue"], "colour"),
     (["--partition-shape", "triangle"], "triangle"),
+    (["--workload", "set", "-W", "adds_per_key=0"], "-W adds_per_key: must be >= 1"),
+    (["--workload", "set", "-W", "colour=blue"], "-W colour: the set workload has no such"),
+    (["-W", "keys"], "-W 'keys': expected key=value"),
     (["--no-such-flag"], "--no-such-flag"),
 ])
 def test_bad_input_exits_4_and_starts_nothing(tmp_path, args, message):
@@ -63,9 +66,11 @@ def test_replay_of_a_missing_dir_is_bad_input(tmp_path):
 
 def test_set_run_rotates_keys_and_reads_each_key_on_each_node(tmp_path):
     """End to end through `chaos run`: the set workload's adds spread over keys with at most
-    adds_per_key (256) each, one final read per key per node, each holding exactly the key's
-    acknowledged adds; the safe kvlite configuration without faults is valid."""
+    adds_per_key (-W adds_per_key=64: 8 per slot) each, one final read per key per node
+    holding the key's acknowledged adds and nothing of another key; the safe kvlite
+    configuration without faults is valid."""
     code, doc = run_json("--store", str(tmp_path), "--workload", "set", "--nemesis", "none",
+                         "-W", "adds_per_key=64",
                          "--time-limit", "5", "--rate", "0", "--concurrency", "8",
                          "--quiesce", "0.5", "-O", "replication=quorum",
                          "-O", "failover=majority")
@@ -76,7 +81,9 @@ def test_set_run_rotates_keys_and_reads_each_key_on_each_node(tmp_path):
     per_key: dict[str, int] = {}
     for o in adds:
         per_key[o["key"]] = per_key.get(o["key"], 0) + 1
-    assert len(per_key) >= 2 and max(per_key.values()) <= 256, per_key
+    assert len(per_key) >= 3 and max(per_key.values()) <= 64, per_key
+    cfg = json.loads((hist.parent / "config.json").read_text())["config"]
+    assert cfg["workload_options"] == {"adds_per_key": "64"}  # kept for --replay
     finals = [o for o in ops if o.get("final") and o["type"] == "ok"]
     assert sorted((o["key"], o["node"]) for o in finals) == sorted(
         (k, n) for k in per_key for n in ("n1", "n2", "n3"))

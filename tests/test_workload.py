@@ -287,10 +287,14 @@ def test_set_keys_are_deterministic_for_a_seed() -> None:
 
 
 def test_set_workload_rejects_bad_options() -> None:
-    for opts, word in (({"adds_per_key": 0}, "adds_per_key"), ({"adds_per_key": "x"},
-                       "adds_per_key"), ({"read_fraction": 1}, "read_fraction")):
+    for name, opts, word in (("set", {"adds_per_key": 0}, "-W adds_per_key"),
+                             ("set", {"adds_per_key": "x"}, "-W adds_per_key"),
+                             ("set", {"read_fraction": 1}, "-W read_fraction"),
+                             ("set", {"keys": 3}, "-W keys: the set workload has no such"),
+                             ("register", {"adds_per_key": 3}, "-W adds_per_key: the register")):
         with pytest.raises(BadInput, match=word):
-            workloads.get("set", opts)
+            workloads.get(name, opts)
+    assert workloads.get("set", {"adds_per_key": "64", "seed": 1}).opts["adds_per_key"] == 64
 
 
 # -- process lifecycle: run a runner in a child interpreter we can kill or interrupt ----------

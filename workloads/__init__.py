@@ -62,13 +62,25 @@ def _builders() -> dict[str, Callable[[Mapping[str, Any]], Workload]]:
 NAMES = ("register", "set")
 
 
+#: the options each workload takes (`-W KEY=VALUE`); "seed" is always passed and may be unused
+OPTIONS = {"register": ("keys", "read", "write", "cas"),
+           "set": ("key", "read_fraction", "adds_per_key")}
+
+
 def get(name: str, opts: Mapping[str, Any] | None = None) -> Workload:
-    """The workload called `name`, built with `opts`; BadInput naming the valid ones if unknown."""
+    """The workload called `name`, built with `opts`; BadInput naming the valid ones if unknown
+    (the workload, or an option it does not take)."""
     builders = _builders()
     if name not in builders:
         known = ", ".join(sorted(builders))
         raise BadInput(f"--workload: unknown workload {name!r}; known: {known}")
-    return builders[name](dict(opts or {}))
+    opts = dict(opts or {})
+    # (no set() here: importing workloads.set binds the name `set` in this package)
+    unknown = sorted(k for k in opts if k not in OPTIONS[name] and k != "seed")
+    if unknown:
+        raise BadInput(f"-W {unknown[0]}: the {name} workload has no such option; it takes "
+                       f"{', '.join(OPTIONS[name])}")
+    return builders[name](opts)
 
 
-__all__ = ["NAMES", "FinalOps", "Generator", "Workload", "get"]
+__all__ = ["NAMES", "OPTIONS", "FinalOps", "Generator", "Workload", "get"]

@@ -65,11 +65,11 @@ def register_workload(opts: Mapping[str, Any]):
         weights = (float(opts.get("read", 0.5)), float(opts.get("write", 0.3)),
                    float(opts.get("cas", 0.2)))
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"register workload: bad option: {exc}") from exc
+        raise BadInput(f"-W: the register workload needs numbers: {exc}") from exc
     if keys < 1:
-        raise BadInput(f"register workload: keys must be >= 1, got {keys}")
+        raise BadInput(f"-W keys: must be >= 1, got {keys}")
     if min(weights) < 0 or sum(weights) <= 0:
-        raise BadInput("register workload: read/write/cas weights must be >= 0, not all 0")
+        raise BadInput("-W read/write/cas: weights must be >= 0, not all 0")
     return Workload(name="register", generator=RegisterGenerator(keys, weights),
                     checkers=["stale-reads", "linearizable", "perf", "dual-leaders"],
                     opts={"keys": keys, "read": weights[0], "write": weights[1],

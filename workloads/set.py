@@ -23,9 +23,9 @@ are one read-set per key per node (routed there with "node", marked "final": tru
 key the run's ops used; they run after the last heal and a quiescence period, so replicas that
 still disagree show up as divergent.
 
-Options (opts): key (the key prefix, default "s"), read_fraction (default 0.1), adds_per_key
-(default 256: a read then carries ~1.3 KB on average; larger means fewer keys and final reads,
-but larger reads).
+Options (opts, `chaos run -W KEY=VALUE`): key (the key prefix, default "s"), read_fraction
+(default 0.1), adds_per_key (default 256: a read then carries ~1.3 KB on average; larger means
+fewer keys and final reads, but larger reads).
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def _number(opts: Mapping[str, Any], name: str, default: Any, kind: type) -> Any
     try:
         return kind(opts.get(name, default))
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"set workload: bad {name}: {exc}") from exc
+        raise BadInput(f"-W {name}: the set workload needs a number: {exc}") from exc
 
 
 def set_workload(opts: Mapping[str, Any]):
@@ -104,10 +104,10 @@ def set_workload(opts: Mapping[str, Any]):
     prefix = str(opts.get("key", "s"))
     frac = _number(opts, "read_fraction", 0.1, float)
     if not 0 <= frac < 1:
-        raise BadInput(f"set workload: read_fraction must be in [0, 1), got {frac}")
+        raise BadInput(f"-W read_fraction: must be in [0, 1), got {frac}")
     per_key = _number(opts, "adds_per_key", DEFAULT_ADDS_PER_KEY, int)
     if per_key < 1:
-        raise BadInput(f"set workload: adds_per_key must be >= 1, got {per_key}")
+        raise BadInput(f"-W adds_per_key: must be >= 1, got {per_key}")
     return Workload(name="set", generator=SetGenerator(prefix, frac, per_key),
                     final_ops=SetFinalOps(prefix),
                     checkers=["lost-writes", "perf", "dual-leaders"],

@@ -38,6 +38,9 @@ def _range(field: str) -> str:
 @click.option("--workload", default="register", show_default=True,
               help="register (read/write/cas: stale reads, linearizability) | set (add/read: "
                    "lost writes).")
+@click.option("-W", "workload_options", multiple=True, metavar="KEY=VALUE",
+              help="Workload option, e.g. -W adds_per_key=64 (set: adds_per_key, "
+                   "read_fraction, key; register: keys, read, write, cas).")
 @click.option("--runtime", default=None,
               help="Where nodes run: local (processes here) | docker (one container per node) "
                    "| ssh (hosts of --nodes-file). Default: the target's default_runtime "
@@ -113,7 +116,7 @@ def _range(field: str) -> str:
 def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interval, partition_shape,
         latency_ms, time_limit, concurrency, rate, seed, store_dir, quiesce, op_timeout, replay,
         nodes_file, ssh_user, ssh_key, as_json, quiet, client_placement="any",
-        partition_mode="refuse", clock="mixed", junit=None):
+        partition_mode="refuse", clock="mixed", junit=None, workload_options=()):
     """Run a test and check it.
 
     Exit 0 valid, 1 anomalies, 2 unknown, 3 setup error, 4 bad input (nothing started).
@@ -127,7 +130,7 @@ def run(target, options, workload, runtime, net, nodes, nemesis, nemesis_interva
         concurrency=concurrency, rate=rate, seed=seed, store_dir=store_dir, quiesce=quiesce,
         op_timeout=op_timeout, replay=replay, nodes_file=nodes_file, ssh_user=ssh_user,
         ssh_key=ssh_key, client_placement=client_placement, partition_mode=partition_mode,
-        clock=clock)
+        clock=clock, workload_options=workload_options)
     if junit is not None:
         check_output_file(junit, "--junit")
     cfg = plan.config
@@ -162,6 +165,17 @@ class RunPlan:
     warnings: list[str]  # start_warnings: what the user should know before it starts
 
 
+def _pairs(flag: str, items: Sequence[str]) -> dict[str, str]:
+    """KEY=VALUE strings as a dict (BadInput naming the flag and the item otherwise)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"{flag} {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def plan_run(*, target: str = "kvlite", options: Sequence[str] = (), workload: str = "register",
              runtime: str | None = None, net: str = "auto", nodes: int = 3,
              nemesis: str = "partition", nemesis_interval: float = 5.0,
@@ -171,7 +185,7 @@ def plan_run(*, target: str = "kvlite", options: Sequence[str] = (), workload: s
              op_timeout: float = 1.0, replay: str | None = None, nodes_file: str | None = None,
              ssh_user: str | None = None, ssh_key: str | None = None,
              client_placement: str = "any", partition_mode: str = "refuse",
-             clock: str = "mixed") -> RunPlan:
+             clock: str = "mixed", workload_options: Sequence[str] = ()) -> RunPlan:
     """Check every input of a run (the `chaos run` options, same names) and load its target
     and workload; raise BadInput naming the option for anything wrong. Starts nothing."""
     import random
@@ -192,7 +206,8 @@ def plan_run(*, target: str = "kvlite", options: Sequence[str] = (), workload: s
             concurrency=concurrency, rate=(rate or None), store=store_dir, quiesce=quiesce,
             op_timeout=op_timeout, seed=seed if seed is not None else random.randrange(2**31),
             runtime_options=runtime_options, net=net, client_placement=client_placement,
-            partition_mode=partition_mode, clock=clock)
+            partition_mode=partition_mode, clock=clock,
+            workload_options=_pairs("-W", workload_options))
         raw_options = list(options)
     tgt, ref, wl = runmod.prepare(cfg, raw_options)
     check_config(cfg)  # again: prepare() may have learnt the node count (ssh nodes file)
