@@ -199,16 +199,17 @@ def run(*, target: str | None = None, workload: str | None = None,
         replay: str | Path | None = None,
         nodes_file: str | None = None, ssh_user: str | None = None,
         ssh_key: str | None = None, junit: str | Path | None = None,
-        progress: bool = False) -> Result:
+        progress: bool = False, workload_options: Mapping[str, Any] | None = None) -> Result:
     """Run one chaos test, exactly as `chaos run` with the same options, and return its Result.
 
     Every argument left None takes `chaos run`'s default (`chaos run --help` lists them):
     target kvlite, workload register, nemesis partition, time_limit 30, store ./store, a
     random seed (recorded: Result.seed). `nemesis` is a comma list or a list of fault kinds;
-    `options` are the target's `-O` options. `junit` writes JUnit XML as `--junit` does;
-    `progress` shows the progress line on stderr. Raises BadInput (naming the argument)
-    before anything starts, SetupError when the infrastructure fails, KeyboardInterrupt
-    after cleaning up when the run was interrupted (Ctrl-C, SIGTERM).
+    `options` are the target's `-O` options, `workload_options` the workload's `-W` ones.
+    `junit` writes JUnit XML as `--junit` does; `progress` shows the progress line on
+    stderr. Raises BadInput (naming the argument) before anything starts, SetupError when the
+    infrastructure fails, KeyboardInterrupt after cleaning up when the run was interrupted
+    (Ctrl-C, SIGTERM).
     """
     from chaos.cli.run import execute_plan, plan_run
     from chaos.progress import Progress
@@ -234,6 +235,7 @@ def run(*, target: str | None = None, workload: str | None = None,
         else:
             raise BadInput(f"nemesis must be a string or a list of strings (got {nemesis!r})")
         kwargs["options"] = _option_pairs(options)
+        kwargs["workload_options"] = _option_pairs(workload_options, "workload_options")
         plan = plan_run(**kwargs)
     except BadInput as exc:
         raise BadInput(_name_arguments(str(exc), params)) from None
@@ -248,17 +250,18 @@ def run(*, target: str | None = None, workload: str | None = None,
     return Result.from_document(doc, seed=plan.config.seed)
 
 
-def _option_pairs(options: Mapping[str, Any] | None) -> list[str]:
-    """`options={"replication": "quorum"}` -> the `-O replication=quorum` strings."""
+def _option_pairs(options: Mapping[str, Any] | None, name: str = "options") -> list[str]:
+    """`options={"replication": "quorum"}` -> the `-O replication=quorum` strings (the same
+    for `workload_options` and -W); `name` is the argument errors name."""
     if options is None:
         return []
     if not isinstance(options, Mapping):
-        raise BadInput(f"options must be a mapping of option name to value "
+        raise BadInput(f"{name} must be a mapping of option name to value "
                        f"(got {type(options).__name__})")
     pairs = []
     for key, value in options.items():
         if not isinstance(key, str) or not key:
-            raise BadInput(f"options: option names must be non-empty strings (got {key!r})")
+            raise BadInput(f"{name}: option names must be non-empty strings (got {key!r})")
         text = str(value).lower() if isinstance(value, bool) else str(value)
         pairs.append(f"{key}={text}")
     return pairs
