@@ -70,12 +70,23 @@ def run_checkers(history: History, checkers: Mapping[str, Checker],
     verdict). Thresholds of the evidence rules are read from `opts`.
     """
     out = compose(checkers, history, opts)
-    results = out["results"]
-    ev = evidence.apply(history, results, opts)
+    return conclude(history, out["results"], opts)
+
+
+def conclude(history: History, results: dict[str, CheckResult],
+             opts: Mapping[str, Any] | None = None,
+             facts: evidence.ClientFacts | None = None,
+             end_of_history: int | None = None) -> dict[str, Any]:
+    """The second half of run_checkers: evidence rules, explanations, merged verdict.
+
+    `facts` and `end_of_history` are given when `history` holds only the non-client ops of a
+    history checked in shards (chaos.checkers.sharded): the client ops' facts come merged.
+    """
+    ev = evidence.apply(history, results, opts, facts, end_of_history)
     anomalies: list[Anomaly] = [a for r in results.values() for a in r.anomalies]
     if anomalies:
         try:
-            explain(history, anomalies)
+            explain(history, anomalies, end_of_history=end_of_history)
         except Exception as exc:  # noqa: BLE001 - explanations are a courtesy, not a verdict
             for r in results.values():
                 if r.anomalies:
@@ -90,5 +101,5 @@ def run_checkers(history: History, checkers: Mapping[str, Checker],
             "warnings": list(ev.warnings), "evidence": ev.stats}
 
 
-__all__ = ["CHECKERS", "INFORMATIONAL", "ORDER", "Anomaly", "CheckResult", "Checker", "explain",
-           "run_checkers", "select_checkers"]
+__all__ = ["CHECKERS", "INFORMATIONAL", "ORDER", "Anomaly", "CheckResult", "Checker", "conclude",
+           "explain", "run_checkers", "select_checkers"]

@@ -86,6 +86,11 @@ def flatten(lists: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(x) if x is not None else 0 for x in lists), dtype=np.int64,
                           count=len(lists))
     owner = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
+    arrays = [x for x in lists if x is not None and len(x)]
+    if arrays and all(type(x) is np.ndarray and x.dtype == np.int64 for x in arrays):
+        return owner, np.concatenate(arrays)  # int lists packed by chaos.history.stream
+    if arrays:
+        lists = [x.tolist() if type(x) is np.ndarray else x for x in lists]
     total = int(lengths.sum())
     flat = int_array(chain.from_iterable(x for x in lists if x))
     if flat is None:
@@ -180,6 +185,40 @@ def _scalar(v: Any) -> bool:
     return not isinstance(v, (list, tuple, dict, set))
 
 
+def register_facts(pairs: pd.DataFrame) -> tuple[bool, bool, bool, bool]:
+    """(has read/write/cas ops, has write/cas, has add, every read/write/cas is register
+    shaped): what `register_shaped` decides from; over parts of a history they merge as
+    (any, any, any, all)."""
+    rows = pairs["f"].isin(REGISTER_FS).to_numpy()
+    if not rows.any():
+        return False, False, bool((pairs["f"] == "add").any()), True
+    writes = bool(pairs["f"].isin(("write", "cas")).any())
+    adds = bool((pairs["f"] == "add").any())
+    f = pairs["f"].to_numpy()[rows]
+    value = pairs["value"].to_numpy()[rows]
+    result = pairs["result"].to_numpy()[rows]
+    typ = pairs["type"].to_numpy()[rows]
+    for fi, v, r, t in zip(f, value, result, typ):
+        if fi == "write" and not _scalar(v):
+            return True, writes, adds, False
+        if fi == "cas" and not (isinstance(v, (list, tuple)) and len(v) == 2
+                                and _scalar(v[0]) and _scalar(v[1])):
+            return True, writes, adds, False
+        if fi == "read" and t == "ok" and not _scalar(r):
+            return True, writes, adds, False
+    return True, writes, adds, True
+
+
+def shaped(facts: tuple[bool, bool, bool, bool]) -> bool:
+    """`register_shaped` from (merged) `register_facts`."""
+    rows, writes, adds, ok = facts
+    if not rows:
+        return False
+    if not writes and adds:
+        return False  # adds and reads only: a counter or a set, not a register
+    return ok
+
+
 def register_shaped(pairs: pd.DataFrame) -> bool:
     """True when the client read/write/cas ops are register ops: single values, cas [old, new].
 
@@ -187,21 +226,4 @@ def register_shaped(pairs: pd.DataFrame) -> bool:
     ([["r", 9, None], ["append", 9, 3]]); the register checkers must not judge those (they
     would find nothing and call the history valid), so they do not apply to them.
     """
-    rows = pairs["f"].isin(REGISTER_FS).to_numpy()
-    if not rows.any():
-        return False
-    if not pairs["f"].isin(("write", "cas")).any() and (pairs["f"] == "add").any():
-        return False  # adds and reads only: a counter or a set, not a register
-    f = pairs["f"].to_numpy()[rows]
-    value = pairs["value"].to_numpy()[rows]
-    result = pairs["result"].to_numpy()[rows]
-    typ = pairs["type"].to_numpy()[rows]
-    for fi, v, r, t in zip(f, value, result, typ):
-        if fi == "write" and not _scalar(v):
-            return False
-        if fi == "cas" and not (isinstance(v, (list, tuple)) and len(v) == 2
-                                and _scalar(v[0]) and _scalar(v[1])):
-            return False
-        if fi == "read" and t == "ok" and not _scalar(r):
-            return False
-    return True
+    return shaped(register_facts(pairs))

@@ -95,12 +95,79 @@ def _error_text(typ: Any, error: Any) -> str:
     return f"{typ}" + (f" {str(error)[:80]!r}" if error else "")
 
 
+# -- the client facts the rules read (mergeable: chaos.checkers.sharded) ---------------------
+
+@dataclass
+class ClientFacts:
+    """What the rules read from the client ops, as counts and short lists.
+
+    Computed from a History by `client_facts`, or from the shards of a big history one at a
+    time and merged with `merge` (chaos.checkers.sharded): the rules below read only this,
+    so both paths judge alike.
+    """
+
+    ops: int = 0
+    ok: int = 0
+    fail: int = 0
+    info: int = 0
+    ok_reads: int = 0
+    ok_read_sets: int = 0
+    #: the (key, node)s whose final reads all failed (missed_finals)
+    final_gaps: list[Missed] = field(default_factory=list)
+    load_first: int | None = None
+    load_last: int | None = None
+    #: (invoke time, type) of the load ops that may fall in the last `tail_ns` of the load
+    tail: list[tuple[int, str]] = field(default_factory=list)
+    tail_ns: int = 0
+
+    def merge(self, other: "ClientFacts") -> None:
+        """Add `other` (the facts of disjoint client ops, same tail_ns) into self."""
+        for name in ("ops", "ok", "fail", "info", "ok_reads", "ok_read_sets"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.final_gaps = sorted(self.final_gaps + other.final_gaps, key=lambda m: m[0])
+        if other.load_first is not None and other.load_last is not None:
+            self.load_first = (other.load_first if self.load_first is None
+                               else min(self.load_first, other.load_first))
+            self.load_last = (other.load_last if self.load_last is None
+                              else max(self.load_last, other.load_last))
+        assert self.load_last is not None or not other.tail
+        cut = (self.load_last or 0) - self.tail_ns
+        self.tail = [x for x in self.tail + other.tail if x[0] >= cut]
+
+
+def client_facts(pairs: pd.DataFrame, tail_s: float) -> ClientFacts:
+    """The ClientFacts of the client ops in `pairs`."""
+    client = client_mask(pairs["process"])
+    types = pairs["type"].to_numpy()
+    f = pairs["f"].to_numpy()
+    ct = types[client]
+    ok = ct == "ok"
+    cf = f[client]
+    facts = ClientFacts(ops=int(client.sum()), ok=int(ok.sum()),
+                        fail=int((ct == "fail").sum()), info=int((ct == "info").sum()),
+                        ok_reads=int((ok & (cf == "read")).sum()),
+                        ok_read_sets=int((ok & (cf == "read-set")).sum()),
+                        final_gaps=missed_finals(pairs),
+                        tail_ns=int(tail_s * NS_PER_S))
+    load = client & ~pairs["final"].to_numpy().astype(bool)
+    if load.any():
+        inv = pairs["invoke_time"].to_numpy()[load]
+        facts.load_first, facts.load_last = int(inv.min()), int(inv.max())
+        near = inv >= facts.load_last - facts.tail_ns
+        facts.tail = list(zip(inv[near].tolist(), types[load][near].tolist()))
+    return facts
+
+
 # -- per checker -----------------------------------------------------------------------------
 
-def final_read_gaps(pairs: pd.DataFrame) -> list[str]:
-    """Nodes whose final read-sets of some key were attempted and none came back ok: one
-    reason per node, naming the key when there is one (a workload that rotates keys reads
-    thousands per node: a dead node is one reason, with how many keys and the first few)."""
+#: a (key, node) whose final reads were all attempted in vain: (invoke index of the first,
+#: key, node, attempts, type and error of the last)
+Missed = tuple[int, Any, Any, int, Any, Any]
+
+
+def missed_finals(pairs: pd.DataFrame) -> list[Missed]:
+    """Every (key, node) whose final read-sets were attempted and none came back ok, in the
+    order of their first attempt (mergeable: a key's ops are all in one shard)."""
     f = pairs["f"].to_numpy()
     final = pairs["final"].to_numpy().astype(bool)
     rows = np.flatnonzero((f == "read-set") & final)
@@ -112,46 +179,52 @@ def final_read_gaps(pairs: pd.DataFrame) -> list[str]:
         groups.setdefault((hashable(key), hashable(node)), []).append(i)
     types = sub["type"].to_numpy()
     errors = sub["error"].to_numpy()
-    per_node: dict[Any, list[tuple[Any, list[int]]]] = {}
-    for (key, node), pos in groups.items():
-        if not any(types[p] == "ok" for p in pos):
-            per_node.setdefault(node, []).append((key, pos))
+    first_index = sub["invoke_index"].to_numpy()
+    return [(int(first_index[pos[0]]), key, node, len(pos), types[pos[-1]], errors[pos[-1]])
+            for (key, node), pos in groups.items() if not any(types[p] == "ok" for p in pos)]
+
+
+def final_read_gaps(pairs: pd.DataFrame) -> list[str]:
+    """Nodes whose final read-sets of some key were attempted and none came back ok."""
+    return gap_texts(missed_finals(pairs))
+
+
+def gap_texts(missed: list[Missed]) -> list[str]:
+    """One reason per node, naming the key when there is one (a workload that rotates keys
+    reads thousands per node: a dead node is one reason, with how many keys and the first
+    few)."""
+    per_node: dict[Any, list[Missed]] = {}
+    for m in missed:
+        per_node.setdefault(m[2], []).append(m)
     out = []
-    for node, missed in per_node.items():
+    for node, ms in per_node.items():
         on = f"on {node}" if node is not None else "without a node"
-        last = missed[-1][1][-1]
-        why = (f"none came back ok (last: {_error_text(types[last], errors[last])}): what "
+        last = ms[-1]
+        why = (f"none came back ok (last: {_error_text(last[4], last[5])}): what "
                f"{node or 'it'} holds cannot be judged, so lost writes there are unknown")
-        if len(missed) == 1:
-            key, pos = missed[0]
+        if len(ms) == 1:
+            key, n = ms[0][1], ms[0][3]
             of = f" of key {key!r}" if key is not None else ""
-            out.append(f"final reads{of} {on} were attempted {len(pos)} time(s) and {why}")
+            out.append(f"final reads{of} {on} were attempted {n} time(s) and {why}")
         else:
-            names = ", ".join(repr(k) for k, _ in missed[:MAX_KEYS_NAMED])
-            more = ", ..." if len(missed) > MAX_KEYS_NAMED else ""
-            out.append(f"final reads of {len(missed)} keys ({names}{more}) {on} were "
+            names = ", ".join(repr(m[1]) for m in ms[:MAX_KEYS_NAMED])
+            more = ", ..." if len(ms) > MAX_KEYS_NAMED else ""
+            out.append(f"final reads of {len(ms)} keys ({names}{more}) {on} were "
                        f"attempted and {why}")
     return out
 
 
-def _ok_count(pairs: pd.DataFrame, fs: tuple[str, ...], client: np.ndarray) -> int:
-    return int((client & pairs["f"].isin(fs).to_numpy()
-                & (pairs["type"].to_numpy() == "ok")).sum())
-
-
-def checker_gaps(name: str, history: History, result: CheckResult,
-                 client: np.ndarray, expect_finals: bool = False,
-                 mon: pd.DataFrame | None = None) -> list[str]:
+def checker_gaps(name: str, facts: ClientFacts, result: CheckResult,
+                 mon: pd.DataFrame, expect_finals: bool = False) -> list[str]:
     """Why `result` lacks the evidence its checker needs (empty: it has it).
 
     `expect_finals`: the run's workload takes final reads (opts "final_reads_expected", set
     by chaos run), so a history without any is missing them, not an imported one without.
     """
-    pairs = history.pairs
     stats = result.stats or {}
     if name == "lost-writes":
         out = []
-        if _ok_count(pairs, ("read-set",), client) == 0:
+        if facts.ok_read_sets == 0:
             out.append("no read-set came back ok: nothing can be judged lost")
         elif not stats.get("acknowledged") and not stats.get("observed"):
             out.append("no add was acknowledged or observed: nothing could be lost")
@@ -162,13 +235,12 @@ def checker_gaps(name: str, history: History, result: CheckResult,
         if expect_finals and not stats.get("final_reads_attempted"):
             out.append("the workload takes final reads, but the history has none: what the "
                        "cluster kept after healing was never read")
-        return out + final_read_gaps(pairs)
+        return out + gap_texts(facts.final_gaps)
     if name in ("stale-reads", "counter"):
-        if _ok_count(pairs, ("read",), client) == 0:
+        if facts.ok_reads == 0:
             return [f"no read came back ok: {name} had nothing to judge"]
         return []
     if name == "dual-leaders":
-        mon = monitor_frame(pairs) if mon is None else mon
         if not (mon["type"].to_numpy() == "ok").any():
             return ["the monitor got no answer from any node: leadership cannot be judged"]
     return []
@@ -223,9 +295,10 @@ def _explained(start: int, end: int, windows: list[Any], nodes: set[Any]) -> boo
     return bool(nodes) and nodes <= covered
 
 
-def monitor_gaps(history: History, limit_s: float,
-                 mon: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
-    """(reasons, warnings) for spans in which no node answered the monitor."""
+def monitor_gaps(history: History, limit_s: float, mon: pd.DataFrame | None = None,
+                 end_of_history: int | None = None) -> tuple[list[str], list[str]]:
+    """(reasons, warnings) for spans in which no node answered the monitor (`end_of_history`:
+    the history's last time when `history` holds only part of it, see fault_windows)."""
     mon = monitor_frame(history.pairs) if mon is None else mon
     if mon.empty:
         return [], []
@@ -245,7 +318,7 @@ def monitor_gaps(history: History, limit_s: float,
         text = (f"no node answered the monitor for {(end - start) / NS_PER_S:.1f} s, {span} "
                 f"(limit {limit_s:g} s; {errs})")
         if windows is None:
-            windows = fault_windows(history)
+            windows = fault_windows(history, end_of_history)
         # a restarted node may take a moment to answer again: the last second is forgiven
         last_poll = max(int(polls.min()), int(polls.max()) - RESTART_GRACE_NS)
         if _explained(int(polls.min()), last_poll, windows, nodes):
@@ -255,69 +328,67 @@ def monitor_gaps(history: History, limit_s: float,
     return reasons, warnings
 
 
-def failing_tail(pairs: pd.DataFrame, client: np.ndarray, tail_s: float) -> list[str]:
+def failing_tail(facts: ClientFacts, tail_s: float) -> list[str]:
     """Every client op (final reads aside) of the last tail_s of the load was not ok."""
-    load = client & ~pairs["final"].to_numpy().astype(bool)
-    if not load.any():
+    if facts.load_first is None or facts.load_last is None:
         return []
-    inv = pairs["invoke_time"].to_numpy()[load]
-    types = pairs["type"].to_numpy()[load]
-    first, last = int(inv.min()), int(inv.max())
+    first, last = facts.load_first, facts.load_last
     tail = int(tail_s * NS_PER_S)
     if last - first <= tail:
         return []  # the load was not longer than the window: the ok-ops floor judges it
-    in_tail = inv >= last - tail
-    if (types[in_tail] == "ok").any():
+    types = [t for inv, t in facts.tail if inv >= last - tail]
+    if "ok" in types:
         return []
-    n = int(in_tail.sum())
-    fails = int((types[in_tail] == "fail").sum())
+    n = len(types)
+    fails = types.count("fail")
     return [f"every client operation of the last {tail_s:g} s of the load failed or timed out "
             f"({n} ops from {_s(last - tail)} to {_s(last)}: {fails} fail, {n - fails} info): "
             f"the cluster stopped serving clients"]
 
 
-def ok_floor(pairs: pd.DataFrame, client: np.ndarray, floor: int) -> list[str]:
-    types = pairs["type"].to_numpy()[client]
-    ok = int((types == "ok").sum())
-    if ok >= floor:
+def ok_floor(facts: ClientFacts, floor: int) -> list[str]:
+    if facts.ok >= floor:
         return []
-    n = int(len(types))
-    return [f"only {ok} client operation(s) came back ok (of {n}: "
-            f"{int((types == 'fail').sum())} fail, {int((types == 'info').sum())} info; "
+    return [f"only {facts.ok} client operation(s) came back ok (of {facts.ops}: "
+            f"{facts.fail} fail, {facts.info} info; "
             f"the floor is {floor}): too little evidence for a verdict of valid"]
 
 
 def assess(history: History, results: Mapping[str, CheckResult],
-           opts: Mapping[str, Any] | None = None) -> Evidence:
-    """Apply every rule to a checked history; nothing is changed (see `apply`)."""
+           opts: Mapping[str, Any] | None = None, facts: ClientFacts | None = None,
+           end_of_history: int | None = None) -> Evidence:
+    """Apply every rule to a checked history; nothing is changed (see `apply`).
+
+    `facts`: the client facts when `history` holds only the non-client ops of a history read
+    in shards (chaos.checkers.sharded), with `end_of_history` its last time.
+    """
     th = Thresholds.from_opts(opts)
     pairs = history.pairs
-    client = client_mask(pairs["process"])
+    if facts is None:
+        facts = client_facts(pairs, th.failing_tail_s)
     ev = Evidence()
     ev.reasons += cluster_down_records(pairs)
     mon = monitor_frame(pairs)
-    dead, dead_warn = monitor_gaps(history, th.dead_after_s, mon)
+    dead, dead_warn = monitor_gaps(history, th.dead_after_s, mon, end_of_history)
     ev.reasons += dead
     ev.warnings += dead_warn
-    ev.reasons += failing_tail(pairs, client, th.failing_tail_s)
-    if client.any() or set(results) - MONITOR_ONLY:  # a monitor-only history has no clients
-        ev.reasons += ok_floor(pairs, client, th.min_ok_ops)
+    ev.reasons += failing_tail(facts, th.failing_tail_s)
+    if facts.ops or set(results) - MONITOR_ONLY:  # a monitor-only history has no clients
+        ev.reasons += ok_floor(facts, th.min_ok_ops)
     for name, r in results.items():
-        gaps = checker_gaps(name, history, r, client,
-                            bool((opts or {}).get("final_reads_expected")), mon)
+        gaps = checker_gaps(name, facts, r, mon, bool((opts or {}).get("final_reads_expected")))
         if gaps:
             ev.checkers[name] = gaps
-    types = pairs["type"].to_numpy()[client]
-    ev.stats = {"client_ops": int(client.sum()), "ok_client_ops": int((types == "ok").sum()),
-                "thresholds": asdict(th)}
+    ev.stats = {"client_ops": facts.ops, "ok_client_ops": facts.ok, "thresholds": asdict(th)}
     return ev
 
 
 def apply(history: History, results: Mapping[str, CheckResult],
-          opts: Mapping[str, Any] | None = None) -> Evidence:
+          opts: Mapping[str, Any] | None = None, facts: ClientFacts | None = None,
+          end_of_history: int | None = None) -> Evidence:
     """Assess, then mark each result that lacks its evidence: reasons recorded on it, and a
     True verdict becomes "unknown" (False stays). Returns the Evidence for the run level."""
-    ev = assess(history, results, opts)
+    ev = assess(history, results, opts, facts, end_of_history)
     for name, gaps in ev.checkers.items():
         r = results[name]
         r.reasons = [*r.reasons, *gaps]

@@ -121,12 +121,15 @@ def _between(d: dict[str, Any], windows: list[FaultWindow]) -> str | None:
 
 
 def explain(history: History, anomalies: Iterable[Anomaly],
-            recent_ns: int = RECENT_NS) -> None:
-    """Fill `explanation` on every anomaly (in place), computing intervals once."""
+            recent_ns: int = RECENT_NS, end_of_history: int | None = None) -> None:
+    """Fill `explanation` on every anomaly (in place), computing intervals once.
+
+    Reads only the non-client ops (faults, monitor); `end_of_history` as in fault_windows.
+    """
     anomalies = list(anomalies)
     if not anomalies:
         return
-    windows = fault_windows(history)
+    windows = fault_windows(history, end_of_history)
     intervals = leader_intervals(history)
     pairs = history.pairs
     mon = pairs[pairs["process"] == "monitor"]

@@ -7,6 +7,7 @@ read the same windows), re-exported here as `fault_windows` / `in_windows` / `Fa
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -41,10 +42,102 @@ def _latency_ms(lat_ns: np.ndarray) -> dict[str, float | int]:
     return out
 
 
-def _availability(types: np.ndarray) -> dict[str, Any]:
-    n = len(types)
-    ok = int((types == "ok").sum())
+def _availability(n: int, ok: int) -> dict[str, Any]:
     return {"ops": n, "ok": ok, "ok_ratio": round(ok / n, 6) if n else None}
+
+
+@dataclass
+class PerfParts:
+    """The client ops' numbers perf reports, mergeable over disjoint parts of a history.
+
+    Latencies are kept exactly (int64 ns, the measured ones only: 8 bytes an op), so the
+    quantiles of a history read in shards (chaos.checkers.sharded) are the same numbers.
+    """
+
+    ops: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "fail": 0, "info": 0})
+    first: int | None = None
+    last: int | None = None
+    #: f -> (invoke index where it first appears, latency arrays)
+    latency: dict[Any, tuple[int, list[np.ndarray]]] = field(default_factory=dict)
+    inside: dict[str, int] = field(default_factory=lambda: {"ops": 0, "ok": 0})
+
+    @classmethod
+    def of(cls, pairs: pd.DataFrame, windows: list[FaultWindow]) -> "PerfParts":
+        client = pairs[client_mask(pairs)]
+        parts = cls()
+        if client.empty:
+            return parts
+        types = client["type"].to_numpy()
+        t0 = client["invoke_time"].to_numpy()
+        t1 = client["complete_time"].to_numpy()
+        done = t1 != OPEN
+        parts.ops = int(len(client))
+        parts.counts = {t: int((types == t).sum()) for t in ("ok", "fail", "info")}
+        parts.first = int(t0.min())
+        parts.last = int(max(t0.max(), t1[done].max() if done.any() else t0.max()))
+        lat = np.where(done, t1 - np.where(done, t0, 0), 0)
+        measured = done & (types != "info")  # a timeout's "latency" is the timeout, not the op
+        fs = client["f"].to_numpy()
+        codes, uniq = pd.factorize(fs, use_na_sentinel=False)
+        first_pos = np.full(len(uniq), len(fs), dtype=np.int64)
+        np.minimum.at(first_pos, codes, np.arange(len(fs)))
+        idx = client["invoke_index"].to_numpy()
+        for c, f in enumerate(uniq):
+            parts.latency[f] = (int(idx[first_pos[c]]), [lat[measured & (codes == c)]])
+        inside = in_windows(t0, windows)
+        parts.inside = {"ops": int(inside.sum()), "ok": int((types[inside] == "ok").sum())}
+        return parts
+
+    def merge(self, other: "PerfParts") -> None:
+        """Add `other` (the parts of disjoint client ops) into self."""
+        self.ops += other.ops
+        for t, n in other.counts.items():
+            self.counts[t] += n
+        for name in ("ops", "ok"):
+            self.inside[name] += other.inside[name]
+        if other.first is not None and other.last is not None:
+            self.first = other.first if self.first is None else min(self.first, other.first)
+            self.last = other.last if self.last is None else max(self.last, other.last)
+        for f, (at, lats) in other.latency.items():
+            mine = self.latency.get(f)
+            self.latency[f] = (at, lats) if mine is None else (min(mine[0], at), mine[1] + lats)
+
+    def stats(self, windows: list[FaultWindow]) -> dict[str, Any]:
+        assert self.first is not None and self.last is not None
+        span_ns = self.last - self.first
+        duration_s = span_ns / NS_PER_S
+        measurable = self.ops >= THROUGHPUT_MIN_OPS and span_ns >= THROUGHPUT_MIN_NS
+        latency: dict[str, Any] = {}
+        by_f = sorted(self.latency.items(), key=lambda kv: kv[1][0])
+        lats = {f: np.concatenate(parts) for f, (_, parts) in by_f}
+        latency["all"] = _latency_ms(np.concatenate(list(lats.values())))
+        for f, lat in lats.items():
+            latency[str(f)] = _latency_ms(lat)
+        counts = self.counts
+        out = {"ops": self.ops - self.inside["ops"], "ok": counts["ok"] - self.inside["ok"]}
+        stats: dict[str, Any] = {
+            "ops": self.ops, **counts,
+            "duration_s": round(duration_s, 3),
+            "throughput_per_s": round(self.ops / duration_s, 3) if measurable else None,
+            "ok_throughput_per_s": round(counts["ok"] / duration_s, 3) if measurable else None,
+            "latency_ms": latency,
+            "availability": {
+                "overall": _availability(self.ops, counts["ok"]),
+                "in_faults": _availability(self.inside["ops"], self.inside["ok"]),
+                "outside_faults": _availability(out["ops"], out["ok"]),
+            },
+            "fault_windows": [
+                {"kind": w.kind, "start_s": w.start / NS_PER_S, "end_s": w.end / NS_PER_S,
+                 "length_s": (w.end - w.start) / NS_PER_S, "closed": w.closed}
+                for w in windows],
+        }
+        if not measurable:
+            stats["throughput_note"] = (
+                f"no throughput: it needs at least {THROUGHPUT_MIN_OPS} client ops over at least "
+                f"{THROUGHPUT_MIN_NS / 1e6:g} ms (this history: {self.ops} over "
+                f"{span_ns / 1e6:g} ms)")
+        return stats
 
 
 class PerfChecker:
@@ -56,52 +149,15 @@ class PerfChecker:
         return bool(client_mask(history.pairs).any())
 
     def check(self, history: History, opts: Mapping[str, Any] | None = None) -> CheckResult:
-        pairs = history.pairs
-        client = pairs[client_mask(pairs)]
-        if client.empty:
+        windows = fault_windows(history)
+        return self.result(PerfParts.of(history.pairs, windows), windows)
+
+    def result(self, parts: PerfParts, windows: list[FaultWindow]) -> CheckResult:
+        """The verdict and stats from the (merged) parts of a history."""
+        if not parts.ops:
             return CheckResult(self.name, UNKNOWN,
                                warnings=["no client operations: nothing to measure"])
-        types = client["type"].to_numpy()
-        t0 = client["invoke_time"].to_numpy()
-        t1 = client["complete_time"].to_numpy()
-        done = t1 != OPEN
-        first = int(t0.min())
-        last = int(max(t0.max(), t1[done].max() if done.any() else t0.max()))
-        span_ns = last - first
-        duration_s = span_ns / NS_PER_S
-        measurable = len(client) >= THROUGHPUT_MIN_OPS and span_ns >= THROUGHPUT_MIN_NS
-        lat = np.where(done, t1 - np.where(done, t0, 0), 0)
-        fs = client["f"].to_numpy()
-        latency: dict[str, Any] = {}
-        measured = done & (types != "info")  # a timeout's "latency" is the timeout, not the op
-        latency["all"] = _latency_ms(lat[measured])
-        for f in pd.unique(fs):
-            latency[str(f)] = _latency_ms(lat[measured & (fs == f)])
-        windows = fault_windows(history)
-        inside = in_windows(t0, windows)
-        counts = {t: int((types == t).sum()) for t in ("ok", "fail", "info")}
-        stats: dict[str, Any] = {
-            "ops": int(len(client)), **counts,
-            "duration_s": round(duration_s, 3),
-            "throughput_per_s": round(len(client) / duration_s, 3) if measurable else None,
-            "ok_throughput_per_s": round(counts["ok"] / duration_s, 3) if measurable else None,
-            "latency_ms": latency,
-            "availability": {
-                "overall": _availability(types),
-                "in_faults": _availability(types[inside]),
-                "outside_faults": _availability(types[~inside]),
-            },
-            "fault_windows": [
-                {"kind": w.kind, "start_s": w.start / NS_PER_S, "end_s": w.end / NS_PER_S,
-                 "length_s": (w.end - w.start) / NS_PER_S, "closed": w.closed}
-                for w in windows],
-        }
-        if not measurable:
-            stats["throughput_note"] = (
-                f"no throughput: it needs at least {THROUGHPUT_MIN_OPS} client ops over at least "
-                f"{THROUGHPUT_MIN_NS / 1e6:g} ms (this history: {len(client)} over "
-                f"{span_ns / 1e6:g} ms)")
-        return CheckResult(self.name, True, stats=stats)
+        return CheckResult(self.name, True, stats=parts.stats(windows))
 
 
 PERF = PerfChecker()

@@ -85,12 +85,17 @@ def last_time(pairs: pd.DataFrame) -> int:
     return max(inv, int(done.max())) if len(done) else inv
 
 
-def fault_windows(history: History) -> list[FaultWindow]:
-    """The fault windows of the history, ordered by start (see the module doc for the rules)."""
+def fault_windows(history: History, end_of_history: int | None = None) -> list[FaultWindow]:
+    """The fault windows of the history, ordered by start (see the module doc for the rules).
+
+    `end_of_history` (default: the history's last time) ends the windows still open: given
+    when `history` holds only the non-client ops of a bigger one (chaos.checkers.sharded).
+    """
     nem = history.nemesis()
     if nem.empty:
         return []
-    end_of_history = last_time(history.pairs)
+    if end_of_history is None:
+        end_of_history = last_time(history.pairs)
     windows: list[FaultWindow] = []
     # kind -> [(start, value, invoke index, completion index, type, node)]
     open_: dict[str, list[tuple[int, Any, int, int, str, Any]]] = {}

@@ -144,6 +144,11 @@ class History:
         return cls(ops=ops, pairs=make_pairs_frame(rows), source=source,
                    warnings=list(warnings or []))
 
+    @property
+    def n_ops(self) -> int:
+        """How many operations (pairs); chaos.checkers.sharded.Digest has the same field."""
+        return len(self.pairs)
+
     # Convenience views; each is a cheap boolean filter on `pairs`.
     def client(self) -> pd.DataFrame:
         """Client operations (integer process ids)."""

@@ -145,7 +145,7 @@ def unknown_reasons(outcome: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def format_summary(path: str, outcome: Mapping[str, Any], history: History | None = None,
+def format_summary(path: str, outcome: Mapping[str, Any], history: History | Any = None,
                    fmt: str | None = None) -> str:
     """The text block for one analysed history (`outcome` as run_checkers returns it)."""
     by_index: dict[int, Mapping[str, Any]] = {}
@@ -155,7 +155,7 @@ def format_summary(path: str, outcome: Mapping[str, Any], history: History | Non
                   for i in (_get(a, "ops") or [])[:MAX_OPS]}
         by_index = ops_by_index(history.ops, wanted)
     results = outcome.get("results", {})
-    n_ops = len(history.pairs) if history is not None else None
+    n_ops = history.n_ops if history is not None else None
     head = f"{path}: {verdict_word(outcome.get('valid'))}"
     extra = [x for x in (fmt and f"format {fmt}", n_ops is not None and f"{n_ops} ops",
                          f"{len(results)} checkers") if x]

@@ -146,7 +146,7 @@ def results_document(outcome: Mapping[str, Any] | None, *, history: Any = None,
         valid = normalize_valid(merge_valid([base] + (["unknown"] if reasons else [])))
     warnings = [str(w) for w in getattr(history, "warnings", None) or []]
     warnings += [str(w) for w in outcome.get("warnings") or [] if str(w) not in warnings]
-    pairs = getattr(history, "pairs", None)
+    n_ops = getattr(history, "n_ops", None)
     return {
         "schema": SCHEMA,
         "valid": valid,
@@ -156,7 +156,7 @@ def results_document(outcome: Mapping[str, Any] | None, *, history: Any = None,
         "path": path,
         "history": getattr(history, "source", None),
         "format": fmt,
-        "ops": int(len(pairs)) if pairs is not None else None,
+        "ops": int(n_ops) if n_ops is not None else None,
         "run_dir": run_dir,
         "interrupted": bool(interrupted),
         "unverified_faults": unverified,
