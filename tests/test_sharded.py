@@ -187,3 +187,27 @@ def test_find_ops_fetches_only_the_wanted_lines() -> None:
     path = ROOT / "histories" / "lost-write-after-failover.jsonl"
     got = find_ops(str(path), {3, 38})
     assert sorted(op["index"] for op in got) == [3, 38]
+
+
+def test_dead_node_over_many_keys_one_reason(tmp_path: Path) -> None:
+    """A node whose final reads of 12 keys (in different shards) all failed: one reason
+    naming the first keys, as the in-memory rules give it."""
+    ops: list[dict[str, Any]] = []
+
+    def op(**kw: Any) -> None:
+        ops.append({"index": len(ops), "time": len(ops) * 1000, **kw})
+    for k in range(12):
+        op(process=0, type="invoke", f="add", key=f"s{k}", value=k)
+        op(process=0, type="ok", f="add", key=f"s{k}", value=k, node="n1")
+    for k in range(12):
+        for node in ("n1", "n2", "n3"):
+            op(process=1, type="invoke", f="read-set", key=f"s{k}", node=node, final=True)
+            ok = node != "n3"
+            op(process=1, type="ok" if ok else "fail", f="read-set", key=f"s{k}", node=node,
+               final=True, value=[k] if ok else None, error=None if ok else "timeout")
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in ops))
+    want = oracle(path)
+    assert any("final reads of 12 keys" in r for r in
+               want["results"]["lost-writes"]["reasons"])
+    assert sharded(path, 4) == want
