@@ -42,7 +42,20 @@ def run_json(*args: str, timeout: float = 240) -> tuple[int, dict]:
     except json.JSONDecodeError as exc:
         raise AssertionError(f"no JSON on stdout (exit {proc.returncode}):\n"
                              f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}") from exc
+    assert_results_schema(doc)
     return proc.returncode, doc
+
+
+def assert_results_schema(doc: dict) -> None:
+    """`doc` follows chaos/report/results.schema.json (the published contract of results.json
+    and `--json`): every real run a test makes through run_json is checked against it."""
+    import jsonschema
+
+    from chaos.api import RESULTS_SCHEMA
+
+    validator = jsonschema.Draft202012Validator(json.loads(RESULTS_SCHEMA.read_text()))
+    errors = [f"{list(e.path)}: {e.message[:300]}" for e in validator.iter_errors(doc)]
+    assert not errors, f"results document breaks its JSON Schema: {errors[:5]}"
 
 
 def run_cell(cells: dict, name: str, store: Path, seed: int, *, defaults: tuple = (),

@@ -6,6 +6,7 @@ test file) run by pytest in a subprocess (pytester), with the plugin loaded from
 """
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from chaos import api
 from chaos.history.model import History
+from tests.runhelp import assert_results_schema
 
 pytest_plugins = ["pytester"]
 
@@ -149,7 +151,8 @@ def test_external_project_passes_safe_and_fails_unsafe_with_the_run_directory(py
     (unsafe_dir,) = (store / "kvlite-set-partition").glob("2*")
     (safe_dir,) = (store / "kvlite-register-partition").glob("2*")
     for d in (unsafe_dir, safe_dir):
-        assert (d / "results.json").exists() and (d / "history.jsonl").exists()
+        assert (d / "history.jsonl").exists()
+        assert_results_schema(json.loads((d / "results.json").read_text()))
     cases = {c.get("name"): c for c in ET.parse(pytester.path / "out.xml").iter("testcase")}
     props = {c: {p.get("name"): p.get("value") for p in case.iter("property")}
              for c, case in cases.items()}

@@ -16,6 +16,7 @@ from chaos.api import RESULTS_SCHEMA
 from chaos.cli.analyze import analyze_one
 from chaos.errors import ChaosError
 from chaos.store import dumps_json
+from tests.runhelp import assert_results_schema as assert_schema_valid
 from tests.runhelp import invoke_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,11 +28,6 @@ def validator() -> jsonschema.Draft202012Validator:
     schema = json.loads(RESULTS_SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
-
-
-def assert_schema_valid(doc: dict) -> None:
-    errors = [f"{list(e.path)}: {e.message}" for e in validator().iter_errors(doc)]
-    assert not errors, errors[:5]
 
 
 # --- JUnit from analyze ------------------------------------------------------------------

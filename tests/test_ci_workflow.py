@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.runhelp import assert_results_schema as assert_schema_valid
 from tests.runhelp import invoke_cli
-from tests.test_ci import assert_schema_valid
 
 pytestmark = pytest.mark.integration
 
