@@ -202,7 +202,8 @@ def main() -> None:
                 print(f"{name:32s} seed {seed:3d}: exit {code} {'detected' if ok else 'MISSED'}"
                       f" ({dt:.0f} s, lost {lost(doc)}){why} [{store}]", file=sys.stderr,
                       flush=True)
-            want = "valid" if expect == "valid" else "anomalies found"
+            want = ("valid" if expect == "valid" else expect.__name__.replace("_", " ")
+                    if callable(expect) else "anomalies found")
             load = (f"{sum(p[0] for p in perfs) / len(perfs):.0f} | "
                     f"{_median([p[1] for p in perfs]):.1f} / {_median([p[2] for p in perfs]):.0f}"
                     if perfs else "- | -")
