@@ -293,35 +293,57 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
                       unverified=unverified, history=history)
 
 
+#: a history checked in shards gets its report.html (which reads the history in memory) only up
+#: to this many lines; above, `chaos report RUNDIR` writes it on request
+REPORT_MAX_LINES = 500_000
+
+
 def check_run(run_dir: Path, workload: Any, unverified: list[str],
               config: dict[str, Any] | None = None,
               problems: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any]:
     """Check a finished run's history; write results.json (chaos.report.results'
-    results_document) and report.html; return the document and the history.
+    results_document) and report.html; return the document and the history (a History, or
+    the Digest of a history checked in shards).
 
+    The check is `chaos analyze`'s: in shards by key (chaos.checkers.sharded, memory bounded
+    whatever the run's length), in memory only for what that path doubts. The report reads
+    the history in memory, so it is written here for histories up to REPORT_MAX_LINES.
     `problems` (a cluster hook that failed after the workload ran) lead the reasons: the
     checkers still judge the complete history, but the verdict is at best unknown."""
     from chaos.checkers import run_checkers, select_checkers
+    from chaos.checkers.sharded import analyze_path
     from chaos.history.reader import read_history
+    from chaos.history.stream import Doubt
     from chaos.report.results import results_document
 
-    history = read_history(run_dir / "history.jsonl")
+    path = run_dir / "history.jsonl"
     names = list(dict.fromkeys(list(getattr(workload, "checkers", [])) + ["dual-leaders"]))
-    checkers = select_checkers(history, names)
     expects_finals = False
     with contextlib.suppress(Exception):  # does the workload take final reads? (evidence)
         expects_finals = bool(workload.takes_final_ops)
-    outcome = run_checkers(history, checkers, {"out_dir": str(run_dir),
-                                               "final_reads_expected": expects_finals})
+    opts = {"out_dir": str(run_dir), "final_reads_expected": expects_finals}
+    history: Any = None
+    try:
+        outcome, history = analyze_path(path, names, opts)
+    except Doubt:
+        history = read_history(path)
+        outcome = run_checkers(history, select_checkers(history, names), opts)
     if problems:
         outcome = {**outcome, "reasons": list(problems) + list(outcome.get("reasons") or [])}
-    results = results_document(outcome, history=history, path=str(run_dir / "history.jsonl"),
+    results = results_document(outcome, history=history, path=str(path),
                                fmt="jsonl", run_dir=str(run_dir), unverified=unverified)
     store.write_json(run_dir / "results.json", results)
+    lines = getattr(history, "lines", None)
+    if lines is not None and lines > REPORT_MAX_LINES:
+        print(f"chaos: report.html not written: the history has {lines} lines (over "
+              f"{REPORT_MAX_LINES}); `chaos report {run_dir}` writes it (in memory)",
+              file=sys.stderr)
+        return results, history
     with contextlib.suppress(ImportError):
         from chaos.report import render
 
-        render(history, results, run_dir / "report.html", config=config)
+        render(history if lines is None else read_history(path), results,
+               run_dir / "report.html", config=config)
     return results, history
 
 

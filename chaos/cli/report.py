@@ -64,7 +64,7 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
     if (rundir / "results.json").exists():
         results = _load_json(rundir / "results.json", "results.json")
     else:
-        results, history = _analyze_first(rundir)
+        results, _digest = _analyze_first(rundir)  # the report reads the history below
     from chaos.report import render, write_junit  # matplotlib: only once the inputs exist
     from chaos.report.results import normalize_results
 
