@@ -98,14 +98,15 @@ def _tar(context: dict[str, bytes]) -> io.BytesIO:
 
 
 def _build(client, tag: str, context: dict[str, bytes], progress: Progress,
-           labels: dict[str, str] | None = None) -> None:
-    """docker build through the SDK, one progress line per build log line."""
+           labels: dict[str, str] | None = None, nocache: bool = False) -> None:
+    """docker build through the SDK, one progress line per build log line (`nocache`: no
+    layer reuse, for timing a build from scratch on top of a cached base)."""
     import docker.errors
 
     try:
         stream = client.api.build(
             fileobj=_tar(context), custom_context=True, tag=tag, rm=True, forcerm=True,
-            decode=True, labels={LABEL: "node", **(labels or {})},
+            decode=True, labels={LABEL: "node", **(labels or {})}, nocache=nocache,
         )
         for chunk in stream:
             if "error" in chunk:
