@@ -130,6 +130,20 @@ def lost(doc: dict) -> int | None:
     return stats.get("lost")
 
 
+def _why(doc: dict) -> str:
+    """The first reason a run was not what the cell expects: the run-level reasons, else the
+    first unknown checker's own reason, else the first anomaly kinds, else the error."""
+    if doc.get("reasons"):
+        return str(doc["reasons"][0])
+    results = doc.get("results") or {}
+    for name, r in results.items():
+        if r.get("reasons"):
+            return f"{name}: {r['reasons'][0]}"
+    kinds = sorted({f"{name}:{a['kind']}" for name, r in results.items()
+                    for a in r.get("anomalies", []) if a.get("severity") == "anomaly"})
+    return ", ".join(kinds[:4]) or str(doc.get("error", ""))
+
+
 def _store(root: str, cell: str, seed: int) -> str:
     """The store of one run: <root>/<cell as a file name>/seed-<n>."""
     slug = "".join(c if c.isalnum() else "-" for c in cell).strip("-")
@@ -198,7 +212,7 @@ def main() -> None:
                     f_s = failover_s(str(doc.get("history") or ""))
                     if f_s is not None:
                         failovers.append(f_s)
-                why = "" if ok else f": {(doc.get('reasons') or [doc.get('error', '')])[:1]}"
+                why = "" if ok else f": {_why(doc)}"
                 print(f"{name:32s} seed {seed:3d}: exit {code} {'detected' if ok else 'MISSED'}"
                       f" ({dt:.0f} s, lost {lost(doc)}){why} [{store}]", file=sys.stderr,
                       flush=True)
