@@ -10,7 +10,8 @@ local, etcd, redis and postgres docker). Cells that lose writes also report the 
 counts (median, max); cells with a kill the failover time (kill -> first write acknowledged
 by another node); postgres cells the failover time of their first fault (fault in place ->
 the monitor's first sight of a new primary in a later timeline,
-targets.postgres.matrix.failover_times).
+targets.postgres.matrix.failover_times) and to the first write a client saw acknowledged by
+the new primary (first_write_times).
 
 For every cell, a run "detects" when the expected anomaly kinds are all found (unsafe cells)
 or when the verdict is valid (safe cells). Prints a Markdown table for docs/benchmarks.md.
@@ -30,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from targets.etcd.matrix import CELLS as ETCD_CELLS  # noqa: E402 - the target's own matrix
 from targets.redis.matrix import CELLS as REDIS_CELLS, failover_s  # noqa: E402
-from targets.postgres.matrix import CELLS as PG_CELLS, failover_times  # noqa: E402
+from targets.postgres.matrix import (  # noqa: E402
+    CELLS as PG_CELLS, failover_times, first_write_times)
 UNSAFE_SET = ["--workload", "set", "-O", "replication=async", "-O", "failover=naive"]
 SAFE = ["--workload", "register", "-O", "replication=quorum", "-O", "failover=majority",
         "-O", "read_from=leader"]
@@ -194,6 +196,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (args, expect) in cells.items():
             hits, codes, secs, perfs, losses, failovers = 0, [], [], [], [], []
+            first_writes: list[float] = []
             for seed in range(a.first_seed, a.first_seed + a.runs):
                 store = _store(a.keep or tmp, name, seed)
                 code, doc, dt = run_cell(args, seed, a.time_limit, a.runtime, store, a.net)
@@ -208,6 +211,7 @@ def main() -> None:
                 if a.target == "postgres":      # first fault -> new primary, any fault kind
                     times = _try(failover_times, str(doc.get("history") or ""))
                     failovers += times[:1]
+                    first_writes += _try(first_write_times, str(doc.get("history") or ""))[:1]
                 elif "--nemesis" in args and args[args.index("--nemesis") + 1] == "kill":
                     f_s = failover_s(str(doc.get("history") or ""))
                     if f_s is not None:
@@ -221,9 +225,11 @@ def main() -> None:
             load = (f"{sum(p[0] for p in perfs) / len(perfs):.0f} | "
                     f"{_median([p[1] for p in perfs]):.1f} / {_median([p[2] for p in perfs]):.0f}"
                     if perfs else "- | -")
+            writes = (f"; first write {_median(first_writes):.1f} / {_p90(first_writes):.1f}"
+                      f" ({len(first_writes)} runs)" if first_writes else "")
             extra = (f" {_median(losses):g} / {max(losses)} |" if losses else " - |") + (
-                f" {_median(failovers):.1f} / {_p90(failovers):.1f} ({len(failovers)} runs) |"
-                if failovers else " - |")
+                f" {_median(failovers):.1f} / {_p90(failovers):.1f} ({len(failovers)} runs)"
+                f"{writes} |" if failovers else " - |")
             rows.append(f"| {name} | {want} | {hits}/{a.runs} | "
                         f"{', '.join(str(c) for c in codes)} | "
                         f"{_median(secs):.0f} / {max(secs):.0f} s | {load} |{extra}")

@@ -161,6 +161,27 @@ def test_failover_times_from_history(tmp_path):
     assert failover_times(path) == pytest.approx([3.5, 4.0])
 
 
+def test_first_write_times_count_only_writes_acknowledged_by_another_node(tmp_path):
+    from targets.postgres.matrix import first_write_times
+
+    lines = [
+        _op(1.0, "nemesis", "kill", "ok", value={"node": "n1"}),
+        _op(1.5, "3", "add", "ok", "n1", 7),          # the victim's late ack: not a failover
+        _op(2.0, "4", "read-set", "ok", "n2", [7]),   # a read: not a write
+        _op(3.0, "5", "add", "fail", "n2", 8),        # not acknowledged
+        _op(4.0, "5", "add", "info", "n2", 9),        # not acknowledged either
+        _op(6.5, "6", "add", "ok", "n2", 10),         # the new primary's first ack: 5.5 s
+        _op(10.0, "nemesis", "start-partition", "ok",
+            value={"partition": [["n2"], ["n1", "n3"]]}),
+        _op(11.0, "7", "write", "ok", "n2", 1),       # the isolated primary still acks
+        _op(13.0, "7", "cas", "ok", "n3", [1, 2]),    # n3 took over: 3.0 s
+        _op(20.0, "nemesis", "pause", "ok", value={"node": "n3"}),   # nothing after it
+    ]
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert first_write_times(path) == pytest.approx([5.5, 3.0])
+
+
 def test_converged_needs_every_standby_streaming_on_the_primarys_timeline():
     from targets.postgres.setup import converged
 

@@ -57,6 +57,33 @@ CELLS: dict[str, tuple[list[str], Any]] = {
 _FAULTS = ("kill", "pause", "start-pause", "start-partition")
 
 
+#: client ops that write (an ok one was acknowledged by a read-write primary)
+_WRITES = ("add", "write", "cas")
+
+
+def _read(history: str | Path) -> tuple[list[tuple[float, str]], list[tuple[float, str, Any]],
+                                         list[tuple[float, str]]]:
+    """(faults as (in-place time, the primary hit), leader observations as (time, node,
+    term), acknowledged writes as (time, node)) of a recorded history, times in seconds."""
+    faults: list[tuple[float, str]] = []
+    leaders: list[tuple[float, str, Any]] = []
+    writes: list[tuple[float, str]] = []
+    with open(history) as fh:
+        for line in fh:
+            op = json.loads(line)
+            if op.get("type") != "ok":
+                continue
+            if op.get("process") == "nemesis" and op.get("f") in _FAULTS:
+                faults.append((op["time"] / 1e9, _victim(op.get("value") or {})))
+            elif op.get("process") == "monitor":
+                value = op.get("value") or {}
+                if value.get("role") == "leader":
+                    leaders.append((op["time"] / 1e9, str(op.get("node")), value.get("term")))
+            elif op.get("f") in _WRITES and op.get("node"):
+                writes.append((op["time"] / 1e9, str(op["node"])))
+    return faults, leaders, writes
+
+
 def failover_times(history: str | Path) -> list[float]:
     """Seconds from each fault that took the primary away (kill, pause, or a partition
     isolating it) to the monitor's first sight of another node leading in a later timeline.
@@ -68,24 +95,28 @@ def failover_times(history: str | Path) -> list[float]:
     Read from the recorded history (nemesis and monitor ops); a fault after which no new
     primary was seen is left out (the caller reports how many faults it measured).
     """
-    faults: list[tuple[float, str]] = []       # (start time, the primary it hit)
-    leaders: list[tuple[float, str, Any]] = []  # (time, node, term) of leader observations
-    with open(history) as fh:
-        for line in fh:
-            op = json.loads(line)
-            if op.get("process") == "nemesis" and op.get("type") == "ok" \
-                    and op.get("f") in _FAULTS:
-                faults.append((op["time"] / 1e9, _victim(op.get("value") or {})))
-            elif op.get("process") == "monitor" and op.get("type") == "ok":
-                value = op.get("value") or {}
-                if value.get("role") == "leader":
-                    leaders.append((op["time"] / 1e9, str(op.get("node")), value.get("term")))
+    faults, leaders, _ = _read(history)
     out = []
     for start, victim in faults:
         before = [t for (ts, n, t) in leaders if ts <= start and n == victim and t is not None]
         term = before[-1] if before else None
         for ts, node, t in leaders:
             if ts > start and node != victim and (term is None or (t is not None and t > term)):
+                out.append(ts - start)
+                break
+    return out
+
+
+def first_write_times(history: str | Path) -> list[float]:
+    """Seconds from each fault that took the primary away to the first write a client saw
+    acknowledged by another node: the failover as an application lives it (writes go to the
+    read-write session only, so that node was the new primary). Same fault times as
+    `failover_times`; a fault after which no other node acknowledged a write is left out."""
+    faults, _, writes = _read(history)
+    out = []
+    for start, victim in faults:
+        for ts, node in writes:
+            if ts > start and node != victim:
                 out.append(ts - start)
                 break
     return out
