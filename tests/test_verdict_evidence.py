@@ -186,6 +186,19 @@ def test_monitor_silent_while_the_nemesis_had_every_node_down_is_a_warning():
     assert out["valid"] == "unknown" and "to 18.0" in out["reasons"][0]  # n3 unexplained
 
 
+def test_monitor_answers_that_all_come_late_are_a_silence_not_a_crash():
+    """A span without any answer in which every poll was answered, only after the span (a
+    starved node answering 7 s late): judged as a silence (it used to raise ValueError)."""
+    b = HistoryBuilder()
+    monitor_rounds(b, 0, 2 * S, True)
+    b.op("monitor", "status", 2 * S, 9 * S, invoke_node="n1", node="n1",
+         result={"role": "leader", "term": 1, "leader": "n1"})
+    monitor_rounds(b, 9 * S + MS, 11 * S, True)
+    load(b, 0, 11 * S, 11 * S)
+    out = check(b.history())
+    assert out["valid"] == "unknown" and "no node answered the monitor" in out["reasons"][0]
+
+
 def test_short_silence_is_fine():
     b = HistoryBuilder()
     monitor_rounds(b, 0, 3 * S, True)

@@ -309,6 +309,8 @@ def monitor_gaps(history: History, limit_s: float, mon: pd.DataFrame | None = No
     unanswered = mon["type"].to_numpy() != "ok"
     for start, end, to_end in _dead_spans(mon, int(limit_s * NS_PER_S)):
         inside = unanswered & (inv > start) & (inv < end)
+        if not inside.any():  # every poll of the span was answered, but only after it ended
+            inside = (inv > start) & (inv < end)
         polls = inv[inside]  # the unanswered polls: what faults must cover
         span = (f"from {_s(start)} to the end of the monitoring ({_s(end)})" if to_end
                 else f"from {_s(start)} to {_s(end)}")
