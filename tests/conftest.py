@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing.process
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,6 +22,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+# A suite started in the background by a non-interactive shell (`cmd &`, nohup) inherits SIGINT
+# ignored, and exec keeps it ignored in every child: the Ctrl-C tests would send a signal nobody
+# receives and time out. With a handler here, each exec'd child starts with SIGINT at its default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORIES = REPO / "histories"
