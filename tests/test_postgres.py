@@ -77,6 +77,22 @@ def test_patroni_yml_sync_flags_and_addresses(mode, flags):
                        "n3=http://10.0.0.3:2380")
 
 
+@pytest.mark.parametrize("dcs,v2", [("etcd3", False), ("etcd", True)])
+def test_dcs_option_picks_patronis_etcd_driver_and_the_etcd_api_it_needs(dcs, v2):
+    """-O dcs=etcd renders Patroni's `etcd` (v2) section and turns etcd's v2 API on;
+    the default etcd3 has only the etcd3 section and no v2 API."""
+    services = PostgresTarget().services(_node(dcs=dcs))
+    conf = json.loads(services[1].files["patroni.yml"])
+    assert conf[dcs]["hosts"] == ["127.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]
+    assert ({"etcd", "etcd3"} - {dcs}).isdisjoint(conf)
+    assert ("--enable-v2" in services[0].argv) is v2
+
+
+def test_dcs_option_rejects_an_unknown_driver():
+    with pytest.raises(BadInput, match="dcs"):
+        PostgresTarget().validate_options({"dcs": "consul"})
+
+
 def test_launcher_keeps_postgres_in_the_process_group():
     patroni = PostgresTarget().services(_node())[1]
     source = patroni.files["patroni_launcher.py"]

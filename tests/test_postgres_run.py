@@ -44,6 +44,7 @@ def test_strict_synchronous_mode_under_partition_is_valid(tmp_path):
     ("ttl=8", "-O ttl=8: Patroni needs loop_wait + 2*retry_timeout <= ttl, got 2 + 2*4 = 10"),
     ("synchronous_mode=yes", "-O synchronous_mode=yes: must be one of off, on, strict"),
     ("read_from=standby", "-O read_from=standby: must be one of primary, any"),
+    ("dcs=consul", "-O dcs=consul: must be one of etcd3, etcd"),
 ])
 def test_bad_options_rejected_before_anything_starts(tmp_path, option, needle):
     proc = chaos("run", "--target", "postgres", "--runtime", "docker", "-O", option,

@@ -7,8 +7,9 @@ reader who knows Patroni's configuration reference recognises every key:
 - `scope` (the cluster name, one per test), `name` (the chaos node name: Patroni's member
   names, the REST API's "leader" and chaos's histories then speak the same names);
 - `restapi.listen` / `connect_address` on the node's "api" port;
-- `etcd3.hosts`: the node's own etcd member first, then its peers' (Patroni discovers the
-  rest from the member list); Patroni 3.0 talks to etcd's v3 JSON gateway;
+- `etcd3.hosts` (or `etcd.hosts` with -O dcs=etcd): the node's own etcd member first, then
+  its peers' (Patroni discovers the rest from the member list); `etcd3` talks to etcd's v3
+  JSON gateway, `etcd` to its v2 API (see `DCS_SECTIONS` for why both exist);
 - `bootstrap.dcs`: the cluster-wide settings Patroni stores in etcd on bootstrap (ttl,
   loop_wait, retry_timeout, maximum_lag_on_failover, synchronous_mode(_strict), and the
   PostgreSQL parameters every member must share);
@@ -40,6 +41,23 @@ PASSWORD = "chaos"
 _MAX_SOCKET_DIR = 90
 #: the post_bootstrap script's file name in the node's data dir
 POST_BOOTSTRAP = "create_tables.sh"
+
+
+#: -O dcs=...: Patroni's configuration section for its etcd driver. `etcd3` (etcd's v3 API,
+#: leases) is what Patroni 3 recommends for etcd 3. `etcd` (the v2 API, TTL keys; etcd 3.4
+#: serves it with --enable-v2) renews the leader key by compare-and-swap on its value, whereas
+#: Patroni 3.0.2's etcd3 driver (Debian bookworm's) re-creates an expired leader key with an
+#: unconditional put when its cached view still names it the leader: a primary resumed after
+#: a pause longer than ttl can overwrite the key its promoted standby just took (fixed in
+#: Patroni 3.0.3, commit "Make sure the leader key isn't unconditionally overwritten");
+#: docs/targets.md, "PostgreSQL + Patroni"
+DCS_SECTIONS = ("etcd3", "etcd")
+
+
+def etcd_args(dcs: str) -> list[str]:
+    """Extra etcd flags the chosen Patroni driver needs (the v2 API is off by default in
+    etcd 3.4)."""
+    return ["--enable-v2"] if dcs == "etcd" else []
 
 
 def synchronous_flags(mode: str) -> tuple[bool, bool]:
@@ -94,7 +112,7 @@ def render(node: NodeConfig, opts: Mapping[str, Any]) -> dict[str, Any]:
         "log": {"level": "INFO"},
         "restapi": {"listen": f"{listen_host}:{node.port('api')}",
                     "connect_address": f"{api_host}:{api_port}"},
-        "etcd3": {"hosts": [own_etcd, *peers], "protocol": "http"},
+        str(opts.get("dcs", "etcd3")): {"hosts": [own_etcd, *peers], "protocol": "http"},
         "bootstrap": {
             "dcs": {
                 "ttl": int(opts["ttl"]),

@@ -67,6 +67,11 @@ class PostgresTarget(BaseTarget):
         "read_from": OptionSpec("primary", "where reads go: primary (the read-write "
                                 "session) or any node, standbys included (stale by design)",
                                 ("primary", "any")),
+        "dcs": OptionSpec(
+            "etcd3", "Patroni's etcd driver: etcd3 (v3 API, leases) or etcd (v2 API, "
+            "compare-and-swap on the leader key; the safe choice with Patroni < 3.0.3, whose "
+            "etcd3 driver can overwrite a newer leader's key: docs/targets.md)",
+            pgconf.DCS_SECTIONS),
         "timeout": OptionSpec(1.0, "client timeout per statement (s); no answer -> info",
                               type=float, min=0.1),
     }
@@ -101,7 +106,8 @@ class PostgresTarget(BaseTarget):
                           # setup_cluster waits for the whole cluster instead
                           ready_port=None, user=pgconf.SUPERUSER)
         etcd = etcd_service(node, client_port="etcd", peer_port="etcd_peer",
-                            token="chaos-postgres")
+                            token="chaos-postgres",
+                            extra_args=pgconf.etcd_args(str(opts["dcs"])))
         return [etcd, patroni]
 
     def client(self, endpoints: Endpoints, options: Mapping[str, Any]) -> PostgresClient:
