@@ -15,6 +15,19 @@ run --store`) that holds config.json, history.jsonl and nodes/*/patroni.out is r
 - rejoins: old primaries that Patroni ran pg_rewind on after a failover, and how many of those
   came back as streaming standbys ("following a leader" after the rewind).
 
+And where the rest of a run's wall time goes (`--phases`), from the same files:
+
+- load: the history's start to the last client op before the final reads (the workload and
+  its fault schedule);
+- settle: then to the first final read (the heal, --quiesce, and before_final_reads: the wait
+  for every standby, the old primary included, to stream and replay the primary's WAL);
+- finals: the final reads;
+- teardown+check: the history's last op to results.json (nodes stopped, node logs collected,
+  containers and network removed, the checkers run);
+- report: results.json to report.html (the HTML report and its plots);
+- total: the run's start (config.json) to report.html (`chaos run`'s wall time but for the
+  interpreter's start and exit).
+
 Prints one Markdown row per run and the medians.
 """
 from __future__ import annotations
@@ -66,6 +79,38 @@ def _history_start(history: Path) -> float:
     return os.path.getmtime(history) - last / 1e9
 
 
+def _after_load(history: Path, origin: float) -> dict[str, float]:
+    """Wall-clock times (s since the epoch) of the load's end (the last client op before the
+    first final read), the first final read and the history's last op."""
+    load_end = first_final = last = 0
+    with open(history) as fh:
+        for line in fh:
+            op = json.loads(line)
+            t = int(op["time"])
+            last = max(last, t)
+            if op.get("final"):
+                first_final = first_final or t
+            elif not first_final and isinstance(op.get("process"), int):
+                load_end = t
+    return {"load_end": origin + load_end / 1e9, "first_final": origin + first_final / 1e9,
+            "last": origin + last / 1e9}
+
+
+def phases(run_dir: Path) -> dict[str, float]:
+    """Seconds per phase of one kept run (see the module doc, --phases)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    started = datetime.fromisoformat(config["versions"]["time"].replace("Z", "+00:00"))
+    history = run_dir / "history.jsonl"
+    origin = _history_start(history)
+    t = _after_load(history, origin)
+    results = os.path.getmtime(run_dir / "results.json")
+    report = os.path.getmtime(run_dir / "report.html")
+    return {"setup": origin - started.timestamp(), "load": t["load_end"] - origin,
+            "settle": t["first_final"] - t["load_end"], "finals": t["last"] - t["first_final"],
+            "teardown+check": results - t["last"], "report": report - results,
+            "total": report - started.timestamp()}
+
+
 def measure(run_dir: Path) -> dict[str, float | int | str]:
     config = json.loads((run_dir / "config.json").read_text())
     started = datetime.fromisoformat(config["versions"]["time"].replace("Z", "+00:00"))
@@ -90,7 +135,13 @@ def measure(run_dir: Path) -> dict[str, float | int | str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+")
+    ap.add_argument("--phases", action="store_true",
+                    help="where each run's wall time goes (setup, load, settle, final reads, "
+                    "teardown+check, report) instead of the start-up table")
     a = ap.parse_args()
+    if a.phases:
+        print_phases(a.roots)
+        return
     rows = []
     for root in a.roots:
         for config in sorted(Path(root).rglob("config.json")):
@@ -113,6 +164,28 @@ def main() -> None:
               f"{max(float(r['up']) for r in rows):.1f} s); pg_rewind on "
               f"{sum(int(r['rewound']) for r in rows)} old primaries, "
               f"{sum(int(r['rejoined']) for r in rows)} rejoined as standbys")
+
+
+def print_phases(roots: list[str]) -> None:
+    """One row per kept run with its phase times, then the medians and maxima."""
+    names = ("setup", "load", "settle", "finals", "teardown+check", "report", "total")
+    rows = []
+    for root in roots:
+        for config in sorted(Path(root).rglob("config.json")):
+            run = config.parent
+            if all((run / f).exists() for f in ("history.jsonl", "results.json", "report.html")):
+                try:
+                    rows.append((str(run), phases(run)))
+                except (OSError, ValueError, KeyError) as exc:
+                    print(f"skipped {run}: {type(exc).__name__}: {exc}")
+    print("| run | " + " | ".join(f"{n} s" for n in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for run, ph in rows:
+        print(f"| {run} | " + " | ".join(f"{ph[n]:.1f}" for n in names) + " |")
+    if rows:
+        print(f"\n{len(rows)} runs, median (max): " + "; ".join(
+            f"{n} {statistics.median(ph[n] for _, ph in rows):.1f} "
+            f"({max(ph[n] for _, ph in rows):.1f})" for n in names))
 
 
 if __name__ == "__main__":
