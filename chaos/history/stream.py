@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 import orjson
 
-from chaos.checkers._frame import hashable, int_array
+from chaos.checkers._frame import hashable
 from chaos.history.columnar import INT64_MIN, Columns
 from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 from chaos.history.reader import BOM
@@ -83,9 +83,42 @@ class Split:
 def _batches(fh: BinaryIO) -> Iterator[dict[str, np.ndarray]]:
     while True:
         try:
-            yield pickle.load(fh)
+            batch = pickle.load(fh)
         except EOFError:
             return
+        yield {c: _decode(a) for c, a in batch.items()}
+
+
+class _Json(bytes):
+    """An object column spilled as one JSON array (see `_encode`)."""
+
+
+def _encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A batch of rows as it is spilled: each object column as one JSON array (orjson
+    writes and reads a column of small values many times faster than pickle, which visits
+    every object on its own), int and bool columns as they are.
+
+    Every value came out of orjson.loads, so the round trip is exact (same types, same
+    values); a column orjson cannot write (a lone surrogate in a string, a carried numpy
+    value) is pickled as it is.
+    """
+    out: dict[str, Any] = {}
+    for c, a in part.items():
+        if a.dtype == object:
+            try:
+                out[c] = _Json(orjson.dumps(a.tolist()))
+                continue
+            except (TypeError, orjson.JSONEncodeError):
+                pass
+        out[c] = a
+    return out
+
+
+def _decode(a: Any) -> np.ndarray:
+    if type(a) is _Json:
+        values = orjson.loads(memoryview(a))
+        return np.fromiter(values, dtype=object, count=len(values))
+    return a
 
 
 def _history(parts: dict[str, list[np.ndarray]], source: str, warnings: list[str]) -> History:
@@ -270,7 +303,6 @@ class _Pairer:
                         ks[k] = s
                 codes.append(s)
             shard[sel] = codes
-        _pack_lists(rows["result"], rows["f"] == "read-set")
         for s in np.unique(shard).tolist():
             sel = np.flatnonzero(shard == s)
             part = {c: a[sel] for c, a in rows.items()} if len(sel) < n else rows
@@ -282,19 +314,7 @@ class _Pairer:
             fh = self.files.get(s)
             if fh is None:
                 fh = self.files[s] = open(self.split.directory / f"shard-{s}.pickle", "wb")
-            pickle.dump(part, fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _pack_lists(col: np.ndarray, rows: np.ndarray) -> None:
-    """Replace, in place, each list of ints at `rows` of `col` by an int64 array: a read-set
-    of a thousand elements is then one buffer to spill and load instead of a thousand int
-    objects (chaos.checkers._frame.flatten takes them as they are)."""
-    for i in np.flatnonzero(rows).tolist():
-        v = col[i]
-        if type(v) is list and v:
-            a = int_array(v)
-            if a is not None:
-                col[i] = a
+            pickle.dump(_encode(part), fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _objects(values: list[Any]) -> np.ndarray:
