@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from chaos.errors import BadInput
 from chaos.history.faults import fault_windows
 from chaos.history.leadership import leader_intervals, leader_overlaps
 from chaos.history.model import COLUMNS, History, client_mask
+from chaos.history.spill import make_directory
 from chaos.history.stream import Doubt, Split, split_history
 
 PER_KEY = ("lost-writes", "stale-reads", "linearizable")
@@ -76,7 +76,7 @@ def analyze_path(path: str | os.PathLike[str], names: list[str] | None,
     for an unknown checker name.
     """
     opts = dict(opts or {})
-    directory = tempfile.mkdtemp(prefix="chaos-shards-")
+    directory = make_directory()  # swept by the next analysis if this one is SIGKILLed
     try:
         split = split_history(path, directory, n_shards)
         return _analyze(split, names, opts, status or (lambda _: None))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -37,6 +36,7 @@ from chaos.checkers._frame import hashable
 from chaos.history.columnar import INT64_MIN, Columns
 from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 from chaos.history.reader import BOM
+from chaos.history.spill import make_directory
 
 BLOCK_LINES = 65536  # lines parsed at a time: ~10 MB of dicts, whatever the history's size
 READ_BYTES = 8 << 20  # bytes read from the file at a time
@@ -335,7 +335,7 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
     p = Path(path)
     if n_shards is None:
         n_shards = max(1, -(-p.stat().st_size // SHARD_BYTES))
-    d = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="chaos-"))
+    d = Path(directory) if directory is not None else make_directory()
     d.mkdir(parents=True, exist_ok=True)
     split = Split(source=str(p), n_shards=n_shards, directory=d,
                   shard_rows=[0] * n_shards)
