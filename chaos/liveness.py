@@ -77,7 +77,8 @@ class Liveness:
             self.last_answer, self.last_answer_ns = now, now_ns
             self.down_since.clear()
             return
-        killed, paused = self._set("killed"), self._set("paused")
+        # a node a membership fault removed is down until the fault adds it back
+        killed, paused = self._set("killed") | self._set("removed"), self._set("paused")
         states = {n: self._status(n) for n in self.nodes}
         down = {n: how for n, (running, how) in states.items() if not running}
         for n in list(self.down_since):

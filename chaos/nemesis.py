@@ -49,6 +49,10 @@ class NemesisContext:
     #: status(node) -> the node's status, checked against the contract (raises when it does
     #: not answer): faults that verify through the target (member's catch-up)
     status: Callable[[str], dict[str, Any]] | None = None
+    #: the target's membership capability (chaos.target.Membership), None: it has none
+    membership: Any = None
+    #: cluster() -> the chaos.target.Cluster the membership calls get
+    cluster: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Nemesis:
     #: node -> the one service a kill/pause acted on (None: the whole node)
     killed_services: dict[str, str | None] = field(default_factory=dict)
     paused_services: dict[str, str | None] = field(default_factory=dict)
+    #: nodes a membership fault removed from the configuration (stopped, data moved aside)
+    removed: set[str] = field(default_factory=set)
     net_faulty: bool = False
     unverified: list[str] = field(default_factory=list)
     current: str | None = None   # human description of the active fault (progress line)

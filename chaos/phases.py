@@ -255,7 +255,8 @@ def record(run: RunState, undo: contextlib.ExitStack) -> None:
         runtime=run.runtime, net=run.net.faults, nodes=run.names, leader=run.monitor.leader,
         past_leaders=run.monitor.past_leaders,
         restart=run.start_node, evidence=run.net.evidence, rng=run.rng,
-        record=run.recorder.local("nemesis").record, status=lambda n: _status(run, n)))
+        record=run.recorder.local("nemesis").record, status=lambda n: _status(run, n),
+        membership=run.target.membership, cluster=run.cluster))
     undo.callback(lambda: run.nemesis.heal_all(record=False))
 
 

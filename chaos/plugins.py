@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 from typing import Any, Iterator
 
 from chaos.errors import BadInput, ChaosError, SetupError
-from chaos.target import MAIN, BaseTarget, OptionSpec, Target
+from chaos.target import MAIN, BaseTarget, Membership, OptionSpec, Target
 
 GROUP = "chaos.targets"
 #: Built-ins, also reachable when the package is used from a source tree without installing.
@@ -37,7 +37,7 @@ RUNTIMES = ("local", "docker", "ssh")
 #: BaseTarget's optional data members and hooks, filled in by `with_defaults`
 _DATA = ("options", "workloads", "ports", "packages", "binaries", "controller_modules",
          "supports_mesh", "default_runtime", "startup_timeout", "setup_before_leader",
-         "faults")
+         "faults", "membership")
 #: the longest start-up leader wait a target may ask for (seconds)
 MAX_STARTUP_TIMEOUT = 3600.0
 _METHODS = ("validate_options", "services", "setup_cluster", "teardown_cluster",
@@ -342,6 +342,10 @@ def validate(target: Any) -> list[str]:
     if not isinstance(getattr(target, "setup_before_leader", False), bool):
         problems.append("setup_before_leader must be True or False")
     problems += _fault_problems(getattr(target, "faults", frozenset()))
+    membership = getattr(target, "membership", None)
+    if membership is not None and not isinstance(membership, Membership):
+        problems.append(f"membership must be None or an object with members, remove_member "
+                        f"and add_member (chaos.target.Membership), got {membership!r:.60}")
     wait = getattr(target, "startup_timeout", 30.0)
     if (isinstance(wait, bool) or not isinstance(wait, (int, float))
             or not 0 < wait <= MAX_STARTUP_TIMEOUT):

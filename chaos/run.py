@@ -179,11 +179,12 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()
                                      clock=cfg.clock)
     from chaos.faults import refused
     from chaos.schedule import kinds_of
+    from chaos.target import optional_faults
 
     # a fault the target cannot take (clock on a Go binary, member where a wiped node
     # cannot rejoin) is bad input before anything starts
     refused(kinds_of(list(cfg.nemesis) + [s.kind for s in cfg.schedule]), target.name,
-            frozenset(target.faults))
+            optional_faults(target))
     cfg.net = _choose_net(cfg, target)
     if cfg.runtime == "ssh":
         from chaos.runtime.ssh import read_nodes_file

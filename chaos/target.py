@@ -224,6 +224,43 @@ class Cluster:
     data_dir: Callable[[str], str]
 
 
+@runtime_checkable
+class Membership(Protocol):
+    """Optional capability: membership changes at run time (`--nemesis membership`).
+
+    A target that can remove a node from its configuration and add it back sets
+    `Target.membership` to an object with these methods; targets without it are not offered
+    the fault (asking for it is bad input, exit 4). Each method is called from the
+    controller with the running cluster (`Cluster`: real addresses, commands on the nodes'
+    hosts) and returns once the change is COMMITTED by the cluster (not merely requested),
+    raising (any exception, the message recorded) when it could not be made. Why committed:
+    chaos verifies the change through `members` next, and a change the leader only proposed
+    can be lost in a failover. chaos itself stops a removed node (SIGKILL), empties its data
+    dir, and after `add_member` starts it with `NodeConfig.rejoin` True: it must bootstrap
+    as a NEW member (snapshot plus log) and not count toward a quorum before it caught up.
+    docs/targets.md §5b is the tutorial.
+    """
+
+    def members(self, cluster: Cluster, timeout: float) -> list[str]:
+        """The node names in the cluster's current configuration, as its leader knows it."""
+        ...
+
+    def remove_member(self, cluster: Cluster, node: str, timeout: float) -> None:
+        """Remove `node` (a follower) from the configuration, through the leader."""
+        ...
+
+    def add_member(self, cluster: Cluster, node: str, timeout: float) -> None:
+        """Add `node` back as a new member; chaos starts it (rejoin) right after."""
+        ...
+
+
+def optional_faults(target: Any) -> frozenset[str]:
+    """The optional fault kinds `target` takes: its `faults`, plus "membership" when it has
+    a `membership` capability (the one rule; the run, `--nemesis all` and docs use it)."""
+    kinds = frozenset(getattr(target, "faults", frozenset()))
+    return kinds | {"membership"} if getattr(target, "membership", None) is not None else kinds
+
+
 class Client(Protocol):
     """A connection used by ONE logical client process, issuing one op at a time.
 
@@ -297,6 +334,8 @@ class Target(Protocol):
     #: emptied rejoins as a new member (NodeConfig.rejoin) and status reports
     #: `log_position`. Others are refused before anything starts (exit 4).
     faults: frozenset[str]
+    #: membership changes (`Membership`), or None: the target cannot change membership
+    membership: Membership | None
 
     def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         """`-O key=value` strings -> typed options with defaults; BadInput names the option."""
@@ -363,6 +402,7 @@ class BaseTarget:
     startup_timeout: float = 30.0
     setup_before_leader: bool = False
     faults: frozenset[str] = frozenset()
+    membership: Membership | None = None
 
     def validate_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         from chaos.plugins import validate_options_default

@@ -7,6 +7,7 @@ builds the etcd node image, about 2 minutes); each runs 12 s of load.
 """
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -32,6 +33,21 @@ def test_linearizable_reads_under_partition_are_valid(tmp_path):
     dual = doc["results"]["dual-leaders"]
     assert dual["valid"] is True and not anomaly_kinds(doc, "dual-leaders")
     assert dual["stats"]["terms"] >= 2, "the partitions of the leader forced no election"
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_members_removed_and_added_back_are_verified_and_the_run_valid(tmp_path):
+    code, doc = _cell(tmp_path, "etcd linearizable, membership,partition", 23)
+    assert code == 0 and doc["valid"] is True and not doc["unverified_faults"], doc
+    ops = [json.loads(line) for line in open(doc["history"], encoding="utf-8")]
+    done = {op["f"]: op for op in ops if op.get("f") in ("remove-member", "add-member")
+            and op["type"] == "ok"}
+    node = done["remove-member"]["value"]["node"]
+    assert node not in done["remove-member"]["value"]["members"]
+    back = done["add-member"]["value"]["nodes"][node]
+    assert node in back["members"]
+    assert back["caught_up"]["log_position"] >= back["caught_up"]["leader_position"] > 0
 
 
 @pytest.mark.docker

@@ -41,7 +41,7 @@ import pandas as pd
 
 from chaos.checkers._frame import hashable
 from chaos.checkers.base import UNKNOWN, CheckResult
-from chaos.history.faults import fault_windows
+from chaos.history.faults import NODE_OUT, fault_windows
 from chaos.history.leadership import monitor_frame
 from chaos.history.model import OPEN, History, client_mask
 
@@ -280,11 +280,11 @@ def _dead_spans(mon: pd.DataFrame, limit_ns: int) -> list[tuple[int, int, bool]]
 
 
 def _explained(start: int, end: int, windows: list[Any], nodes: set[Any]) -> bool:
-    """True when every node was inside a kill or pause fault from the first unanswered poll
-    of the span to the last."""
+    """True when every node was inside a fault holding it out (NODE_OUT: kill, pause,
+    membership) from the first unanswered poll of the span to the last."""
     covered: set[Any] = set()
     for w in windows:
-        if w.kind not in ("kill", "pause") or w.start > start or w.end < end:
+        if w.kind not in NODE_OUT or w.start > start or w.end < end:
             continue
         v = w.value if isinstance(w.value, dict) else {"nodes": w.value}
         who = v.get("node", v.get("nodes"))
@@ -324,7 +324,7 @@ def monitor_gaps(history: History, limit_s: float, mon: pd.DataFrame | None = No
         # a restarted node may take a moment to answer again: the last second is forgiven
         last_poll = max(int(polls.min()), int(polls.max()) - RESTART_GRACE_NS)
         if _explained(int(polls.min()), last_poll, windows, nodes):
-            warnings.append(text + ": every node was killed or paused by the nemesis meanwhile")
+            warnings.append(text + ": every node was killed, paused or removed by the nemesis meanwhile")
         else:
             reasons.append(text + ": the cluster stopped answering")
     return reasons, warnings

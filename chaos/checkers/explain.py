@@ -99,7 +99,8 @@ def _no_leader_text(intervals: list[LeaderInterval], t: int, monitor_end: int | 
             f"({monitor_end / NS_PER_S:.3f} s), had leader " + ", ".join(last))
 
 
-_UNDONE = {"kill": "restarted", "pause": "resumed", "partition": "healed"}
+_UNDONE = {"kill": "restarted", "pause": "resumed", "partition": "healed",
+           "membership": "added back"}
 
 
 def _between(d: dict[str, Any], windows: list[FaultWindow]) -> str | None:

@@ -11,6 +11,8 @@
                 (libfaketime preloaded into its services, driven through a control file)
     member      wipe / rejoin: a follower's data moved aside, the node rejoins as a new
                 member and must catch up to the leader's log position
+    membership  remove-member / add-member: a follower removed from the configuration
+                (targets with Target.membership), added back as a new member
 """
 # Registration order is the order of `--nemesis all` (it seeds the schedule: keep it stable).
 from chaos.faults import partition  # noqa: F401, I001
@@ -20,6 +22,7 @@ from chaos.faults import pause  # noqa: F401
 from chaos.faults import bandwidth  # noqa: F401
 from chaos.faults import clock  # noqa: F401
 from chaos.faults import member  # noqa: F401
+from chaos.faults import membership  # noqa: F401
 from chaos.faults.base import (FAULTS, Fault, get, host_files_of, needs_of, node_setup,
                                packages_of, refused, register)
 

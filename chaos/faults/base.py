@@ -46,7 +46,8 @@ class Fault:
     #: the fault can act on one named service of a node (params "service"; the CLI
     #: spelling `--nemesis kind:SERVICE`)
     per_service: bool = False
-    #: only for targets that list this kind in `Target.faults` (others: refused up front)
+    #: only for targets that take this kind (chaos.target.optional_faults: listed in
+    #: `Target.faults`, or "membership" with `Target.membership`); others: refused up front
     optional: bool = False
     #: Debian packages every node host / node image needs for this fault
     packages: tuple[str, ...] = ()
@@ -131,7 +132,7 @@ def refused(kinds: list[str], target_name: str, supported: frozenset[str]) -> No
         if fault.optional and kind not in supported:
             takes = ", ".join(sorted(supported)) or "none"
             raise BadInput(f"--nemesis {kind}: target {target_name} does not support the "
-                           f"{kind} fault (its Target.faults lists: {takes}); see "
+                           f"{kind} fault (its optional faults: {takes}); see "
                            "docs/targets.md, 'Optional faults'")
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: seconds the stop waits for the rejoined node's log position to reach the leader's
 CATCH_UP_TIMEOUT = 20.0
 #: moves the data dir's content aside (the runtime's outputs and chaos' files stay)
-_WIPE = ("k=$(date +%s%N); mkdir -p .chaos-wiped/$k && n=0; for f in * .[!.]*; do "
+WIPE = ("k=$(date +%s%N); mkdir -p .chaos-wiped/$k && n=0; for f in * .[!.]*; do "
          "case \"$f\" in '*'|'.[!.]*'|*.out|*.pid|.chaos-*) continue;; esac; "
          "mv -- \"$f\" .chaos-wiped/$k/ && n=$((n+1)); done; echo $n")
 
@@ -50,7 +50,7 @@ class Member(Fault):
         rt = nem.ctx.runtime
         rt.kill(node)
         nem.killed.add(node)  # until it runs again: the heal restarts it, liveness knows
-        res = rt.run(node, _WIPE, 30)
+        res = rt.run(node, WIPE, 30)
         if not res.ok:
             raise RuntimeError(f"cannot wipe {node}'s data: {(res.err or res.out)[:200]}")
         nem.ctx.restart(node, rejoin=True)

@@ -4,7 +4,7 @@ The one home of this rule: the perf checker, the explanations and the report's p
 `fault_windows` from here, so a report can never shade a fault where a checker saw none.
 
 Ours (chaos.nemesis): "start-X"/"stop-X" (X = partition, latency, ...), "kill"/"restart",
-"pause"/"resume", and "heal", which undoes everything still applied (it resumes paused nodes,
+"pause"/"resume", "remove-member"/"add-member" (kind "membership"), and "heal", which undoes everything still applied (it resumes paused nodes,
 restarts killed ones and heals the network), so it closes every open window. Jepsen's bare
 "start"/"stop" (its default partitioner) open and close a window of kind "fault".
 
@@ -31,8 +31,12 @@ Action = Literal["open", "close", "close-all"]
 #: fields the nemesis records for itself, left out when a fault is described
 BOOKKEEPING = frozenset({"did", "verified", "problems", "chosen"})
 
-OPENERS = {"kill": "kill", "pause": "pause", "start": "fault"}
-CLOSERS = {"restart": "kill", "resume": "pause", "stop": "fault"}
+OPENERS = {"kill": "kill", "pause": "pause", "start": "fault", "remove-member": "membership"}
+CLOSERS = {"restart": "kill", "resume": "pause", "stop": "fault", "add-member": "membership"}
+#: window kinds that hold their node (value "node"/"nodes") out of the cluster: a killed, a
+#: paused, a removed node. Its silence is the fault's, not the cluster's (chaos.checkers.
+#: evidence), and the nemesis brings it back.
+NODE_OUT = frozenset({"kill", "pause", "membership"})
 
 
 def classify(f: Any) -> tuple[Action, str | None] | None:

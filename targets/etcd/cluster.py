@@ -19,7 +19,10 @@ etcd finds its write-ahead log in the data dir and restarts from it, rejoining t
 with its own data and member id; the bootstrap flags (--initial-cluster*) are then ignored
 by etcd. `--initial-cluster-state new` is passed on every start: a member killed before its
 first WAL write bootstraps again into the same cluster id (ids are deterministic), which needs
-no peer to be reachable, where `existing` would need one.
+no peer to be reachable, where `existing` would need one. The exception: a member added back
+by a membership change (NodeConfig.rejoin, after `member add`; targets/etcd/membership.py)
+starts with an empty data dir and `existing`, so it joins the running cluster under the new
+member id and gets its data from the leader (a snapshot, then the log).
 """
 from __future__ import annotations
 
@@ -107,7 +110,8 @@ def etcd_service(node: NodeConfig, *, client_port: str = MAIN, peer_port: str = 
         "--listen-peer-urls", url(Addr(bind, node.port(peer_port))),
         "--initial-advertise-peer-urls", url(advertised(node, peer_port)),
         "--initial-cluster", initial_cluster(node, peer_port),
-        "--initial-cluster-state", "new",
+        # a member added back by a membership change joins the running cluster
+        "--initial-cluster-state", "existing" if node.rejoin else "new",
         "--initial-cluster-token", token,
         "--election-timeout", str(int(election_timeout_ms)),
         "--heartbeat-interval", str(int(heartbeat_ms)),
@@ -127,9 +131,11 @@ _ROLES = {"StateLeader": "leader", "StateFollower": "follower",
 
 
 def members(addr: Addr, timeout: float) -> dict[str, str]:
-    """member id (decimal string, as the gateway writes it) -> member name."""
+    """member id (decimal string, as the gateway writes it) -> member name; a member added
+    but not started yet has no name: left out (so a name cache never keeps it nameless)."""
     reply = call_once(addr, "/v3/cluster/member/list", {}, timeout)
-    return {_ids(m.get("ID")): str(m.get("name") or "") for m in reply.get("members", [])}
+    return {_ids(m.get("ID")): str(m["name"]) for m in reply.get("members", [])
+            if m.get("name")}
 
 
 def _name(addr: Addr, member_id: str, timeout: float, names: dict[str, str]) -> str | None:
@@ -145,8 +151,8 @@ def member_status(addr: Addr, timeout: float,
     """One member's own view, in the target contract's status shape.
 
     {"role": "leader" | "follower" | "candidate", "term": the Raft term (int), "leader": the
-    leader's member name or None, "index": the Raft commit index, "applied": the applied
-    index, "member": this member's name}.
+    leader's member name or None, "index" and "log_position": the Raft commit index,
+    "applied": the applied index, "member": this member's name}.
 
     Source: the Raft node's own status snapshot, which etcd publishes as "raft.status" on
     its client port's /debug/vars (term, lead and state read together, under the Raft
@@ -169,6 +175,7 @@ def member_status(addr: Addr, timeout: float,
             "term": int(raft["term"]),
             "leader": _name(addr, lead, timeout, names),
             "index": int(raft.get("commit") or 0),
+            "log_position": int(raft.get("commit") or 0),
             "applied": int(raft.get("applied") or 0),
             "member": _name(addr, me, timeout, names)}
 

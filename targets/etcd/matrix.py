@@ -27,6 +27,8 @@ CELLS: dict[str, tuple[list[str], Any]] = {
     "etcd linearizable, latency": (REGISTER + ["--nemesis", "latency"], "valid"),
     "etcd linearizable, all": (REGISTER + ["--nemesis", "all"], "valid"),
     "etcd set, all": (BASE + ["--workload", "set", "--nemesis", "all"], "valid"),
+    "etcd linearizable, membership,partition": (
+        REGISTER + ["--nemesis", "membership,partition"], "valid"),
     "etcd serializable, partition leader": (
         REGISTER + ["-O", "read_consistency=serializable", "-O", "timeout=0.5",
                     "--concurrency", "12", "--nemesis", "partition",

@@ -30,6 +30,7 @@ from chaos.target import (
 )
 
 from .client import EtcdClient
+from .membership import EtcdMembership
 from .cluster import (
     ELECTION_TIMEOUT_MS,
     HEARTBEAT_MS,
@@ -50,6 +51,8 @@ class EtcdTarget(BaseTarget):
     binaries: Mapping[str, str] = {"etcd": "etcd-server"}
     supports_mesh = False
     default_runtime = "docker"
+    #: `member remove` / `member add` through the v3 cluster API (`--nemesis membership`)
+    membership = EtcdMembership()
     options: Mapping[str, OptionSpec] = {
         "read_consistency": OptionSpec(
             "linearizable", "linearizable: reads go through Raft (ReadIndex), safe; "

@@ -45,8 +45,8 @@ async def watch(node: "Node") -> None:
                     node.become_follower(node.term, None)
                     node.last_heard = now
                 continue
-            if opts.failover == "none" or node.learner:
-                continue
+            if opts.failover == "none" or node.learner or node.name not in node.voters:
+                continue                 # a learner or a removed node never campaigns
             if node.last_heard == 0.0:       # admin promote: campaign now
                 deadline = 0.0
             elif now - node.last_heard < deadline:
@@ -149,7 +149,7 @@ def handle_vote(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
     """Answer a vote request (majority failover)."""
     term, cand = msg["term"], msg["candidate"]
     deny = {"type": "ok", "granted": False, "term": node.term}
-    if not node.majority or term < node.term or node.learner:
+    if not node.majority or term < node.term or node.learner or node.name not in node.voters:
         return deny                    # a learner's empty log must not elect anyone
     now = time.monotonic()
     if node.role == "leader" and node.lease_ok():

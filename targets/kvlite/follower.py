@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import config
 from .protocol import apply_entry, copy_state, dumps, state_from_json
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ async def _append(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
             j -= 1
         return _reply(node, False, next=j, conflict_term=bad)
     index = prev
+    reconfigured = False
     for e in entries:
         index += 1
         if index <= lg.last_index:
@@ -86,6 +88,9 @@ async def _append(node: "Node", msg: dict[str, Any]) -> dict[str, Any]:
                                      f"(unreplicated writes of a deposed leader)")
         lg.append(e, dumps(e))
         apply_entry(node.head, e)
+        reconfigured |= "cfg" in e
+    if reconfigured:  # a configuration takes effect when appended
+        config.refresh(node)
     if entries:
         await lg.durable()
     match = prev + len(entries)
@@ -113,8 +118,9 @@ async def handle_install_snapshot(node: "Node", msg: dict[str, Any]) -> dict[str
             return _reply(node, True, match=idx)
         node.note(f"installing snapshot from {leader} at index {idx} "
                   f"(our log ended at {node.log.last_index})")
-        node.log.install_snapshot(idx, msg["last_term"], msg["state"])
+        node.log.install_snapshot(idx, msg["last_term"], msg["state"], msg.get("config"))
         node.state = state_from_json(msg["state"])
         node.head = copy_state(node.state)
         node.commit_index = node.applied_index = idx
+        config.refresh(node)
         return _reply(node, True, match=idx)

@@ -38,6 +38,8 @@ class DurableLog:
         self.snapshot_index = 0
         self.snapshot_term = 0
         self.snapshot_state: list[list[Any]] = []
+        #: the voters as of the snapshot (config.py); None: the start-up configuration
+        self.snapshot_config: list[str] | None = None
         self.entries: list[dict[str, Any]] = []
         self.raw: list[str] = []          # encoded entry JSON, parallel to entries
         self.offsets: list[int] = []      # file offset where each entry's line starts
@@ -59,6 +61,7 @@ class DurableLog:
             self.snapshot_index = snap["index"]
             self.snapshot_term = snap["term"]
             self.snapshot_state = snap["state"]
+            self.snapshot_config = snap.get("config")
         good_end = 0
         problem = None
         dropped_lines = 0
@@ -219,29 +222,37 @@ class DurableLog:
         self.durable_index = min(self.durable_index, index)
         return dropped
 
-    def install_snapshot(self, index: int, term: int, state_json: list[list[Any]]) -> None:
+    def install_snapshot(self, index: int, term: int, state_json: list[list[Any]],
+                         config: list[str] | None = None) -> None:
         """Replace everything with a snapshot (a new or far-behind follower's bootstrap)."""
-        self._write_snapshot(index, term, state_json)
+        self._write_snapshot(index, term, state_json, config)
         self.entries, self.raw, self.offsets = [], [], []
         self._rewrite_log()
         self.durable_index = index
 
-    def compact(self, index: int, term: int, state: dict[Any, Any]) -> None:
-        """Snapshot the committed state at `index` and drop the log up to it."""
+    def compact(self, index: int, term: int, state: dict[Any, Any],
+                config: list[str] | None = None) -> None:
+        """Snapshot the committed state (and the configuration) at `index`; drop the log
+        up to it."""
         cut = index - self.snapshot_index
-        self._write_snapshot(index, term, state_to_json(state))
+        self._write_snapshot(index, term, state_to_json(state), config)
         self.entries = self.entries[cut:]
         self.raw = self.raw[cut:]
         self._rewrite_log()
 
-    def _write_snapshot(self, index: int, term: int, state_json: list[list[Any]]) -> None:
+    def _write_snapshot(self, index: int, term: int, state_json: list[list[Any]],
+                        config: list[str] | None) -> None:
         tmp = self.snap_path + ".tmp"
+        snap: dict[str, Any] = {"index": index, "term": term, "state": state_json}
+        if config is not None:
+            snap["config"] = config
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(dumps({"index": index, "term": term, "state": state_json}))
+            f.write(dumps(snap))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.snap_path)
         self.snapshot_index, self.snapshot_term, self.snapshot_state = index, term, state_json
+        self.snapshot_config = config
 
     def _rewrite_log(self) -> None:
         """Write the remaining entries to a fresh log file and swap it in atomically."""

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import election, follower, replication
+from . import config, election, follower, replication
 from .log import DurableLog
 from .peers import PeerError, PeerLink
 from .protocol import ProtocolError, apply_entry, copy_state, read_set, read_value
@@ -61,9 +61,14 @@ class Node:
     def __init__(self, name: str, peers: dict[str, tuple[str, int]], data_dir: str, opts: Options):
         self.name = name
         self.opts = opts
-        self.peer_names = sorted(peers)
-        self.links = {p: PeerLink(p, *peers[p]) for p in self.peer_names}   # replication
-        self.ctl = {p: PeerLink(p, *peers[p]) for p in self.peer_names}     # votes/status/forward
+        #: every node it was started with; `peer_names` / `cluster_size` / `voters`: the
+        #: current configuration's (config.py: membership changes)
+        self.all_peers = sorted(peers)
+        self.peer_names = list(self.all_peers)
+        self.links = {p: PeerLink(p, *peers[p]) for p in self.all_peers}   # replication
+        self.ctl = {p: PeerLink(p, *peers[p]) for p in self.all_peers}     # votes/status/forward
+        self.voters = sorted([name, *peers])
+        self.config_index = 0
         self.log = DurableLog(data_dir, fsync=opts.fsync == "always")
         self.majority = opts.failover == "majority"
         self.cluster_size = len(peers) + 1
@@ -95,6 +100,7 @@ class Node:
             "append": self.h_append, "install-snapshot": self.h_install_snapshot,
             "vote": self.h_vote, "promote": self.h_promote, "step-down": self.h_step_down,
             "pause-replication": self.h_pause, "snapshot": self.h_snapshot,
+            "reconfigure": lambda msg: config.handle(self, msg),
         }
 
     # --- start-up -----------------------------------------------------------------------
@@ -117,6 +123,7 @@ class Node:
         self.head = copy_state(self.state)
         for e in self.log.entries:
             apply_entry(self.head, e)
+        config.refresh(self)
         if not self.majority:
             # without consensus every logged entry counts (async followers apply on receipt)
             self.advance_commit(self.log.last_index)
@@ -239,6 +246,8 @@ class Node:
         entry["i"] = index
         self.log.append(entry)
         apply_entry(self.head, entry)
+        if "cfg" in entry:
+            config.refresh(self)
         for r in self.replicators.values():
             r.wake.set()
         return index
@@ -292,19 +301,21 @@ class Node:
         self.head = copy_state(self.state)
         for e in self.log.entries_from(self.applied_index + 1):
             apply_entry(self.head, e)
+        config.refresh(self)  # a discarded configuration entry is forgotten with it
 
     def reset_storage(self, why: str) -> None:
         """Drop snapshot and log (our history diverged below our snapshot)."""
         self.discarded += self.log.last_index
         self.note(f"reset storage ({self.log.last_index} entries dropped): {why}", logging.WARNING)
-        self.log.install_snapshot(0, 0, [])
+        self.log.install_snapshot(0, 0, [], None)
         self.state, self.head = {}, {}
         self.commit_index = self.applied_index = 0
+        config.refresh(self)
 
     def take_snapshot(self) -> int:
         idx = self.applied_index
         if idx > self.log.snapshot_index:
-            self.log.compact(idx, self.log.term_at(idx) or 0, self.state)
+            self.log.compact(idx, self.log.term_at(idx) or 0, self.state, config.at(self, idx))
             self.note(f"snapshot at index {idx}; log compacted")
         return idx
 
@@ -347,6 +358,7 @@ class Node:
             "generation": self.term, "leader": self.leader,
             "last_index": self.log.last_index, "last_term": self.log.last_term,
             "log_position": self.log.last_index, "learner": self.learner,
+            "members": self.voters,
             "time": time.time(),
             "commit_index": self.commit_index, "applied_index": self.applied_index,
             "snapshot_index": self.log.snapshot_index,

@@ -19,6 +19,7 @@ from chaos.errors import BadInput
 from chaos.target import MAIN, BaseTarget, Endpoints, NodeConfig, OptionSpec
 
 from .client import KvliteClient, call
+from .membership import KvliteMembership
 
 _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
          "from targets.kvlite.server import main; main(sys.argv[1:])")
@@ -37,6 +38,8 @@ class KvliteTarget(BaseTarget):
     #: one Python process (libc clocks: libfaketime skews it); a wiped node rejoins as a
     #: learner (--rejoin) and status reports log_position
     faults = frozenset({"clock", "member"})
+    #: voters are configuration entries in the log (config.py): `--nemesis membership`
+    membership = KvliteMembership()
     ports: Mapping[str, int] = {MAIN: 7000}
     options: Mapping[str, OptionSpec] = {
         "replication": OptionSpec("async", "when the leader acks a write: after its own append "

@@ -24,7 +24,8 @@ CLIENT_OPS = frozenset({"read", "write", "cas", "add", "read-set", "status"})
 #: ops only peers send
 PEER_OPS = frozenset({"append", "vote", "install-snapshot"})
 #: admin ops used by tests and operators
-ADMIN_OPS = frozenset({"promote", "step-down", "pause-replication", "snapshot"})
+ADMIN_OPS = frozenset({"promote", "step-down", "pause-replication", "snapshot",
+                       "reconfigure"})
 ALL_OPS = CLIENT_OPS | PEER_OPS | ADMIN_OPS
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

@@ -110,7 +110,7 @@ class Replicator:
         if self.next_index <= lg.snapshot_index:
             msg = {"op": "install-snapshot", "term": self.term, "leader": node.name,
                    "index": lg.snapshot_index, "last_term": lg.snapshot_term,
-                   "state": lg.snapshot_state}
+                   "state": lg.snapshot_state, "config": lg.snapshot_config}
             sent = time.monotonic()
             node.note(f"sending snapshot at {lg.snapshot_index} to {self.peer}")
             reply = await node.links[self.peer].call(msg, timeout=max(timeout, 5.0))

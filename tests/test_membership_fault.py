@@ -1,0 +1,132 @@
+"""The membership fault: a follower removed from the configuration and added back as a new
+member, on real kvlite nodes; the contract's capability and its refusal; removed nodes in
+the fault windows (their silence is the fault's, one rule for every checker)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chaos.checkers.evidence import _explained
+from chaos.history.faults import NODE_OUT, FaultWindow, classify
+from chaos.plugins import validate, with_defaults
+from chaos.target import Membership, NoopTarget, optional_faults
+from targets.kvlite import config
+from targets.kvlite.node import Node, Options
+from targets.kvlite.plugin import KvliteTarget
+from tests.runhelp import invoke_cli, run_json
+
+PEERS = {"n2": ("127.0.0.1", 1), "n3": ("127.0.0.1", 2)}
+
+
+def _node(tmp_path: Path) -> Node:
+    node = Node("n1", PEERS, str(tmp_path), Options(failover="majority"))
+    node.start()
+    return node
+
+
+def test_a_kvlite_configuration_takes_effect_when_appended_and_is_forgotten_when_discarded(
+        tmp_path):
+    node = _node(tmp_path)
+    assert node.voters == ["n1", "n2", "n3"] and node.cluster_size == 3
+    node.log.append({"i": 1, "t": 1, "k": 1, "v": 1})
+    node.log.append({"i": 2, "t": 1, "cfg": ["n1", "n2"]})
+    config.refresh(node)
+    assert (node.voters, node.peer_names, node.cluster_size) == (["n1", "n2"], ["n2"], 2)
+    node.truncate(1, "test: the configuration entry was never committed")
+    assert node.voters == ["n1", "n2", "n3"] and node.peer_names == ["n2", "n3"]
+
+
+def test_a_kvlite_snapshot_keeps_the_configuration_and_a_restart_reads_it(tmp_path):
+    node = _node(tmp_path)
+    node.append_local({"t": 1, "cfg": ["n1", "n3"]})
+    node.append_local({"t": 1, "k": 1, "v": 1})
+    node.advance_commit(2)
+    node.take_snapshot()
+    assert node.log.entries == [] and node.log.snapshot_config == ["n1", "n3"]
+    node.stop()
+    again = _node(tmp_path)
+    assert again.voters == ["n1", "n3"] and again.cluster_size == 2
+    assert again.status()["members"] == ["n1", "n3"]
+
+
+def test_a_removed_kvlite_node_neither_votes_nor_counts(tmp_path):
+    node = _node(tmp_path)
+    node.started_at -= 10
+    node.append_local({"t": 1, "cfg": ["n2", "n3"]})
+    from targets.kvlite import election
+
+    vote = election.handle_vote(node, {"term": 5, "candidate": "n2", "last_index": 9,
+                                       "last_term": 1})
+    assert vote["granted"] is False
+
+
+def test_membership_is_an_optional_capability_of_the_contract():
+    kv = KvliteTarget()
+    assert isinstance(kv.membership, Membership)
+    assert "membership" in optional_faults(kv) and "membership" not in kv.faults
+    assert "membership" not in optional_faults(NoopTarget())
+
+    class Bad:
+        name = "bad"
+        membership = object()
+
+        def client(self, endpoints, options):
+            return None
+
+        def status(self, node, endpoints, timeout):
+            return {}
+
+        def start_command(self, node):
+            return ["true"]
+
+    problems = validate(with_defaults(Bad()))
+    assert any("membership must be None or an object" in p for p in problems), problems
+
+
+def test_asking_a_target_without_membership_for_it_is_bad_input_before_anything_starts(
+        tmp_path):
+    code, _out, err = invoke_cli("run", "--store", str(tmp_path), "--target", "redis",
+                                 "--nemesis", "partition,membership", "--time-limit", "2")
+    assert code == 4, err
+    line = err.strip().splitlines()[-1]
+    assert "--nemesis membership" in line and "target redis" in line, line
+    assert not list(tmp_path.rglob("history.jsonl"))
+
+
+def _window(kind: str, node: str, start: int, end: int) -> FaultWindow:
+    return FaultWindow(kind, start, end, {"node": node}, (), True)
+
+
+def test_removed_nodes_are_windows_that_hold_a_node_out():
+    assert classify("remove-member") == ("open", "membership")
+    assert classify("add-member") == ("close", "membership")
+    assert "membership" in NODE_OUT
+    removed = [_window("membership", "n1", 0, 100), _window("kill", "n2", 0, 100)]
+    assert _explained(10, 90, removed, {"n1", "n2"})
+    # must fail: a node neither removed nor killed, or a silence outlasting the window
+    assert not _explained(10, 90, removed, {"n1", "n2", "n3"})
+    assert not _explained(10, 150, removed, {"n1", "n2"})
+    assert not _explained(10, 90, [_window("latency", "n1", 0, 100)], {"n1"})
+
+
+@pytest.mark.integration
+def test_kvlite_followers_are_removed_and_added_back_verified_under_partitions(tmp_path):
+    code, doc = run_json("--store", str(tmp_path), "--seed", "3", "--workload", "register",
+                         "-O", "replication=quorum", "-O", "failover=majority",
+                         "-O", "snapshot_every=100", "--nemesis", "membership,partition",
+                         "--nemesis-interval", "2", "--time-limit", "8", timeout=300)
+    assert code == 0 and doc["valid"] is True and not doc["unverified_faults"], doc
+    ops = [json.loads(line) for line in Path(doc["history"]).read_text().splitlines()]
+    done = [op for op in ops if op.get("f") in ("remove-member", "add-member")
+            and op["type"] != "invoke"]
+    assert [op["f"] for op in done] == ["remove-member", "add-member"] * (len(done) // 2)
+    assert done and all(op["type"] == "ok" and op["value"]["verified"] for op in done)
+    for removed, added in zip(done[::2], done[1::2]):
+        node = removed["value"]["node"]
+        assert node not in removed["value"]["members"]
+        back = added["value"]["nodes"][node]
+        assert node in back["members"]
+        caught = back["caught_up"]
+        assert caught["log_position"] >= caught["leader_position"]
