@@ -176,7 +176,8 @@ def test_monitor_silent_while_the_nemesis_had_every_node_down_is_a_warning():
     monitor_rounds(b, 9 * S + 510 * MS, 10 * S, True)
     load(b, 0, 10 * S, 10 * S)
     out = check(b.history())
-    assert out["valid"] is True and any("killed or paused" in w for w in out["warnings"])
+    assert out["valid"] is True and any("killed, paused or removed" in w
+                                      for w in out["warnings"])
     b.op("nemesis", "kill", 11 * S, 11 * S + MS, value={"nodes": ["n1", "n2"]})  # not n3
     monitor_rounds(b, 11 * S, 18 * S, False)
     b.op("nemesis", "restart", 18 * S, 18 * S + MS, value=None)

@@ -324,7 +324,8 @@ def monitor_gaps(history: History, limit_s: float, mon: pd.DataFrame | None = No
         # a restarted node may take a moment to answer again: the last second is forgiven
         last_poll = max(int(polls.min()), int(polls.max()) - RESTART_GRACE_NS)
         if _explained(int(polls.min()), last_poll, windows, nodes):
-            warnings.append(text + ": every node was killed, paused or removed by the nemesis meanwhile")
+            warnings.append(text + ": every node was killed, paused or removed by the nemesis "
+                            "meanwhile")
         else:
             reasons.append(text + ": the cluster stopped answering")
     return reasons, warnings

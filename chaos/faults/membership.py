@@ -93,8 +93,9 @@ class MembershipFault(Fault):
                 problems.append(f"adding {node} back failed: {type(exc).__name__}: {exc}")
                 continue
             nem.removed.discard(node)
-            members, leader, problem = _poll(nem, lambda m, ldr: node in m and ldr is not None,
-                                             f"{node} not listed, or no leader")
+            members, leader, problem = _poll(
+                nem, lambda m, ldr, node=node: node in m and ldr is not None,
+                f"{node} not listed, or no leader")
             seen, late = Member().caught_up(nem, node)
             did[node] = {"members": members, "leader": leader, "caught_up": seen}
             problems += [f"after adding {node}: {p}" for p in (problem, late) if p]

@@ -4,8 +4,9 @@ The one home of this rule: the perf checker, the explanations and the report's p
 `fault_windows` from here, so a report can never shade a fault where a checker saw none.
 
 Ours (chaos.nemesis): "start-X"/"stop-X" (X = partition, latency, ...), "kill"/"restart",
-"pause"/"resume", "remove-member"/"add-member" (kind "membership"), and "heal", which undoes everything still applied (it resumes paused nodes,
-restarts killed ones and heals the network), so it closes every open window. Jepsen's bare
+"pause"/"resume", "remove-member"/"add-member" (kind "membership"), and "heal", which
+undoes everything still applied (it resumes paused nodes, restarts killed ones, adds removed
+ones back and heals the network), so it closes every open window. Jepsen's bare
 "start"/"stop" (its default partitioner) open and close a window of kind "fault".
 
 A window opens on an ok (or info: it may have happened) opening op and closes on the next
