@@ -171,15 +171,16 @@ def prepare(cfg: RunConfig, raw_options: list[str] | tuple[str, ...] = ()
     if cfg.workload not in target.workloads:  # every member exists (plugins.with_defaults)
         raise BadInput(f"--workload {cfg.workload}: target {target.name} supports "
                        f"{', '.join(sorted(target.workloads)) or 'no workload'}")
+    from chaos.target import optional_faults
+
     if cfg.schedule is None:
         cfg.schedule = make_schedule(cfg.nemesis, interval=cfg.nemesis_interval,
                                      time_limit=cfg.time_limit, seed=cfg.seed,
                                      shape=cfg.partition_shape, latency_ms=cfg.latency_ms,
                                      jitter_ms=cfg.jitter_ms, partition_mode=cfg.partition_mode,
-                                     clock=cfg.clock)
+                                     clock=cfg.clock, optional=optional_faults(target))
     from chaos.faults import refused
     from chaos.schedule import kinds_of
-    from chaos.target import optional_faults
 
     # a fault the target cannot take (clock on a Go binary, member where a wiped node
     # cannot rejoin) is bad input before anything starts

@@ -130,3 +130,22 @@ def test_kvlite_followers_are_removed_and_added_back_verified_under_partitions(t
         assert node in back["members"]
         caught = back["caught_up"]
         assert caught["log_position"] >= caught["leader_position"]
+
+
+@pytest.mark.integration
+def test_all_on_kvlite_runs_every_combination_and_undoes_every_fault(tmp_path):
+    code, doc = run_json("--store", str(tmp_path), "--seed", "3", "--workload", "register",
+                         "-O", "replication=quorum", "-O", "failover=majority",
+                         "--nemesis", "all", "--nemesis-interval", "1",
+                         "--time-limit", "14", timeout=300)
+    assert code == 0 and doc["valid"] is True and not doc["unverified_faults"], doc
+    from chaos.history.faults import fault_windows
+    from chaos.history.reader import read_history
+
+    windows = fault_windows(read_history(doc["history"]))
+    assert {w.kind for w in windows} >= {"partition", "latency", "kill", "pause", "clock",
+                                         "membership"}
+    assert all(w.closed and w.verified for w in windows), windows
+    ops = [json.loads(line) for line in Path(doc["history"]).read_text().splitlines()]
+    done = [op["f"] for op in ops if op.get("process") == "nemesis" and op["type"] == "ok"]
+    assert done.count("wipe") == done.count("rejoin") == 1 and done[-1] == "heal"

@@ -4,12 +4,14 @@ from __future__ import annotations
 import pytest
 
 from chaos.errors import BadInput
-from chaos.schedule import KINDS, FaultSpec, make_schedule, parse_nemeses
+from chaos.faults.clock import DRIFT
+from chaos.schedule import (ALL_COMBOS, KINDS, FaultSpec, all_items, kinds_of, make_schedule,
+                            parse_nemeses)
 
 
 def test_parse_nemeses():
     assert parse_nemeses("partition") == ["partition"]
-    assert parse_nemeses("all") == list(KINDS)
+    assert parse_nemeses("all") == ["all"] and kinds_of(["all"]) == list(KINDS)
     assert parse_nemeses("kill, pause") == ["kill", "pause"]
     assert parse_nemeses("none") == []
     with pytest.raises(BadInput, match="unknown nemesis 'bogus'"):
@@ -31,3 +33,42 @@ def test_schedule_is_seeded_and_round_trips():
     assert a == b and a != c
     assert {f.kind for f in a} == set(KINDS)
     assert [FaultSpec.from_dict(f.to_dict()) for f in a] == a
+
+
+TAKES_ALL = frozenset({"clock", "member", "membership"})
+
+
+def _windows(specs: list[FaultSpec]) -> dict[tuple[float, float], list[str]]:
+    out: dict[tuple[float, float], list[str]] = {}
+    for f in specs:
+        out.setdefault((f.start_s, f.stop_s), []).append(f.kind)
+    return out
+
+
+def test_all_adds_the_combinations_a_target_takes_and_only_those():
+    assert all_items() == list(KINDS)  # a target with no optional fault: the four kinds
+    assert all_items(TAKES_ALL) == list(KINDS) + list(ALL_COMBOS)
+    assert all_items(frozenset({"membership"})) == list(KINDS) + ["membership+partition"]
+    plain = make_schedule(["all"], interval=1, time_limit=40, seed=5)
+    assert {f.kind for f in plain} == set(KINDS)
+    assert all(len(kinds) == 1 for kinds in _windows(plain).values())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_all_on_a_target_taking_every_fault_holds_each_combination_deterministically(seed):
+    specs = make_schedule(["all"], interval=1, time_limit=14, seed=seed, optional=TAKES_ALL)
+    assert specs == make_schedule(["all"], interval=1, time_limit=14, seed=seed,
+                                  optional=TAKES_ALL)
+    together = [kinds for kinds in _windows(specs).values()]
+    # each combination once, its kinds in one window, started in the order written
+    assert sorted("+".join(k) for k in together if len(k) > 1) == sorted(ALL_COMBOS)
+    assert sorted(k[0] for k in together if len(k) == 1) == sorted(KINDS)
+    clock = [f for f in specs if f.kind == "clock"]
+    assert len(clock) == 1 and clock[0].params["mode"] == "rate"
+    assert clock[0].params["rate"] in DRIFT  # a bounded drift inside all
+    bump = make_schedule(["all"], interval=1, time_limit=14, seed=seed, optional=TAKES_ALL,
+                         clock="bump:-20")
+    assert [f.params for f in bump if f.kind == "clock"][0]["offset_s"] == -20
+    # asked by name, the clock keeps its own default mix (not the drift of `all`)
+    named = make_schedule(["clock"], interval=1, time_limit=40, seed=seed)
+    assert {f.params["mode"] for f in named} - {"rate"}

@@ -183,3 +183,40 @@ def test_output_that_arrives_after_the_exit_status_is_kept(hosts):
         assert res.ok and res.out.split() == ["early", "late"], res
     finally:
         session.close()
+
+
+@pytest.mark.docker
+def test_clock_fault_on_ssh_hosts_is_applied_read_back_and_healed(hosts, tmp_path):
+    """libfaketime preloaded into a service started over SSH; the fault writes the control
+    file on the host, the probe reads the offset and the rate back, the stop and the heal
+    return the node to real time (docs/faults.md, "Clock faults")."""
+    import random
+
+    from chaos.faults import get
+    from chaos.faults.clock import CONTROL
+    from chaos.nemesis import Nemesis, NemesisContext
+
+    addrs, key = hosts
+    rt = SshRuntime(addrs, "root", key, data_root="/var/lib/chaos-clock")
+    rt.setup(["n1"], str(tmp_path))
+    clock = get("clock")
+    nem = Nemesis(NemesisContext(runtime=rt, net=None, nodes=["n1"], leader=lambda: "n1",
+                                 restart=lambda *a, **k: None, rng=random.Random(1),
+                                 record=lambda op: None))
+    try:
+        rt.start("n1", Service("main", SLEEPER, env=clock.node_env(rt.data_dir("n1")),
+                               files=clock.node_files(), ready_port=None))
+        did, problems = clock.start(nem, {"node": "n1", "mode": "offset", "offset_s": -7.0})
+        assert problems == [] and did["processes"] == 1, (did, problems)
+        assert did["read_back"]["offset_s"] == pytest.approx(-7.0, abs=0.15)
+        did, problems = clock.stop(nem, {})
+        assert problems == [] and did["reset"] == ["n1"]
+        assert did["read_back"]["n1"]["offset_s"] == pytest.approx(0.0, abs=0.15)
+        did, problems = clock.start(nem, {"node": "n1", "mode": "rate", "rate": 0.5})
+        assert problems == [] and did["read_back"]["wall_rate"] == pytest.approx(0.5, abs=0.05)
+        healed, problems = clock.heal(nem)  # the end of a run (or Ctrl-C) inside the fault
+        assert problems == [] and healed["clock"]["reset"] == ["n1"]
+        assert rt.run("n1", f"cat {CONTROL}").out.strip() == "+0.000000 x1"
+        assert clock.heal(nem) == ({}, [])  # nothing left applied
+    finally:
+        rt.teardown()

@@ -17,7 +17,7 @@ from chaos import plugins
 from chaos.bounds import BOUNDS, check_config, no_fault_warning
 from chaos.errors import BadInput
 from chaos.net.base import describe_backends
-from chaos.schedule import KINDS, NAMES, SHAPES, parse_nemeses
+from chaos.schedule import ALL_COMBOS, KINDS, NAMES, SHAPES, parse_nemeses
 from chaos.store import check_output_file
 
 #: config.json keys a replay cannot do without (the rest have defaults)
@@ -58,7 +58,8 @@ def _range(field: str) -> str:
               help=f"Cluster size {_range('nodes')}; partition and latency need 2 or more.")
 @click.option("--nemesis", default="partition", show_default=True,
               help=f"Fault kinds: {' | '.join(NAMES)}; a comma list, none, or all "
-                   f"(= {','.join(KINDS)}); a+b: together (partition+clock); kill:SERVICE / "
+                   f"(= {','.join(KINDS)}, plus {', '.join(ALL_COMBOS)} where the target "
+                   "takes them); a+b: together (partition+clock); kill:SERVICE / "
                    "pause:SERVICE act on that one service of a node (the target's service "
                    "names). clock and member need a target that takes them (docs/faults.md).")
 @click.option("--nemesis-interval", default=5.0, show_default=True, type=float, metavar="S",
@@ -76,8 +77,9 @@ def _range(field: str) -> str:
                    "peers notice only by their own timeouts).")
 @click.option("--clock", "clock", default="mixed", show_default=True, metavar="MODE",
               help="The clock fault (--nemesis clock): offset[:S] | bump[:S] | "
-                   "strobe[:S[:MS]] | rate[:R] (x0.5 slow, x2 fast) | mixed (a mode drawn per "
-                   "fault). It skews the leader's clocks (docs/faults.md).")
+                   "strobe[:S[:MS]] | rate[:R] (x0.5 slow, x2 fast) | drift (x0.9 or x1.1) | "
+                   "mixed (a mode drawn per fault; inside --nemesis all: drift). It skews the "
+                   "leader's clocks (docs/faults.md).")
 @click.option("--latency-ms", default=200, show_default=True, type=int, metavar="MS",
               help=f"Delay the latency fault adds to node-to-node links {_range('latency_ms')}.")
 @click.option("--time-limit", default=30.0, show_default=True, type=float, metavar="S",

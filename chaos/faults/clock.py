@@ -24,6 +24,7 @@ Modes (`--clock MODE[:VALUE...]`, chaos.faults.clock.parse_spec):
           server or an operator
   strobe  the clocks jump between +offset_s and real time every period_ms (default 1 s,
           200 ms) for the fault's whole window (the controller rewrites the file)
+  drift   rate x0.9 or x1.1 (seeded): a bounded drift, the clock inside `--nemesis all`
   rate    the clocks run at `rate` times real speed (x0.5 slow, x2 fast). libfaketime scales
           the time since the process loaded it, so a running process would jump by
           age*(rate-1); the fault adds the offset that cancels this for the node's oldest
@@ -60,6 +61,8 @@ LIB = f"/usr/lib/{sysconfig.get_config_var('MULTIARCH') or 'x86_64-linux-gnu'}" 
 #: the control file, relative to the node's data dir
 CONTROL = ".chaos-clock"
 MODES = ("offset", "bump", "strobe", "rate")
+#: the rates of `--clock drift` (the clock inside `--nemesis all`): 10 % slow or fast
+DRIFT = (0.9, 1.1)
 #: how far a probe's reading may be from what was written (s; rate: relative)
 OFFSET_TOLERANCE = 0.15
 RATE_TOLERANCE = 0.05
@@ -131,11 +134,12 @@ def parse_spec(text: str) -> dict[str, Any]:
     """`--clock` -> {"mode": ..., and the values given}: "mixed" (a mode drawn per fault),
     "offset[:S]", "bump[:S]", "strobe[:S[:MS]]", "rate[:R]"; BadInput names the problem."""
     mode, *values = (text or "mixed").strip().split(":")
-    if mode == "mixed" and not values:
-        return {"mode": "mixed"}
+    if mode in ("mixed", "drift") and not values:
+        return {"mode": mode}
     if mode not in MODES:
         raise BadInput(f"--clock {text}: unknown mode {mode!r}; choose from "
-                       f"{', '.join(MODES)}, mixed (e.g. bump:-10, rate:0.5, strobe:1:200)")
+                       f"{', '.join(MODES)}, mixed, drift (e.g. bump:-10, rate:0.5, "
+                       "strobe:1:200)")
     limit = {"offset": 1, "bump": 1, "strobe": 2, "rate": 1}[mode]
     if len(values) > limit:
         raise BadInput(f"--clock {text}: {mode} takes at most {limit} value(s)")
@@ -189,6 +193,8 @@ class Clock(Fault):
 
     def schedule_params(self, rng: random.Random, opts: dict[str, Any]) -> dict[str, Any]:
         spec = parse_spec(opts.get("clock", "mixed"))
+        if spec["mode"] == "drift":  # a bounded drift: rate x0.9 or x1.1 (`--nemesis all`)
+            return {"node": "leader", "mode": "rate", "rate": rng.choice(DRIFT)}
         mode = rng.choice(MODES) if spec["mode"] == "mixed" else spec["mode"]
         sign = rng.choice((-1, 1))
         params: dict[str, Any] = {"node": "leader", "mode": mode}
