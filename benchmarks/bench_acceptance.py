@@ -67,6 +67,22 @@ def valid_with_rejoins(doc: dict) -> bool:
     return doc.get("valid") is True and rejoins(doc) > 0
 
 
+def member_changes(doc: dict) -> int:
+    """Verified membership changes of a run: followers removed, added back and caught up."""
+    path = Path(str(doc.get("history") or ""))
+    if not path.is_file():
+        return 0
+    ops = (json.loads(line) for line in path.open())
+    return sum(len(op["value"].get("nodes") or {}) for op in ops
+               if op.get("f") == "add-member" and op.get("type") == "ok")
+
+
+def valid_with_changes(doc: dict) -> bool:
+    """Valid (so every fault verified), and at least one follower was removed from the
+    configuration, added back and verified caught up."""
+    return doc.get("valid") is True and member_changes(doc) > 0
+
+
 #: the lease demonstration (docs/benchmarks.md "Clock faults"): leader reads under a lease,
 #: clients placed on the nodes' sides of the partition (Jepsen's way), the isolated old
 #: leader's clock bumped back or slowed while it is cut off; the control has no clock fault
@@ -82,6 +98,13 @@ CELLS.update({
     "quorum+majority, member+partition+kill": (SAFE + MEMBER, valid_with_rejoins),
     "async+naive, member+partition+kill": (UNSAFE_SET + MEMBER, [("lost-writes",
                                                                   {"lost-write"})]),
+    # membership changes (issue 16): removed followers added back and verified caught up
+    "quorum+majority, membership+partition": (
+        SAFE + ["-O", "snapshot_every=500", "--nemesis", "membership,partition"],
+        valid_with_changes),
+    # --nemesis all on kvlite: the four kinds plus partition+clock (drift), member+kill and
+    # membership+partition (chaos.schedule.ALL_COMBOS)
+    "quorum+majority, all": (SAFE + ["-O", "snapshot_every=500", "--nemesis", "all"], "valid"),
 })
 #: target -> (cells, the runtime they are measured on by default)
 MATRICES = {"kvlite": (CELLS, "local"), "etcd": (ETCD_CELLS, "docker"),

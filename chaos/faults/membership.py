@@ -49,6 +49,9 @@ class MembershipFault(Fault):
 
     def start(self, nem: Nemesis, params: dict[str, Any]) -> Outcome:
         cap, cluster = _capability(nem)
+        # a follower is only known once a leader is (right after a kill or a pause none may
+        # be): wait for one, so the leader is never the node picked at random
+        _poll(nem, lambda _m, ldr: ldr is not None, "no leader", members=False)
         node, why = nem.pick(params.get("node", "follower"))
         if node in nem.removed:
             raise RuntimeError(f"{node} is already removed")
@@ -108,24 +111,26 @@ def _capability(nem: Nemesis) -> tuple[Any, Any]:
     return nem.ctx.membership, nem.ctx.cluster()
 
 
-def _poll(nem: Nemesis, ok: Any, what: str) -> tuple[list[str], str | None, str | None]:
-    """(members, leader, None) once ok(members, leader) holds; else the last seen and why."""
+def _poll(nem: Nemesis, ok: Any, what: str,
+          members: bool = True) -> tuple[list[str], str | None, str | None]:
+    """(members, leader, None) once ok(members, leader) holds; else the last seen and why
+    (members False: the member list is not asked)."""
     cap, cluster = _capability(nem)
     t0 = time.monotonic()
-    members: list[str] = []
+    seen: list[str] = []
     leader: str | None = None
     error = ""
     while time.monotonic() - t0 < VERIFY_TIMEOUT:
         try:
-            members = sorted(cap.members(cluster, 2.0))
+            seen = sorted(cap.members(cluster, 2.0)) if members else []
             leader = nem.ctx.leader()
-            if ok(members, leader):
-                return members, leader, None
+            if ok(seen, leader):
+                return seen, leader, None
         except Exception as exc:  # noqa: BLE001 - no answer yet: poll on
             error = f" (last error: {type(exc).__name__}: {str(exc)[:120]})"
         time.sleep(0.1)
-    return members, leader, (f"{what} within {VERIFY_TIMEOUT:g} s: members {members}, "
-                             f"leader {leader}{error}")
+    return seen, leader, (f"{what} within {VERIFY_TIMEOUT:g} s: members {seen}, "
+                          f"leader {leader}{error}")
 
 
 register(MembershipFault())
