@@ -52,8 +52,9 @@ def oracle(path: Path, names: list[str] | None = None) -> dict[str, Any]:
     return _norm(results_document(out, history=h, path=str(path), fmt="jsonl"))
 
 
-def sharded(path: Path, n: int, names: list[str] | None = None) -> dict[str, Any]:
-    out, digest = analyze_path(path, names, {}, n_shards=n)
+def sharded(path: Path, n: int, names: list[str] | None = None,
+            workers: int = 1) -> dict[str, Any]:
+    out, digest = analyze_path(path, names, {}, n_shards=n, workers=workers)
     return _norm(results_document(out, history=digest, path=str(path), fmt="jsonl"))
 
 
@@ -63,17 +64,28 @@ def test_every_stored_history_same_verdict(path: Path, n: int) -> None:
     assert sharded(path, n) == oracle(path)
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.name)
+def test_every_stored_history_same_verdict_read_in_ranges(path: Path) -> None:
+    """Read by several processes, a byte range each (chaos.history.ranges)."""
+    want = oracle(path)
+    for workers in (2, 4):
+        assert sharded(path, 3, workers=workers) == want
+
+
 @pytest.mark.parametrize("path", HISTORIES[:4], ids=lambda p: p.name)
 def test_named_checkers_same(path: Path) -> None:
     names = ["lost-writes", "stale-reads", "perf"]
     assert sharded(path, 3, names) == oracle(path, names)
 
 
-def test_split_pairs_every_op_once(tmp_path: Path) -> None:
-    """Shards plus context hold exactly the reader's pairs (row for row)."""
+@pytest.mark.parametrize("workers", [1, pytest.param(3, marks=pytest.mark.integration)])
+def test_split_pairs_every_op_once(tmp_path: Path, workers: int) -> None:
+    """Shards plus context hold exactly the reader's pairs (row for row), whether one
+    process reads the file or several read a byte range each."""
     for path in HISTORIES:
         want = read_history(path).pairs
-        split = split_history(path, tmp_path / path.stem, n_shards=3)
+        split = split_history(path, tmp_path / path.stem, n_shards=3, workers=workers)
         rows = []
         for i in range(3):
             rows += split.shard(i).pairs.to_dict("records")
@@ -87,13 +99,14 @@ def test_split_pairs_every_op_once(tmp_path: Path) -> None:
         assert split.warnings == read_history(path).warnings
 
 
+@pytest.mark.parametrize("workers", [1, pytest.param(3, marks=pytest.mark.integration)])
 @pytest.mark.parametrize("bad", sorted((ROOT / "histories" / "bad").glob("*.jsonl")),
                          ids=lambda p: p.name)
-def test_bad_input_is_doubted_then_named(bad: Path) -> None:
+def test_bad_input_is_doubted_then_named(bad: Path, workers: int) -> None:
     """The streaming reader never judges a bad history: it doubts, and the in-memory
     reader names file and line (the CLI does exactly this)."""
     with pytest.raises(Doubt):
-        analyze_path(bad, None, {}, n_shards=2)
+        analyze_path(bad, None, {}, n_shards=2, workers=workers)
     with pytest.raises(BadInput):
         read_history(bad)
 
@@ -141,6 +154,20 @@ def _keyed(ops: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 def test_generated_histories_same_verdict(tmp_path_factory: Any, data: Any, n: int) -> None:
     """Valid and broken histories of several keys, plus monitor observations: the sharded
     path agrees with the oracle on all of them."""
+    _same_verdict(tmp_path_factory, data, n, 1)
+
+
+@pytest.mark.integration
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(data=st.data(), n=st.integers(1, 4), workers=st.integers(2, 4))
+def test_generated_histories_same_verdict_read_in_ranges(tmp_path_factory: Any, data: Any,
+                                                         n: int, workers: int) -> None:
+    """The same, the file read by several processes (boundaries anywhere in a small file)."""
+    _same_verdict(tmp_path_factory, data, n, workers)
+
+
+def _same_verdict(tmp_path_factory: Any, data: Any, n: int, workers: int) -> None:
     kind = data.draw(st.sampled_from(["set", "register"]))
     inject = data.draw(st.sampled_from([None, None, "lost", "stale", "divergent"]
                                        if kind == "set" else [None, None, "stale"]))
@@ -161,9 +188,9 @@ def test_generated_histories_same_verdict(tmp_path_factory: Any, data: Any, n: i
         want = oracle(path)
     except BadInput:
         with pytest.raises(Doubt):
-            sharded(path, n)
+            sharded(path, n, workers=workers)
         return
-    assert sharded(path, n) == want
+    assert sharded(path, n, workers=workers) == want
 
 
 @pytest.mark.skipif(not (CORPUS / "kv").is_dir(), reason=f"no Porcupine corpus at {CORPUS}")

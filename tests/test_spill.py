@@ -29,6 +29,21 @@ def _poll(cond: Callable[[], T], timeout: float, what: str) -> T:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"  # a zombie is dead, waiting to be reaped
+
+
 @pytest.mark.integration
 def test_sigkilled_analysis_leaves_shards_the_next_one_sweeps(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
@@ -44,8 +59,11 @@ def test_sigkilled_analysis_leaves_shards_the_next_one_sweeps(tmp_path: Path) ->
     try:
         shards = _poll(lambda: [p for p in tmp.glob("chaos-shards-*/*") if p.stat().st_size],
                        60, "the analysis to spill its first shard")
+        workers = _children(proc.pid)  # the readers of the other byte ranges, if any
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
+        _poll(lambda: not any(_alive(w) for w in workers), 10,
+              f"the analysis's worker processes {workers} to die with it")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -69,8 +69,10 @@ class Digest:
 
 def analyze_path(path: str | os.PathLike[str], names: list[str] | None,
                  opts: Mapping[str, Any] | None = None, n_shards: int | None = None,
-                 status: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Digest]:
+                 status: Callable[[str], None] | None = None,
+                 workers: int | None = None) -> tuple[dict[str, Any], Digest]:
     """Check the JSONL history at `path` in shards; (run_checkers' outcome, Digest).
+    `workers`: processes reading the file (chaos.history.ranges; None: one per core).
 
     Raises Doubt when the history is for the in-memory path (see the module doc), BadInput
     for an unknown checker name.
@@ -78,7 +80,7 @@ def analyze_path(path: str | os.PathLike[str], names: list[str] | None,
     opts = dict(opts or {})
     directory = make_directory()  # swept by the next analysis if this one is SIGKILLed
     try:
-        split = split_history(path, directory, n_shards)
+        split = split_history(path, directory, n_shards, workers)
         return _analyze(split, names, opts, status or (lambda _: None))
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -62,12 +62,14 @@ class Split:
     shard_rows: list[int] = field(default_factory=list)
     end_time: int = 0  # the last line's time: the latest in the history (time never decreases)
     client_fs: set[Any] = field(default_factory=set)  # every f of a client op
+    raw_lines: int = 0  # newline-terminated lines, blank ones too (for line numbers)
+    truncated_at: int | None = None  # line number (in the range read) of a bad last line
+    worker_rss: list[int] = field(default_factory=list)  # peak RSS (bytes) of each worker
 
     def shard(self, i: int) -> History:
         """Shard `i` as an in-memory History (its client ops only, ordered by invoke_index)."""
         parts: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
-        path = self.directory / f"shard-{i}.pickle"
-        if path.exists():
+        for path in sorted(self.directory.glob(f"shard-{i}.*.pickle")):
             with open(path, "rb") as fh:
                 for batch in _batches(fh):
                     for c in COLUMNS:
@@ -136,14 +138,22 @@ def _history(parts: dict[str, list[np.ndarray]], source: str, warnings: list[str
                    warnings=list(warnings))
 
 
-def _lines(path: Path, split: Split) -> Iterator[list[bytes]]:
-    """The file's non-blank lines in blocks; the unterminated last line only if it parses."""
+def _lines(path: Path, split: Split, start: int = 0,
+           end: int | None = None) -> Iterator[list[bytes]]:
+    """The non-blank lines of the file's bytes [start, end) in blocks; the unterminated last
+    line of the file only if it parses (`start` and `end` are 0, the file's size or just
+    after a newline: see chaos.history.ranges)."""
     rest = b""
     lineno = 0
-    first = True
+    first = start == 0
+    left = end - start if end is not None else -1
     with open(path, "rb") as fh:
+        fh.seek(start)
         while True:
-            data = fh.read(READ_BYTES)
+            if left == 0:
+                break
+            data = fh.read(READ_BYTES if left < 0 else min(READ_BYTES, left))
+            left -= len(data) if left > 0 else 0
             if first:
                 first = False
                 if data.startswith(BOM):
@@ -162,21 +172,34 @@ def _lines(path: Path, split: Split) -> Iterator[list[bytes]]:
                 lines = [ln for ln in lines if ln.strip()]
             for k in range(0, len(lines), BLOCK_LINES):
                 yield lines[k:k + BLOCK_LINES]
+    split.raw_lines = lineno
     if rest.strip():
         try:
             orjson.loads(rest)
         except orjson.JSONDecodeError:
-            split.warnings.append(f"{split.source}:{lineno + 1}: truncated last line skipped "
-                                  "(no newline, not valid JSON: a crash mid-write?)")
+            split.truncated_at = lineno + 1
         else:
             yield [rest]
+
+
+def truncated_warning(source: str, lineno: int) -> str:
+    return (f"{source}:{lineno}: truncated last line skipped "
+            "(no newline, not valid JSON: a crash mid-write?)")
 
 
 class _Pairer:
     """Pairs invokes with completions across blocks; routes rows to their shard files."""
 
-    def __init__(self, split: Split):
+    def __init__(self, split: Split, tag: str = "0", orphans_ok: bool = False):
         self.split = split
+        self.tag = tag  # this reader's spill files: shard-<s>.<tag>.pickle
+        #: reading a byte range after the first: a process's first event may be the
+        #: completion of an invoke in an earlier range (an orphan, paired by the caller)
+        self.orphans_ok = orphans_ok
+        self.orphans: dict[Any, tuple[Any, ...]] = {}  # process -> completion record
+        self.seen: set[int] = set()  # process codes with an event in this range
+        self.first_index: int | None = None
+        self.first_time: int | None = None
         self.procs: dict[Any, int] = {}
         self.fs: dict[Any, int] = {}
         self.open: dict[int, Any] = {}  # process code -> block position or carried row
@@ -200,20 +223,28 @@ class _Pairer:
         if times[0] < self.last_time or np.any(times[1:] < times[:-1]):
             raise Doubt("time goes backwards")
         self.last_index, self.last_time = int(index[-1]), int(times[-1])
+        if self.first_index is None:
+            self.first_index, self.first_time = int(index[0]), int(times[0])
         inv_pos: list[int] = []
         comp_pos: list[int] = []
         cross: list[tuple[tuple[Any, ...], int]] = []
+        orphan_pos: list[int] = []
         open_ = self.open
+        seen = self.seen
         for i, (t, p) in enumerate(zip(cols.typ.tolist(), cols.pcode.tolist())):
             if t == 0:
                 if p in open_:
                     raise Doubt("invoke while open")
                 open_[p] = i
+                seen.add(p)
             else:
                 j = open_.pop(p, None)
                 if j is None:
-                    raise Doubt("completion without invoke")
-                if type(j) is int:
+                    if not self.orphans_ok or p in seen:
+                        raise Doubt("completion without invoke")
+                    seen.add(p)
+                    orphan_pos.append(i)
+                elif type(j) is int:
                     inv_pos.append(j)
                     comp_pos.append(i)
                 else:
@@ -234,7 +265,9 @@ class _Pairer:
             "complete_index": index[cd], "node": node, "meta": obj["meta"][cd],
             "final": cols.final[inv] | cols.final[cd], "error": obj["error"][cd],
         }
-        extra = [self._row(rec, cols, i) for rec, i in cross]
+        for i in orphan_pos:
+            self.orphans[obj["process"][i]] = completion(cols, i)
+        extra = [join(rec, completion(cols, i)) for rec, i in cross]
         self._emit(rows, extra)
         for p, j in list(open_.items()):  # still open: carry the invoke's own fields
             if type(j) is int:
@@ -242,29 +275,12 @@ class _Pairer:
                             obj["value"][j], int(times[j]), int(index[j]), obj["node"][j],
                             bool(cols.final[j]))
 
-    @staticmethod
-    def _row(rec: tuple[Any, ...], cols: Columns | None, i: int) -> list[Any]:
-        """One row (COLUMNS order) from a carried invoke and its completion at `i` (None:
-        never completed)."""
-        fcode, proc, f, key, value, t, idx, node, final = rec
-        if cols is None:
-            return [proc, f, key, value, None, "info", t, OPEN, idx, -1, node, None, final,
-                    None]
-        if cols.fcode[i] != fcode:
-            raise Doubt("completion of another f")
-        obj = cols.obj
-        cnode = obj["node"][i]
-        return [proc, f, key, value, obj["value"][i], _TYPE_NAMES[cols.typ[i]], t,
-                int(cols.time[i]), idx, int(cols.index[i]),
-                cnode if cnode is not None else node, obj["meta"][i],
-                final or bool(cols.final[i]), obj["error"][i]]
-
     def finish(self, complete: bool) -> None:
         """Close the spill files; `complete`: the whole file was read, so the invokes still
         open never completed (type info, as the reader makes them)."""
         try:
             if complete:
-                extra = [self._row(rec, None, -1) for rec in self.open.values()]
+                extra = [join(rec, None) for rec in self.open.values()]
                 self.open.clear()
                 if extra:
                     self._emit(None, extra)
@@ -313,8 +329,31 @@ class _Pairer:
             self.split.shard_rows[s] += len(sel)
             fh = self.files.get(s)
             if fh is None:
-                fh = self.files[s] = open(self.split.directory / f"shard-{s}.pickle", "wb")
+                fh = self.files[s] = open(self.split.directory / f"shard-{s}.{self.tag}.pickle",
+                                          "wb")
             pickle.dump(_encode(part), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def completion(cols: Columns, i: int) -> tuple[Any, ...]:
+    """The fields of the completion at `i` that its row takes (see `join`)."""
+    obj = cols.obj
+    return (obj["f"][i], int(cols.typ[i]), obj["value"][i], int(cols.time[i]),
+            int(cols.index[i]), obj["node"][i], obj["meta"][i], bool(cols.final[i]),
+            obj["error"][i])
+
+
+def join(rec: tuple[Any, ...], comp: tuple[Any, ...] | None) -> list[Any]:
+    """One row (COLUMNS order) from a carried invoke record and its completion record (None:
+    never completed: type info, as the reader makes it). Doubt if the fs differ."""
+    _, proc, f, key, value, t, idx, node, final = rec
+    if comp is None:
+        return [proc, f, key, value, None, "info", t, OPEN, idx, -1, node, None, final,
+                None]
+    cf, typ, result, ct, cidx, cnode, meta, cfinal, error = comp
+    if cf != f:
+        raise Doubt("completion of another f")
+    return [proc, f, key, value, result, _TYPE_NAMES[typ], t, ct, idx, cidx,
+            cnode if cnode is not None else node, meta, final or cfinal, error]
 
 
 def _objects(values: list[Any]) -> np.ndarray:
@@ -329,23 +368,47 @@ SHARD_BYTES = 48 << 20
 
 
 def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None,
-                  n_shards: int | None = None) -> Split:
+                  n_shards: int | None = None, workers: int | None = None) -> Split:
     """Read the JSONL history at `path` (a file) into shards under `directory` (a new temp
-    directory if None; the caller removes it). Raises Doubt (see the module doc)."""
+    directory if None; the caller removes it). Raises Doubt (see the module doc).
+
+    `workers` processes (default: one per core, up to 4, fewer for a small file) each read
+    a byte range of the file (chaos.history.ranges); 1 reads it here, in one pass.
+    """
     p = Path(path)
+    size = p.stat().st_size
     if n_shards is None:
-        n_shards = max(1, -(-p.stat().st_size // SHARD_BYTES))
+        n_shards = max(1, -(-size // SHARD_BYTES))
     d = Path(directory) if directory is not None else make_directory()
     d.mkdir(parents=True, exist_ok=True)
+    from chaos.history import ranges
+    if workers is None:
+        workers = ranges.default_workers(size)
+    if workers > 1:
+        return ranges.split_parallel(p, d, n_shards, workers)
     split = Split(source=str(p), n_shards=n_shards, directory=d,
                   shard_rows=[0] * n_shards)
-    pairer = _Pairer(split)
+    pairer = read_range(p, split, _Pairer(split), 0, None, complete=True)
+    if not split.lines:
+        raise Doubt("empty")
+    split.end_time = pairer.last_time
+    if split.truncated_at is not None:
+        split.warnings.append(truncated_warning(split.source, split.truncated_at))
+    return split
+
+
+def read_range(p: Path, split: Split, pairer: _Pairer, start: int, end: int | None,
+               complete: bool) -> _Pairer:
+    """Read the bytes [start, end) of `p` block by block into `pairer` (its spill files
+    closed on return). `complete`: this is the whole file, so the invokes still open at its
+    end never completed (rows of type info); else they stay in `pairer.open` for the caller.
+    """
     gc_was_enabled = gc.isenabled()
-    gc.disable()
-    complete = False
+    gc.disable()  # a block is a few hundred thousand cycle-free objects: no GC passes
+    done = False
     try:
         loads = orjson.loads
-        for lines in _lines(p, split):
+        for lines in _lines(p, split, start, end):
             split.lines += len(lines)
             try:
                 ops = list(map(loads, lines))
@@ -353,12 +416,9 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
                 raise Doubt("bad JSON") from None
             del lines
             pairer.block(ops)
-        if not split.lines:
-            raise Doubt("empty")
-        split.end_time = pairer.last_time
-        complete = True
+        done = True
     finally:
-        pairer.finish(complete)
+        pairer.finish(complete and done)
         if gc_was_enabled:
             gc.enable()
-    return split
+    return pairer
