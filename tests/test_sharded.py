@@ -92,7 +92,7 @@ def test_split_pairs_every_op_once(tmp_path: Path, workers: int) -> None:
         rows += split.context_history().pairs.to_dict("records")
         rows.sort(key=lambda r: r["invoke_index"])
 
-        def plain(r: dict[str, Any]) -> str:
+        def plain(r: dict[str, Any]) -> str:  # read-set int lists are spilled as int64 arrays
             r = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in r.items()}
             return json.dumps(r, default=str, sort_keys=True)
         assert [plain(r) for r in rows] == [plain(r) for r in want.to_dict("records")]
@@ -252,12 +252,12 @@ _JSON = st.recursive(
 def test_spilled_columns_round_trip_exactly(values: list[Any]) -> None:
     """A spilled object column reads back with the same values and the same types (True
     stays True, not 1; 1.0 stays a float; None stays None), whatever JSON it holds."""
-    from chaos.history.stream import _decode, _encode
+    from chaos.history.spill import decode, encode
     values = orjson.loads(orjson.dumps(values))  # what the splitter sees: parsed JSON
     col = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
         col[i] = v
-    back = _decode(_encode({"value": col})["value"]).tolist()
+    back = decode(encode({"value": col}))["value"].tolist()
 
     def typed(v: Any) -> Any:
         if isinstance(v, list):
@@ -266,3 +266,25 @@ def test_spilled_columns_round_trip_exactly(values: list[Any]) -> None:
             return ["dict", [(k, typed(x)) for k, x in v.items()]]
         return [type(v).__name__, v]
     assert [typed(v) for v in back] == [typed(v) for v in values]
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["read-set", "add"]),
+                               st.none() | st.lists(st.integers(-(2**63), 2**63 - 1),
+                                                    max_size=5) | _JSON), max_size=10))
+def test_spilled_read_set_results_round_trip(rows: list[tuple[str, Any]]) -> None:
+    """Read-set results packed as int64 arrays read back as the same elements in the same
+    rows; everything else as it was."""
+    from chaos.history.spill import decode, encode
+    rows = orjson.loads(orjson.dumps(rows))
+    f = np.array([r[0] for r in rows] + ["x"], dtype=object)[:-1]
+    col = np.empty(len(rows), dtype=object)
+    for i, r in enumerate(rows):
+        col[i] = r[1]
+    back = decode(encode({"f": f, "result": col}))["result"]
+    for (fi, v), got in zip(rows, back.tolist()):
+        if isinstance(got, np.ndarray):
+            assert fi == "read-set" and got.dtype == np.int64
+            assert got.tolist() == v and all(type(x) is int for x in v)
+        else:
+            assert orjson.dumps(got) == orjson.dumps(v)

@@ -1,5 +1,13 @@
-"""Spill directories of the bounded-memory analysis: made so that they never outlive their
-owner for long, even when it is SIGKILLed (no `finally` runs then).
+"""What the bounded-memory analysis spills to disk, and where.
+
+The format (`dump_batch`, `load_batches`): a shard file is a sequence of pickled batches of
+rows, each object column written as one JSON array (orjson writes and reads a column of
+small values many times faster than pickle, which visits every object on its own), int and
+bool columns as they are, and the int lists that read-sets return packed into one int64
+array per batch (see `_pack`).
+
+The directories: made so that they never outlive their owner for long, even when it is
+SIGKILLed (no `finally` runs then).
 
 A directory's name carries its owner's pid and that process's start time
 (`chaos-shards-<pid>-<start>-<random>`). Every new analysis first sweeps the directories whose
@@ -11,10 +19,18 @@ The parent of an analysis's worker processes owns the directory; the workers onl
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import tempfile
+from itertools import chain
 from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+import orjson
+
+from chaos.checkers._frame import int_array
 
 PREFIX = "chaos-shards-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-(\d+)-")
@@ -70,3 +86,89 @@ def make_directory(parent: str | os.PathLike[str] | None = None) -> Path:
     pid = os.getpid()
     start = _start_time(pid) or 0
     return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{pid}-{start}-", dir=parent))
+
+
+class _Json(bytes):
+    """An object column spilled as one JSON array (see `encode`)."""
+
+
+_PACKED = "result:packed"
+
+
+def encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A batch of rows (COLUMNS -> arrays) as it is spilled.
+
+    Every value came out of orjson.loads, so the JSON round trip is exact (same types, same
+    values); a column orjson cannot write (a lone surrogate in a string, a carried numpy
+    value) is pickled as it is.
+    """
+    out: dict[str, Any] = {}
+    for c, a in part.items():
+        if a.dtype == object:
+            if c == "result" and "f" in part:
+                packed = _pack(a, part["f"])
+                if packed is not None:
+                    a, out[_PACKED] = packed
+            try:
+                out[c] = _Json(orjson.dumps(a.tolist()))
+                continue
+            except (TypeError, orjson.JSONEncodeError):
+                pass
+        out[c] = a
+    return out
+
+
+def _pack(col: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]] | None:
+    """The non-empty int lists of read-set results as (rows, lengths, all their elements):
+    one int64 buffer instead of a JSON array of ints that loads back as thousands of int
+    objects. They load back as one int64 array per row, as lost-writes takes them
+    (chaos.checkers._frame.flatten; an in-memory read gives lists, which flatten turns into
+    the same int64 elements). None when there is nothing to pack or an element is not an
+    int (then the JSON path keeps the values as they are)."""
+    rows = np.flatnonzero(f == "read-set")
+    if not len(rows):
+        return None
+    vals = col[rows].tolist()
+    keep = [k for k, v in enumerate(vals) if type(v) is list and v]
+    if not keep:
+        return None
+    lists = [vals[k] for k in keep]
+    flat = int_array(chain.from_iterable(lists))
+    if flat is None:
+        return None
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    at = rows[keep]
+    rest = col.copy()
+    rest[at] = None
+    return rest, (at, lengths, flat)
+
+
+def decode(batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The rows of a batch written by `encode`."""
+    out: dict[str, np.ndarray] = {}
+    for c, a in batch.items():
+        if c == _PACKED:
+            continue
+        if type(a) is _Json:
+            values = orjson.loads(memoryview(a))
+            a = np.fromiter(values, dtype=object, count=len(values))
+        out[c] = a
+    if _PACKED in batch:
+        at, lengths, flat = batch[_PACKED]
+        result = out["result"]
+        for i, v in zip(at.tolist(), np.split(flat, np.cumsum(lengths)[:-1])):
+            result[i] = v
+    return out
+
+
+def dump_batch(fh: BinaryIO, part: dict[str, np.ndarray]) -> None:
+    pickle.dump(encode(part), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_batches(fh: BinaryIO) -> Iterator[dict[str, np.ndarray]]:
+    while True:
+        try:
+            batch = pickle.load(fh)
+        except EOFError:
+            return
+        yield decode(batch)

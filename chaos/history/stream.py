@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -36,7 +35,7 @@ from chaos.checkers._frame import hashable
 from chaos.history.columnar import INT64_MIN, Columns
 from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 from chaos.history.reader import BOM
-from chaos.history.spill import make_directory
+from chaos.history.spill import dump_batch, load_batches, make_directory
 
 BLOCK_LINES = 65536  # lines parsed at a time: ~10 MB of dicts, whatever the history's size
 READ_BYTES = 8 << 20  # bytes read from the file at a time
@@ -71,7 +70,7 @@ class Split:
         parts: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
         for path in sorted(self.directory.glob(f"shard-{i}.*.pickle")):
             with open(path, "rb") as fh:
-                for batch in _batches(fh):
+                for batch in load_batches(fh):
                     for c in COLUMNS:
                         parts[c].append(batch[c])
         return _history(parts, self.source, self.warnings)
@@ -80,47 +79,6 @@ class Split:
         """The non-client ops (nemesis, monitor, controller), plus `extra` row batches."""
         parts = {c: list(self.context.get(c, [])) + [b[c] for b in extra] for c in COLUMNS}
         return _history(parts, self.source, self.warnings)
-
-
-def _batches(fh: BinaryIO) -> Iterator[dict[str, np.ndarray]]:
-    while True:
-        try:
-            batch = pickle.load(fh)
-        except EOFError:
-            return
-        yield {c: _decode(a) for c, a in batch.items()}
-
-
-class _Json(bytes):
-    """An object column spilled as one JSON array (see `_encode`)."""
-
-
-def _encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
-    """A batch of rows as it is spilled: each object column as one JSON array (orjson
-    writes and reads a column of small values many times faster than pickle, which visits
-    every object on its own), int and bool columns as they are.
-
-    Every value came out of orjson.loads, so the round trip is exact (same types, same
-    values); a column orjson cannot write (a lone surrogate in a string, a carried numpy
-    value) is pickled as it is.
-    """
-    out: dict[str, Any] = {}
-    for c, a in part.items():
-        if a.dtype == object:
-            try:
-                out[c] = _Json(orjson.dumps(a.tolist()))
-                continue
-            except (TypeError, orjson.JSONEncodeError):
-                pass
-        out[c] = a
-    return out
-
-
-def _decode(a: Any) -> np.ndarray:
-    if type(a) is _Json:
-        values = orjson.loads(memoryview(a))
-        return np.fromiter(values, dtype=object, count=len(values))
-    return a
 
 
 def _history(parts: dict[str, list[np.ndarray]], source: str, warnings: list[str]) -> History:
@@ -331,7 +289,7 @@ class _Pairer:
             if fh is None:
                 fh = self.files[s] = open(self.split.directory / f"shard-{s}.{self.tag}.pickle",
                                           "wb")
-            pickle.dump(_encode(part), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            dump_batch(fh, part)
 
 
 def completion(cols: Columns, i: int) -> tuple[Any, ...]:
