@@ -149,3 +149,57 @@ def test_all_on_kvlite_runs_every_combination_and_undoes_every_fault(tmp_path):
     ops = [json.loads(line) for line in Path(doc["history"]).read_text().splitlines()]
     done = [op["f"] for op in ops if op.get("process") == "nemesis" and op["type"] == "ok"]
     assert done.count("wipe") == done.count("rejoin") == 1 and done[-1] == "heal"
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_a_node_is_removed_adds_it_back_and_leaves_nothing(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.runhelp import REPO
+
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chaos", "run", "--workload", "register", "--nemesis",
+         "membership", "--nemesis-interval", "4", "--time-limit", "60", "--seed", "2",
+         "--store", str(store), "--quiet", "-O", "replication=quorum", "-O",
+         "failover=majority"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        history = None
+        deadline = time.monotonic() + 60
+        while history is None and time.monotonic() < deadline and proc.poll() is None:
+            for h in store.glob("*/*/history.jsonl"):
+                if '"type":"ok","f":"remove-member"' in h.read_text():
+                    history = h.resolve()
+            time.sleep(0.1)
+        assert history is not None, "no node was removed"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2 and "Traceback" not in err, (out, err)
+    ops = [json.loads(line) for line in history.read_text().splitlines()]
+    nem = [op for op in ops if op.get("process") == "nemesis" and op["type"] != "invoke"]
+    heal = nem[-1]
+    assert heal["f"] == "heal" and heal["type"] == "ok", nem[-3:]
+    assert nem[-2]["f"] == "remove-member", nem[-3:]  # interrupted inside the window
+    node = nem[-2]["value"]["node"]
+    back = heal["value"]["membership"]["nodes"][node]  # the heal added it back, verified
+    assert node in back["members"] and back["caught_up"]["log_position"] >= \
+        back["caught_up"]["leader_position"]
+    run_dir = str(history.parent)
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _mentions(p, run_dir)]
+    assert left == [], left
+
+
+def _mentions(pid: str, text: str) -> bool:
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
