@@ -128,7 +128,11 @@ def test_every_shape_is_drawn_by_mixed():
 
 def test_targets_lists_the_optional_faults_a_target_takes():
     code, out, _err = invoke_cli("targets", "kvlite")
-    assert code == 0 and "--nemesis clock/member: clock, member" in out
+    assert code == 0 and "--nemesis clock/member/membership: clock, member, membership" in out
+    code, out, _err = invoke_cli("targets", "etcd")
+    assert code == 0 and "--nemesis clock/member/membership: membership" in out
+    code, out, _err = invoke_cli("targets", "redis")
+    assert code == 0 and "--nemesis clock/member/membership: none" in out
 
 
 def test_a_fault_library_counts_as_present_only_when_the_file_exists(tmp_path):

@@ -7,6 +7,7 @@ import click
 
 from chaos import plugins
 from chaos.net.base import describe_backends
+from chaos.target import optional_faults
 
 
 def _describe(name: str, ref: str, target: object) -> None:
@@ -14,8 +15,8 @@ def _describe(name: str, ref: str, target: object) -> None:
     click.echo(f"{name}  ({ref})  workloads: {wl or '?'}")
     for line in describe_backends(target, brief=True):  # which --net backends apply
         click.echo(f"    --net {line}")
-    optional = sorted(getattr(target, "faults", ()) or ())  # docs/faults.md
-    click.echo(f"    --nemesis clock/member: {', '.join(optional) or 'neither'} "
+    optional = sorted(optional_faults(target))  # docs/faults.md
+    click.echo(f"    --nemesis clock/member/membership: {', '.join(optional) or 'none'} "
                "(other fault kinds: every target)")
     for opt, spec in sorted((getattr(target, "options", {}) or {}).items()):
         choices = f" [{'|'.join(map(str, spec.choices))}]" if spec.choices else ""
