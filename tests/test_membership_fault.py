@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chaos.checkers.evidence import _explained
 from chaos.history.faults import NODE_OUT, FaultWindow, classify
@@ -203,3 +205,36 @@ def _mentions(pid: str, text: str) -> bool:
         return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["n1", "n2", "n3"])), max_size=12),
+       st.data())
+def test_kvlite_configuration_survives_compaction_at_any_index(changes, data):
+    """Entries (None: a write; a name: toggle that voter) appended, then a snapshot at any
+    committed index: the node's configuration is the same before and after, and after a
+    restart from disk (the snapshot carries the configuration at its index)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        node = _node(Path(tmp))
+        voters = {"n1", "n2", "n3"}
+        expect_at = [sorted(voters)]  # the voters as of each index, 0 = start-up
+        for i, change in enumerate(changes, start=1):
+            if change is None:
+                node.append_local({"t": 1, "k": 1, "v": i})
+            else:
+                voters ^= {change}
+                node.append_local({"t": 1, "cfg": sorted(voters)})
+            expect_at.append(sorted(voters))
+        assert node.voters == sorted(voters)
+        cut = data.draw(st.integers(0, len(changes)))
+        seen = config.at(node, cut)
+        assert (["n1", "n2", "n3"] if seen is None else seen) == expect_at[cut]
+        node.advance_commit(cut)
+        node.take_snapshot()
+        assert node.voters == sorted(voters)
+        node.stop()
+        again = _node(Path(tmp))
+        assert again.voters == sorted(voters) and again.cluster_size == len(voters)
+        again.stop()
