@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.runhelp import chaos, run_json
+from tests.runhelp import chaos, invoke_cli, run_json
 
 pytestmark = pytest.mark.integration  # every test runs `chaos run` in a subprocess
 
@@ -27,12 +27,24 @@ pytestmark = pytest.mark.integration  # every test runs `chaos run` in a subproc
     (["--no-such-flag"], "--no-such-flag"),
 ])
 def test_bad_input_exits_4_and_starts_nothing(tmp_path, args, message):
+    """In-process (the CLI's own exit-code handling through click's runner): a subprocess per
+    case cost ~1-7 s each; the subprocess path is tested once below."""
     store = tmp_path / "store"
-    res = chaos("run", "--store", str(store), *args, timeout=60)
-    assert res.returncode == 4, (res.stdout, res.stderr)
-    assert message in res.stderr
-    assert "Traceback" not in res.stderr
+    code, _out, err = invoke_cli("run", "--store", str(store), *args)
+    assert code == 4, err
+    assert message in err
+    assert "Traceback" not in err
     assert not store.exists()  # nothing started, nothing written
+
+
+def test_bad_input_in_a_real_process_exits_4_and_starts_nothing(tmp_path):
+    store = tmp_path / "store"
+    res = chaos("run", "--store", str(store), "--workload", "set", "-W", "colour=blue",
+                timeout=60)
+    assert res.returncode == 4, (res.stdout, res.stderr)
+    assert "-W colour: the set workload has no such" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not store.exists()
 
 
 def test_replay_repeats_config_and_schedule(tmp_path):

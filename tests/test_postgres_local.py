@@ -166,6 +166,8 @@ def test_async_kill_of_primary_fails_over_and_old_primary_rejoins():
         print(f"async kill: {len(lost)} acknowledged adds lost; {info}")
 
 
+@pytest.mark.slow  # strict mode's safety is the docker cell's (tests/test_postgres_run.py) and
+# the matrix's (benchmarks/bench_acceptance.py); this one repeats it on local processes
 def test_strict_kill_of_primary_loses_no_acknowledged_write():
     with testing.LocalCluster(3, {"synchronous_mode": "strict"}) as cluster:
         lost, info = _kill_primary_and_rejoin(cluster)
