@@ -250,7 +250,8 @@ class Membership(Protocol):
         ...
 
     def add_member(self, cluster: Cluster, node: str, timeout: float) -> None:
-        """Add `node` back as a new member; chaos starts it (rejoin) right after."""
+        """Add `node` back as a new member; chaos starts it (rejoin) right after. A node
+        that is a member already (a removal that raised may not have happened): no-op."""
         ...
 
 

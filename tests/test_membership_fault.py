@@ -238,3 +238,57 @@ def test_kvlite_configuration_survives_compaction_at_any_index(changes, data):
         again = _node(Path(tmp))
         assert again.voters == sorted(voters) and again.cluster_size == len(voters)
         again.stop()
+
+
+class _FlakyMembership:
+    """A target whose removal raises after it may have happened (a lost answer)."""
+
+    def __init__(self) -> None:
+        self.voters = {"n1", "n2", "n3"}
+        self.calls: list[str] = []
+
+    def members(self, cluster, timeout):
+        return sorted(self.voters)
+
+    def remove_member(self, cluster, node, timeout):
+        self.calls.append(f"remove {node}")
+        self.voters.discard(node)
+        raise TimeoutError("the answer was lost")
+
+    def add_member(self, cluster, node, timeout):
+        self.calls.append(f"add {node}")
+        self.voters.add(node)
+
+
+@pytest.mark.integration
+def test_a_removal_that_raised_is_stopped_wiped_and_added_back_by_the_heal(tmp_path):
+    import random
+
+    from chaos.faults import get
+    from chaos.nemesis import Nemesis, NemesisContext
+    from chaos.runtime.local import LocalRuntime
+    from chaos.target import Service
+
+    rt = LocalRuntime()
+    rt.setup(["n1", "n2"], str(tmp_path))
+    cap = _FlakyMembership()
+    restarts: list[tuple] = []
+    nem = Nemesis(NemesisContext(
+        runtime=rt, net=None, nodes=["n1", "n2"], leader=lambda: "n1",
+        restart=lambda *a, **k: restarts.append((a, k)), rng=random.Random(1),
+        record=lambda op: None, status=lambda n: {"role": "leader", "log_position": 7},
+        membership=cap, cluster=lambda: None))
+    try:
+        rt.start("n2", Service("main", ["sleep", "60"], ready_port=None))
+        (tmp_path / "nodes" / "n2" / "log.jsonl").write_text("old data\n")
+        with pytest.raises(TimeoutError):
+            get("membership").start(nem, {"node": "n2"})
+        assert nem.removed == {"n2"} and not rt.is_running("n2")
+        assert not (tmp_path / "nodes" / "n2" / "log.jsonl").exists()  # moved aside
+        did, problems = get("membership").heal(nem)
+        assert problems == [] and cap.calls == ["remove n2", "add n2"]
+        assert restarts == [(("n2",), {"rejoin": True})] and nem.removed == set()
+        assert did["membership"]["nodes"]["n2"]["members"] == ["n1", "n2", "n3"]
+        assert get("membership").heal(nem) == ({}, [])  # nothing left to undo
+    finally:
+        rt.teardown()

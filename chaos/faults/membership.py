@@ -57,12 +57,17 @@ class MembershipFault(Fault):
             raise RuntimeError(f"{node} is already removed")
         if node == nem.ctx.leader():
             raise RuntimeError(f"{node} leads: only followers are removed")
-        cap.remove_member(cluster, node, VERIFY_TIMEOUT)
+        # from here on the node counts as removed whatever happens: a call that raised may
+        # still have been committed, so the node is stopped and wiped either way and the
+        # heal adds it back (adding a member that is one is a no-op for the target)
         nem.removed.add(node)
-        nem.current = f"{node} removed from the membership ({why})"
         rt = nem.ctx.runtime
-        rt.kill(node)
-        res = rt.run(node, WIPE, 30)
+        try:
+            cap.remove_member(cluster, node, VERIFY_TIMEOUT)
+        finally:
+            rt.kill(node)
+            res = rt.run(node, WIPE, 30)
+        nem.current = f"{node} removed from the membership ({why})"
         problems = [] if res.ok else [f"cannot move {node}'s data aside: "
                                       f"{(res.err or res.out)[:200]}"]
         members, leader, problem = _poll(nem, lambda m, ldr: node not in m and ldr not in
