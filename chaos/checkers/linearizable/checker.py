@@ -13,10 +13,19 @@ Options read from `opts` (all optional):
     max_configs  memory cap: configurations memoised (default 1,000,000; about 400 bytes
                  each), for all keys searched at the same time: past it, the key holding
                  the most is given up as undecided.
+    window_ops   a key is searched window by window, cut at its quiescent points once a
+                 window holds this many ops (default 200; 0: each key whole). The verdict
+                 is the same either way (chaos.checkers.linearizable.windows).
+    carry        for a key split into pieces checked one after another (chaos.checkers.
+                 sharded): a dict key -> `Carried` that each key starts from (absent: the
+                 initial state) and that the check replaces with where the key ends.
+    later_observes  with carry: a callable (key, value) -> bool, whether a later piece may
+                 observe the effect `value` of an unknown op (default: assume it may).
 
 P-compositionality: a history is linearizable iff each key's sub-history is, so keys are
-searched independently. They are run round-robin, smallest first, in slices of a few thousand
-model steps, so a key the search finds hard cannot starve one that fails fast; the first
+searched independently, and each key window by window (windows.py). They are run
+round-robin, smallest first, in slices of a few thousand model steps, so a key the search
+finds hard cannot starve one that fails fast; the first
 invalid key ends the check (the keys not finished are listed in stats["skipped_keys"]).
 """
 from __future__ import annotations
@@ -31,7 +40,8 @@ from chaos.checkers._frame import register_shaped
 from chaos.checkers.base import UNKNOWN, Anomaly, CheckResult
 from chaos.checkers.linearizable.models import FAILED, MODELS, UNKNOWN as OUT_UNKNOWN, Model
 from chaos.checkers.linearizable.models import freeze, pick_model
-from chaos.checkers.linearizable.search import Outcome, SearchOp, search
+from chaos.checkers.linearizable.search import Outcome, SearchOp
+from chaos.checkers.linearizable.windows import WINDOW_OPS, Carried, check_key
 from chaos.history.model import OPEN, History
 
 ALL_FS = frozenset().union(*(m.fs for m in MODELS.values()))
@@ -76,10 +86,18 @@ class LinearizableChecker:
         fail_mode = opts.get("fail", "auto")
         if fail_mode not in ("auto", "ignore", "observe"):
             raise ValueError(f"fail must be auto, ignore or observe, not {fail_mode!r}")
-        groups, dropped = _key_ops(rows, model, fail_mode)
+        carry: dict[Any, Carried] | None = opts.get("carry")
+        # an unknown op nobody in this piece observes may be observed in a later one
+        groups, dropped = _key_ops(rows, model, fail_mode, prune=carry is None)
         time_limit = float(opts.get("time_limit", DEFAULT_TIME_LIMIT))
         max_configs = int(opts.get("max_configs", DEFAULT_MAX_CONFIGS))
-        outcomes, skipped, elapsed = _run_keys(model, groups, time_limit, max_configs)
+        keys = _KeyPlan(int(opts.get("window_ops", WINDOW_OPS)), carry,
+                        opts.get("later_observes"))
+        outcomes, skipped, elapsed = _run_keys(model, groups, time_limit, max_configs, keys)
+        if carry is not None:
+            for key, out in outcomes.items():
+                if out.carry is not None:
+                    carry[key] = out.carry
 
         anomalies: list[Anomaly] = []
         warnings: list[str] = []
@@ -88,7 +106,7 @@ class LinearizableChecker:
         for key, out in outcomes.items():
             verdicts.append(out.valid)
             if out.valid is False:
-                anomalies.append(_anomaly(model, key, groups[key], out))
+                anomalies.append(_anomaly(model, key, out.ops or groups[key], out))
             elif out.valid != True:  # noqa: E712
                 window = list(out.window) if out.window else None
                 undecided.append({"key": key, "reason": out.reason, "window": window})
@@ -145,13 +163,13 @@ def _client_rows(history: History) -> list[tuple[Any, ...]]:
     return [row for row, k in zip(zip(*cols), keep) if k]
 
 
-def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
+def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str, prune: bool = True
              ) -> tuple[dict[Any, list[SearchOp]], int]:
     """Group the model's ops by key as SearchOps; drop ops that constrain nothing.
 
     Dropped: fails the model does not observe (they did not happen), unknown-outcome ops
-    that are read-only (no effect, any answer), and unknown ops whose effect nothing could
-    have observed (Model.unobserved).
+    that are read-only (no effect, any answer), and (`prune`: these are all the key's ops)
+    unknown ops whose effect nothing could have observed (Model.unobserved).
     """
     groups: dict[Any, list[SearchOp]] = {}
     kept: list[SearchOp] = []
@@ -186,7 +204,7 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
     else:
         for op in kept:
             groups.setdefault(op.key, []).append(op)
-    if model.unobserved is not None:
+    if model.unobserved is not None and prune:
         for key, ops in groups.items():
             drop = model.unobserved(ops)
             if drop:
@@ -195,15 +213,37 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str
     return groups, dropped
 
 
+class _KeyPlan:
+    """How each key is searched: window size, and for a piece of a longer history the carry
+    in and out and what later pieces may observe (see the options in the module doc)."""
+
+    def __init__(self, window_ops: int, carry: dict[Any, Carried] | None,
+                 later_observes: Any = None):
+        self.window_ops, self.carry, self.later_observes = window_ops, carry, later_observes
+
+    def search(self, model: Model, key: Any, ops: list[SearchOp], max_configs: int,
+               progress: dict[str, Any]) -> Generator[None, None, Outcome]:
+        piece = self.carry is not None
+        later = None
+        if piece:
+            later = ((lambda value: True) if self.later_observes is None else
+                     (lambda value: bool(self.later_observes(key, value))))
+        return check_key(model, ops, max_configs, progress,
+                         carry=self.carry.get(key) if self.carry is not None else None,
+                         collect=piece, min_ops=self.window_ops, later_observes=later)
+
+
 def _run_keys(model: Model, groups: dict[Any, list[SearchOp]], time_limit: float,
-              max_configs: int) -> tuple[dict[Any, Outcome], list[Any], float]:
+              max_configs: int, plan: _KeyPlan | None = None
+              ) -> tuple[dict[Any, Outcome], list[Any], float]:
     """Round-robin the per-key searches, smallest key first; stop at the first invalid key."""
+    plan = plan or _KeyPlan(WINDOW_OPS, None)
     start = time.perf_counter()
     deadline = start + time_limit
     order = sorted(groups, key=lambda k: (len(groups[k]), repr(k)))
     progress: dict[Any, dict[str, Any]] = {k: {} for k in order}
     active: list[tuple[Any, Generator[None, None, Outcome]]] = [
-        (k, search(model, groups[k], max_configs, progress[k])) for k in order]
+        (k, plan.search(model, k, groups[k], max_configs, progress[k])) for k in order]
     outcomes: dict[Any, Outcome] = {}
     while active:
         still: list[tuple[Any, Generator[None, None, Outcome]]] = []

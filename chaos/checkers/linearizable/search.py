@@ -79,6 +79,8 @@ class Outcome:
     time: int | None = None
     reason: str | None = None
     window: tuple[int, int] | None = None
+    ops: list[SearchOp] | None = None  # the ops positions refer to, when not the key's own
+    carry: Any = None  # where a key checked in windows ends (windows.Carried)
 
 
 def _path_list(path: Any) -> list[int]:
@@ -91,13 +93,22 @@ def _path_list(path: Any) -> list[int]:
 
 
 def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
-           progress: dict[str, Any] | None = None) -> Generator[None, None, Outcome]:
+           progress: dict[str, Any] | None = None,
+           starts: list[tuple[Any, int]] | None = None,
+           ends: dict[Any, list[int]] | None = None) -> Generator[None, None, Outcome]:
     """Decide whether `ops` (one key) are linearizable w.r.t. `model`; see the module doc.
 
     A generator: drive it with next() until StopIteration, whose value is the Outcome.
     `max_configs` caps the memoised configurations (memory budget). Before each yield,
     `progress["window"]` is set to the (first, last) time not yet known to be linearizable,
     so a caller that stops the search can say which window stayed undecided.
+
+    For a history checked window by window (chaos.checkers.linearizable.windows):
+    `starts` are the initial configurations, (model state, bitset of the unknown-outcome ops
+    already used before this window) instead of (init, nothing used); with `ends` (a dict)
+    the search does not stop at the first path that reaches the end: it explores every
+    configuration and records each end it reaches as ends[state] = [bitsets of unknown ops
+    used], so the caller knows every state the window can leave (valid True iff any).
     """
     step = model.step
     plan = _plan(ops)
@@ -153,10 +164,12 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
                     path = (j, path, path[2] + 1 if path else 1)
         return m, path
 
-    s0 = model.init()
-    m0, p0 = saturate(0, s0, 0, None)  # read-only ops invoked before the first return
-    k0, m0, p0 = enter(0, s0, m0, p0)
-    stack: list[tuple[int, Any, int, Any]] = [(k0, s0, m0, p0)]
+    stack: list[tuple[int, Any, int, Any]] = []
+    for s0, used0 in reversed(starts if starts is not None else [(model.init(), 0)]):
+        m0, p0 = saturate(0, s0, used0, None)  # read-only ops invoked before the first return
+        k0, m0, p0 = enter(0, s0, m0, p0)
+        stack.append((k0, s0, m0, p0))
+    s0 = stack[-1][1] if stack else model.init()
     visited: dict[tuple[int, Any, int], list[int]] = {}  # (k, state, due ops) -> unknowns used
     seen: set[tuple[int, Any, int]] = set()  # the same, when there are no unknown ops
     n_visited = 0
@@ -166,7 +179,13 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     while stack:
         k, s, m, path = stack.pop()
         if k == n_ret:
-            return Outcome(valid=True, steps=steps, max_configs=n_visited)
+            if ends is None:
+                return Outcome(valid=True, steps=steps, max_configs=n_visited)
+            used = m & unknown_all
+            group_end = ends.setdefault(s, [])
+            if not any(u & ~used == 0 for u in group_end):
+                group_end.append(used)  # not covered by an end that used fewer unknown ops
+            continue
         if unknown_all:
             used = m & unknown_all
             group = visited.setdefault((k, s, m & ~unknown_all), [])
@@ -216,6 +235,8 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
             if progress is not None:
                 progress.update(window=window, steps=steps, configs=n_visited)
             yield
+    if ends:
+        return Outcome(valid=True, steps=steps, max_configs=n_visited)
     k, s, path, culprit = deepest
     stuck = culprit if culprit >= 0 else returns[k]
     done = set(_path_list(path))

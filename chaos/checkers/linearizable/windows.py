@@ -1,0 +1,179 @@
+"""One key's history checked window by window, cut at its quiescent points.
+
+A search over one key costs memory with the number of ops it holds in flight and the
+configurations it memoises, so a key of a million ops is never searched whole. Instead its
+ops are cut at *quiescent points*: a time T before which every op that returned (ok, or an
+observed fail) had returned, and after which every later op is invoked. No op that must take
+effect inside its interval spans T, so a linearization of the whole key is a linearization of
+the ops before T followed by one of the ops after T: the windows can be searched in turn,
+provided each starts from every state the previous one can end in.
+
+That is the carry: the set of (model state, unknown-outcome ops still unused) the search can
+end a window in (`search(..., ends=...)` explores every configuration of the window instead
+of stopping at the first path). An op whose outcome is unknown (info, never returned) may take
+effect at any time after its invoke, or never: it is not part of the cut rule, it is carried
+into later windows, still unused in the ends that did not use it. The verdict is therefore the
+whole-key search's verdict (tests/test_linearizable_windows.py checks it on generated
+histories, valid and invalid). A carried unknown op is dropped from the carry once nothing
+later can observe its effect (the model's `unknown_effect` / `observes`: taking effect
+unobserved and then being overwritten is the same as never happening), so the carry stays
+small; without those hooks every unknown op is carried.
+
+A carry is a list of (state, frozenset of the `index` of the unknown ops still available);
+`Carried` adds the ops themselves, so a carry can pass from one piece of a key to the next
+(chaos.checkers.sharded checks the pieces a long key was split into, in time order).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator
+
+from chaos.checkers.linearizable.models import Model
+from chaos.checkers.linearizable.search import Outcome, SearchOp, search
+
+#: a window is cut only once it holds this many ops (the per-window cost is then amortised)
+WINDOW_OPS = 200
+#: distinct (state, unknown ops unused) a cut may carry; past it the key is undecided there
+MAX_CARRY = 10_000
+
+
+@dataclass
+class Carried:
+    """What one key carries across a cut: the states a window can end in, with the
+    unknown-outcome ops each end has not used (by `SearchOp.index`), and those ops."""
+
+    ends: list[tuple[Any, frozenset[int]]]
+    unknown: dict[int, SearchOp] = field(default_factory=dict)
+
+    @staticmethod
+    def initial(model: Model) -> "Carried":
+        return Carried([(model.init(), frozenset())])
+
+
+def windows(ops: list[SearchOp], min_ops: int = WINDOW_OPS) -> list[list[SearchOp]]:
+    """`ops` (one key) in invoke-time order, cut at quiescent points into windows of at least
+    `min_ops` ops (0: no cut). A cut falls before an op invoked strictly after every earlier
+    op that must take effect (due) had returned; unknown-outcome ops do not block a cut."""
+    order = sorted(ops, key=lambda o: o.invoke_time)
+    if not min_ops or len(order) <= min_ops:
+        return [order] if order else []
+    out: list[list[SearchOp]] = []
+    current: list[SearchOp] = []
+    last_return = None
+    for op in order:
+        if (len(current) >= min_ops and last_return is not None
+                and last_return < op.invoke_time):
+            out.append(current)
+            current = []
+        current.append(op)
+        if op.due and (last_return is None or op.complete_time > last_return):
+            last_return = op.complete_time
+    if current:
+        out.append(current)
+    return out
+
+
+def observers(model: Model, ops: list[SearchOp]) -> set[Any] | None:
+    """The values some op of `ops` could observe (model.observes); None when one may
+    observe anything (or the model cannot say)."""
+    seen: set[Any] = set()
+    try:
+        for op in ops:
+            got = model.observes(op.inp, op.out)
+            if got is None:
+                return None
+            seen.update(got)
+    except TypeError:  # unhashable values: cannot tell
+        return None
+    return seen
+
+
+def check_key(model: Model, ops: list[SearchOp], max_configs: int,
+              progress: dict[str, Any] | None = None, carry: Carried | None = None,
+              collect: bool = False, min_ops: int = WINDOW_OPS,
+              later_observes: Callable[[Any], bool] | None = None
+              ) -> Generator[None, None, Outcome]:
+    """Search one key window by window (a generator like `search`); see the module doc.
+
+    carry: where the key's earlier piece left off (None: the initial state). collect: also
+    compute the carry out of the last window (Outcome.carry, a `Carried`), for a next piece.
+    later_observes(value): whether an op after these ones (a later piece) may observe the
+    effect `value` of an unknown op; None: nothing comes later.
+    """
+    carried = carry if carry is not None else Carried.initial(model)
+    parts = windows(ops, min_ops)
+    if not parts:
+        return Outcome(valid=True, carry=carried)
+    effect = model.unknown_effect
+    # values observed from window w on (None: anything), to drop carried ops nobody can see
+    after: list[set[Any] | None] = [set()] * (len(parts) + 1)
+    acc: set[Any] | None = set()
+    for w in range(len(parts) - 1, -1, -1):
+        got = observers(model, parts[w]) if acc is not None else None
+        acc = None if got is None or acc is None else acc | got
+        after[w] = acc
+    steps = peak = 0
+    for w, part in enumerate(parts):
+        last = w == len(parts) - 1
+        unknown = sorted(carried.unknown.values(), key=lambda o: o.index)
+        wops = unknown + part
+        pos = {op.index: j for j, op in enumerate(unknown)}
+        starts = []
+        for state, avail in carried.ends:
+            used = 0
+            for idx, j in pos.items():
+                if idx not in avail:
+                    used |= 1 << j
+            starts.append((state, used))
+        ends: dict[Any, list[int]] | None = {} if (collect or not last) else None
+        out = yield from search(model, wops, max_configs, progress, starts=starts, ends=ends)
+        steps += out.steps
+        peak = max(peak, out.max_configs)
+        window = (part[0].invoke_time, max(o.complete_time for o in part))
+        if out.valid is not True:
+            out.steps, out.max_configs, out.ops = steps, peak, wops
+            if out.valid != False:  # noqa: E712
+                out.window = window
+            return out
+        if ends is None:
+            return Outcome(valid=True, steps=steps, max_configs=peak)
+        carried = _carry_out(model, wops, ends, after[w + 1], effect, later_observes)
+        if len(carried.ends) > MAX_CARRY:
+            return Outcome(valid="unknown", steps=steps, max_configs=peak, window=window,
+                           reason=f"more than {MAX_CARRY} possible states at a cut")
+    return Outcome(valid=True, steps=steps, max_configs=peak, carry=carried)
+
+
+def _carry_out(model: Model, wops: list[SearchOp], ends: dict[Any, list[int]],
+               seen_after: set[Any] | None, effect: Callable[[Any], Any] | None,
+               later_observes: Callable[[Any], bool] | None) -> Carried:
+    """The carry out of a window from its ends: unknown ops still unused, those that nothing
+    later can observe dropped, ends covered by another (same state, more ops unused) dropped."""
+    unknown = [j for j, op in enumerate(wops) if not op.due]
+    keep: set[int] = set()
+    if unknown:
+        # carried unknown ops may themselves observe (an unknown cas expecting a)
+        seen = observers(model, [wops[j] for j in unknown])
+        for j in unknown:
+            op = wops[j]
+            if effect is None or seen is None or seen_after is None:
+                keep.add(j)
+                continue
+            try:
+                value = effect(op.inp)
+                visible = (value in seen or value in seen_after
+                           or (later_observes is not None and later_observes(value)))
+            except TypeError:
+                visible = True
+            if visible:
+                keep.add(j)
+    out: dict[Any, list[frozenset[int]]] = {}
+    for state, useds in ends.items():
+        for used in useds:
+            avail = frozenset(wops[j].index for j in keep if not used & (1 << j))
+            group = out.setdefault(state, [])
+            if any(avail <= a for a in group):
+                continue
+            group[:] = [a for a in group if not a < avail] + [avail]
+    kept = {wops[j].index: wops[j] for j in keep}
+    return Carried([(s, a) for s, group in out.items() for a in group], kept)
