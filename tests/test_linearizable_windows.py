@@ -14,6 +14,7 @@ from chaos.checkers.linearizable import REGISTER, check_linearizable
 from chaos.checkers.linearizable.checker import _client_rows, _key_ops
 from chaos.checkers.linearizable.windows import windows
 from chaos.history.model import History
+from chaos.history.summary import unknown_reasons
 from tests.strategies import HistoryBuilder, register_histories
 from tests.test_linearizable import long_run, register_runs, to_history
 
@@ -169,3 +170,6 @@ def test_undecided_window_names_key_and_time_range():
     assert undecided["key"] == "k0" and undecided["window"] is not None
     t0, t1 = undecided["window"]
     assert 0 <= t0 <= t1 and any("k0" in w and str(t0) in w for w in r.warnings)
+    # the summary's first line (why the verdict is unknown) names the key and the window
+    first = unknown_reasons({"valid": "unknown", "results": {"linearizable": r}})[0]
+    assert "'k0'" in first and f"[{t0}, {t1}]" in first, first

@@ -38,7 +38,8 @@ import numpy as np
 import orjson
 
 from chaos.checkers import CHECKERS, ORDER, conclude, evidence
-from chaos.checkers._frame import register_facts, shaped
+from chaos.checkers._frame import hashable, register_facts, shaped
+from chaos.checkers.carry import WriteCarry
 from chaos.checkers.base import Anomaly, CheckResult, check_safe
 from chaos.checkers.dual_leaders import DUAL_LEADERS, WRITE_FS
 from chaos.checkers.linearizable.checker import ALL_FS, DEFAULT_TIME_LIMIT
@@ -48,7 +49,7 @@ from chaos.history.faults import fault_windows
 from chaos.history.leadership import leader_intervals, leader_overlaps
 from chaos.history.model import COLUMNS, History, client_mask
 from chaos.history.spill import make_directory
-from chaos.history.stream import Doubt, Split, split_history
+from chaos.history.stream import PIECE_OPS, Doubt, Split, split_history
 
 PER_KEY = ("lost-writes", "stale-reads", "linearizable")
 #: anomaly kind -> the word lost-writes uses in its "only the first N listed" warning
@@ -70,9 +71,11 @@ class Digest:
 def analyze_path(path: str | os.PathLike[str], names: list[str] | None,
                  opts: Mapping[str, Any] | None = None, n_shards: int | None = None,
                  status: Callable[[str], None] | None = None,
-                 workers: int | None = None) -> tuple[dict[str, Any], Digest]:
+                 workers: int | None = None,
+                 piece_ops: int = PIECE_OPS) -> tuple[dict[str, Any], Digest]:
     """Check the JSONL history at `path` in shards; (run_checkers' outcome, Digest).
     `workers`: processes reading the file (chaos.history.ranges; None: one per core).
+    A register or kv key is cut into pieces of about `piece_ops` ops (chaos.history.stream).
 
     Raises Doubt when the history is for the in-memory path (see the module doc), BadInput
     for an unknown checker name.
@@ -80,7 +83,8 @@ def analyze_path(path: str | os.PathLike[str], names: list[str] | None,
     opts = dict(opts or {})
     directory = make_directory()  # swept by the next analysis if this one is SIGKILLed
     try:
-        split = split_history(path, directory, n_shards, workers)
+        split = split_history(path, directory, n_shards, workers, piece_ops=piece_ops,
+                              cuttable=ALL_FS)
         return _analyze(split, names, opts, status or (lambda _: None))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -114,12 +118,19 @@ def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
     fs = split.client_fs | set(ctx.pairs["f"].tolist())
     wanted = {"lost-writes": "read-set" in fs, "stale-reads": bool(fs & set(ALL_FS)),
               "linearizable": bool(fs & set(ALL_FS))}
+    lin_carry: dict[Any, Any] = {}
+    writes = WriteCarry()
     for i in range(split.n_shards):
         if not split.shard_rows[i]:
             continue
         status(f"checking shard {i + 1}/{split.n_shards} ({split.shard_rows[i]} ops)...")
         shard = split.shard(i)
         pairs = shard.pairs
+        piece = split.piece(i)
+        cut_here: set[Any] = set()
+        if split.cut_keys:
+            cut_here = {hashable(k) for k in set(pairs["key"].tolist())} & set(split.cut_keys)
+        going_on = {k for k in cut_here if split.continues(k, piece)}
         f = pairs["f"].to_numpy()
         if (f == "add").any() and (f == "read").any():
             raise Doubt("a counter's adds and reads: the counter checker sums over all keys")
@@ -134,7 +145,13 @@ def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
             shard_opts = dict(opts)
             if name == "stale-reads":
                 shard_opts["keep_lags"] = True
+                if cut_here:
+                    parts[name].append(_stale_piece(shard, shard_opts, writes, cut_here))
+                    continue
             if name == "linearizable":
+                if split.cut_keys:
+                    shard_opts.update(_lin_piece(split, piece, lin_carry))
+                    shard_opts["piece_keys"] = cut_here
                 if any(r.valid is False for r in parts[name]):
                     # an invalid key ends the search, as in one in-memory search
                     parts[name].append(_skipped(shard, shard_opts))
@@ -146,6 +163,7 @@ def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
             parts[name].append(check_safe(CHECKERS[name], shard, shard_opts))
             if name == "linearizable":
                 lin_spent += time.perf_counter() - t0
+        writes.keep(shard, going_on)
         facts.merge(evidence.client_facts(pairs, th.failing_tail_s))
         perf.merge(PerfParts.of(pairs, windows))
         if overlaps:
@@ -176,6 +194,25 @@ def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
     return outcome, digest
 
 
+def _stale_piece(shard: History, opts: Mapping[str, Any], writes: WriteCarry,
+                 keys: set[Any]) -> CheckResult:
+    """Stale reads on a shard holding pieces of cut keys: with their earlier writes beside
+    (chaos.checkers.carry), the carried rows not counted again."""
+    both, n_writes, n_keys = writes.with_writes(shard, keys)
+    r = check_safe(CHECKERS["stale-reads"], both, opts)
+    if r.error is None:
+        r.stats["writes"] = r.stats.get("writes", 0) - n_writes
+        r.stats["keys"] = r.stats.get("keys", 0) - n_keys
+    return r
+
+
+def _lin_piece(split: Split, piece: int, carry: dict[Any, Any]) -> dict[str, Any]:
+    """The linearizable options for a shard of piece `piece` (see its module doc)."""
+    return {"carry": carry,
+            "continues": lambda key: split.continues(key, piece),
+            "later_observes": lambda key, value: split.later_observes(key, value, piece)}
+
+
 def _model(split: Split, opts: Mapping[str, Any]) -> Any:
     """The linearizable model picked from the whole history's client fs (not a shard's)."""
     if opts.get("model") is not None:
@@ -193,8 +230,14 @@ def _skipped(shard: History, opts: Mapping[str, Any]) -> CheckResult:
     rows = _client_rows(shard)
     model = _choose_model({r[0] for r in rows}, opts.get("model"))
     groups, dropped = _key_ops(rows, model, opts.get("fail", "auto"))
+    carry = opts.get("carry")
+    carried_in = {k for k in groups if carry is not None and k in carry}
+    if carry is not None:  # a key cut into pieces is counted once, in its first piece
+        for key in groups:
+            if opts["continues"](key):
+                carry[key] = None
     return CheckResult("linearizable", "unknown", stats={
-        "keys": len(groups), "ops": int(sum(len(g) for g in groups.values())),
+        "keys": len(groups) - len(carried_in), "ops": int(sum(len(g) for g in groups.values())),
         "dropped_ops": dropped, "skipped_keys": list(groups)})
 
 

@@ -14,6 +14,22 @@ pairs contract (chaos.history.model) and goes to a spill file:
 - everything else (nemesis, monitor, controller: small, bounded by the run's length, not its
   load) to the context, kept in memory.
 
+A key with many ops (a register workload has a handful of keys for the whole run) is cut into
+*pieces* so no shard holds more than about `PIECE_OPS` of its ops: once its current piece is
+that big, the key is cut at the next block boundary (blocks are then `CUT_LINES` long) where
+none of its ops is open and its last completion is older than the block's last line (so
+every later op is invoked strictly after it: a quiescent point, every op on one side
+completed before any op on the other was invoked). Piece g of a key goes to shard
+`base + g * base_shards`, so reading the shards in order reads a key's pieces in time order,
+and the checkers that can carry what they need across a cut (`cuttable` fs: the register and
+kv ops: linearizability carries its possible states, stale reads the writes before the cut)
+continue a key from piece to piece. A key with any other f is never cut (lost writes judge a
+set's reads against every add before them). For the carry's bookkeeping the splitter notes
+which values of unknown-outcome ops (info) a later piece may observe (`Split.later_observes`).
+Cutting needs the file read in order by one process: a history whose first block has only
+`cuttable` client ops (a register or kv workload) is read so; any other is read in parallel
+byte ranges (chaos.history.ranges) and never cut.
+
 Anything the streaming rules doubt (a bad line, an index that does not increase, time going
 backwards, an unmatched completion, ...) raises `Doubt`: the caller then reads the history
 with `chaos.history.reader`, which names the file and line of the problem exactly as before,
@@ -64,6 +80,27 @@ class Split:
     raw_lines: int = 0  # newline-terminated lines, blank ones too (for line numbers)
     truncated_at: int | None = None  # line number (in the range read) of a bad last line
     worker_rss: list[int] = field(default_factory=list)  # peak RSS (bytes) of each worker
+    base_shards: int = 0  # shards of the first pieces; piece g of a key: + g * base_shards
+    cut_keys: dict[Any, int] = field(default_factory=dict)  # key -> its last piece with rows
+    #: (key, value) -> the last piece where a row mentions `value`, an unknown op's value from
+    #: an earlier piece of the key
+    observed: dict[tuple[Any, Any], int] = field(default_factory=dict)
+
+    def piece(self, i: int) -> int:
+        """Which piece of its keys shard `i` holds (0 unless a key was cut)."""
+        return i // self.base_shards if self.base_shards else 0
+
+    def continues(self, key: Any, piece: int) -> bool:
+        """Whether `key` has a piece after `piece`."""
+        return self.cut_keys.get(hashable(key), 0) > piece
+
+    def later_observes(self, key: Any, value: Any, piece: int) -> bool:
+        """Whether a piece of `key` after `piece` may observe `value` (an unknown op's effect):
+        some row there mentions it (a conservative superset of what a model observes)."""
+        try:
+            return self.observed.get((hashable(key), hashable(value)), -1) > piece
+        except TypeError:
+            return True
 
     def shard(self, i: int) -> History:
         """Shard `i` as an in-memory History (its client ops only, ordered by invoke_index)."""
@@ -145,11 +182,86 @@ def truncated_warning(source: str, lineno: int) -> str:
             "(no newline, not valid JSON: a crash mid-write?)")
 
 
+def _atoms(value: Any) -> list[Any]:
+    """A row value and, for a list, its elements, hashable: what an op may mention."""
+    if type(value) is list:
+        return [hashable(value)] + [hashable(v) for v in value]
+    return [hashable(value)]
+
+
+class _Pieces:
+    """Which piece of its key each client row goes to, and where a key is cut (module doc)."""
+
+    def __init__(self, split: Split, piece_ops: int, cuttable: frozenset[str]):
+        self.split, self.piece_ops, self.cuttable = split, piece_ops, cuttable
+        self.piece: dict[Any, int] = {}  # key -> current piece (absent: 0)
+        self.rows: dict[Any, int] = {}  # key -> rows in its current piece
+        self.uncut: set[Any] = set()  # keys with an f that cannot be carried across a cut
+        self.info: dict[Any, set[Any]] = {}  # key -> values of its info rows, current piece
+        self.closed: dict[Any, set[Any]] = {}  # the same, of its earlier pieces
+        self.last: dict[Any, int] = {}  # key -> latest completion time in its current piece
+
+    def route(self, keys: list[Any], fs: list[Any], types: list[Any], values: list[Any],
+              results: list[Any], completed: np.ndarray) -> list[int]:
+        """Each row's piece; notes the rows per piece, unknown ops' values, observations."""
+        out = []
+        piece, rows, uncut, cuttable, last = (self.piece, self.rows, self.uncut, self.cuttable,
+                                              self.last)
+        for k, f, t, v, r, t1 in zip(keys, fs, types, values, results, completed.tolist()):
+            if k in uncut:
+                out.append(0)
+                continue
+            g = piece.get(k, 0)
+            if f not in cuttable:
+                if g:
+                    raise Doubt("a key cut into pieces has an op no carry covers")
+                uncut.add(k)
+                rows.pop(k, None)
+                out.append(0)
+                continue
+            out.append(g)
+            rows[k] = rows.get(k, 0) + 1
+            if g and not rows[k] - 1:
+                self.split.cut_keys[k] = g  # the key's piece g has rows: it continues there
+            if t1 > last.get(k, INT64_MIN):
+                last[k] = t1
+            if t == "info":
+                self.info.setdefault(k, set()).update(_atoms(v))
+            seen = self.closed.get(k)
+            if seen:
+                for a in _atoms(v) + _atoms(r):
+                    if a in seen:
+                        self.split.observed[(k, a)] = g
+        return out
+
+    def wants(self) -> bool:
+        """Whether some key's piece is big enough to be cut at the next quiescent point."""
+        return bool(self.cuttable) and any(n >= self.piece_ops for n in self.rows.values())
+
+    def cut(self, open_keys: set[Any], now: int) -> None:
+        """At a block boundary (`now`: the block's last line's time, no later line is older):
+        cut each big key none of whose ops is open and whose last completion is before
+        `now`, so its next op is invoked strictly after every op of the piece completed."""
+        for k, n in self.rows.items():
+            if (n < self.piece_ops or k in open_keys
+                    or self.last[k] >= now):
+                continue
+            g = self.piece[k] = self.piece.get(k, 0) + 1
+            self.rows[k] = 0
+            self.closed.setdefault(k, set()).update(self.info.pop(k, ()))
+            need = (g + 1) * self.split.base_shards
+            if need > len(self.split.shard_rows):
+                self.split.shard_rows += [0] * (need - len(self.split.shard_rows))
+                self.split.n_shards = need
+
+
 class _Pairer:
     """Pairs invokes with completions across blocks; routes rows to their shard files."""
 
-    def __init__(self, split: Split, tag: str = "0", orphans_ok: bool = False):
+    def __init__(self, split: Split, tag: str = "0", orphans_ok: bool = False,
+                 pieces: _Pieces | None = None):
         self.split = split
+        self.pieces = pieces or _Pieces(split, 1 << 62, frozenset())
         self.tag = tag  # this reader's spill files: shard-<s>.<tag>.pickle
         #: reading a byte range after the first: a process's first event may be the
         #: completion of an invoke in an earlier range (an orphan, paired by the caller)
@@ -232,6 +344,8 @@ class _Pairer:
                 open_[p] = (cols.fcode[j], obj["process"][j], obj["f"][j], obj["key"][j],
                             obj["value"][j], int(times[j]), int(index[j]), obj["node"][j],
                             bool(cols.final[j]))
+        if self.pieces.cuttable:
+            self.pieces.cut({_key_code(rec[3]) for rec in open_.values()}, self.last_time)
 
     def finish(self, complete: bool) -> None:
         """Close the spill files; `complete`: the whole file was read, so the invokes still
@@ -265,18 +379,21 @@ class _Pairer:
         if client.any():
             self.split.client_fs.update(set(rows["f"][client].tolist()))
             ks = self.key_shard
-            n_shards = self.split.n_shards
+            n_shards = self.split.base_shards or self.split.n_shards
             sel = np.flatnonzero(client)
             codes = []
-            for k in rows["key"][sel].tolist():
-                s = ks.get(k) if type(k) in (str, int) else None
+            keys = [_key_code(k) for k in rows["key"][sel].tolist()]
+            for k in keys:
+                s = ks.get(k)
                 if s is None:
-                    h = hashable(k)
-                    s = hash(h) % n_shards
-                    if type(k) in (str, int):
-                        ks[k] = s
+                    s = ks[k] = hash(k) % n_shards
                 codes.append(s)
-            shard[sel] = codes
+            pieces = self.pieces.route(
+                keys, rows["f"][sel].tolist(), rows["type"][sel].tolist(),
+                rows["value"][sel].tolist(), rows["result"][sel].tolist(),
+                rows["complete_time"][sel]) if self.pieces.cuttable else [0] * len(keys)
+            shard[sel] = np.array(codes, dtype=np.int64) + np.array(
+                pieces, dtype=np.int64) * n_shards
         for s in np.unique(shard).tolist():
             sel = np.flatnonzero(shard == s)
             part = {c: a[sel] for c, a in rows.items()} if len(sel) < n else rows
@@ -314,6 +431,11 @@ def join(rec: tuple[Any, ...], comp: tuple[Any, ...] | None) -> list[Any]:
             cnode if cnode is not None else node, meta, final or cfinal, error]
 
 
+def _key_code(key: Any) -> Any:
+    """A key as the splitter files it (hashable: a list key becomes a tuple)."""
+    return key if type(key) in (str, int) else hashable(key)
+
+
 def _objects(values: list[Any]) -> np.ndarray:
     arr = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
@@ -323,15 +445,23 @@ def _objects(values: list[Any]) -> np.ndarray:
 
 #: target size of one shard's slice of the file: its History is checked in memory
 SHARD_BYTES = 48 << 20
+#: a key's ops per piece (see the module doc): one piece's History and search fit in memory
+PIECE_OPS = 100_000
+#: while a key waits for its cut, blocks are paired this many lines at a time: each end is a
+#: chance of a quiescent point (a key with 16 clients on 5 keys has none open ~3% of the time)
+CUT_LINES = 1024
 
 
 def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None,
-                  n_shards: int | None = None, workers: int | None = None) -> Split:
+                  n_shards: int | None = None, workers: int | None = None,
+                  piece_ops: int = PIECE_OPS, cuttable: frozenset[str] = frozenset()) -> Split:
     """Read the JSONL history at `path` (a file) into shards under `directory` (a new temp
     directory if None; the caller removes it). Raises Doubt (see the module doc).
 
     `workers` processes (default: one per core, up to 4, fewer for a small file) each read
-    a byte range of the file (chaos.history.ranges); 1 reads it here, in one pass.
+    a byte range of the file (chaos.history.ranges); 1 reads it here, in one pass. A key
+    whose fs are all in `cuttable` is cut into pieces of about `piece_ops` ops, when the
+    history's first block has only such client ops (it is then read in one pass).
     """
     p = Path(path)
     size = p.stat().st_size
@@ -340,19 +470,41 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
     d = Path(directory) if directory is not None else make_directory()
     d.mkdir(parents=True, exist_ok=True)
     from chaos.history import ranges
+    if cuttable and not _only(p, cuttable):
+        cuttable = frozenset()
     if workers is None:
-        workers = ranges.default_workers(size)
+        workers = 1 if cuttable else ranges.default_workers(size)
     if workers > 1:
         return ranges.split_parallel(p, d, n_shards, workers)
     split = Split(source=str(p), n_shards=n_shards, directory=d,
-                  shard_rows=[0] * n_shards)
-    pairer = read_range(p, split, _Pairer(split), 0, None, complete=True)
+                  shard_rows=[0] * n_shards, base_shards=n_shards)
+    pieces = _Pieces(split, piece_ops if cuttable else 1 << 62, cuttable)
+    pairer = read_range(p, split, _Pairer(split, pieces=pieces), 0, None, complete=True)
     if not split.lines:
         raise Doubt("empty")
     split.end_time = pairer.last_time
     if split.truncated_at is not None:
         split.warnings.append(truncated_warning(split.source, split.truncated_at))
     return split
+
+
+def _only(p: Path, fs: frozenset[str]) -> bool:
+    """Whether the client ops (integer process) of the file's first block all have an f in
+    `fs` (and there is one): the history is one a checker can carry across cuts."""
+    seen = False
+    with open(p, "rb") as fh:
+        for n, line in enumerate(fh):
+            if n >= BLOCK_LINES:
+                break
+            try:
+                op = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(op, dict) and type(op.get("process")) is int:
+                if op.get("f") not in fs:
+                    return False
+                seen = True
+    return seen
 
 
 def read_range(p: Path, split: Split, pairer: _Pairer, start: int, end: int | None,
@@ -373,7 +525,11 @@ def read_range(p: Path, split: Split, pairer: _Pairer, start: int, end: int | No
             except orjson.JSONDecodeError:
                 raise Doubt("bad JSON") from None
             del lines
-            pairer.block(ops)
+            if pairer.pieces.wants():  # a cut is due: look for a quiescent point more often
+                for k in range(0, len(ops), CUT_LINES):
+                    pairer.block(ops[k:k + CUT_LINES])
+            else:
+                pairer.block(ops)
         done = True
     finally:
         pairer.finish(complete and done)

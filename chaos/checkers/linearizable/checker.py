@@ -21,6 +21,12 @@ Options read from `opts` (all optional):
                  initial state) and that the check replaces with where the key ends.
     later_observes  with carry: a callable (key, value) -> bool, whether a later piece may
                  observe the effect `value` of an unknown op (default: assume it may).
+    continues    with carry: a callable key -> bool, whether the key has a later piece
+                 (default: assume it has). A key is counted in stats["keys"] in its first
+                 piece, in "keys_valid" in its last; a key undecided in one piece is
+                 undecided in the next (its carry is None).
+    piece_keys   with carry: the keys that have a piece here (a last piece may hold none of
+                 the model's ops: its key is then counted valid here if its carry is).
 
 P-compositionality: a history is linearizable iff each key's sub-history is, so keys are
 searched independently, and each key window by window (windows.py). They are run
@@ -32,7 +38,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any, Generator, Mapping
+from typing import Any, Callable, Generator, Mapping
 
 import numpy as np
 
@@ -86,18 +92,28 @@ class LinearizableChecker:
         fail_mode = opts.get("fail", "auto")
         if fail_mode not in ("auto", "ignore", "observe"):
             raise ValueError(f"fail must be auto, ignore or observe, not {fail_mode!r}")
-        carry: dict[Any, Carried] | None = opts.get("carry")
+        carry: dict[Any, Carried | None] | None = opts.get("carry")
+        continues = opts.get("continues") or (lambda key: True)
         # an unknown op nobody in this piece observes may be observed in a later one
-        groups, dropped = _key_ops(rows, model, fail_mode, prune=carry is None)
+        groups, dropped = _key_ops(rows, model, fail_mode, prune=lambda key: carry is None or (
+            key not in carry and not continues(key)))
         time_limit = float(opts.get("time_limit", DEFAULT_TIME_LIMIT))
         max_configs = int(opts.get("max_configs", DEFAULT_MAX_CONFIGS))
         keys = _KeyPlan(int(opts.get("window_ops", WINDOW_OPS)), carry,
-                        opts.get("later_observes"))
+                        opts.get("later_observes"), continues)
+        carried_in = {k for k in groups if carry is not None and k in carry}
         outcomes, skipped, elapsed = _run_keys(model, groups, time_limit, max_configs, keys)
+        going_on = set()
+        ended = [k for k in opts.get("piece_keys", ()) if carry is not None and k not in groups
+                 and carry.get(k) is not None and not continues(k)]
         if carry is not None:
             for key, out in outcomes.items():
-                if out.carry is not None:
-                    carry[key] = out.carry
+                if continues(key):
+                    carry[key] = out.carry if out.valid is True else None
+                    going_on.add(key)
+            for key in skipped:
+                if continues(key):
+                    carry[key] = None
 
         anomalies: list[Anomaly] = []
         warnings: list[str] = []
@@ -120,10 +136,11 @@ class LinearizableChecker:
         stats = {
             "model": model.name,
             "fail_mode": fail_mode,
-            "keys": len(groups),
+            "keys": len(groups) - len(carried_in),
             "ops": int(sum(len(g) for g in groups.values())),
             "dropped_ops": dropped,
-            "keys_valid": sum(1 for o in outcomes.values() if o.valid is True),
+            "keys_valid": sum(1 for k, o in outcomes.items()
+                              if o.valid is True and k not in going_on) + len(ended),
             "keys_invalid": sum(1 for o in outcomes.values() if o.valid is False),
             "undecided": undecided,
             "skipped_keys": skipped,
@@ -163,13 +180,15 @@ def _client_rows(history: History) -> list[tuple[Any, ...]]:
     return [row for row, k in zip(zip(*cols), keep) if k]
 
 
-def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str, prune: bool = True
+def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str,
+             prune: Callable[[Any], bool] = lambda key: True
              ) -> tuple[dict[Any, list[SearchOp]], int]:
     """Group the model's ops by key as SearchOps; drop ops that constrain nothing.
 
     Dropped: fails the model does not observe (they did not happen), unknown-outcome ops
     that are read-only (no effect, any answer), and (`prune`: these are all the key's ops)
-    unknown ops whose effect nothing could have observed (Model.unobserved).
+    unknown ops whose effect nothing could have observed (Model.unobserved), for the keys
+    `prune` says are whole here (not a piece of a longer key).
     """
     groups: dict[Any, list[SearchOp]] = {}
     kept: list[SearchOp] = []
@@ -204,8 +223,10 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str, prune: b
     else:
         for op in kept:
             groups.setdefault(op.key, []).append(op)
-    if model.unobserved is not None and prune:
+    if model.unobserved is not None:
         for key, ops in groups.items():
+            if not prune(key):
+                continue
             drop = model.unobserved(ops)
             if drop:
                 groups[key] = [op for n, op in enumerate(ops) if n not in drop]
@@ -217,20 +238,30 @@ class _KeyPlan:
     """How each key is searched: window size, and for a piece of a longer history the carry
     in and out and what later pieces may observe (see the options in the module doc)."""
 
-    def __init__(self, window_ops: int, carry: dict[Any, Carried] | None,
-                 later_observes: Any = None):
+    def __init__(self, window_ops: int, carry: dict[Any, Carried | None] | None,
+                 later_observes: Any = None, continues: Any = None):
         self.window_ops, self.carry, self.later_observes = window_ops, carry, later_observes
+        self.continues = continues
 
     def search(self, model: Model, key: Any, ops: list[SearchOp], max_configs: int,
                progress: dict[str, Any]) -> Generator[None, None, Outcome]:
-        piece = self.carry is not None
+        if self.carry is None:
+            return check_key(model, ops, max_configs, progress, min_ops=self.window_ops)
+        if key in self.carry and self.carry[key] is None:
+            return _undecided_before()
+        more = self.continues is None or bool(self.continues(key))
         later = None
-        if piece:
+        if more:
             later = ((lambda value: True) if self.later_observes is None else
                      (lambda value: bool(self.later_observes(key, value))))
-        return check_key(model, ops, max_configs, progress,
-                         carry=self.carry.get(key) if self.carry is not None else None,
-                         collect=piece, min_ops=self.window_ops, later_observes=later)
+        return check_key(model, ops, max_configs, progress, carry=self.carry.get(key),
+                         collect=more, min_ops=self.window_ops, later_observes=later)
+
+
+def _undecided_before() -> Generator[None, None, Outcome]:
+    """A piece of a key whose earlier piece was not decided: nothing to start it from."""
+    return Outcome(valid="unknown", reason="an earlier part of the key was not decided")
+    yield  # a generator, like search
 
 
 def _run_keys(model: Model, groups: dict[Any, list[SearchOp]], time_limit: float,
