@@ -295,11 +295,6 @@ def execute(cfg: RunConfig, target: Target, target_ref: str, workload: Any,
                       unverified=unverified, history=history)
 
 
-#: a history checked in shards gets its report.html (which reads the history in memory) only up
-#: to this many lines; above, `chaos report RUNDIR` writes it on request
-REPORT_MAX_LINES = 500_000
-
-
 def check_run(run_dir: Path, workload: Any, unverified: list[str],
               config: dict[str, Any] | None = None,
               problems: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any]:
@@ -309,7 +304,8 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
 
     The check is `chaos analyze`'s: in shards by key (chaos.checkers.sharded, memory bounded
     whatever the run's length), in memory only for what that path doubts. The report reads
-    the history in memory, so it is written here for histories up to REPORT_MAX_LINES.
+    a history of up to chaos.report.sample.SAMPLE_ABOVE lines whole, a longer one in one
+    bounded pass that samples what it shows, so it is always written.
     `problems` (a cluster hook that failed after the workload ran) lead the reasons: the
     checkers still judge the complete history, but the verdict is at best unknown."""
     from chaos.checkers import run_checkers, select_checkers
@@ -335,17 +331,14 @@ def check_run(run_dir: Path, workload: Any, unverified: list[str],
     results = results_document(outcome, history=history, path=str(path),
                                fmt="jsonl", run_dir=str(run_dir), unverified=unverified)
     store.write_json(run_dir / "results.json", results)
-    lines = getattr(history, "lines", None)
-    if lines is not None and lines > REPORT_MAX_LINES:
-        print(f"chaos: report.html not written: the history has {lines} lines (over "
-              f"{REPORT_MAX_LINES}); `chaos report {run_dir}` writes it (in memory)",
-              file=sys.stderr)
-        return results, history
+    lines = getattr(history, "lines", None)  # a Digest: the history was checked in shards
     with contextlib.suppress(ImportError):
-        from chaos.report import render
+        from chaos.report import render, render_file
 
-        render(history if lines is None else read_history(path), results,
-               run_dir / "report.html", config=config)
+        if lines is None:
+            render(history, results, run_dir / "report.html", config=config)
+        else:
+            render_file(path, results, run_dir / "report.html", config=config, lines=lines)
     return results, history
 
 

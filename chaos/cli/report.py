@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from chaos.errors import BadInput, verdict_exit_code
-from chaos.history.reader import read_history
 from chaos.report.junit import suite_name
 
 
@@ -60,12 +59,11 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
     hist_path = rundir / "history.jsonl"
     if not hist_path.is_file():
         raise BadInput(f"no history.jsonl in {rundir}")
-    history = None
     if (rundir / "results.json").exists():
         results = _load_json(rundir / "results.json", "results.json")
     else:
         results, _digest = _analyze_first(rundir)  # the report reads the history below
-    from chaos.report import render, write_junit  # matplotlib: only once the inputs exist
+    from chaos.report import render_file, write_junit  # matplotlib: once the inputs exist
     from chaos.report.results import normalize_results
 
     try:
@@ -76,14 +74,12 @@ def report(rundir: Path, out: Path | None, junit: Path | None, title: str | None
     config = _load_json(config_path, "config.json") if config_path.exists() else None
     if config is not None and not isinstance(config, dict):
         raise BadInput("config.json is not a JSON object", where=str(config_path))
-    if history is None:
-        history = read_history(hist_path)
     suite = suite_name(rundir, config)
     if out is not None and out.is_dir():
         out = out / "report.html"
     try:
-        path = render(history, results, out or rundir / "report.html", config=config,
-                      title=title or (None if config else f"chaos report: {suite}"))
+        path = render_file(hist_path, results, out or rundir / "report.html", config=config,
+                           title=title or (None if config else f"chaos report: {suite}"))
         click.echo(f"report: {path}")
         if junit is not None:
             click.echo(f"junit: {write_junit(results, junit, suite_name=suite)}")

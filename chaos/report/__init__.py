@@ -23,9 +23,10 @@ from chaos.report.junit import write_junit
 from chaos.report.plots import (MAX_POINTS, ClientOps, data_uri, latency_png, leadership_png,
                                 throughput_png)
 from chaos.report.results import normalize_results, verdict_word
+from chaos.report.sample import SAMPLE_ABOVE, Sample, sample_history
 from chaos.report.timeline import fault_windows, lanes, leader_overlaps
 
-__all__ = ["render", "write_junit", "normalize_results", "build_context"]
+__all__ = ["render", "render_file", "write_junit", "normalize_results", "build_context"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_ANOMALIES_SHOWN = 100   # per checker; the rest are counted, not listed
@@ -172,7 +173,7 @@ def _history_summary(history: History, ops: ClientOps) -> dict[str, Any]:
             "warnings": list(history.warnings)}
 
 
-def _checker_views(res: dict[str, Any], lookup: _OpLookup
+def _checker_views(res: dict[str, Any], lookup: Any
                    ) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]]]:
     """Per-checker template data, and the anomaly marks for the plots.
 
@@ -208,22 +209,33 @@ def _checker_views(res: dict[str, Any], lookup: _OpLookup
     return checkers, marks
 
 
-def build_context(history: History, results: Mapping[str, Any] | None, *,
+def build_context(history: History | None, results: Mapping[str, Any] | None, *,
                   config: Mapping[str, Any] | None = None,
-                  title: str | None = None) -> dict[str, Any]:
-    """Everything the template shows, plots included (the slow part: three PNGs)."""
+                  title: str | None = None, sample: Sample | None = None) -> dict[str, Any]:
+    """Everything the template shows, plots included (the slow part: three PNGs). With a
+    `sample` (chaos.report.sample: a big history read in one bounded pass) instead of the
+    whole `history`, the page is drawn from it and says so."""
     res = normalize_results(results)
-    ops = ClientOps.from_history(history)
+    lookup: Any
+    if sample is not None:
+        history = sample.history()
+        ops, tput, lookup = sample.latency_ops(), sample.throughput_ops(), sample.cited
+        sampled = (f" {len(ops):,} of {sample.client:,} shown: every fail/info first, a "
+                   "uniform sample of ok." if len(ops) < sample.client else "")
+    else:
+        assert history is not None
+        ops = tput = ClientOps.from_history(history)
+        lookup = _OpLookup(history)
+        sampled = (f" {MAX_POINTS:,} of {len(ops):,} shown: every fail/info, a sample of ok."
+                   if len(ops) > MAX_POINTS else "")
     windows = fault_windows(history)
     runs = lanes(history, end_time=int(ops.end_s * 1e9))  # leader bars: the checker's
     overlaps = leader_overlaps(history)
 
-    checkers, marks = _checker_views(res, _OpLookup(history))
+    checkers, marks = _checker_views(res, lookup)
     n_anomalies = sum(c["anomaly_count"] for c in checkers)
     n_warnings = sum(c["warning_count"] for c in checkers)
 
-    sampled = (f" {MAX_POINTS:,} of {len(ops):,} shown: every fail/info, a sample of ok."
-               if len(ops) > MAX_POINTS else "")
     plots = [
         {"title": "Latency", "uri": data_uri(latency_png(ops, windows, marks)),
          "alt": "latency of client operations over time",
@@ -231,7 +243,7 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
                     "outcome, marker shape the operation. Shaded spans are faults; dashed "
                     "lines are anomalies (numbered as in the tables below), or ticks along "
                     "the top edge when there are many." + sampled},
-        {"title": "Throughput", "uri": data_uri(throughput_png(ops, windows, marks)),
+        {"title": "Throughput", "uri": data_uri(throughput_png(tput, windows, marks)),
          "alt": "completions per second over time by outcome",
          "caption": "Completions per time bin, by outcome, over every operation."},
     ]
@@ -245,11 +257,12 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
     return {
         "title": title or _default_title(history, config),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "verdict": verdict, "notes": res["notes"],
+        "verdict": verdict,
+        "notes": res["notes"] + ([sample.note] if sample is not None else []),
         "anomaly_count": n_anomalies, "warning_count": n_warnings,
         "config_rows": _config_rows(config),
         "config_json": json.dumps(config, indent=2, default=str, sort_keys=True) if config else "",
-        "history": _history_summary(history, ops),
+        "history": sample.summary() if sample is not None else _history_summary(history, ops),
         "faults": [{"kind": w.kind, "start_s": _secs(w.start),
                     "end_s": _secs(w.end) if w.end is not None else "(not stopped)",
                     "detail": w.detail, "outcome": w.outcome, "index": w.start_index}
@@ -263,16 +276,50 @@ def build_context(history: History, results: Mapping[str, Any] | None, *,
     }
 
 
-def render(history: History, results: Mapping[str, Any] | None,
+def cited_indexes(results: Mapping[str, Any] | None) -> set[int]:
+    """The op indexes the report's anomaly tables list (the first ones of each checker)."""
+    res = normalize_results(results)
+    return {int(i) for r in res["results"].values() for a in r["anomalies"][:MAX_ANOMALIES_SHOWN]
+            for i in a["ops"][:MAX_OPS_PER_ANOMALY]}
+
+
+def render_file(path: str | os.PathLike[str], results: Mapping[str, Any] | None,
+                out_path: str | os.PathLike[str], *, config: Mapping[str, Any] | None = None,
+                title: str | None = None, lines: int | None = None) -> Path:
+    """The report of the JSONL history at `path`: read whole up to SAMPLE_ABOVE lines, else
+    from a bounded Sample (chaos.report.sample). `lines`: the count if known."""
+    from chaos.history.reader import read_history
+    if lines is None:
+        lines = count_lines(path, stop=SAMPLE_ABOVE + 1)
+    if lines <= SAMPLE_ABOVE:
+        return render(read_history(path), results, out_path, config=config, title=title)
+    sample = sample_history(path, cited_indexes(results))
+    return render(None, results, out_path, config=config, title=title, sample=sample)
+
+
+def count_lines(path: str | os.PathLike[str], stop: int) -> int:
+    """Newlines in the file, counting stopped once past `stop`."""
+    n = 0
+    with open(path, "rb") as fh:
+        while n <= stop:
+            block = fh.read(8 << 20)
+            if not block:
+                break
+            n += block.count(b"\n")
+    return n
+
+
+def render(history: History | None, results: Mapping[str, Any] | None,
            out_path: str | os.PathLike[str], *, config: Mapping[str, Any] | None = None,
-           title: str | None = None) -> Path:
+           title: str | None = None, sample: Sample | None = None) -> Path:
     """Write the HTML report to `out_path` (parents created, written atomically); return its path.
 
     `results` is run_checkers' {"valid", "results": {name: CheckResult or dict}}; `config`
     is the run's config.json content (target, options, nemesis, seed, ...), shown when given.
+    `sample` replaces `history` for a big one (build_context).
     """
     html = _env().get_template("report.html.j2").render(
-        **build_context(history, results, config=config, title=title))
+        **build_context(history, results, config=config, title=title, sample=sample))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -54,6 +54,7 @@ class ClientOps:
     f_codes: np.ndarray        # index into f_names
     f_names: list[str]
     end_s: float               # last time seen in the whole history
+    weight: np.ndarray | None = None  # ops each entry stands for (a sampled report's bins)
 
     @classmethod
     def from_history(cls, history: History) -> "ClientOps":
@@ -279,7 +280,8 @@ def throughput_png(ops: ClientOps, windows: Sequence[FaultWindow],
         m = done & (ops.type == typ)
         if not m.any():
             continue
-        counts, _ = np.histogram(ops.complete_s[m], bins=edges)
+        counts, _ = np.histogram(ops.complete_s[m], bins=edges,
+                                 weights=None if ops.weight is None else ops.weight[m])
         ax.stairs(counts / width, edges, color=TYPE_COLORS[typ], lw=1.3, zorder=3)
         handles.append(Line2D([], [], color=TYPE_COLORS[typ], lw=1.5, label=typ))
     kinds = _shade_faults(ax, windows, ops.end_s, label=False)
