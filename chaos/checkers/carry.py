@@ -1,18 +1,20 @@
 """What the stale-reads checker needs from a key's earlier pieces (chaos.checkers.sharded).
 
 A long register key is read in pieces cut at quiescent points (chaos.history.stream). A read
-in a later piece may return a value written in an earlier one, and whether it is stale
-depends on that write's completion and on the ok writes invoked after it (stale-reads' rule:
-some ok write completed before the read began and was invoked after the read's write
-completed). Those are earlier writes, so each piece of a key is checked with every earlier
-write of the key beside its own ops (`with_writes`): the rule then sees exactly the ops it
-would see in the whole history (later pieces' writes are invoked after the read completed,
-so they never make it stale). A write is kept as one row of plain columns, not the whole
-History; it is what the checker must remember by definition: any value written may still be
-read.
+in a later piece may return a value written in an earlier one. Stale-reads' rule for a read
+r of value v: with w the write of v (the latest-completing one) and m the earliest
+completion of an ok write invoked after w completed, r is stale when m < r's invoke. Every
+op of an earlier piece completed before r was invoked, so from the earlier pieces the rule
+needs exactly: w itself (for each value r reads), the ok write achieving m among the earlier
+writes invoked after w completed, the earliest-completing ok write (for reads of the initial
+value), and failed writes of the values read (counted apart). `WriteCarry` keeps every
+earlier write of the key compactly (numbers and codes, about 70 bytes a write: any value
+may still be read, so that much is kept by definition) and hands each piece those few rows
+(`with_writes`): the rule then finds the same w and m as in the whole history (later pieces'
+writes are invoked after r completed, so they never make r stale).
 
-Counts stay those of the whole history: the carried rows are not counted again as writes
-(`carried_writes`), and a key carried in is not counted again as a key.
+Counts stay those of the whole history: the carried rows are not counted again as writes,
+and a key carried in is not counted again as a key.
 """
 from __future__ import annotations
 
@@ -20,35 +22,52 @@ from typing import Any
 
 import numpy as np
 
-from chaos.checkers._frame import hashable
-from chaos.history.model import COLUMNS, History, frame_from_columns
+from chaos.checkers._frame import hashable, int_array
+from chaos.checkers.stale_reads import _written
+from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 
 WRITE_FS = ("write", "cas")
-#: columns the stale-reads rule never reads of a write: not kept (a meta dict per row adds up)
-BLANK = ("meta", "result", "error")
+_NUM = ("invoke_time", "complete_time", "invoke_index", "complete_index")
+_CODED = ("f", "node")  # few distinct values: stored as codes into a shared table
+TYPES = np.array(["ok", "fail", "info"], dtype=object)
+_TYPE_CODE = {"ok": 0, "fail": 1, "info": 2}
+
+
+class _Writes:
+    """One key's earlier writes: int64 columns, values as int64 when they all are ints."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.cols: dict[str, np.ndarray] | None = None
+
+    def add(self, part: dict[str, np.ndarray]) -> None:
+        self.parts.append(part)
+        self.cols = None
+
+    def all(self) -> dict[str, np.ndarray]:
+        if self.cols is None:
+            self.cols = {c: np.concatenate([p[c] for p in self.parts]) for c in self.parts[0]}
+            self.parts = [self.cols]
+        return self.cols
 
 
 class WriteCarry:
-    """Per key that continues in a later piece: its write rows so far (COLUMNS order)."""
+    """Per key that continues in a later piece: its writes so far, compact (module doc)."""
 
     def __init__(self) -> None:
-        self.rows: dict[Any, list[dict[str, np.ndarray]]] = {}
+        self.keys: dict[Any, _Writes] = {}
+        self.table: list[Any] = []  # code -> f / type / node value
+        self.codes: dict[Any, int] = {}
 
-    def with_writes(self, shard: History, keys: set[Any]) -> tuple[History, int, int]:
-        """The shard plus the carried writes of its `keys` (those carried in); (History, number
-        of carried rows counted as writes by stale-reads, number of keys carried in)."""
-        parts = [b for k in keys for b in self.rows.get(k, [])]
-        if not parts:
-            return shard, 0, 0
-        cols = {c: np.concatenate([b[c] for b in parts]) for c in COLUMNS}
-        n_writes = int((cols["type"] != "fail").sum())
-        pairs = shard.pairs
-        both = {c: np.concatenate([cols[c], pairs[c].to_numpy()]) for c in COLUMNS}
-        order = np.argsort(both["invoke_index"], kind="stable")
-        both = {c: a[order] for c, a in both.items()}
-        carried_in = sum(1 for k in keys if k in self.rows)
-        return (History(ops=[], pairs=frame_from_columns(both), source=shard.source,
-                        warnings=list(shard.warnings)), n_writes, carried_in)
+    def _code(self, values: list[Any]) -> np.ndarray:
+        out = np.empty(len(values), dtype=np.int32)
+        for i, v in enumerate(values):
+            c = self.codes.get(v)
+            if c is None:
+                c = self.codes[v] = len(self.table)
+                self.table.append(v)
+            out[i] = c
+        return out
 
     def keep(self, shard: History, continuing: set[Any]) -> None:
         """Remember the write rows of the keys in `continuing` (they have a later piece)."""
@@ -56,16 +75,126 @@ class WriteCarry:
             return
         pairs = shard.pairs
         f = pairs["f"].to_numpy()
-        codes = np.empty(len(f), dtype=object)
-        codes[:] = [hashable(k) for k in pairs["key"].to_numpy().tolist()]
-        sel = np.flatnonzero(np.isin(f, WRITE_FS) & np.array(
-            [k in continuing for k in codes.tolist()], dtype=bool))
+        codes = [hashable(k) for k in pairs["key"].to_numpy().tolist()]
+        mine = np.isin(f, WRITE_FS) & np.fromiter((k in continuing for k in codes),
+                                                  dtype=bool, count=len(codes))
+        sel = np.flatnonzero(mine)
         if not len(sel):
             return
-        cols = {c: pairs[c].to_numpy()[sel] if c not in BLANK else
-                np.full(len(sel), None, dtype=object) for c in COLUMNS}
-        codes = codes[sel]
-        for k in set(codes.tolist()):
-            mine = np.flatnonzero(np.fromiter((c == k for c in codes.tolist()), dtype=bool,
-                                              count=len(codes)))
-            self.rows.setdefault(k, []).append({c: a[mine] for c, a in cols.items()})
+        # the value written (a cas [expected, new] writes new): all the rule reads of a write
+        value = _written(pairs["value"].to_numpy()[sel], f[sel])
+        part: dict[str, Any] = {c: pairs[c].to_numpy()[sel].astype(np.int64) for c in _NUM}
+        for c in _CODED:
+            part[c] = self._code(pairs[c].to_numpy()[sel].tolist())
+        part["type"] = np.array([_TYPE_CODE.get(t, 2) for t in pairs["type"].to_numpy()[sel]
+                                 .tolist()], dtype=np.int8)
+        ints = int_array(value) if len(value) else None
+        part["value"] = ints if ints is not None else value
+        keys = np.array([codes[i] for i in sel.tolist()], dtype=object)
+        for k in set(keys.tolist()):
+            rows = np.flatnonzero(np.fromiter((x == k for x in keys.tolist()), dtype=bool,
+                                              count=len(keys)))
+            w = self.keys.setdefault(k, _Writes())
+            piece = {c: a[rows] for c, a in part.items()}
+            if w.parts and w.parts[0]["value"].dtype != piece["value"].dtype:
+                piece["value"] = piece["value"].astype(object)
+                w.parts = [{**p, "value": p["value"].astype(object)} for p in w.parts]
+                w.cols = None
+            w.add(piece)
+
+    def with_writes(self, shard: History, keys: set[Any]) -> tuple[History, int, int]:
+        """The shard plus, for each of its `keys` carried in, the earlier writes its reads
+        need (module doc); (History, carried rows stale-reads counts as writes, keys carried
+        in)."""
+        pairs = shard.pairs
+        f = pairs["f"].to_numpy()
+        codes = [hashable(k) for k in pairs["key"].to_numpy().tolist()]
+        typ = pairs["type"].to_numpy()
+        result = pairs["result"].to_numpy()
+        is_read = (f == "read") & (typ == "ok")
+        ghosts: list[dict[str, np.ndarray]] = []
+        n_keys = 0
+        for k in keys:
+            w = self.keys.get(k)
+            if w is None:
+                continue
+            n_keys += 1
+            rows = [i for i in np.flatnonzero(is_read).tolist() if codes[i] == k]
+            read = [result[i] for i in rows]
+            picked = _needed(w.all(), read)
+            if len(picked):
+                cols = w.all()
+                ghosts.append({c: a[picked] for c, a in cols.items()} | {
+                    "key": np.array([pairs["key"].to_numpy()[rows[0]] if rows else k] *
+                                    len(picked), dtype=object)})
+        if not ghosts:
+            return shard, 0, n_keys
+        g = {c: np.concatenate([x[c] for x in ghosts]) for c in ghosts[0]}
+        n = len(g["key"])
+        table = np.array(self.table + [None], dtype=object)
+        extra: dict[str, np.ndarray] = {}
+        for c in COLUMNS:
+            if c in _NUM:
+                extra[c] = g[c]
+            elif c in _CODED:
+                extra[c] = table[g[c]]
+            elif c == "type":
+                extra[c] = TYPES[g[c]]
+            elif c == "final":
+                extra[c] = np.zeros(n, dtype=bool)
+            elif c == "key":
+                extra[c] = g[c]
+            elif c == "value":  # as the op had it, but a cas's expected value is not kept
+                extra[c] = g[c].astype(object)
+                cas = np.flatnonzero(extra["f"] == "cas")
+                for i in cas.tolist():
+                    extra[c][i] = [None, extra[c][i]]
+            else:
+                extra[c] = np.full(n, None, dtype=object)
+        n_writes = int((extra["type"] != "fail").sum())
+        both = {c: np.concatenate([extra[c], pairs[c].to_numpy()]) for c in COLUMNS}
+        order = np.argsort(both["invoke_index"], kind="stable")
+        both = {c: a[order] for c, a in both.items()}
+        return (History(ops=[], pairs=frame_from_columns(both), source=shard.source,
+                        warnings=list(shard.warnings)), n_writes, n_keys)
+
+
+def _needed(cols: dict[str, np.ndarray], read: list[Any]) -> np.ndarray:
+    """Rows of one key's earlier writes that reads of `read` values need: the writes of those
+    values (any type), for each the earliest-completing ok write invoked after it completed,
+    and the earliest-completing ok write of all when a read returned the initial value."""
+    if not read:
+        return np.zeros(0, dtype=np.int64)
+    value = cols["value"]
+    initial = any(v is None for v in read)
+    wanted = [v for v in read if v is not None]
+    if value.dtype == object:
+        want = {hashable(v) for v in wanted}
+        of_read = np.fromiter((hashable(v) in want for v in value.tolist()), dtype=bool,
+                              count=len(value))
+    else:
+        ints = [v for v in wanted if type(v) is int]
+        of_read = np.isin(value, np.array(ints, dtype=np.int64)) if ints else np.zeros(
+            len(value), dtype=bool)
+    picked = np.flatnonzero(of_read)
+    types = cols["type"]
+    ok = np.flatnonzero(types == 0)
+    if not len(ok):
+        return picked
+    # ok writes by invoke time; for each position, where the minimum completion of it and
+    # every later one is reached (the earliest-completing ok write invoked from there on)
+    inv = cols["invoke_time"][ok]
+    srt = np.argsort(inv, kind="stable")
+    s_inv, s_row = inv[srt], ok[srt]
+    rev = cols["complete_time"][s_row][::-1]
+    n = len(rev)
+    at_min = rev == np.minimum.accumulate(rev)
+    last = np.maximum.accumulate(np.where(at_min, np.arange(n), 0))
+    arg = (n - 1 - last)[::-1]  # position (in s_row) of the suffix minimum
+    more = []
+    if initial:
+        more.append(s_row[arg[:1]])
+    mine = picked[(types[picked] == 0) & (cols["complete_time"][picked] != OPEN)]
+    pos = np.searchsorted(s_inv, cols["complete_time"][mine], side="right")
+    more.append(s_row[arg[pos[pos < n]]])
+    return np.unique(np.concatenate([picked, *more]))
