@@ -225,3 +225,17 @@ def test_summary_table_worst_first_and_unfinished_runs(tmp_path):
     assert "did not reach a verdict" in rows[1] and "| 9 |" in rows[1]
     assert "0 client operation(s) came back ok" in rows[2]
     assert invoke_cli("ci", "summary", str(tmp_path / "nope"))[0] == 4
+
+
+def test_summary_and_junit_do_not_import_matplotlib():
+    """`chaos ci summary` and the JUnit writer run once per CI cell: they must not pay for
+    matplotlib (imported only when a plot is drawn, chaos.report.plots._mpl)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, chaos.ci.summary, chaos.report.junit, chaos.report.sample\n"
+            "from chaos.cli import main\n"
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

@@ -10,22 +10,39 @@ counts and throughput always use every operation.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, NullFormatter
-from matplotlib.transforms import blended_transform_factory
 
 from chaos.history.model import OPEN, History, client_mask
 from chaos.report.timeline import FaultWindow, LeaderOverlap, RoleRun
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@functools.cache
+def _mpl() -> SimpleNamespace:
+    """matplotlib's pieces, imported on the first plot: importing matplotlib costs ~0.5-1 s,
+    and `chaos ci summary`, JUnit and the sampler import this package without drawing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.transforms import blended_transform_factory
+
+    return SimpleNamespace(FigureCanvasAgg=FigureCanvasAgg, Figure=Figure, Line2D=Line2D,
+                           Patch=Patch, FuncFormatter=FuncFormatter,
+                           NullFormatter=NullFormatter,
+                           blended_transform_factory=blended_transform_factory)
+
 
 MAX_POINTS = 50_000
 TYPE_COLORS = {"ok": "#2ca02c", "fail": "#d62728", "info": "#ff7f0e"}
@@ -112,7 +129,7 @@ def data_uri(png: bytes) -> str:
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    FigureCanvasAgg(fig)
+    _mpl().FigureCanvasAgg(fig)
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return buf.getvalue()
 
@@ -124,7 +141,7 @@ def fault_color(kind: str) -> str:
 def _shade_faults(ax: Any, windows: Sequence[FaultWindow], end_s: float, label: bool) -> list[str]:
     """Shade every fault window; label each (kind: detail) when there are few. Returns kinds."""
     kinds: list[str] = []
-    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    trans = _mpl().blended_transform_factory(ax.transData, ax.transAxes)
     lanes: dict[str, int] = {}
     free_at: dict[int, float] = {}  # label row -> x where the previous label there ends
     lo, hi = ax.get_xlim() if ax.has_data() else (0.0, end_s)
@@ -159,7 +176,7 @@ def _mark_anomalies(ax: Any, anomalies: Sequence[tuple[int, str, str]], label: b
     """
     if not anomalies:
         return None
-    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    trans = _mpl().blended_transform_factory(ax.transData, ax.transAxes)
     rug = len(anomalies) > MAX_ANOMALY_LINES
     lo = 0.94 if rug else 0.0
     for sev, color, style in (("anomaly", "#b00020", "--"), ("warning", "#e69500", ":")):
@@ -183,11 +200,11 @@ def _legend(ax: Any, handles: list[Any]) -> None:
 
 
 def _context_handles(kinds: list[str], anomaly_label: str | None) -> list[Any]:
-    handles: list[Any] = [Patch(color=fault_color(k), alpha=0.35, label=f"fault: {k}")
+    handles: list[Any] = [_mpl().Patch(color=fault_color(k), alpha=0.35, label=f"fault: {k}")
                           for k in kinds]
     if anomaly_label:
         rug = anomaly_label != "anomaly"
-        handles.append(Line2D([], [], color="#b00020", ls="-" if rug else "--", lw=1,
+        handles.append(_mpl().Line2D([], [], color="#b00020", ls="-" if rug else "--", lw=1,
                               label=anomaly_label))
     return handles
 
@@ -199,23 +216,23 @@ def _plain_log_axis(ax: Any, y: np.ndarray) -> None:
     labels would collide.
     """
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    plain = _mpl().FuncFormatter(lambda v, _pos: f"{v:g}")
     ax.yaxis.set_major_formatter(plain)
     lo, hi = (float(y.min()), float(y.max())) if len(y) else (1.0, 1.0)
     if hi / max(lo, 1e-9) < 10 ** 1.5:
         def some(v: float, _pos: int) -> str:  # 2, 3, 5 x 10^k: enough to read, no crowding
             mant = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
             return f"{v:g}" if mant in (2, 3, 5) else ""
-        ax.yaxis.set_minor_formatter(FuncFormatter(some))
+        ax.yaxis.set_minor_formatter(_mpl().FuncFormatter(some))
     else:
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(_mpl().NullFormatter())
 
 
 def latency_png(ops: ClientOps, windows: Sequence[FaultWindow],
                 anomalies: Sequence[tuple[int, str, str]], *,
                 max_points: int = MAX_POINTS) -> bytes:
     """Latency (ms, log scale) of each client op at its invoke time; colour: outcome, marker: f."""
-    fig = Figure(figsize=(WIDTH_IN, 4.2))
+    fig = _mpl().Figure(figsize=(WIDTH_IN, 4.2))
     ax = fig.add_subplot()
     idx = sample_indexes(ops.type, max_points)
     shown = len(idx)
@@ -230,10 +247,11 @@ def latency_png(ops: ClientOps, windows: Sequence[FaultWindow],
                         ms=2.6 if typ == "ok" else 3.4, mew=0, alpha=0.6 if typ == "ok" else 0.9,
                         color=TYPE_COLORS.get(typ, "#333333"), zorder=2 if typ == "ok" else 3)
     present_types = [t for t in ("ok", "fail", "info") if (ops.type == t).any()]
-    handles += [Line2D([], [], ls="none", marker="o", color=TYPE_COLORS[t], label=t)
+    handles += [_mpl().Line2D([], [], ls="none", marker="o", color=TYPE_COLORS[t], label=t)
                 for t in present_types]
-    handles += [Line2D([], [], ls="none", marker=MARKERS[c % len(MARKERS)], color="#444444",
-                       label=f"f={name}") for c, name in enumerate(ops.f_names)]
+    handles += [_mpl().Line2D([], [], ls="none", marker=MARKERS[c % len(MARKERS)],
+                              color="#444444", label=f"f={name}")
+                for c, name in enumerate(ops.f_names)]
     kinds = _shade_faults(ax, windows, ops.end_s, label=True)
     marked = _mark_anomalies(ax, anomalies, label=True)
     _legend(ax, handles + _context_handles(kinds, marked))
@@ -267,7 +285,7 @@ def bin_width(duration_s: float) -> float:
 def throughput_png(ops: ClientOps, windows: Sequence[FaultWindow],
                    anomalies: Sequence[tuple[int, str, str]]) -> bytes:
     """Completions per second over time, one line per outcome (every op counted, none sampled)."""
-    fig = Figure(figsize=(WIDTH_IN, 3.2))
+    fig = _mpl().Figure(figsize=(WIDTH_IN, 3.2))
     ax = fig.add_subplot()
     end = max(ops.end_s, 1e-9)
     width = bin_width(end)
@@ -283,7 +301,7 @@ def throughput_png(ops: ClientOps, windows: Sequence[FaultWindow],
         counts, _ = np.histogram(ops.complete_s[m], bins=edges,
                                  weights=None if ops.weight is None else ops.weight[m])
         ax.stairs(counts / width, edges, color=TYPE_COLORS[typ], lw=1.3, zorder=3)
-        handles.append(Line2D([], [], color=TYPE_COLORS[typ], lw=1.5, label=typ))
+        handles.append(_mpl().Line2D([], [], color=TYPE_COLORS[typ], lw=1.5, label=typ))
     kinds = _shade_faults(ax, windows, ops.end_s, label=False)
     marked = _mark_anomalies(ax, anomalies, label=False)
     _legend(ax, handles + _context_handles(kinds, marked))
@@ -307,7 +325,7 @@ def leadership_png(runs: Sequence[RoleRun], overlaps: Sequence[LeaderOverlap],
     leaders share a term: election safety broken).
     """
     nodes = sorted({r.node for r in runs})
-    fig = Figure(figsize=(WIDTH_IN, 1.3 + 0.45 * max(len(nodes), 1)))
+    fig = _mpl().Figure(figsize=(WIDTH_IN, 1.3 + 0.45 * max(len(nodes), 1)))
     ax = fig.add_subplot()
     end = max(end_s, max((r.end for r in runs), default=0) / 1e9, 1e-9)
     lane = {n: i for i, n in enumerate(nodes)}
@@ -332,7 +350,7 @@ def leadership_png(runs: Sequence[RoleRun], overlaps: Sequence[LeaderOverlap],
                 ax.text(r.start / 1e9 + w / 2, lane[r.node], f"t{r.term}", color="white",
                         fontsize=7, ha="center", va="center", zorder=3, clip_on=True)
                 labelled += 1
-    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    trans = _mpl().blended_transform_factory(ax.transData, ax.transAxes)
     for o in overlaps:
         color = "#8b0000" if o.same_term else "#e31a1c"
         ax.axvspan(o.start / 1e9, o.end / 1e9, color=color, alpha=0.3, lw=0, zorder=2.5)
@@ -347,13 +365,14 @@ def leadership_png(runs: Sequence[RoleRun], overlaps: Sequence[LeaderOverlap],
     order: list[str] = [r for r in ("leader", "follower", "candidate", "no answer")
                         if r in roles_present]
     order += sorted(r for r in roles_present if r not in order)
-    handles: list[Any] = [Patch(facecolor=ROLE_COLORS.get(r, OTHER_ROLE_COLOR),
+    handles: list[Any] = [_mpl().Patch(facecolor=ROLE_COLORS.get(r, OTHER_ROLE_COLOR),
                                 hatch="///" if r == "no answer" else None, label=r)
                           for r in order]
     if overlaps:
-        handles.append(Patch(color="#e31a1c", alpha=0.5, label="two leaders"))
+        handles.append(_mpl().Patch(color="#e31a1c", alpha=0.5, label="two leaders"))
         if any(o.same_term for o in overlaps):
-            handles.append(Patch(color="#8b0000", alpha=0.5, label="two leaders, same term"))
+            handles.append(_mpl().Patch(color="#8b0000", alpha=0.5,
+                                        label="two leaders, same term"))
     _legend(ax, handles + _context_handles(kinds, marked))
     ax.set_yticks(range(len(nodes)), nodes)
     ax.set_ylim(-0.6, max(len(nodes), 1) - 0.4)
