@@ -295,6 +295,44 @@ class _Pairer:
         self.last_index, self.last_time = int(index[-1]), int(times[-1])
         if self.first_index is None:
             self.first_index, self.first_time = int(index[0]), int(times[0])
+        fast = self._pair_vectorised(cols)
+        orphan_pos: list[int] = []
+        if fast is not None:
+            inv, cd, cross = fast
+        else:
+            inv, cd, cross, orphan_pos = self._pair_loop(cols)
+        if not np.array_equal(cols.fcode[inv], cols.fcode[cd]):
+            raise Doubt("completion of another f")
+        obj = cols.obj
+        node = obj["node"][cd]
+        no_node = np.array([x is None for x in node.tolist()], dtype=bool)
+        node[no_node] = obj["node"][inv[no_node]]
+        rows = {
+            "process": obj["process"][inv], "f": obj["f"][inv], "key": obj["key"][inv],
+            "value": obj["value"][inv], "result": obj["value"][cd],
+            "type": _TYPE_NAMES[cols.typ[cd]], "invoke_time": times[inv],
+            "complete_time": times[cd], "invoke_index": index[inv],
+            "complete_index": index[cd], "node": node, "meta": obj["meta"][cd],
+            "final": cols.final[inv] | cols.final[cd], "error": obj["error"][cd],
+        }
+        for i in orphan_pos:
+            self.orphans[obj["process"][i]] = completion(cols, i)
+        extra = [join(rec, completion(cols, i)) for rec, i in cross]
+        self._emit(rows, extra)
+        open_ = self.open
+        for p, j in list(open_.items()):  # still open: carry the invoke's own fields
+            if type(j) is int:
+                open_[p] = (cols.fcode[j], obj["process"][j], obj["f"][j], obj["key"][j],
+                            obj["value"][j], int(times[j]), int(index[j]), obj["node"][j],
+                            bool(cols.final[j]))
+        if self.pieces.cuttable:
+            self.pieces.cut({_key_code(rec[3]) for rec in open_.values()}, self.last_time)
+
+    def _pair_loop(self, cols: Columns) -> tuple[np.ndarray, np.ndarray,
+                                                 list[tuple[tuple[Any, ...], int]], list[int]]:
+        """Pair the block line by line: (invoke positions, their completions' positions,
+        (carried invoke, completion position) pairs, orphan completions' positions).
+        Raises Doubt exactly where a reader of the whole file would."""
         inv_pos: list[int] = []
         comp_pos: list[int] = []
         cross: list[tuple[tuple[Any, ...], int]] = []
@@ -319,33 +357,40 @@ class _Pairer:
                     comp_pos.append(i)
                 else:
                     cross.append((j, i))
-        inv = np.array(inv_pos, dtype=np.int64)
-        cd = np.array(comp_pos, dtype=np.int64)
-        if not np.array_equal(cols.fcode[inv], cols.fcode[cd]):
-            raise Doubt("completion of another f")
-        obj = cols.obj
-        node = obj["node"][cd]
-        no_node = np.array([x is None for x in node.tolist()], dtype=bool)
-        node[no_node] = obj["node"][inv[no_node]]
-        rows = {
-            "process": obj["process"][inv], "f": obj["f"][inv], "key": obj["key"][inv],
-            "value": obj["value"][inv], "result": obj["value"][cd],
-            "type": _TYPE_NAMES[cols.typ[cd]], "invoke_time": times[inv],
-            "complete_time": times[cd], "invoke_index": index[inv],
-            "complete_index": index[cd], "node": node, "meta": obj["meta"][cd],
-            "final": cols.final[inv] | cols.final[cd], "error": obj["error"][cd],
-        }
-        for i in orphan_pos:
-            self.orphans[obj["process"][i]] = completion(cols, i)
-        extra = [join(rec, completion(cols, i)) for rec, i in cross]
-        self._emit(rows, extra)
-        for p, j in list(open_.items()):  # still open: carry the invoke's own fields
-            if type(j) is int:
-                open_[p] = (cols.fcode[j], obj["process"][j], obj["f"][j], obj["key"][j],
-                            obj["value"][j], int(times[j]), int(index[j]), obj["node"][j],
-                            bool(cols.final[j]))
-        if self.pieces.cuttable:
-            self.pieces.cut({_key_code(rec[3]) for rec in open_.values()}, self.last_time)
+        return (np.array(inv_pos, dtype=np.int64), np.array(comp_pos, dtype=np.int64),
+                cross, orphan_pos)
+
+    def _pair_vectorised(self, cols: Columns) -> tuple[np.ndarray, np.ndarray,
+                                                       list[tuple[tuple[Any, ...], int]]] | None:
+        """The same pairing with numpy, for the usual block: each process's lines alternate
+        invoke, completion (starting with a completion when its invoke is carried from an
+        earlier block). None when any process's lines do not (a Doubt, or an orphan of a
+        later byte range): then `_pair_loop` decides, line by line."""
+        pc = cols.pcode
+        n = len(pc)
+        order = np.argsort(pc, kind="stable")
+        cs = pc[order]
+        start = np.ones(n, dtype=bool)
+        start[1:] = cs[1:] != cs[:-1]
+        gstart = np.flatnonzero(start)
+        sizes = np.diff(np.append(gstart, n))
+        procs = cs[gstart].tolist()
+        open_ = self.open
+        carried_g = np.fromiter((p in open_ for p in procs), dtype=bool, count=len(procs))
+        rank = np.arange(n) - np.repeat(gstart, sizes)
+        is_inv = cols.typ[order] == 0
+        if not np.array_equal(is_inv, (rank % 2 == 0) != np.repeat(carried_g, sizes)):
+            return None
+        has_next = np.zeros(n, dtype=bool)
+        has_next[:-1] = ~start[1:]
+        q = np.flatnonzero(is_inv & has_next)
+        cross = [(open_.pop(procs[g]), int(order[gstart[g]]))
+                 for g in np.flatnonzero(carried_g).tolist()]
+        last = gstart + sizes - 1
+        for g in np.flatnonzero(is_inv[last]).tolist():
+            open_[procs[g]] = int(order[last[g]])
+        self.seen.update(procs)
+        return order[q], order[q + 1], cross
 
     def finish(self, complete: bool) -> None:
         """Close the spill files; `complete`: the whole file was read, so the invokes still
