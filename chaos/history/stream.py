@@ -5,8 +5,10 @@ A history can be far bigger than memory (an hour of load is tens of millions of 
 module reads it a block at a time (`BLOCK_LINES` lines), parses each block with the reader's
 columnar machinery (`chaos.history.columnar.Columns`), checks the reader's rules and pairs
 invokes with completions across blocks (only the invokes still open are carried from one
-block to the next: at most one per process). Each completed operation is one row of the
-pairs contract (chaos.history.model) and goes to a spill file:
+block to the next: at most one per process; a block is paired with numpy, and line by line
+only when a process's lines do not alternate). A big file is read by one process per core,
+each a byte range (chaos.history.ranges). Each completed operation is one row of the pairs
+contract (chaos.history.model) and goes to a spill file (format: chaos.history.spill):
 
 - client operations (integer processes) to shard `hash(key) % n_shards`, so every op of a
   key lands in one shard: the per-key checkers (lost writes, stale reads, linearizability)
