@@ -123,7 +123,8 @@ def _pack(col: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]] 
     one int64 buffer instead of a JSON array of ints that loads back as thousands of int
     objects. They load back as one int64 array per row, as lost-writes takes them
     (chaos.checkers._frame.flatten; an in-memory read gives lists, which flatten turns into
-    the same int64 elements). None when there is nothing to pack or an element is not an
+    the same int64 elements, true and false as 1 and 0 like here; the lines an anomaly cites
+    are re-read from the file). None when there is nothing to pack or an element is not an
     int (then the JSON path keeps the values as they are)."""
     rows = np.flatnonzero(f == "read-set")
     if not len(rows):
