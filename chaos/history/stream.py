@@ -53,6 +53,7 @@ from chaos.checkers._frame import hashable
 from chaos.history.columnar import INT64_MIN, Columns
 from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 from chaos.history.reader import BOM
+from chaos.history.pieces import Pieces, key_code
 from chaos.history.spill import dump_batch, load_batches, make_directory
 
 BLOCK_LINES = 65536  # lines parsed at a time: ~10 MB of dicts, whatever the history's size
@@ -184,86 +185,13 @@ def truncated_warning(source: str, lineno: int) -> str:
             "(no newline, not valid JSON: a crash mid-write?)")
 
 
-def _atoms(value: Any) -> list[Any]:
-    """A row value and, for a list, its elements, hashable: what an op may mention."""
-    if type(value) is list:
-        return [hashable(value)] + [hashable(v) for v in value]
-    return [hashable(value)]
-
-
-class _Pieces:
-    """Which piece of its key each client row goes to, and where a key is cut (module doc)."""
-
-    def __init__(self, split: Split, piece_ops: int, cuttable: frozenset[str]):
-        self.split, self.piece_ops, self.cuttable = split, piece_ops, cuttable
-        self.piece: dict[Any, int] = {}  # key -> current piece (absent: 0)
-        self.rows: dict[Any, int] = {}  # key -> rows in its current piece
-        self.uncut: set[Any] = set()  # keys with an f that cannot be carried across a cut
-        self.info: dict[Any, set[Any]] = {}  # key -> values of its info rows, current piece
-        self.closed: dict[Any, set[Any]] = {}  # the same, of its earlier pieces
-        self.last: dict[Any, int] = {}  # key -> latest completion time in its current piece
-
-    def route(self, keys: list[Any], fs: list[Any], types: list[Any], values: list[Any],
-              results: list[Any], completed: np.ndarray) -> list[int]:
-        """Each row's piece; notes the rows per piece, unknown ops' values, observations."""
-        out = []
-        piece, rows, uncut, cuttable, last = (self.piece, self.rows, self.uncut, self.cuttable,
-                                              self.last)
-        for k, f, t, v, r, t1 in zip(keys, fs, types, values, results, completed.tolist()):
-            if k in uncut:
-                out.append(0)
-                continue
-            g = piece.get(k, 0)
-            if f not in cuttable:
-                if g:
-                    raise Doubt("a key cut into pieces has an op no carry covers")
-                uncut.add(k)
-                rows.pop(k, None)
-                out.append(0)
-                continue
-            out.append(g)
-            rows[k] = rows.get(k, 0) + 1
-            if g and not rows[k] - 1:
-                self.split.cut_keys[k] = g  # the key's piece g has rows: it continues there
-            if t1 > last.get(k, INT64_MIN):
-                last[k] = t1
-            if t == "info":
-                self.info.setdefault(k, set()).update(_atoms(v))
-            seen = self.closed.get(k)
-            if seen:
-                for a in _atoms(v) + _atoms(r):
-                    if a in seen:
-                        self.split.observed[(k, a)] = g
-        return out
-
-    def wants(self) -> bool:
-        """Whether some key's piece is big enough to be cut at the next quiescent point."""
-        return bool(self.cuttable) and any(n >= self.piece_ops for n in self.rows.values())
-
-    def cut(self, open_keys: set[Any], now: int) -> None:
-        """At a block boundary (`now`: the block's last line's time, no later line is older):
-        cut each big key none of whose ops is open and whose last completion is before
-        `now`, so its next op is invoked strictly after every op of the piece completed."""
-        for k, n in self.rows.items():
-            if (n < self.piece_ops or k in open_keys
-                    or self.last[k] >= now):
-                continue
-            g = self.piece[k] = self.piece.get(k, 0) + 1
-            self.rows[k] = 0
-            self.closed.setdefault(k, set()).update(self.info.pop(k, ()))
-            need = (g + 1) * self.split.base_shards
-            if need > len(self.split.shard_rows):
-                self.split.shard_rows += [0] * (need - len(self.split.shard_rows))
-                self.split.n_shards = need
-
-
 class _Pairer:
     """Pairs invokes with completions across blocks; routes rows to their shard files."""
 
     def __init__(self, split: Split, tag: str = "0", orphans_ok: bool = False,
-                 pieces: _Pieces | None = None):
+                 pieces: Pieces | None = None):
         self.split = split
-        self.pieces = pieces or _Pieces(split, 1 << 62, frozenset())
+        self.pieces = pieces or Pieces(split, 1 << 62, frozenset())
         self.tag = tag  # this reader's spill files: shard-<s>.<tag>.pickle
         #: reading a byte range after the first: a process's first event may be the
         #: completion of an invoke in an earlier range (an orphan, paired by the caller)
@@ -328,7 +256,7 @@ class _Pairer:
                             obj["value"][j], int(times[j]), int(index[j]), obj["node"][j],
                             bool(cols.final[j]))
         if self.pieces.cuttable:
-            self.pieces.cut({_key_code(rec[3]) for rec in open_.values()}, self.last_time)
+            self.pieces.cut({key_code(rec[3]) for rec in open_.values()}, self.last_time)
 
     def _pair_loop(self, cols: Columns) -> tuple[np.ndarray, np.ndarray,
                                                  list[tuple[tuple[Any, ...], int]], list[int]]:
@@ -429,7 +357,7 @@ class _Pairer:
             n_shards = self.split.base_shards or self.split.n_shards
             sel = np.flatnonzero(client)
             codes = []
-            keys = [_key_code(k) for k in rows["key"][sel].tolist()]
+            keys = [key_code(k) for k in rows["key"][sel].tolist()]
             for k in keys:
                 s = ks.get(k)
                 if s is None:
@@ -478,11 +406,6 @@ def join(rec: tuple[Any, ...], comp: tuple[Any, ...] | None) -> list[Any]:
             cnode if cnode is not None else node, meta, final or cfinal, error]
 
 
-def _key_code(key: Any) -> Any:
-    """A key as the splitter files it (hashable: a list key becomes a tuple)."""
-    return key if type(key) in (str, int) else hashable(key)
-
-
 def _objects(values: list[Any]) -> np.ndarray:
     arr = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
@@ -525,7 +448,7 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
         return ranges.split_parallel(p, d, n_shards, workers)
     split = Split(source=str(p), n_shards=n_shards, directory=d,
                   shard_rows=[0] * n_shards, base_shards=n_shards)
-    pieces = _Pieces(split, piece_ops if cuttable else 1 << 62, cuttable)
+    pieces = Pieces(split, piece_ops if cuttable else 1 << 62, cuttable)
     pairer = read_range(p, split, _Pairer(split, pieces=pieces), 0, None, complete=True)
     if not split.lines:
         raise Doubt("empty")
