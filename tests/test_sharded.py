@@ -38,8 +38,9 @@ def _norm(doc: dict[str, Any]) -> dict[str, Any]:
             r["stats"]["undecided"] = sorted(r["stats"]["undecided"], key=repr)
         if r["checker"] == "linearizable" and r["valid"] is False:
             # an invalid key stops the search: which others it had finished depends on the
-            # order keys are searched in (chaos.checkers.sharded's module doc)
-            for k in ("keys_valid", "skipped_keys", "steps", "peak_configs"):
+            # order keys are searched in (chaos.checkers.sharded's module doc), and which keys
+            # ran out of their time budget on a loaded machine (undecided) on the time left
+            for k in ("keys_valid", "skipped_keys", "steps", "peak_configs", "undecided"):
                 r["stats"].pop(k, None)
             r["anomalies"] = [a["kind"] for a in r["anomalies"]]
             r["warnings"] = [w for w in r["warnings"] if "not finished" not in w]
