@@ -33,6 +33,7 @@ def test_sample_counts_equal_the_whole_history(path: Path) -> None:
     for k in ("lines", "operations", "client", "nemesis", "monitor", "by_f", "duration_s"):
         assert got[k] == want[k], k
     tput = s.throughput_ops()
+    assert tput.weight is not None
     for typ in ("ok", "fail", "info"):  # every completion counted, none sampled
         done = int((~np.isnan(ops.complete_s) & (ops.type == typ)).sum())
         assert int(tput.weight[tput.type == typ].sum()) == done, typ
