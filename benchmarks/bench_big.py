@@ -58,11 +58,18 @@ def _tree_rss(pid: int) -> int:
 
 
 def measure(path: Path) -> dict:
+    """`chaos analyze --no-results PATH` under /usr/bin/time -v."""
+    return measure_chaos(["analyze", "--no-results", str(path)])
+
+
+def measure_chaos(args: list[str]) -> dict:
+    """Run `chaos ARGS` under /usr/bin/time -v: exit code, first output line (`verdict`),
+    wall and CPU seconds, peak RSS of the largest process (`rss`) and of the process tree
+    sampled every 50 ms (`tree_rss`), the load average before and after."""
     load0 = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(["/usr/bin/time", "-v", *CHAOS, "analyze", "--no-results",
-                             str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, text=True)
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *CHAOS, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, text=True)
     peak = [0]
     stop = threading.Event()
 
@@ -77,7 +84,7 @@ def measure(path: Path) -> dict:
 
     def field(name: str) -> str:
         m = re.search(rf"{re.escape(name)}: (.+)", err)
-        return m.group(1).strip() if m else "?"
+        return m.group(1).strip() if m else "0"
     wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")
     secs = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall)))
     cpu = float(field("User time (seconds)")) + float(field("System time (seconds)"))

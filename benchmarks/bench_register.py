@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_big import _tree_rss, count_lines  # noqa: E402
+from bench_big import count_lines, measure_chaos  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAOS = [sys.executable, "-m", "chaos"]
@@ -37,32 +35,9 @@ CHAOS = [sys.executable, "-m", "chaos"]
 
 def measure(args: list[str]) -> dict:
     """Run `chaos ARGS` under /usr/bin/time -v; its figures (module doc)."""
-    load0 = os.getloadavg()[0]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(["/usr/bin/time", "-v", *CHAOS, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, text=True)
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.05):
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    out, err = proc.communicate()
-    stop.set()
-    t.join()
-
-    def field(name: str) -> str:
-        m = re.search(rf"{re.escape(name)}: (.+)", err)
-        return m.group(1).strip() if m else "0"
-    wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")
-    secs = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall)))
-    cpu = float(field("User time (seconds)")) + float(field("System time (seconds)"))
-    return {"exit": proc.returncode, "first": (out.splitlines() or [err[-300:]])[0],
-            "wall": secs, "cpu": cpu,
-            "rss": int(field("Maximum resident set size (kbytes)")) * 1024,
-            "tree_rss": peak[0], "load": (load0, os.getloadavg()[0])}
+    r = measure_chaos(args)
+    r["first"] = r.pop("verdict")
+    return r
 
 
 def show(what: str, lines: int, r: dict) -> None:
