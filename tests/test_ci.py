@@ -227,6 +227,7 @@ def test_summary_table_worst_first_and_unfinished_runs(tmp_path):
     assert invoke_cli("ci", "summary", str(tmp_path / "nope"))[0] == 4
 
 
+@pytest.mark.integration  # a fresh interpreter, to see what an import pulls in
 def test_summary_and_junit_do_not_import_matplotlib():
     """`chaos ci summary` and the JUnit writer run once per CI cell: they must not pay for
     matplotlib (imported only when a plot is drawn, chaos.report.plots._mpl)."""
