@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.faults.member import Member
+from chaos.faults.member import caught_up
 from chaos.nemesis import Nemesis, NemesisContext
 from targets.kvlite import election
 from targets.kvlite.node import Node, Options
@@ -53,16 +53,15 @@ def _nemesis(status) -> Nemesis:
 
 
 def test_catch_up_is_verified_only_when_the_position_reaches_the_leaders():
-    member = Member()
     leader = {"role": "leader", "log_position": 40}
-    seen, problem = member.caught_up(_nemesis(_Status({"n1": leader, "n2": {
+    seen, problem = caught_up(_nemesis(_Status({"n1": leader, "n2": {
         "role": "follower", "log_position": 41}})), "n2", timeout=2)
     assert problem is None and seen["log_position"] == 41 and seen["leader_position"] == 40
-    seen, problem = member.caught_up(_nemesis(_Status({"n1": leader, "n2": {
+    seen, problem = caught_up(_nemesis(_Status({"n1": leader, "n2": {
         "role": "follower", "log_position": 39}})), "n2", timeout=0.5)
     assert problem and "did not catch up" in problem
-    _seen, problem = member.caught_up(_nemesis(_Status({"n1": {"role": "leader"}})), "n2",
-                                      timeout=0.5)
+    _seen, problem = caught_up(_nemesis(_Status({"n1": {"role": "leader"}})), "n2",
+                               timeout=0.5)
     assert problem and "has no log_position" in problem
 
 

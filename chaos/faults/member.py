@@ -66,7 +66,7 @@ class Member(Fault):
         did: dict[str, Any] = {}
         problems: list[str] = []
         for node in nodes:
-            seen, problem = self.caught_up(nem, node)
+            seen, problem = caught_up(nem, node)
             did[node] = seen
             if problem:
                 problems.append(problem)
@@ -81,37 +81,39 @@ class Member(Fault):
             f"{node} rejoined but the run ended before its catch-up was verified"
             for node in nodes]
 
-    def caught_up(self, nem: Nemesis, node: str,
-                  timeout: float = CATCH_UP_TIMEOUT) -> tuple[dict[str, Any], str | None]:
-        """Poll until `node`'s log_position reaches the leader's (read once, at the start)."""
-        status = nem.ctx.status
-        if status is None:
-            return {}, f"no status source: {node}'s catch-up cannot be verified"
-        t0 = time.monotonic()
-        goal: Any = None
-        leader: str | None = None
-        last: Any = None
-        while time.monotonic() - t0 < timeout:
-            try:
-                if goal is None:
-                    leader = nem.ctx.leader()
-                    if leader is not None and leader != node:
-                        goal = status(leader).get("log_position")
-                        if goal is None:
-                            return {}, (f"the leader {leader}'s status has no log_position: "
-                                        f"{node}'s catch-up cannot be verified")
-                else:
-                    last = status(node).get("log_position")
-                    if last is not None and term_key(last) >= term_key(goal):
-                        return {"node": node, "leader": leader, "log_position": last,
-                                "leader_position": goal,
-                                "seconds": round(time.monotonic() - t0, 2)}, None
-            except Exception:  # noqa: BLE001 - not answering yet: poll on
-                pass
-            time.sleep(0.1)
-        return ({"node": node, "leader": leader, "log_position": last, "leader_position": goal},
-                f"{node} did not catch up within {timeout:g} s (log_position {last}, the "
-                f"leader {leader}'s {goal})")
+
+def caught_up(nem: Nemesis, node: str,
+              timeout: float = CATCH_UP_TIMEOUT) -> tuple[dict[str, Any], str | None]:
+    """Poll until `node`'s log_position reaches the leader's (read once, at the start): the
+    catch-up rule of a rejoined node (the member fault's rejoin, the membership fault's add)."""
+    status = nem.ctx.status
+    if status is None:
+        return {}, f"no status source: {node}'s catch-up cannot be verified"
+    t0 = time.monotonic()
+    goal: Any = None
+    leader: str | None = None
+    last: Any = None
+    while time.monotonic() - t0 < timeout:
+        try:
+            if goal is None:
+                leader = nem.ctx.leader()
+                if leader is not None and leader != node:
+                    goal = status(leader).get("log_position")
+                    if goal is None:
+                        return {}, (f"the leader {leader}'s status has no log_position: "
+                                    f"{node}'s catch-up cannot be verified")
+            else:
+                last = status(node).get("log_position")
+                if last is not None and term_key(last) >= term_key(goal):
+                    return {"node": node, "leader": leader, "log_position": last,
+                            "leader_position": goal,
+                            "seconds": round(time.monotonic() - t0, 2)}, None
+        except Exception:  # noqa: BLE001 - not answering yet: poll on
+            pass
+        time.sleep(0.1)
+    return ({"node": node, "leader": leader, "log_position": last, "leader_position": goal},
+            f"{node} did not catch up within {timeout:g} s (log_position {last}, the "
+            f"leader {leader}'s {goal})")
 
 
 register(Member())

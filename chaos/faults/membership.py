@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from chaos.faults.base import Fault, Outcome, register
-from chaos.faults.member import WIPE, Member
+from chaos.faults.member import WIPE, caught_up
 
 if TYPE_CHECKING:  # pragma: no cover
     from chaos.nemesis import Nemesis
@@ -104,7 +104,7 @@ class MembershipFault(Fault):
             members, leader, problem = _poll(
                 nem, lambda m, ldr, node=node: node in m and ldr is not None,
                 f"{node} not listed, or no leader")
-            seen, late = Member().caught_up(nem, node)
+            seen, late = caught_up(nem, node)
             did[node] = {"members": members, "leader": leader, "caught_up": seen}
             problems += [f"after adding {node}: {p}" for p in (problem, late) if p]
         return {"nodes": did}, problems
