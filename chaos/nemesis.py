@@ -83,16 +83,26 @@ class Nemesis:
         return partition_shape(list(self.ctx.nodes), name, self.ctx.rng, leader,
                                leaders=self.ctx.past_leaders())
 
-    def pick(self, which: str) -> tuple[str, str]:
-        """Resolve "leader" / "follower" / "random" / a node name to a node, with the reason."""
+    def pick(self, which: str, wait_s: float = 0.0) -> tuple[str, str]:
+        """Resolve "leader" / "follower" / "random" / a node name to a node, with the reason.
+
+        With no leader known (right after a kill or a pause none may be) "leader" and
+        "follower" fall back to a random node; `wait_s` > 0 first polls the monitor that long
+        for a leader (faults for which the leader is the wrong node to hit, e.g. a wipe)."""
         if which in self.ctx.nodes:
             return which, "named"
         leader = self.ctx.leader() if which in ("leader", "follower") else None
+        deadline = time.monotonic() + wait_s
+        while leader is None and which in ("leader", "follower") \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+            leader = self.ctx.leader()
         if which == "leader" and leader is not None:
             return leader, "leader"
         if which == "follower" and leader is not None:
             return self.ctx.rng.choice([n for n in self.ctx.nodes if n != leader]), "follower"
-        why = "random (no leader known)" if which in ("leader", "follower") else "random"
+        why = "random" if which not in ("leader", "follower") else \
+            f"random (no leader known{f' within {wait_s:g} s' if wait_s else ''})"
         return self.ctx.rng.choice(self.ctx.nodes), why
 
     def evidence_begin(self, what: str, links: list[tuple[str, str]]) -> None:

@@ -84,3 +84,46 @@ def test_a_wiped_kvlite_follower_rejoins_from_a_snapshot_and_catches_up(tmp_path
     assert "installing snapshot" in node_log and "a voter again" in node_log
     if runtime == "local":  # the data dir is in the run directory: what was moved aside too
         assert list((Path(doc["run_dir"]) / "nodes" / node / ".chaos-wiped").iterdir())
+
+
+def test_a_rejoined_node_that_leads_is_caught_up_when_it_reaches_the_others():
+    """The wiped node caught up and won an election before the check: the goal is the
+    highest position of the other nodes (a node down has no say), not a check of itself."""
+    me = {"role": "leader", "log_position": [3, 50]}
+    nem = Nemesis(NemesisContext(runtime=None, net=None, nodes=["n1", "n2", "n3"],
+                                 leader=lambda: "n2", restart=lambda *a, **k: None,
+                                 rng=random.Random(1), record=lambda op: None,
+                                 status=_Status({"n1": {"log_position": [2, 48]}, "n2": me,
+                                                 "n3": {"log_position": [3, 50]}})))
+    seen, problem = caught_up(nem, "n2", timeout=2)
+    assert problem is None and seen["leader"] == "n2" and seen["leader_position"] == [3, 50]
+    # ahead of it: not caught up, however long it leads
+    nem.ctx.status = _Status({"n1": {"log_position": [3, 51]}, "n2": me, "n3": {}})
+    seen, problem = caught_up(nem, "n2", timeout=0.5)
+    assert problem and "did not catch up" in problem and seen["leader_position"] == [3, 51]
+
+
+def test_a_follower_is_picked_once_a_leader_is_known():
+    """Right after a kill no leader may be known: the member fault waits for one instead of
+    wiping a node at random (which may be the next leader)."""
+    answers = iter([None, None, None, "n1"])
+    nem = Nemesis(NemesisContext(runtime=None, net=None, nodes=["n1", "n2", "n3"],
+                                 leader=lambda: next(answers, "n1"),
+                                 restart=lambda *a, **k: None, rng=random.Random(1),
+                                 record=lambda op: None))
+    node, why = nem.pick("follower", wait_s=5)
+    assert node != "n1" and why == "follower"
+    nem.ctx.leader = lambda: None
+    node, why = nem.pick("follower", wait_s=0.3)
+    assert why == "random (no leader known within 0.3 s)"
+    assert nem.pick("follower")[1] == "random (no leader known)"  # no wait asked: at once
+
+
+def test_no_node_is_wiped_while_another_is_out_of_the_membership():
+    from chaos.faults import get
+
+    nem = _nemesis(_Status({}))
+    nem.removed.add("n3")
+    with pytest.raises(RuntimeError, match="n3 is out of the membership"):
+        get("member").start(nem, {"node": "follower"})
+    assert nem.killed == set()  # refused before anything was done

@@ -114,10 +114,6 @@ def test_removed_nodes_are_windows_that_hold_a_node_out():
 
 
 @pytest.mark.integration
-@pytest.mark.slow  # out of the default suite while it fails in ~2 of 5 runs (exit 2, unknown,
-# never valid): an add-member that loses the leader mid-change ("leadership lost while
-# waiting for replication") leaves a node removed, and member+kill then wipes a voter of the
-# remaining two, or picks a node while no leader is known; issue 16 stays open for it
 def test_all_on_kvlite_runs_every_combination_and_undoes_every_fault(tmp_path):
     """One run holds every item of kvlite's `all` (the four kinds, partition+clock,
     member+kill, membership+partition): valid, every window closed and verified, the removed
@@ -288,3 +284,36 @@ def test_a_removal_that_raised_is_stopped_wiped_and_added_back_by_the_heal(tmp_p
         assert get("membership").heal(nem) == ({}, [])  # nothing left to undo
     finally:
         rt.teardown()
+
+
+def test_kvlite_asks_a_change_of_unknown_outcome_again_and_raises_a_lasting_refusal(
+        monkeypatch):
+    """Both changes are idempotent on the nodes, so a leader lost mid-change ("outcome
+    unknown") is no reason to give up: the change is asked again of the next leader (which
+    says "not committed yet" while its log holds it uncommitted), until it answers ok. A
+    refusal that stays true is raised at once."""
+    from chaos.target import Cluster
+    from targets.kvlite import membership as km
+
+    replies = [{"type": "error", "error": "leadership lost while waiting for replication"},
+               {"type": "fail", "error": "the previous configuration change is not "
+                                         "committed yet"},
+               {"type": "ok", "value": ["n1", "n2", "n3"]}]
+    asked: list[str] = []
+
+    def call(addr, msg, timeout):
+        asked.append(addr)
+        return replies.pop(0)
+
+    leaders = iter(["n1", "n2", "n2"])
+    monkeypatch.setattr(km, "call", call)
+    monkeypatch.setattr(km, "_leader", lambda cluster, timeout: (next(leaders), {}))
+    cluster = Cluster(nodes=["n1", "n2", "n3"],
+                      endpoints={"n1": "a1", "n2": "a2", "n3": "a3"}, options={},
+                      run=lambda *a: None, data_dir=lambda node: "")  # type: ignore[arg-type]
+    km.KvliteMembership().add_member(cluster, "n3", 5)
+    assert asked == ["a1", "a2", "a2"] and not replies
+    replies.append({"type": "fail", "error": "unknown node 'n9'"})
+    monkeypatch.setattr(km, "_leader", lambda cluster, timeout: ("n1", {}))
+    with pytest.raises(RuntimeError, match="unknown node"):
+        km.KvliteMembership().add_member(cluster, "n9", 5)

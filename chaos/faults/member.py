@@ -8,8 +8,14 @@ The start SIGKILLs the node, moves everything in its data dir aside into
 log after it, then catch-up; in a consensus system it must not vote or count toward a
 quorum before it has caught up, or acknowledged writes could be lost by its amnesia).
 Verified: the node runs again after the start; at the stop its status `log_position`
-reaches the leader's (as the leader reported it when the check began) within
-CATCH_UP_TIMEOUT, else the fault is unverified and the verdict unknown.
+reaches the leader's (as the leader reported it when the check began; when the rejoined node
+itself leads by then, the highest position another node reports) within CATCH_UP_TIMEOUT,
+else the fault is unverified and the verdict unknown.
+
+The follower is picked once a leader is known (waiting up to CATCH_UP_TIMEOUT: wiping the
+node that leads is another fault). No node is wiped while a membership fault holds one out
+of the configuration: a wiped voter cannot vote until it has caught up, so wiping one of the
+remaining voters could leave no quorum at all (refused, so unverified: the verdict unknown).
 
 Optional (`Target.faults` must list "member"): only a target knows whether a node with an
 empty data dir can rejoin, and it must report `log_position` in its status.
@@ -46,7 +52,10 @@ class Member(Fault):
         return {"node": "follower"}
 
     def start(self, nem: Nemesis, params: dict[str, Any]) -> Outcome:
-        node, why = nem.pick(params.get("node", "follower"))
+        if nem.removed:
+            raise RuntimeError(f"refused: {', '.join(sorted(nem.removed))} is out of the "
+                               "membership, and a wiped voter of the rest could leave no quorum")
+        node, why = nem.pick(params.get("node", "follower"), wait_s=CATCH_UP_TIMEOUT)
         rt = nem.ctx.runtime
         rt.kill(node)
         nem.killed.add(node)  # until it runs again: the heal restarts it, liveness knows
@@ -85,7 +94,12 @@ class Member(Fault):
 def caught_up(nem: Nemesis, node: str,
               timeout: float = CATCH_UP_TIMEOUT) -> tuple[dict[str, Any], str | None]:
     """Poll until `node`'s log_position reaches the leader's (read once, at the start): the
-    catch-up rule of a rejoined node (the member fault's rejoin, the membership fault's add)."""
+    catch-up rule of a rejoined node (the member fault's rejoin, the membership fault's add).
+
+    When `node` itself leads by then (it caught up and won an election), the goal is the
+    highest log_position the other nodes answer with: a leader is caught up when its log
+    reaches every other node's, whatever the target's election rule (a naive one may elect a
+    node with an empty log; then the goal shows it)."""
     status = nem.ctx.status
     if status is None:
         return {}, f"no status source: {node}'s catch-up cannot be verified"
@@ -102,6 +116,8 @@ def caught_up(nem: Nemesis, node: str,
                     if goal is None:
                         return {}, (f"the leader {leader}'s status has no log_position: "
                                     f"{node}'s catch-up cannot be verified")
+                elif leader == node:
+                    goal = _highest_other(nem, node)
             else:
                 last = status(node).get("log_position")
                 if last is not None and term_key(last) >= term_key(goal):
@@ -114,6 +130,22 @@ def caught_up(nem: Nemesis, node: str,
     return ({"node": node, "leader": leader, "log_position": last, "leader_position": goal},
             f"{node} did not catch up within {timeout:g} s (log_position {last}, the "
             f"leader {leader}'s {goal})")
+
+
+def _highest_other(nem: Nemesis, node: str) -> Any:
+    """The highest log_position the nodes other than `node` answer with (None: none did)."""
+    assert nem.ctx.status is not None
+    best: Any = None
+    for other in nem.ctx.nodes:
+        if other == node:
+            continue
+        try:
+            pos = nem.ctx.status(other).get("log_position")
+        except Exception:  # noqa: BLE001 - a node down (killed, removed) has no say
+            continue
+        if pos is not None and (best is None or term_key(pos) > term_key(best)):
+            best = pos
+    return best
 
 
 register(Member())

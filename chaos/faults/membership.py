@@ -49,10 +49,9 @@ class MembershipFault(Fault):
 
     def start(self, nem: Nemesis, params: dict[str, Any]) -> Outcome:
         cap, cluster = _capability(nem)
-        # a follower is only known once a leader is (right after a kill or a pause none may
-        # be): wait for one, so the leader is never the node picked at random
-        _poll(nem, lambda _m, ldr: ldr is not None, "no leader", members=False)
-        node, why = nem.pick(params.get("node", "follower"))
+        # a follower is only known once a leader is: wait for one, so the leader is never
+        # the node picked at random
+        node, why = nem.pick(params.get("node", "follower"), wait_s=VERIFY_TIMEOUT)
         if node in nem.removed:
             raise RuntimeError(f"{node} is already removed")
         if node == nem.ctx.leader():
@@ -116,10 +115,8 @@ def _capability(nem: Nemesis) -> tuple[Any, Any]:
     return nem.ctx.membership, nem.ctx.cluster()
 
 
-def _poll(nem: Nemesis, ok: Any, what: str,
-          members: bool = True) -> tuple[list[str], str | None, str | None]:
-    """(members, leader, None) once ok(members, leader) holds; else the last seen and why
-    (members False: the member list is not asked)."""
+def _poll(nem: Nemesis, ok: Any, what: str) -> tuple[list[str], str | None, str | None]:
+    """(members, leader, None) once ok(members, leader) holds; else the last seen and why."""
     cap, cluster = _capability(nem)
     t0 = time.monotonic()
     seen: list[str] = []
@@ -127,7 +124,7 @@ def _poll(nem: Nemesis, ok: Any, what: str,
     error = ""
     while time.monotonic() - t0 < VERIFY_TIMEOUT:
         try:
-            seen = sorted(cap.members(cluster, 2.0)) if members else []
+            seen = sorted(cap.members(cluster, 2.0))
             leader = nem.ctx.leader()
             if ok(seen, leader):
                 return seen, leader, None

@@ -2,9 +2,15 @@
 
 Every call goes to the node leading in the highest generation that answers (its own status
 says "leader"), out of band at the nodes' real addresses. A change is the admin op
-"reconfigure" (config.py on the nodes), answered once the new configuration is committed;
-"not leader" and "previous change not committed yet" are retried until the timeout, an
-"error" reply (the outcome is unknown: it may still commit) is raised at once.
+"reconfigure" (config.py on the nodes), answered once the new configuration is committed.
+
+Both changes are idempotent on the nodes (removing a non-voter, or adding a voter, answers ok
+at once), so everything that says "not made", "not made yet" or "outcome unknown" is asked
+again, of whichever node leads then, until the timeout: "not leader", "previous change not
+committed yet" (a new leader whose log holds the change uncommitted says this until it commits
+it, so a retry never answers ok over an uncommitted change), and an "error" reply (the leader
+lost its leadership while the change replicated: it may or may not commit). Only a refusal
+that stays true ("unknown node", "the leader does not remove itself") is raised at once.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from chaos.target import Cluster
 
 from .client import call
 
-#: replies that say the change surely did not happen and may be asked again
+#: fail replies that say the change did not happen yet and may be asked again
 _RETRY = ("not leader", "not committed yet", "leader not ready", "leader lease expired")
 
 
@@ -62,8 +68,8 @@ class KvliteMembership:
                 if reply.get("type") == "ok":
                     return
                 last = f"{leader}: {reply.get('error')}"
-                if reply.get("type") == "error" or not any(r in str(reply.get("error"))
-                                                           for r in _RETRY):
+                if reply.get("type") != "error" and not any(r in str(reply.get("error"))
+                                                            for r in _RETRY):
                     raise RuntimeError(f"reconfigure {msg}: {last}")
             time.sleep(0.1)
         raise TimeoutError(f"reconfigure {msg} not committed within {timeout:g} s ({last})")
