@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -38,20 +37,18 @@ import numpy as np
 import orjson
 
 from chaos.checkers import CHECKERS, ORDER, conclude, evidence
-from chaos.checkers._frame import hashable, register_facts, shaped
-from chaos.checkers.carry import WriteCarry
+from chaos.checkers._frame import register_facts, shaped
 from chaos.checkers.base import Anomaly, CheckResult, check_safe
-from chaos.checkers.dual_leaders import DUAL_LEADERS, WRITE_FS
+from chaos.checkers.dual_leaders import DUAL_LEADERS
 from chaos.checkers.linearizable.checker import ALL_FS, DEFAULT_TIME_LIMIT
 from chaos.checkers.perf import PERF, PerfParts
+from chaos.checkers.shard_pool import PER_KEY, Plan, check_all, default_workers
 from chaos.errors import BadInput
 from chaos.history.faults import fault_windows
 from chaos.history.leadership import leader_intervals, leader_overlaps
-from chaos.history.model import COLUMNS, History, client_mask
 from chaos.history.spill import make_directory
 from chaos.history.stream import PIECE_OPS, Doubt, Split, split_history
 
-PER_KEY = ("lost-writes", "stale-reads", "linearizable")
 #: anomaly kind -> the word lost-writes uses in its "only the first N listed" warning
 LOST_KINDS = {"lost-write": "lost", "divergent": "divergent", "unexpected": "unexpected",
               "stale-set-read": "stale"}
@@ -72,10 +69,13 @@ def analyze_path(path: str | os.PathLike[str], names: list[str] | None,
                  opts: Mapping[str, Any] | None = None, n_shards: int | None = None,
                  status: Callable[[str], None] | None = None,
                  workers: int | None = None,
-                 piece_ops: int = PIECE_OPS) -> tuple[dict[str, Any], Digest]:
+                 piece_ops: int = PIECE_OPS,
+                 check_workers: int | None = None) -> tuple[dict[str, Any], Digest]:
     """Check the JSONL history at `path` in shards; (run_checkers' outcome, Digest).
     `workers`: processes reading the file (chaos.history.ranges; None: one per core).
     A register or kv key is cut into pieces of about `piece_ops` ops (chaos.history.stream).
+    `check_workers`: processes checking the shards (chaos.checkers.shard_pool; None: one
+    per core for a big history).
 
     Raises Doubt when the history is for the in-memory path (see the module doc), BadInput
     for an unknown checker name.
@@ -85,13 +85,14 @@ def analyze_path(path: str | os.PathLike[str], names: list[str] | None,
     try:
         split = split_history(path, directory, n_shards, workers, piece_ops=piece_ops,
                               cuttable=ALL_FS)
-        return _analyze(split, names, opts, status or (lambda _: None))
+        return _analyze(split, names, opts, status or (lambda _: None), check_workers)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
 def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
-             status: Callable[[str], None]) -> tuple[dict[str, Any], Digest]:
+             status: Callable[[str], None],
+             check_workers: int | None = None) -> tuple[dict[str, Any], Digest]:
     if names:
         for name in names:
             if name not in CHECKERS:
@@ -111,64 +112,28 @@ def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
     modelled = False
     parts: dict[str, list[CheckResult]] = {name: [] for name in PER_KEY}
     acks: list[dict[str, np.ndarray]] = []
-    lin_limit = float(opts.get("time_limit", DEFAULT_TIME_LIMIT))
-    lin_spent = 0.0
-    model = _model(split, opts)
     # a per-key checker needs its ops: without them anywhere it applies nowhere, skip it
     fs = split.client_fs | set(ctx.pairs["f"].tolist())
     wanted = {"lost-writes": "read-set" in fs, "stale-reads": bool(fs & set(ALL_FS)),
               "linearizable": bool(fs & set(ALL_FS))}
-    lin_carry: dict[Any, Any] = {}
-    writes = WriteCarry()
-    for i in range(split.n_shards):
-        if not split.shard_rows[i]:
-            continue
-        status(f"checking shard {i + 1}/{split.n_shards} ({split.shard_rows[i]} ops)...")
-        shard = split.shard(i)
-        pairs = shard.pairs
-        piece = split.piece(i)
-        cut_here: set[Any] = set()
-        if split.cut_keys:
-            cut_here = {hashable(k) for k in set(pairs["key"].tolist())} & set(split.cut_keys)
-        going_on = {k for k in cut_here if split.continues(k, piece)}
-        f = pairs["f"].to_numpy()
-        if (f == "add").any() and (f == "read").any():
-            raise Doubt("a counter's adds and reads: the counter checker sums over all keys")
-        r = register_facts(pairs)
-        reg = (reg[0] or r[0], reg[1] or r[1], reg[2] or r[2], reg[3] and r[3])
-        any_read_set |= bool((f == "read-set").any())
-        kv |= bool(np.isin(f, ("get", "put", "append")).any())
-        modelled |= bool(np.isin(f, list(ALL_FS)).any())
-        for name in PER_KEY:
-            if (names and name not in names) or not (names or wanted[name]):
-                continue
-            shard_opts = dict(opts)
-            if name == "stale-reads":
-                shard_opts["keep_lags"] = True
-                if cut_here:
-                    parts[name].append(_stale_piece(shard, shard_opts, writes, cut_here))
-                    continue
-            if name == "linearizable":
-                if split.cut_keys:
-                    shard_opts.update(_lin_piece(split, piece, lin_carry))
-                    shard_opts["piece_keys"] = cut_here
-                if any(r.valid is False for r in parts[name]):
-                    # an invalid key ends the search, as in one in-memory search
-                    parts[name].append(_skipped(shard, shard_opts))
-                    continue
-                shard_opts["time_limit"] = max(lin_limit - lin_spent, 1e-3)
-                if model is not None:
-                    shard_opts["model"] = model
-                t0 = time.perf_counter()
-            parts[name].append(check_safe(CHECKERS[name], shard, shard_opts))
-            if name == "linearizable":
-                lin_spent += time.perf_counter() - t0
-        writes.keep(shard, going_on)
-        facts.merge(evidence.client_facts(pairs, th.failing_tail_s))
-        perf.merge(PerfParts.of(pairs, windows))
-        if overlaps:
-            acks.append(_acks_in(pairs, overlaps))
-        del shard, pairs
+    plan = Plan(split=split, names=names, wanted=wanted, opts=opts, model=_model(split, opts),
+                windows=windows, overlaps=overlaps, thresholds=th,
+                lin_limit=float(opts.get("time_limit", DEFAULT_TIME_LIMIT)))
+    if check_workers is None:
+        check_workers = default_workers(split)
+    for o in check_all(plan, check_workers, status):
+        for name, r in o.results.items():
+            parts[name].append(r)
+        reg = (reg[0] or o.reg[0], reg[1] or o.reg[1], reg[2] or o.reg[2], reg[3] and o.reg[3])
+        any_read_set |= o.read_set
+        kv |= o.kv
+        modelled |= o.modelled
+        if o.facts is not None:
+            facts.merge(o.facts)
+        if o.perf is not None:
+            perf.merge(o.perf)
+        if o.acks is not None:
+            acks.append(o.acks)
     applies = {
         "lost-writes": any_read_set,
         "stale-reads": shaped(reg),
@@ -194,25 +159,6 @@ def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
     return outcome, digest
 
 
-def _stale_piece(shard: History, opts: Mapping[str, Any], writes: WriteCarry,
-                 keys: set[Any]) -> CheckResult:
-    """Stale reads on a shard holding pieces of cut keys: with their earlier writes beside
-    (chaos.checkers.carry), the carried rows not counted again."""
-    both, n_writes, n_keys = writes.with_writes(shard, keys)
-    r = check_safe(CHECKERS["stale-reads"], both, opts)
-    if r.error is None:
-        r.stats["writes"] = r.stats.get("writes", 0) - n_writes
-        r.stats["keys"] = r.stats.get("keys", 0) - n_keys
-    return r
-
-
-def _lin_piece(split: Split, piece: int, carry: dict[Any, Any]) -> dict[str, Any]:
-    """The linearizable options for a shard of piece `piece` (see its module doc)."""
-    return {"carry": carry,
-            "continues": lambda key: split.continues(key, piece),
-            "later_observes": lambda key, value: split.later_observes(key, value, piece)}
-
-
 def _model(split: Split, opts: Mapping[str, Any]) -> Any:
     """The linearizable model picked from the whole history's client fs (not a shard's)."""
     if opts.get("model") is not None:
@@ -221,39 +167,6 @@ def _model(split: Split, opts: Mapping[str, Any]) -> Any:
     fs = {f for f in split.client_fs if f in ALL_FS}
     picked = pick_model(fs)
     return picked.name if picked is not None else None
-
-
-def _skipped(shard: History, opts: Mapping[str, Any]) -> CheckResult:
-    """A shard the linearizable search did not get to (an earlier shard was invalid): its
-    keys and ops counted as the one search counts them, its keys listed as skipped."""
-    from chaos.checkers.linearizable.checker import _choose_model, _client_rows, _key_ops
-    rows = _client_rows(shard)
-    model = _choose_model({r[0] for r in rows}, opts.get("model"))
-    groups, dropped = _key_ops(rows, model, opts.get("fail", "auto"))
-    carry = opts.get("carry")
-    carried_in = {k for k in groups if carry is not None and k in carry}
-    if carry is not None:  # a key cut into pieces is counted once, in its first piece
-        for key in groups:
-            if opts["continues"](key):
-                carry[key] = None
-    return CheckResult("linearizable", "unknown", stats={
-        "keys": len(groups) - len(carried_in), "ops": int(sum(len(g) for g in groups.values())),
-        "dropped_ops": dropped, "skipped_keys": list(groups)})
-
-
-def _acks_in(pairs: Any, overlaps: list[tuple[int, int]]) -> dict[str, np.ndarray]:
-    """The ok writes with a node that ran inside some leadership overlap (all dual-leaders'
-    split-brain rule can count)."""
-    f = pairs["f"].to_numpy()
-    ok = np.isin(f, WRITE_FS) & (pairs["type"].to_numpy() == "ok")
-    ok &= pairs["node"].notna().to_numpy() & client_mask(pairs["process"])
-    inv = pairs["invoke_time"].to_numpy()
-    cmp = pairs["complete_time"].to_numpy()
-    inside = np.zeros(len(f), dtype=bool)
-    for start, end in overlaps:
-        inside |= ok & (inv >= start) & (cmp <= end)
-    rows = np.flatnonzero(inside)
-    return {c: pairs[c].to_numpy()[rows] for c in COLUMNS}
 
 
 def _by_time(anomalies: list[Anomaly]) -> list[Anomaly]:

@@ -20,21 +20,17 @@ share the parent's hash secret (str hashes are randomised per interpreter), and 
 (`1 == 1.0 == True`, as the checkers group them) land in one shard. Without fork (not Linux),
 one process reads the whole file.
 
-A worker dies with its parent (PR_SET_PDEATHSIG): a SIGKILLed analysis leaves no worker
-writing into a directory the next analysis sweeps (chaos.history.spill).
+The processes are forked by chaos.history.forked (a worker dies with its parent: a SIGKILLed
+analysis leaves no worker writing into a directory the next analysis sweeps).
 """
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
 import resource
-import signal
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from chaos.history.forked import can_fork, cores, map_forked
 from chaos.history.stream import (
     Doubt,
     Split,
@@ -53,10 +49,9 @@ MAX_WORKERS = 4
 def default_workers(size: int) -> int:
     """How many processes read a file of `size` bytes: one per core (up to MAX_WORKERS),
     at most one per MIN_RANGE_BYTES, one where there is no fork."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not can_fork():
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, MAX_WORKERS, size // MIN_RANGE_BYTES))
+    return max(1, min(cores(), MAX_WORKERS, size // MIN_RANGE_BYTES))
 
 
 def boundaries(path: Path, n: int) -> list[int]:
@@ -104,65 +99,19 @@ def _read_part(path: Path, directory: Path, n_shards: int, k: int, start: int,
                 last=last)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (a SIGKILLed analysis's workers
-    must not keep writing); elsewhere nothing."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _worker(conn: Connection, args: tuple[Any, ...], parent: int) -> None:
-    _die_with_parent()
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        part = _read_part(*args)
-        part.split.worker_rss = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024]
-        conn.send(("ok", part))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-        try:
-            conn.send(("error", exc))
-        except Exception:  # noqa: BLE001 - an exception that does not pickle
-            conn.send(("error", RuntimeError(repr(exc))))
-    finally:
-        conn.close()
+def _read_child(*args: Any) -> Part:
+    """`_read_part` in a forked child (chaos.history.forked), with its peak RSS noted."""
+    part = _read_part(*args)
+    part.split.worker_rss = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024]
+    return part
 
 
 def split_parallel(path: Path, directory: Path, n_shards: int, workers: int) -> Split:
     """`chaos.history.stream.split_history` on `workers` processes (see the module doc)."""
     cuts = boundaries(path, workers)
-    ctx = multiprocessing.get_context("fork")
-    procs: list[tuple[Any, Connection]] = []
-    try:
-        for k in range(1, workers):
-            recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker, daemon=True, args=(
-                send, (path, directory, n_shards, k, cuts[k], cuts[k + 1]), os.getpid()))
-            proc.start()
-            send.close()
-            procs.append((proc, recv))
-        parts = [_read_part(path, directory, n_shards, 0, cuts[0], cuts[1])]
-        for proc, recv in procs:
-            try:
-                status, got = recv.recv()
-            except EOFError:
-                proc.join(5)
-                raise RuntimeError("a history reader process died (exit code "
-                                   f"{proc.exitcode})") from None
-            if status != "ok":
-                raise got
-            parts.append(got)
-    finally:
-        for proc, recv in procs:
-            recv.close()
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-    return _merge(path, directory, n_shards, parts)
+    calls = [(_read_part if k == 0 else _read_child,
+              (path, directory, n_shards, k, cuts[k], cuts[k + 1])) for k in range(workers)]
+    return _merge(path, directory, n_shards, map_forked(calls))
 
 
 def _merge(path: Path, directory: Path, n_shards: int, parts: list[Part]) -> Split:

@@ -10,9 +10,10 @@ only when a process's lines do not alternate). A big file is read by one process
 each a byte range (chaos.history.ranges). Each completed operation is one row of the pairs
 contract (chaos.history.model) and goes to a spill file (format: chaos.history.spill):
 
-- client operations (integer processes) to shard `hash(key) % n_shards`, so every op of a
-  key lands in one shard: the per-key checkers (lost writes, stale reads, linearizability)
-  judge a shard as they would the whole history;
+- client operations (integer processes) to shard `hash(key) % n_shards` (read by one
+  process: the keys in turn, in order of first appearance), so every op of a key lands in
+  one shard: the per-key checkers (lost writes, stale reads, linearizability) judge a shard
+  as they would the whole history;
 - everything else (nemesis, monitor, controller: small, bounded by the run's length, not its
   load) to the context, kept in memory.
 
@@ -189,8 +190,13 @@ class _Pairer:
     """Pairs invokes with completions across blocks; routes rows to their shard files."""
 
     def __init__(self, split: Split, tag: str = "0", orphans_ok: bool = False,
-                 pieces: Pieces | None = None):
+                 pieces: Pieces | None = None, spread: bool = False):
         self.split = split
+        #: the only reader of the file: keys go to the shards in turn, in order of first
+        #: appearance (a register history's handful of keys then fill as many shards, which
+        #: can be checked side by side: chaos.checkers.shard_pool); else by hash, the same
+        #: shard in every reader of a byte range (chaos.history.ranges)
+        self.spread = spread
         self.pieces = pieces or Pieces(split, 1 << 62, frozenset())
         self.tag = tag  # this reader's spill files: shard-<s>.<tag>.pickle
         #: reading a byte range after the first: a process's first event may be the
@@ -361,7 +367,7 @@ class _Pairer:
             for k in keys:
                 s = ks.get(k)
                 if s is None:
-                    s = ks[k] = hash(k) % n_shards
+                    s = ks[k] = (len(ks) if self.spread else hash(k)) % n_shards
                 codes.append(s)
             pieces = self.pieces.route(
                 keys, rows["f"][sel].tolist(), rows["type"][sel].tolist(),
@@ -420,6 +426,9 @@ PIECE_OPS = 100_000
 #: while a key waits for its cut, blocks are paired this many lines at a time: each end is a
 #: chance of a quiescent point (a key with 16 clients on 5 keys has none open ~3% of the time)
 CUT_LINES = 1024
+#: shards (of first pieces) at least, for a big history whose keys may be cut: a register
+#: workload's few keys each get their own, so processes can check them side by side
+MIN_CUT_SHARDS = 8
 
 
 def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None,
@@ -435,13 +444,15 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
     """
     p = Path(path)
     size = p.stat().st_size
-    if n_shards is None:
-        n_shards = max(1, -(-size // SHARD_BYTES))
     d = Path(directory) if directory is not None else make_directory()
     d.mkdir(parents=True, exist_ok=True)
     from chaos.history import ranges
     if cuttable and not _only(p, cuttable):
         cuttable = frozenset()
+    if n_shards is None:
+        n_shards = max(1, -(-size // SHARD_BYTES))
+        if cuttable and size > SHARD_BYTES:  # a few long keys: one shard each (`spread`)
+            n_shards = max(n_shards, MIN_CUT_SHARDS)
     if workers is None:
         workers = 1 if cuttable else ranges.default_workers(size)
     if workers > 1:
@@ -449,7 +460,8 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
     split = Split(source=str(p), n_shards=n_shards, directory=d,
                   shard_rows=[0] * n_shards, base_shards=n_shards)
     pieces = Pieces(split, piece_ops if cuttable else 1 << 62, cuttable)
-    pairer = read_range(p, split, _Pairer(split, pieces=pieces), 0, None, complete=True)
+    pairer = read_range(p, split, _Pairer(split, pieces=pieces, spread=True), 0, None,
+                        complete=True)
     if not split.lines:
         raise Doubt("empty")
     split.end_time = pairer.last_time

@@ -1,0 +1,252 @@
+"""Check the shards of a split history, on one process or on several at once.
+
+chaos.checkers.sharded reads a history into shards (chaos.history.stream), then runs the
+per-key checkers on each shard and takes the mergeable parts of the others. That work is
+per shard, so it can run on every core: the shards are dealt out in *groups*, each group
+checked by one process (forked: chaos.history.forked), its shards in index order, and each
+shard's outcome (`ShardOutcome`: the per-key checkers' results and the mergeable parts) is
+sent back to the parent, which merges them in shard order exactly as one process would.
+
+What must stay in one process is what carries from shard to shard: the pieces of one long
+key (the linearizable carry, the earlier writes stale reads need: chaos.checkers.carry).
+Piece g of a key is in shard `base + g * base_shards` (chaos.history.stream), so a group is
+all the shards of one base; groups are dealt to processes largest first.
+
+Memory: each process holds one shard at a time (plus its keys' carries), so N processes
+hold at most N shards at once. Time: the linearizable search's budget (opts["time_limit"])
+is each process's (they run side by side: the wall time stays within it).
+
+One difference from one process, none in a verdict or a count: an invalid key ends the
+linearizable search of its process only; `demote_later_invalid` then keeps the first
+invalid key by shard order (the one a single process would have stopped at) and lists the
+others as not finished, so the anomaly count is that of one search.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from chaos.checkers import CHECKERS, evidence
+from chaos.checkers._frame import hashable, register_facts
+from chaos.checkers.base import CheckResult, check_safe
+from chaos.checkers.carry import WriteCarry
+from chaos.checkers.dual_leaders import WRITE_FS
+from chaos.checkers.linearizable.checker import ALL_FS
+from chaos.checkers.perf import PerfParts
+from chaos.history.faults import FaultWindow
+from chaos.history.forked import can_fork, cores, map_forked
+from chaos.history.model import COLUMNS, History, client_mask
+from chaos.history.stream import Doubt, Split
+
+PER_KEY = ("lost-writes", "stale-reads", "linearizable")
+#: below this many client ops in all shards, one process checks them (forking costs more)
+MIN_PARALLEL_OPS = 200_000
+
+
+@dataclass
+class Plan:
+    """What every shard's check needs, the same in every process (set before forking)."""
+
+    split: Split
+    names: list[str] | None
+    wanted: dict[str, bool]  # per-key checker -> whether its ops are anywhere
+    opts: dict[str, Any]
+    model: Any
+    windows: list[FaultWindow]
+    overlaps: list[tuple[int, int]]
+    thresholds: evidence.Thresholds
+    lin_limit: float
+
+
+@dataclass
+class ShardOutcome:
+    """One shard's part of the analysis (picklable: sent from a checking process)."""
+
+    index: int
+    results: dict[str, CheckResult] = field(default_factory=dict)  # per-key checkers
+    facts: evidence.ClientFacts | None = None
+    perf: PerfParts | None = None
+    acks: dict[str, np.ndarray] | None = None  # ok writes inside a leadership overlap
+    reg: tuple[bool, bool, bool, bool] = (False, False, False, True)
+    read_set: bool = False
+    kv: bool = False
+    modelled: bool = False
+
+
+def default_workers(split: Split) -> int:
+    """Processes to check `split`'s shards: one per core, at most one per group, one for a
+    small history."""
+    if not can_fork() or split.ops < MIN_PARALLEL_OPS:
+        return 1
+    return max(1, min(cores(), len(groups(split))))
+
+
+def groups(split: Split) -> dict[int, list[int]]:
+    """The non-empty shards by group (all pieces of a key in one: the module doc)."""
+    out: dict[int, list[int]] = {}
+    base = split.base_shards or split.n_shards
+    for i in range(split.n_shards):
+        if split.shard_rows[i]:
+            out.setdefault(i % base, []).append(i)
+    return out
+
+
+def deal(split: Split, workers: int) -> list[list[int]]:
+    """The shards each process checks (each list in index order): whole groups, the largest
+    first to the least loaded process."""
+    if workers <= 1:
+        return [[i for i in range(split.n_shards) if split.shard_rows[i]]]
+    load = [0] * workers
+    out: list[list[int]] = [[] for _ in range(workers)]
+    sizes = {g: sum(split.shard_rows[i] for i in s) for g, s in groups(split).items()}
+    for g in sorted(sizes, key=lambda g: (-sizes[g], g)):
+        w = min(range(workers), key=lambda w: (load[w], w))
+        out[w] += groups(split)[g]
+        load[w] += sizes[g]
+    return [sorted(s) for s in out if s]
+
+
+def check_all(plan: Plan, workers: int,
+              status: Callable[[str], None] = lambda _: None) -> list[ShardOutcome]:
+    """Every non-empty shard's outcome, in shard order, checked by `workers` processes."""
+    shares = deal(plan.split, workers)
+    if len(shares) > 1:
+        status(f"checking {plan.split.n_shards} shards on {len(shares)} processes...")
+        got = map_forked([(check_shards, (plan, s)) for s in shares])
+        return demote_later_invalid(sorted((o for part in got for o in part),
+                                           key=lambda o: o.index))
+    return check_shards(plan, shares[0] if shares else [], status)
+
+
+def check_shards(plan: Plan, indices: list[int],
+                 status: Callable[[str], None] = lambda _: None) -> list[ShardOutcome]:
+    """Check shards `indices` in order, carrying what a long key's pieces need."""
+    split, opts = plan.split, plan.opts
+    lin_carry: dict[Any, Any] = {}
+    writes = WriteCarry()
+    lin_spent = 0.0
+    lin_invalid = False
+    out: list[ShardOutcome] = []
+    for i in indices:
+        status(f"checking shard {i + 1}/{split.n_shards} ({split.shard_rows[i]} ops)...")
+        shard = split.shard(i)
+        pairs = shard.pairs
+        piece = split.piece(i)
+        cut_here: set[Any] = set()
+        if split.cut_keys:
+            cut_here = {hashable(k) for k in set(pairs["key"].tolist())} & set(split.cut_keys)
+        going_on = {k for k in cut_here if split.continues(k, piece)}
+        f = pairs["f"].to_numpy()
+        if (f == "add").any() and (f == "read").any():
+            raise Doubt("a counter's adds and reads: the counter checker sums over all keys")
+        o = ShardOutcome(i, reg=register_facts(pairs), read_set=bool((f == "read-set").any()),
+                         kv=bool(np.isin(f, ("get", "put", "append")).any()),
+                         modelled=bool(np.isin(f, list(ALL_FS)).any()))
+        for name in PER_KEY:
+            if (plan.names and name not in plan.names) or not (plan.names or plan.wanted[name]):
+                continue
+            shard_opts = dict(opts)
+            if name == "stale-reads":
+                shard_opts["keep_lags"] = True
+                if cut_here:
+                    o.results[name] = _stale_piece(shard, shard_opts, writes, cut_here)
+                    continue
+            if name == "linearizable":
+                if split.cut_keys:
+                    shard_opts.update(_lin_piece(split, piece, lin_carry))
+                    shard_opts["piece_keys"] = cut_here
+                if lin_invalid:
+                    # an invalid key ends the search, as in one in-memory search
+                    o.results[name] = _skipped(shard, shard_opts)
+                    continue
+                shard_opts["time_limit"] = max(plan.lin_limit - lin_spent, 1e-3)
+                if plan.model is not None:
+                    shard_opts["model"] = plan.model
+                t0 = time.perf_counter()
+            o.results[name] = check_safe(CHECKERS[name], shard, shard_opts)
+            if name == "linearizable":
+                lin_spent += time.perf_counter() - t0
+                lin_invalid = o.results[name].valid is False
+        writes.keep(shard, going_on)
+        o.facts = evidence.client_facts(pairs, plan.thresholds.failing_tail_s)
+        o.perf = PerfParts.of(pairs, plan.windows)
+        if plan.overlaps:
+            o.acks = _acks_in(pairs, plan.overlaps)
+        out.append(o)
+        del shard, pairs
+    return out
+
+
+def demote_later_invalid(outcomes: list[ShardOutcome]) -> list[ShardOutcome]:
+    """Keep the first invalid linearizable shard (by index) as the one invalid key; a later
+    one (its process did not know) becomes "not finished", as one search would leave it."""
+    first = True
+    for o in outcomes:
+        r = o.results.get("linearizable")
+        if r is None or r.valid is not False:
+            continue
+        if first:
+            first = False
+            continue
+        keys = [a.key for a in r.anomalies]
+        stats = dict(r.stats, keys_invalid=0,
+                     skipped_keys=list(r.stats.get("skipped_keys", [])) + keys)
+        o.results["linearizable"] = CheckResult("linearizable", "unknown", stats=stats,
+                                                warnings=[w for w in r.warnings
+                                                          if w.startswith("key ")])
+    return outcomes
+
+
+def _stale_piece(shard: History, opts: dict[str, Any], writes: WriteCarry,
+                 keys: set[Any]) -> CheckResult:
+    """Stale reads on a shard holding pieces of cut keys: with their earlier writes beside
+    (chaos.checkers.carry), the carried rows not counted again."""
+    both, n_writes, n_keys = writes.with_writes(shard, keys)
+    r = check_safe(CHECKERS["stale-reads"], both, opts)
+    if r.error is None:
+        r.stats["writes"] = r.stats.get("writes", 0) - n_writes
+        r.stats["keys"] = r.stats.get("keys", 0) - n_keys
+    return r
+
+
+def _lin_piece(split: Split, piece: int, carry: dict[Any, Any]) -> dict[str, Any]:
+    """The linearizable options for a shard of piece `piece` (see the checker's doc)."""
+    return {"carry": carry,
+            "continues": lambda key: split.continues(key, piece),
+            "later_observes": lambda key, value: split.later_observes(key, value, piece)}
+
+
+def _skipped(shard: History, opts: dict[str, Any]) -> CheckResult:
+    """A shard the linearizable search did not get to (an earlier shard was invalid): its
+    keys and ops counted as the one search counts them, its keys listed as skipped."""
+    from chaos.checkers.linearizable.checker import _choose_model, _client_rows, _key_ops
+    rows = _client_rows(shard)
+    model = _choose_model({r[0] for r in rows}, opts.get("model"))
+    groups, dropped = _key_ops(rows, model, opts.get("fail", "auto"))
+    carry = opts.get("carry")
+    carried_in = {k for k in groups if carry is not None and k in carry}
+    if carry is not None:  # a key cut into pieces is counted once, in its first piece
+        for key in groups:
+            if opts["continues"](key):
+                carry[key] = None
+    return CheckResult("linearizable", "unknown", stats={
+        "keys": len(groups) - len(carried_in), "ops": int(sum(len(g) for g in groups.values())),
+        "dropped_ops": dropped, "skipped_keys": list(groups)})
+
+
+def _acks_in(pairs: Any, overlaps: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """The ok writes with a node that ran inside some leadership overlap (all dual-leaders'
+    split-brain rule can count)."""
+    f = pairs["f"].to_numpy()
+    ok = np.isin(f, WRITE_FS) & (pairs["type"].to_numpy() == "ok")
+    ok &= pairs["node"].notna().to_numpy() & client_mask(pairs["process"])
+    inv = pairs["invoke_time"].to_numpy()
+    cmp = pairs["complete_time"].to_numpy()
+    inside = np.zeros(len(f), dtype=bool)
+    for start, end in overlaps:
+        inside |= ok & (inv >= start) & (cmp <= end)
+    rows = np.flatnonzero(inside)
+    return {c: pairs[c].to_numpy()[rows] for c in COLUMNS}
