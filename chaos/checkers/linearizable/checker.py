@@ -48,7 +48,7 @@ from chaos.checkers.linearizable.models import FAILED, MODELS, UNKNOWN as OUT_UN
 from chaos.checkers.linearizable.models import freeze, pick_model
 from chaos.checkers.linearizable.search import Outcome, SearchOp
 from chaos.checkers.linearizable.windows import WINDOW_OPS, Carried, check_key
-from chaos.history.model import OPEN, History
+from chaos.history.model import OPEN, History, client_mask
 
 ALL_FS = frozenset().union(*(m.fs for m in MODELS.values()))
 DEFAULT_TIME_LIMIT = 60.0
@@ -171,13 +171,16 @@ COLS = ("f", "key", "value", "result", "type", "invoke_time", "complete_time", "
 
 
 def _client_rows(history: History) -> list[tuple[Any, ...]]:
-    """Client ops with a modelled f, as tuples in COLS order (plain Python: no pandas per row)."""
+    """Client ops with a modelled f, as tuples in COLS order (plain Python: no pandas per row,
+    no numpy scalar: int columns come out as ints)."""
     pairs = history.pairs
-    procs = pairs["process"].to_numpy()
-    cols = [pairs[c].to_numpy() for c in COLS]
-    keep = [isinstance(p, (int, np.integer)) and not isinstance(p, bool) and f in ALL_FS
-            for p, f in zip(procs, cols[0])]
-    return [row for row, k in zip(zip(*cols), keep) if k]
+    keep = client_mask(pairs["process"]) & pairs["f"].isin(ALL_FS).to_numpy()
+    return list(zip(*(pairs[c].to_numpy()[keep].tolist() for c in COLS)))
+
+
+#: values `freeze` returns as they are (it only rewrites lists and dicts): tested by type
+#: first, as most values of a history are one of these
+_PLAIN = frozenset({int, str, float, bool, type(None)})
 
 
 def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str,
@@ -193,15 +196,17 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str,
     groups: dict[Any, list[SearchOp]] = {}
     kept: list[SearchOp] = []
     dropped = 0
+    fs, read_only, observes_fail = model.fs, model.read_only, model.observes_fail
+    plain, make, add = _PLAIN, SearchOp.fast, kept.append
     for f, key, value, result, typ, t0, t1, i0, i1, err in rows:
-        if f not in model.fs:
+        if f not in fs:
             dropped += 1
             continue
-        inp = (f, freeze(value))
+        inp = (f, value if type(value) in plain else freeze(value))
         if typ == "ok":
-            out, due = freeze(result), True
+            out, due = (result if type(result) in plain else freeze(result)), True
         elif typ == "fail":
-            observe = model.observes_fail(inp) and (
+            observe = observes_fail(inp) and (
                 fail_mode == "observe" or (fail_mode == "auto" and err == "compare-failed"))
             if not observe:
                 dropped += 1
@@ -209,15 +214,14 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str,
             out, due = FAILED, True
         else:  # info, or never completed
             out, due = OUT_UNKNOWN, False
-        ro = model.read_only(inp, out)
+        ro = read_only(inp, out)
         if ro and not due:
             dropped += 1
             continue
         if due and t1 == OPEN:
             due = False
-        kept.append(SearchOp(
-            inp=inp, out=out, due=due, invoke_time=int(t0), complete_time=int(t1),
-            index=int(i0), complete_index=int(i1), read_only=ro, key=freeze(key)))
+        add(make(inp, out, due, t0, t1, i0, i1, ro,
+                 key if type(key) in plain else freeze(key)))
     if model.partition is not None:
         groups = {k: list(v) for k, v in model.partition(kept).items() if v}
     else:
