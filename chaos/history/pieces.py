@@ -19,9 +19,16 @@ def key_code(key: Any) -> Any:
     return key if type(key) in (str, int) else hashable(key)
 
 
+#: values that are their own atom (`hashable` returns them as they are): most values of a
+#: register history, tested by type first
+_PLAIN = frozenset({int, str, float, bool, type(None)})
+
+
 def _atoms(value: Any) -> list[Any]:
     """A row value and, for a list, its elements, hashable: what an op may mention."""
     if type(value) is list:
+        if all(type(v) in _PLAIN for v in value):  # a cas's [expected, new]: no recursion
+            return [tuple(value), *value]
         return [hashable(value)] + [hashable(v) for v in value]
     return [hashable(value)]
 
@@ -44,6 +51,7 @@ class Pieces:
         out = []
         piece, rows, uncut, cuttable, last = (self.piece, self.rows, self.uncut, self.cuttable,
                                               self.last)
+        observed, plain = self.split.observed, _PLAIN
         for k, f, t, v, r, t1 in zip(keys, fs, types, values, results, completed.tolist()):
             if k in uncut:
                 out.append(0)
@@ -67,9 +75,14 @@ class Pieces:
                 self.info.setdefault(k, set()).update(_atoms(v))
             seen = self.closed.get(k)
             if seen:
-                for a in _atoms(v) + _atoms(r):
-                    if a in seen:
-                        self.split.observed[(k, a)] = g
+                for x in (v, r):
+                    if type(x) in plain:
+                        if x in seen:
+                            observed[(k, x)] = g
+                        continue
+                    for a in _atoms(x):
+                        if a in seen:
+                            observed[(k, a)] = g
         return out
 
     def wants(self) -> bool:

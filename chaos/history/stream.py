@@ -61,6 +61,7 @@ BLOCK_LINES = 65536  # lines parsed at a time: ~10 MB of dicts, whatever the his
 READ_BYTES = 8 << 20  # bytes read from the file at a time
 _TYPE_NAMES = np.array(["invoke", "ok", "fail", "info"], dtype=object)
 _INT_COLS = ("invoke_time", "complete_time", "invoke_index", "complete_index")
+_KEY_TYPES = frozenset({str, int})  # keys `key_code` returns as they are
 
 
 class Doubt(Exception):
@@ -363,7 +364,8 @@ class _Pairer:
             n_shards = self.split.base_shards or self.split.n_shards
             sel = np.flatnonzero(client)
             codes = []
-            keys = [key_code(k) for k in rows["key"][sel].tolist()]
+            keys = [k if type(k) in _KEY_TYPES else key_code(k)
+                    for k in rows["key"][sel].tolist()]
             for k in keys:
                 s = ks.get(k)
                 if s is None:
