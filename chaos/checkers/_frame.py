@@ -13,9 +13,16 @@ import numpy as np
 import pandas as pd
 
 
+#: JSON values `hashable` returns as they are
+_PLAIN = frozenset({int, str, float, bool, type(None)})
+
+
 def hashable(v: Any) -> Any:
     """A hashable stand-in for a JSON value (lists -> tuples, dicts -> sorted item tuples)."""
     if isinstance(v, list):
+        out = tuple(v)
+        if all(type(x) in _PLAIN for x in out):  # a cas's [expected, new]: no recursion
+            return out
         return tuple(hashable(x) for x in v)
     if isinstance(v, dict):
         return tuple(sorted((k, hashable(x)) for k, x in v.items()))
