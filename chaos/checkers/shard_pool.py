@@ -156,7 +156,8 @@ def check_shards(plan: Plan, indices: list[int],
                     continue
             if name == "linearizable":
                 if split.cut_keys:
-                    shard_opts.update(_lin_piece(split, piece, lin_carry))
+                    shard_opts.update(_lin_piece(split, piece, lin_carry,
+                                                 str(opts.get("fail", "auto"))))
                     shard_opts["piece_keys"] = cut_here
                 if lin_invalid:
                     # an invalid key ends the search, as in one in-memory search
@@ -212,11 +213,14 @@ def _stale_piece(shard: History, opts: dict[str, Any], writes: WriteCarry,
     return r
 
 
-def _lin_piece(split: Split, piece: int, carry: dict[Any, Any]) -> dict[str, Any]:
-    """The linearizable options for a shard of piece `piece` (see the checker's doc)."""
+def _lin_piece(split: Split, piece: int, carry: dict[Any, Any],
+               fail: str) -> dict[str, Any]:
+    """The linearizable options for a shard of piece `piece` (see the checker's doc); `fail`:
+    the checker's fail mode (which failed cas of a later piece observe)."""
     return {"carry": carry,
             "continues": lambda key: split.continues(key, piece),
-            "later_observes": lambda key, value: split.later_observes(key, value, piece)}
+            "later_observes": lambda key, value: split.later_observes(key, value, piece,
+                                                                      fail)}
 
 
 def _skipped(shard: History, opts: dict[str, Any]) -> CheckResult:

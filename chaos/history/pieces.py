@@ -1,6 +1,7 @@
 """Where the streaming splitter cuts a long key into pieces (chaos.history.stream's module
 doc): each row's piece, the cut at a quiescent block boundary, and the bookkeeping the
-linearizable carry needs (which unknown-outcome values a later piece mentions)."""
+linearizable carry needs (which unknown-outcome values a later piece mentions, and the pieces
+with a failed cas: one may observe any value)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -46,13 +47,17 @@ class Pieces:
         self.last: dict[Any, int] = {}  # key -> latest completion time in its current piece
 
     def route(self, keys: list[Any], fs: list[Any], types: list[Any], values: list[Any],
-              results: list[Any], completed: np.ndarray) -> list[int]:
-        """Each row's piece; notes the rows per piece, unknown ops' values, observations."""
+              results: list[Any], completed: np.ndarray,
+              errors: list[Any] | None = None) -> list[int]:
+        """Each row's piece; notes the rows per piece, unknown ops' values, observations
+        (`errors`: the rows' errors; None: every failed cas counts as a tagged one)."""
         out = []
         piece, rows, uncut, cuttable, last = (self.piece, self.rows, self.uncut, self.cuttable,
                                               self.last)
         observed, plain = self.split.observed, _PLAIN
-        for k, f, t, v, r, t1 in zip(keys, fs, types, values, results, completed.tolist()):
+        errs = errors if errors is not None else ["compare-failed"] * len(keys)
+        for k, f, t, v, r, t1, e in zip(keys, fs, types, values, results, completed.tolist(),
+                                        errs):
             if k in uncut:
                 out.append(0)
                 continue
@@ -73,6 +78,9 @@ class Pieces:
                 last[k] = t1
             if t == "info":
                 self.info.setdefault(k, set()).update(_atoms(v))
+            elif t == "fail" and f == "cas":  # observes "not the expected value" (Split)
+                tagged, _ = self.split.failed_cas.get(k, (-1, -1))
+                self.split.failed_cas[k] = (g if e == "compare-failed" else tagged, g)
             seen = self.closed.get(k)
             if seen:
                 for x in (v, r):

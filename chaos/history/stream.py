@@ -28,7 +28,9 @@ and the checkers that can carry what they need across a cut (`cuttable` fs: the 
 kv ops: linearizability carries its possible states, stale reads the writes before the cut)
 continue a key from piece to piece. A key with any other f is never cut (lost writes judge a
 set's reads against every add before them). For the carry's bookkeeping the splitter notes
-which values of unknown-outcome ops (info) a later piece may observe (`Split.later_observes`).
+which values of unknown-outcome ops (info) a later piece may observe (`Split.later_observes`:
+one its rows mention, or any at all when it has a failed cas the checker observes: "not the
+expected value" may hold only because an unknown write took effect).
 Cutting needs the file read in order by one process: a history whose first block has only
 `cuttable` client ops (a register or kv workload) is read so; any other is read in parallel
 byte ranges (chaos.history.ranges) and never cut.
@@ -90,6 +92,10 @@ class Split:
     #: (key, value) -> the last piece where a row mentions `value`, an unknown op's value from
     #: an earlier piece of the key
     observed: dict[tuple[Any, Any], int] = field(default_factory=dict)
+    #: key -> (the last piece with a failed cas tagged "compare-failed", the last piece with
+    #: any failed cas): a failed compare the checker observes sees "not the expected value",
+    #: which any unknown op's effect may have made true (see `later_observes`)
+    failed_cas: dict[Any, tuple[int, int]] = field(default_factory=dict)
 
     def piece(self, i: int) -> int:
         """Which piece of its keys shard `i` holds (0 unless a key was cut)."""
@@ -99,11 +105,17 @@ class Split:
         """Whether `key` has a piece after `piece`."""
         return self.cut_keys.get(hashable(key), 0) > piece
 
-    def later_observes(self, key: Any, value: Any, piece: int) -> bool:
+    def later_observes(self, key: Any, value: Any, piece: int, fail: str = "observe") -> bool:
         """Whether a piece of `key` after `piece` may observe `value` (an unknown op's effect):
-        some row there mentions it (a conservative superset of what a model observes)."""
+        some row there mentions it, or there is a failed cas the linearizable checker judges
+        as an answer under its fail mode `fail` (it observes "not the expected value", which
+        any effect may explain): a conservative superset of what a model observes."""
         try:
-            return self.observed.get((hashable(key), hashable(value)), -1) > piece
+            k = hashable(key)
+            fails = self.failed_cas.get(k)
+            if fails is not None and fail != "ignore" and fails[fail != "auto"] > piece:
+                return True
+            return self.observed.get((k, hashable(value)), -1) > piece
         except TypeError:
             return True
 
@@ -374,7 +386,8 @@ class _Pairer:
             pieces = self.pieces.route(
                 keys, rows["f"][sel].tolist(), rows["type"][sel].tolist(),
                 rows["value"][sel].tolist(), rows["result"][sel].tolist(),
-                rows["complete_time"][sel]) if self.pieces.cuttable else [0] * len(keys)
+                rows["complete_time"][sel], rows["error"][sel].tolist()
+            ) if self.pieces.cuttable else [0] * len(keys)
             shard[sel] = np.array(codes, dtype=np.int64) + np.array(
                 pieces, dtype=np.int64) * n_shards
         for s in np.unique(shard).tolist():
