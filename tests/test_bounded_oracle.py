@@ -222,6 +222,11 @@ FAILED_COMPARE_LATER = _ops(
     _op(0, "invoke", "cas", [1, 3], 20),
     _op(0, "fail", "cas", [1, 3], 21, error="compare-failed"))
 
+#: a key only read (never written), in several pieces: stale-reads counts it once
+READ_ONLY_KEY = _ops(*[_op(0, typ, "read", None, 2 * n + (typ == "ok"))
+                       for n in range(3) for typ in ("invoke", "ok")])
+
+
 @pytest.mark.parametrize("fail,error,valid", [
     ("auto", "compare-failed", True), ("observe", "timeout", True),
     ("auto", "timeout", True), ("ignore", "compare-failed", True)])
@@ -234,3 +239,11 @@ def test_failed_compare_in_a_later_piece_may_see_an_unknown_write(
     want = oracle(path, {"fail": fail})["results"]["linearizable"]
     assert want["valid"] is valid
     assert bounded(path, {"fail": fail}, block, 1)["results"]["linearizable"] == want
+
+
+def test_key_read_in_several_pieces_counted_once(tmp_path: Path) -> None:
+    path = write(READ_ONLY_KEY, tmp_path / "h.jsonl")
+    want = oracle(path, {})
+    assert want["results"]["stale-reads"]["stats"]["keys"] == 2
+    for block in (1, 2, 3):
+        assert bounded(path, {}, block, 1) == want

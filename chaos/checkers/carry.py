@@ -14,7 +14,8 @@ may still be read, so that much is kept by definition) and hands each piece thos
 writes are invoked after r completed, so they never make r stale).
 
 Counts stay those of the whole history: the carried rows are not counted again as writes,
-and a key carried in is not counted again as a key.
+and a key stale-reads counted in an earlier piece is not counted again as a key (whether or
+not it had writes there: a key read in two pieces and never written is one key).
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ class WriteCarry:
         self.keys: dict[Any, _Writes] = {}
         self.table: list[Any] = []  # code -> f / type / node value
         self.codes: dict[Any, int] = {}
+        #: the keys of cut keys' pieces stale-reads has counted (writes, ok reads)
+        self.counted: set[Any] = set()
 
     def _code(self, values: list[Any]) -> np.ndarray:
         out = np.empty(len(values), dtype=np.int32)
@@ -104,21 +107,25 @@ class WriteCarry:
 
     def with_writes(self, shard: History, keys: set[Any]) -> tuple[History, int, int]:
         """The shard plus, for each of its `keys` carried in, the earlier writes its reads
-        need (module doc); (History, carried rows stale-reads counts as writes, keys carried
-        in)."""
+        need (module doc); (History, carried rows stale-reads counts as writes, keys it
+        counts here that it counted in an earlier piece)."""
         pairs = shard.pairs
         f = pairs["f"].to_numpy()
         codes = [hashable(k) for k in pairs["key"].to_numpy().tolist()]
         typ = pairs["type"].to_numpy()
         result = pairs["result"].to_numpy()
         is_read = (f == "read") & (typ == "ok")
+        # the keys stale-reads counts here: of a write or cas (any type) or an ok read (the
+        # carried rows below go only to keys with an ok read here)
+        counts = np.flatnonzero(is_read | np.isin(f, WRITE_FS)).tolist()
+        here = {codes[i] for i in counts} & set(keys)
+        n_keys = len(here & self.counted)
+        self.counted |= here
         ghosts: list[dict[str, np.ndarray]] = []
-        n_keys = 0
         for k in keys:
             w = self.keys.get(k)
             if w is None:
                 continue
-            n_keys += 1
             rows = [i for i in np.flatnonzero(is_read).tolist() if codes[i] == k]
             read = [result[i] for i in rows]
             picked = _needed(w.all(), read)
