@@ -247,3 +247,19 @@ def test_key_read_in_several_pieces_counted_once(tmp_path: Path) -> None:
     assert want["results"]["stale-reads"]["stats"]["keys"] == 2
     for block in (1, 2, 3):
         assert bounded(path, {}, block, 1) == want
+
+
+def test_counter_adds_and_reads_on_keys_in_other_shards_are_doubted(tmp_path: Path) -> None:
+    """Adds on one key, reads on another: the in-memory counter judges their sum (invalid
+    here); the sharded path, which has no counter, must not answer (Doubt) whichever shards
+    the keys land in."""
+    ops = [{"process": 0, "type": "invoke", "f": "add", "key": "a", "value": 1},
+           {"process": 0, "type": "ok", "f": "add", "key": "a", "value": 1},
+           {"process": 1, "type": "invoke", "f": "read", "key": "b", "value": None},
+           {"process": 1, "type": "ok", "f": "read", "key": "b", "value": 5}]
+    path = write([{"index": i, "time": i, **op} for i, op in enumerate(ops)],
+                 tmp_path / "h.jsonl")
+    assert oracle(path, {})["results"]["counter"]["valid"] is False
+    for n in range(1, 5):
+        with pytest.raises(stream.Doubt):
+            analyze_path(path, None, {}, n_shards=n, workers=1)

@@ -99,6 +99,10 @@ def _analyze(split: Split, names: list[str] | None, opts: dict[str, Any],
                 raise BadInput(f"unknown checker {name!r} (valid: {', '.join(CHECKERS)})")
         if "counter" in names:
             raise Doubt("counter sums over all keys")
+    if {"add", "read"} <= split.client_fs:
+        # the counter checker sums every key's adds: adds on one key and reads on another
+        # (in other shards, or checked by other processes) are a counter history too
+        raise Doubt("a counter's adds and reads: the counter checker sums over all keys")
     ctx = split.context_history()
     end = split.end_time
     windows = fault_windows(ctx, end)
