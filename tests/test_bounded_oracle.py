@@ -14,15 +14,18 @@ The histories have what a carry must get right: info (unknown-outcome) writes an
 take effect or not, observed failed compares (error "compare-failed"), plain fails,
 processes reused after an info, invokes that never complete, reads of values never
 written, and corruptions (a read of an overwritten value, a lost acknowledged write).
+Budgets (the carry cap, the time limit) may only turn a verdict into unknown.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 import chaos.history.stream as stream
@@ -222,6 +225,12 @@ FAILED_COMPARE_LATER = _ops(
     _op(0, "invoke", "cas", [1, 3], 20),
     _op(0, "fail", "cas", [1, 3], 21, error="compare-failed"))
 
+#: an info write of 2, then in a later piece a read of 2: the carry keeps the unknown write
+UNKNOWN_WRITE_READ_LATER = _ops(
+    _op(0, "invoke", "write", 1, 0), _op(0, "ok", "write", 1, 1),
+    _op(1, "invoke", "write", 2, 2), _op(1, "info", "write", 2, 3),
+    _op(0, "invoke", "read", None, 10), _op(0, "ok", "read", 2, 11))
+
 #: a key only read (never written), in several pieces: stale-reads counts it once
 READ_ONLY_KEY = _ops(*[_op(0, typ, "read", None, 2 * n + (typ == "ok"))
                        for n in range(3) for typ in ("invoke", "ok")])
@@ -241,10 +250,20 @@ def test_failed_compare_in_a_later_piece_may_see_an_unknown_write(
     assert bounded(path, {"fail": fail}, block, 1)["results"]["linearizable"] == want
 
 
-def test_key_read_in_several_pieces_counted_once(tmp_path: Path) -> None:
-    path = write(READ_ONLY_KEY, tmp_path / "h.jsonl")
+#: a key written, then in a later piece only read by an info read (which stale-reads does
+#: not count): still one key, not none
+WRITTEN_THEN_INFO_READ = _ops(
+    _op(0, "invoke", "write", 1, 0), _op(0, "ok", "write", 1, 1),
+    _op(0, "invoke", "read", None, 4), _op(0, "info", "read", None, 5))
+
+
+@pytest.mark.parametrize("ops", [READ_ONLY_KEY, WRITTEN_THEN_INFO_READ],
+                         ids=["read-only", "written-then-info-read"])
+def test_key_in_several_pieces_counted_once(tmp_path: Path,
+                                            ops: list[dict[str, Any]]) -> None:
+    path = write(ops, tmp_path / "h.jsonl")
     want = oracle(path, {})
-    assert want["results"]["stale-reads"]["stats"]["keys"] == 2
+    assert want["results"]["stale-reads"]["stats"]["keys"] == 2  # with the ticker's key
     for block in (1, 2, 3):
         assert bounded(path, {}, block, 1) == want
 
@@ -263,3 +282,137 @@ def test_counter_adds_and_reads_on_keys_in_other_shards_are_doubted(tmp_path: Pa
     for n in range(1, 5):
         with pytest.raises(stream.Doubt):
             analyze_path(path, None, {}, n_shards=n, workers=1)
+
+
+class SlowClock:
+    """The linearizable checker's clock where a second passes at every reading: a search
+    that yields once is out of any time budget (on a tiny history it never is otherwise)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+#: what the oracle may give a bounded run, per verdict: never a more definite answer
+AT_MOST = {True: (True, "unknown"), False: (False, "unknown"), "unknown": ("unknown",)}
+_UNWRITTEN = "read(s) returned a value no successful or pending write produced"
+
+
+def comparable(doc: dict[str, Any], oracle_doc: dict[str, Any],
+               opts: dict[str, Any]) -> dict[str, Any]:
+    """`doc` without what may legitimately differ from `oracle_doc` (chaos.checkers.sharded's
+    module doc): past max_anomalies, which anomalies are listed (their number may not
+    differ); in a history that is not linearizable, how reads of a value that only a later
+    piece writes are counted (a piece cannot know the future)."""
+    d = json.loads(json.dumps(doc))
+    if "max_anomalies" in opts:
+        for r in d["results"].values():
+            r["anomalies"] = len(r["anomalies"])
+    lin = oracle_doc["results"].get("linearizable", {}).get("valid")
+    stale = d["results"].get("stale-reads")
+    if lin is False and stale is not None:
+        for k in ("reads_of_unwritten_values", "reads_of_failed_writes"):
+            stale["stats"].pop(k, None)
+        stale["warnings"] = [w for w in stale["warnings"] if _UNWRITTEN not in w]
+    return d
+
+
+OPTS = st.sampled_from([{}, {}, {"fail": "observe"}, {"fail": "ignore"}, {"max_anomalies": 1}])
+_SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck),
+                 phases=[Phase.explicit, Phase.reuse, Phase.generate])
+
+
+@settings(max_examples=25, **_SETTINGS)  # type: ignore[arg-type]
+@given(ops=register_runs(), block=st.integers(1, 4), piece=st.integers(1, 4),
+       n=st.integers(1, 2), opts=OPTS)
+@example(ops=FAILED_COMPARE_LATER, block=1, piece=1, n=1, opts={})
+@example(ops=READ_ONLY_KEY, block=1, piece=1, n=1, opts={})
+@example(ops=UNKNOWN_WRITE_READ_LATER, block=1, piece=1, n=1, opts={})
+def test_generated_cut_histories_same_as_in_memory(
+        tmp_path_factory: pytest.TempPathFactory, ops: list[dict[str, Any]], block: int,
+        piece: int, n: int, opts: dict[str, Any]) -> None:
+    """Register histories cut into pieces of 1-4 ops (see the module doc): the same
+    verdicts, counts and anomalies as the in-memory checkers."""
+    path = write(ops, tmp_path_factory.mktemp("h") / "h.jsonl")
+    want = oracle(path, opts)
+    got = bounded(path, opts, block, piece, n)
+    assert comparable(got, want, opts) == comparable(want, want, opts)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, **_SETTINGS)  # type: ignore[arg-type]
+@given(ops=register_runs(max_ops=40), block=st.integers(1, 6), piece=st.integers(1, 8),
+       n=st.integers(1, 3), opts=OPTS)
+def test_many_generated_cut_histories_same_as_in_memory(
+        tmp_path_factory: pytest.TempPathFactory, ops: list[dict[str, Any]], block: int,
+        piece: int, n: int, opts: dict[str, Any]) -> None:
+    path = write(ops, tmp_path_factory.mktemp("h") / "h.jsonl")
+    want = oracle(path, opts)
+    got = bounded(path, opts, block, piece, n)
+    assert comparable(got, want, opts) == comparable(want, want, opts)
+
+
+@settings(max_examples=25, **_SETTINGS)  # type: ignore[arg-type]
+@given(ops=register_runs(), block=st.integers(1, 4), piece=st.integers(1, 4),
+       max_carry=st.integers(1, 2), time_limit=st.sampled_from([0.0, 0.0, 60.0]))
+def test_budgets_never_give_a_more_definite_verdict(
+        tmp_path_factory: pytest.TempPathFactory, ops: list[dict[str, Any]], block: int,
+        piece: int, max_carry: int, time_limit: float) -> None:
+    """With a carry cap of 1-2 states (windows.MAX_CARRY), and maybe no time (the search
+    yields after every step and the checker's clock moves a second at every reading), the
+    bounded path may say unknown where the oracle decides, never valid where it is not, and
+    never invalid where it is valid."""
+    from chaos.checkers.linearizable import checker, search, windows
+    path = write(ops, tmp_path_factory.mktemp("h") / "h.jsonl")
+    want = verdicts(oracle(path, {}))
+    old = windows.MAX_CARRY, search.YIELD_EVERY, checker.time
+    windows.MAX_CARRY = max_carry
+    if not time_limit:
+        search.YIELD_EVERY, checker.time = 1, SlowClock()  # type: ignore[assignment]
+    try:
+        got = verdicts(bounded(path, {"time_limit": time_limit}, block, piece))
+    finally:
+        windows.MAX_CARRY, search.YIELD_EVERY, checker.time = old
+    for name, v in want.items():
+        assert got.get(name) in AT_MOST[v], (name, got, want)
+
+
+def test_carry_over_the_cap_is_unknown_never_valid(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two overlapping writes, then a cut: the carry holds two states. Capped at one, the
+    key is undecided (unknown), whether the read after the cut is of either value (valid)
+    or of a third (invalid)."""
+    from chaos.checkers.linearizable import windows
+    for seen, whole in ((1, True), (2, True), (3, False)):
+        ops = _ops(_op(0, "invoke", "write", 1, 0), _op(1, "invoke", "write", 2, 1),
+                   _op(0, "ok", "write", 1, 2), _op(1, "ok", "write", 2, 3),
+                   _op(0, "invoke", "read", None, 10), _op(0, "ok", "read", seen, 11))
+        path = write(ops, tmp_path / f"h{seen}.jsonl")
+        assert verdicts(oracle(path, {}))["linearizable"] is whole
+        assert verdicts(bounded(path, {}, 1, 1))["linearizable"] is whole
+        with monkeypatch.context() as m:
+            m.setattr(windows, "MAX_CARRY", 1)
+            got = verdicts(bounded(path, {}, 1, 1))
+        assert got["linearizable"] == "unknown", seen
+        assert got["valid"] == "unknown"
+
+
+def test_time_out_in_a_piece_is_unknown_never_valid(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No time left (the search yields after every step and the checker's clock moves a
+    second at every reading): a valid key cut into pieces is undecided in its first piece,
+    and every later piece is too (nothing to start it from), never valid."""
+    from chaos.checkers.linearizable import checker, search
+    ops = _ops(*[_op(n % 2, typ, "write", n, 4 * n + (typ == "ok"))
+                 for n in range(4) for typ in ("invoke", "ok")])
+    path = write(ops, tmp_path / "h.jsonl")
+    assert verdicts(oracle(path, {}))["linearizable"] is True
+    monkeypatch.setattr(search, "YIELD_EVERY", 1)
+    monkeypatch.setattr(checker, "time", SlowClock())
+    got = bounded(path, {"time_limit": 0.0}, 1, 1)
+    lin = got["results"]["linearizable"]
+    assert lin["valid"] == "unknown" and got["valid"] == "unknown"
+    assert lin["stats"]["keys_valid"] == 1  # the ticker's key, read only: nothing to search

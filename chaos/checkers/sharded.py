@@ -19,10 +19,13 @@ counts), not the history's length. The counter checker sums over all keys, so a 
 history is read in memory (`Doubt`), as is anything the streaming reader doubts.
 
 Known differences from an in-memory run, none in a verdict or an anomaly count: past
-opts["max_anomalies"] anomalies of a kind the listed sample may differ; and when the
+opts["max_anomalies"] anomalies of a kind the listed sample may differ; when the
 linearizable search finds an invalid key it stops, so which invalid key is shown and which
 other keys it had finished by then (keys_valid, skipped_keys, steps, peak_configs) depend on
-the order keys are searched in: one search interleaves all keys, here shard after shard.
+the order keys are searched in: one search interleaves all keys, here shard after shard;
+and a read of a value that only a later piece of its key writes (a read of the future, not
+linearizable) counts in stale-reads' reads_of_unwritten_values (or reads_of_failed_writes):
+a piece cannot know what comes after it.
 """
 from __future__ import annotations
 
