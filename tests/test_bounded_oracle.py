@@ -177,14 +177,14 @@ def oracle(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def bounded(path: Path, opts: dict[str, Any], block: int, piece: int,
-            n_shards: int = 1) -> dict[str, Any]:
+            n_shards: int = 1, check_workers: int = 1) -> dict[str, Any]:
     """The bounded path with cuts forced: blocks of `block` lines, pieces of `piece` ops,
-    windows of one op."""
+    windows of one op; the shards checked by `check_workers` processes."""
     old = stream.BLOCK_LINES
     stream.BLOCK_LINES = block
     try:
         out, digest = analyze_path(path, None, {**opts, "window_ops": 1}, n_shards=n_shards,
-                                   workers=1, piece_ops=piece)
+                                   workers=1, piece_ops=piece, check_workers=check_workers)
     finally:
         stream.BLOCK_LINES = old
     return same_stats(_norm(results_document(out, history=digest, path=str(path),
@@ -343,15 +343,18 @@ def test_generated_cut_histories_same_as_in_memory(
 
 
 @pytest.mark.slow
+@pytest.mark.integration  # forks checking processes
 @settings(max_examples=400, **_SETTINGS)  # type: ignore[arg-type]
 @given(ops=register_runs(max_ops=40), block=st.integers(1, 6), piece=st.integers(1, 8),
-       n=st.integers(1, 3), opts=OPTS)
+       n=st.integers(1, 3), opts=OPTS, check_workers=st.sampled_from([1, 1, 2, 3]))
 def test_many_generated_cut_histories_same_as_in_memory(
         tmp_path_factory: pytest.TempPathFactory, ops: list[dict[str, Any]], block: int,
-        piece: int, n: int, opts: dict[str, Any]) -> None:
+        piece: int, n: int, opts: dict[str, Any], check_workers: int) -> None:
+    """The same, bigger and more, the shards checked by one to three processes
+    (chaos.checkers.shard_pool: forked)."""
     path = write(ops, tmp_path_factory.mktemp("h") / "h.jsonl")
     want = oracle(path, opts)
-    got = bounded(path, opts, block, piece, n)
+    got = bounded(path, opts, block, piece, n, check_workers)
     assert comparable(got, want, opts) == comparable(want, want, opts)
 
 
