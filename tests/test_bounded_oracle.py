@@ -268,6 +268,21 @@ def test_key_in_several_pieces_counted_once(tmp_path: Path,
         assert bounded(path, {}, block, 1) == want
 
 
+@pytest.mark.parametrize("seen", [1, 1.0, True, 2 ** 64 - 1, 1.5])
+def test_read_in_a_later_piece_matches_writes_as_stale_reads_does(tmp_path: Path,
+                                                                  seen: Any) -> None:
+    """Writes of 1 then 2, and after a cut a read of `seen`: stale-reads takes 1.0 and true
+    for 1 (a stale read; the carry looked only for int reads, so it said valid), and a
+    value beyond int64 for no write (the carry crashed on it)."""
+    ops = _ops(_op(0, "invoke", "write", 1, 0), _op(0, "ok", "write", 1, 1),
+               _op(0, "invoke", "write", 2, 2), _op(0, "ok", "write", 2, 3),
+               _op(0, "invoke", "read", None, 10), _op(0, "ok", "read", seen, 11))
+    path = write(ops, tmp_path / "h.jsonl")
+    want = oracle(path, {})["results"]["stale-reads"]
+    assert want["stats"]["stale"] == (1 if seen == 1 else 0)
+    assert bounded(path, {}, 1, 1)["results"]["stale-reads"] == want
+
+
 def test_counter_adds_and_reads_on_keys_in_other_shards_are_doubted(tmp_path: Path) -> None:
     """Adds on one key, reads on another: the in-memory counter judges their sum (invalid
     here); the sharded path, which has no counter, must not answer (Doubt) whichever shards

@@ -180,7 +180,7 @@ def _needed(cols: dict[str, np.ndarray], read: list[Any]) -> np.ndarray:
         of_read = np.fromiter((hashable(v) in want for v in value.tolist()), dtype=bool,
                               count=len(value))
     else:
-        ints = [v for v in wanted if type(v) is int]
+        ints = [i for i in map(_as_int64, wanted) if i is not None]
         of_read = np.isin(value, np.array(ints, dtype=np.int64)) if ints else np.zeros(
             len(value), dtype=bool)
     picked = np.flatnonzero(of_read)
@@ -205,3 +205,13 @@ def _needed(cols: dict[str, np.ndarray], read: list[Any]) -> np.ndarray:
     pos = np.searchsorted(s_inv, cols["complete_time"][mine], side="right")
     more.append(s_row[arg[pos[pos < n]]])
     return np.unique(np.concatenate([picked, *more]))
+
+
+def _as_int64(v: Any) -> int | None:
+    """The int64 a read value equals, as stale-reads matches values (1 == 1.0 == true: a
+    read of 1.0 or true is a read of the write of 1), or None (no int64 write can be it)."""
+    if type(v) is float and v.is_integer():
+        v = int(v)
+    if type(v) in (int, bool) and -(2 ** 63) <= v < 2 ** 63:
+        return int(v)
+    return None
