@@ -22,10 +22,15 @@ Known differences from an in-memory run, none in a verdict or an anomaly count: 
 opts["max_anomalies"] anomalies of a kind the listed sample may differ; when the
 linearizable search finds an invalid key it stops, so which invalid key is shown and which
 other keys it had finished by then (keys_valid, skipped_keys, steps, peak_configs) depend on
-the order keys are searched in: one search interleaves all keys, here shard after shard;
-and a read of a value that only a later piece of its key writes (a read of the future, not
-linearizable) counts in stale-reads' reads_of_unwritten_values (or reads_of_failed_writes):
-a piece cannot know what comes after it.
+the order keys are searched in: one search interleaves all keys, here shard after shard.
+
+A piece of a long key cannot know what later pieces hold, which shows in stale-reads (never
+in the verdict: each case is a read that is not linearizable) in histories that break its
+premises: a read of a value that only a later piece writes (a read of the future) counts in
+reads_of_unwritten_values (or reads_of_failed_writes); and when a value is written twice
+(the workload promises unique values), a read is judged against the writes of its value up
+to its piece, not a later one, so it can count as stale where the whole history's latest
+write of that value would hide it (write 1, write 2, read 1, write 1).
 """
 from __future__ import annotations
 
