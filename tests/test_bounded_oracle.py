@@ -299,6 +299,21 @@ def test_counter_adds_and_reads_on_keys_in_other_shards_are_doubted(tmp_path: Pa
             analyze_path(path, None, {}, n_shards=n, workers=1)
 
 
+def test_set_op_on_a_key_already_cut_is_doubted(tmp_path: Path) -> None:
+    """A register key cut into pieces, then an add and a read-set on it: lost-writes must
+    judge the set from every add before its reads, which no carry gives, so the sharded
+    path doubts (the in-memory checkers find the acknowledged add lost)."""
+    ops = _ops(_op(0, "invoke", "write", 1, 0), _op(0, "ok", "write", 1, 1),
+               _op(0, "invoke", "read", None, 4), _op(0, "ok", "read", 1, 5),
+               _op(0, "invoke", "add", 7, 8), _op(0, "ok", "add", 7, 9),
+               _op(0, "invoke", "read-set", None, 12), _op(0, "ok", "read-set", [], 13))
+    path = write(ops, tmp_path / "h.jsonl")
+    assert oracle(path, {})["results"]["lost-writes"]["valid"] is False
+    for block in (1, 2):
+        with pytest.raises(stream.Doubt, match="no carry covers"):
+            bounded(path, {}, block, 1)
+
+
 class SlowClock:
     """The linearizable checker's clock where a second passes at every reading: a search
     that yields once is out of any time budget (on a tiny history it never is otherwise)."""
