@@ -3,7 +3,8 @@ checkers on each shard, merge their results.
 
 `chaos.history.stream` reads the history a block at a time and spills its operations to
 shards, every op of a key in one shard, the non-client ops (faults, monitor, controller) in a
-small in-memory context. Then, one shard in memory at a time:
+small in-memory context. Then, one shard in memory at a time in each checking process (one
+per core for a big history: chaos.checkers.shard_pool, which merges in shard order):
 
 - the per-key checkers (lost writes, stale reads, linearizability: each judges a key from
   that key's ops alone) run on the shard as they would on the whole history; their results
@@ -14,8 +15,8 @@ small in-memory context. Then, one shard in memory at a time:
 - dual leaders, the explanations and the monitor/fault rules read the context.
 
 So there is one implementation of every rule; this module only splits and merges. Peak
-memory is one shard's History plus what a checker keeps by definition (latencies, the merged
-counts), not the history's length. The counter checker sums over all keys, so a counter
+memory is one shard's History per checking process plus what a checker keeps by definition
+(latencies, the merged counts), not the history's length. The counter checker sums over all keys, so a counter
 history is read in memory (`Doubt`), as is anything the streaming reader doubts.
 
 Known differences from an in-memory run, none in a verdict or an anomaly count: past
