@@ -16,8 +16,9 @@ per core for a big history: chaos.checkers.shard_pool, which merges in shard ord
 
 So there is one implementation of every rule; this module only splits and merges. Peak
 memory is one shard's History per checking process plus what a checker keeps by definition
-(latencies, the merged counts), not the history's length. The counter checker sums over all keys, so a counter
-history is read in memory (`Doubt`), as is anything the streaming reader doubts.
+(latencies, the merged counts), not the history's length. The counter checker sums over all
+keys, so a counter history is read in memory (`Doubt`), as is anything the streaming reader
+doubts.
 
 Known differences from an in-memory run, none in a verdict or an anomaly count: past
 opts["max_anomalies"] anomalies of a kind the listed sample may differ; when the
