@@ -205,6 +205,14 @@ def register_facts(pairs: pd.DataFrame) -> tuple[bool, bool, bool, bool]:
     value = pairs["value"].to_numpy()[rows]
     result = pairs["result"].to_numpy()[rows]
     typ = pairs["type"].to_numpy()[rows]
+    # the usual history first, by type (a pass in C per column): plain written values and
+    # read results, every cas a [plain, plain] list
+    w, c = f == "write", f == "cas"
+    rd = (f == "read") & (typ == "ok")
+    if (set(map(type, value[w].tolist())) <= _PLAIN and set(map(type, result[rd].tolist()))
+            <= _PLAIN and all(type(v) is list and len(v) == 2 and type(v[0]) in _PLAIN
+                              and type(v[1]) in _PLAIN for v in value[c].tolist())):
+        return True, writes, adds, True
     for fi, v, r, t in zip(f, value, result, typ):
         if fi == "write" and not _scalar(v):
             return True, writes, adds, False
