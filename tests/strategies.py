@@ -163,7 +163,20 @@ def register_histories(draw: st.DrawFn, inject: str | None = None, max_ops: int 
                         counter]
         op.happens = typ == "ok" or (typ == "info" and f != "read" and draw(st.booleans()))
         ops.append(op)
-    # run the model at the effect points
+    run_register_model(ops)
+    gen = Generated(_lines(ops))
+    if inject == "stale-read":
+        _inject_stale(draw, gen, ops)
+    return gen
+
+
+def run_register_model(ops: list[Any], failed_compare: str | None = None) -> None:
+    """Run the sequential register model at each op's effect point (`point`), in place:
+    a read gets the value then, a write or cas that `happens` sets it; an ok cas whose
+    expected value is not the current one becomes a fail that did not happen (its `error`
+    set to `failed_compare` when given, as a target that tags observed compares does).
+    The one model run of the generated register histories (here and the bounded-path
+    oracle tests)."""
     state: dict[Any, Any] = {}
     for op in sorted(ops, key=lambda o: o.point):
         cur = state.get(op.key)
@@ -177,12 +190,10 @@ def register_histories(draw: st.DrawFn, inject: str | None = None, max_ops: int 
                     state[op.key] = op.value[1]
             elif op.type == "ok":
                 op.type = "fail"  # the model says the cas did not apply
+                if failed_compare is not None:
+                    op.error = failed_compare
             if op.type == "fail":
                 op.happens = False
-    gen = Generated(_lines(ops))
-    if inject == "stale-read":
-        _inject_stale(draw, gen, ops)
-    return gen
 
 
 def _inject_stale(draw: st.DrawFn, gen: Generated, ops: list[_Op]) -> None:

@@ -33,6 +33,7 @@ from chaos.checkers import run_checkers, select_checkers
 from chaos.checkers.sharded import analyze_path
 from chaos.history.reader import read_history
 from chaos.report.results import results_document
+from tests.strategies import run_register_model
 from tests.test_pieces import same_stats
 from tests.test_sharded import _norm
 
@@ -95,20 +96,7 @@ def register_runs(draw: st.DrawFn, max_ops: int = 24) -> list[dict[str, Any]]:
             op.error = "timeout"
         ops.append(op)
         clocks[p] = (end if op.end is not None else start) + MS
-    state: dict[str, Any] = {}
-    for op in sorted(ops, key=lambda o: o.point):
-        cur = state.get(op.key)
-        if op.f == "read":
-            op.result = cur
-        elif op.f == "write" and op.happens:
-            state[op.key] = op.value
-        elif op.f == "cas":
-            if op.value[0] == cur:
-                if op.happens:
-                    state[op.key] = op.value[1]
-            elif op.type == "ok":
-                op.type, op.happens = "fail", False
-                op.error = "compare-failed" if observe_fails else None
+    run_register_model(ops, "compare-failed" if observe_fails else None)
     corrupt = draw(st.sampled_from([None, None, "read", "lost"]))
     reads = [o for o in ops if o.f == "read" and o.type == "ok"]
     if corrupt == "read" and reads:
