@@ -43,8 +43,12 @@ def _leftovers(controller: int | None = None) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("nemesis, net", [("partition", "proxy"), ("kill", "proxy"),
-                                          ("partition", "iptables")])
+@pytest.mark.parametrize("nemesis, net", [
+    ("partition", "proxy"),
+    # -m slow (the default suite keeps ~20 min): kills in containers stay in it through the
+    # doc example's docker run and the member fault's docker rejoin
+    pytest.param("kill", "proxy", marks=pytest.mark.slow),
+    ("partition", "iptables")])
 def test_async_naive_loses_writes_and_splits_brain(tmp_path, nemesis, net):
     assert_lost_writes_and_split_brain(
         *_run(tmp_path, *UNSAFE_SET, *UNSAFE_EXTRA[nemesis], "--nemesis", nemesis, "--net", net))

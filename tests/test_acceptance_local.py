@@ -23,7 +23,12 @@ def _run(tmp_path, *args):
     return run_json("--store", str(tmp_path / "store"), *COMMON, *args)
 
 
-@pytest.mark.parametrize("nemesis", ["partition", "kill"])
+@pytest.mark.parametrize("nemesis", [
+    "partition",
+    # -m slow (the default suite keeps ~20 min): kills stay in it through the safe
+    # partition,kill cell below and the PostgreSQL/Redis failover cells; this cell's lost
+    # writes are measured by the kvlite matrix ("async+naive, kill leader", bench_acceptance)
+    pytest.param("kill", marks=pytest.mark.slow)])
 def test_async_naive_loses_writes_and_splits_brain(tmp_path, nemesis):
     assert_lost_writes_and_split_brain(
         *_run(tmp_path, *UNSAFE_SET, *UNSAFE_EXTRA[nemesis], "--nemesis", nemesis))
