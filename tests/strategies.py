@@ -154,13 +154,7 @@ def register_histories(draw: st.DrawFn, inject: str | None = None, max_ops: int 
         key = draw(st.sampled_from(keys))
         typ = draw(st.sampled_from(["ok"] * 8 + ["info", "fail"]))
         op = _Op(p, f, start, end, point, key=key, type=typ, node="n1")
-        if f == "write":
-            counter += 1
-            op.value = counter
-        elif f == "cas":
-            counter += 1
-            op.value = [draw(st.sampled_from([None, *range(max(1, counter - 3), counter)])),
-                        counter]
+        op.value, counter = draw_register_value(draw, f, counter)
         op.happens = typ == "ok" or (typ == "info" and f != "read" and draw(st.booleans()))
         ops.append(op)
     run_register_model(ops)
@@ -168,6 +162,18 @@ def register_histories(draw: st.DrawFn, inject: str | None = None, max_ops: int 
     if inject == "stale-read":
         _inject_stale(draw, gen, ops)
     return gen
+
+
+def draw_register_value(draw: st.DrawFn, f: str, counter: int) -> tuple[Any, int]:
+    """(the op's invoke value, the new counter) of a generated register op: a write writes
+    the next unique value, a cas expects one of the last few values (or the initial None)
+    and writes the next; a read has no value."""
+    if f == "write":
+        return counter + 1, counter + 1
+    if f == "cas":
+        expected = draw(st.sampled_from([None, *range(max(1, counter - 2), counter + 1)]))
+        return [expected, counter + 1], counter + 1
+    return None, counter
 
 
 def run_register_model(ops: list[Any], failed_compare: str | None = None) -> None:

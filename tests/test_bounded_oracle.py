@@ -33,7 +33,7 @@ from chaos.checkers import run_checkers, select_checkers
 from chaos.checkers.sharded import analyze_path
 from chaos.history.reader import read_history
 from chaos.report.results import results_document
-from tests.strategies import run_register_model
+from tests.strategies import draw_register_value, run_register_model
 from tests.test_pieces import same_stats
 from tests.test_sharded import _norm
 
@@ -79,13 +79,7 @@ def register_runs(draw: st.DrawFn, max_ops: int = 24) -> list[dict[str, Any]]:
         f = draw(st.sampled_from(["read", "read", "write", "write", "cas"]))
         typ = draw(st.sampled_from(["ok"] * 5 + ["info", "info", "info", "fail"]))
         op = _Op(p, f, draw(st.sampled_from(keys)), start, end, point, type=typ)
-        if f == "write":
-            counter += 1
-            op.value = counter
-        elif f == "cas":
-            counter += 1
-            op.value = [draw(st.sampled_from([None, *range(max(1, counter - 3), counter)])),
-                        counter]
+        op.value, counter = draw_register_value(draw, f, counter)
         if f == "read" and typ == "fail":
             op.type = "ok"
         if typ == "info" and hangs and draw(st.integers(0, 3)) == 0:
