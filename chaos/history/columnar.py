@@ -92,6 +92,16 @@ class Columns:
         self.fs: dict[Any, int] = {}
         self.proc_types: set[type] = set()
 
+    def slice(self, a: int, b: int) -> "Columns":
+        """Rows [a, b) as Columns of views (the codes' dicts shared)."""
+        out = Columns(0)
+        out.n = min(b, self.n) - a
+        out.obj = {name: col[a:b] for name, col in self.obj.items()}
+        for name in ("typ", "index", "time", "pcode", "fcode", "final"):
+            setattr(out, name, getattr(self, name)[a:b])
+        out.procs, out.fs, out.proc_types = self.procs, self.fs, self.proc_types
+        return out
+
     def add(self, ops: list[Any]) -> bool:
         """Take the next chunk of ops; False when the history is not for the fast path."""
         try:

@@ -124,19 +124,33 @@ def _pack(col: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]] 
     objects. They load back as one int64 array per row, as lost-writes takes them
     (chaos.checkers._frame.flatten; an in-memory read gives lists, which flatten turns into
     the same int64 elements, true and false as 1 and 0 like here; the lines an anomaly cites
-    are re-read from the file). None when there is nothing to pack or an element is not an
-    int (then the JSON path keeps the values as they are)."""
+    are re-read from the file). A list with an element that is not an int is not packed
+    (the JSON path keeps it as it is); None when there is nothing to pack."""
     rows = np.flatnonzero(f == "read-set")
     if not len(rows):
         return None
     vals = col[rows].tolist()
-    keep = [k for k, v in enumerate(vals) if type(v) is list and v]
+    # int64 arrays: read-sets the DuckDB reader already parsed into one buffer
+    # (chaos.history.duck); lists: from orjson
+    keep = [k for k, v in enumerate(vals) if (type(v) is list or type(v) is np.ndarray)
+            and len(v)]
     if not keep:
         return None
     lists = [vals[k] for k in keep]
-    flat = int_array(list(chain.from_iterable(lists)))  # from a list: ~30% faster
-    if flat is None:
-        return None
+    flat: np.ndarray | None
+    if all(type(v) is np.ndarray for v in lists):
+        flat = np.concatenate(lists)
+    else:
+        flat = int_array(list(chain.from_iterable(  # from a list: ~30% faster
+            v.tolist() if type(v) is np.ndarray else v for v in lists)))
+    if flat is None:  # some list holds a non-int: pack the others, row by row
+        arrays = [(k, v if type(v) is np.ndarray else int_array(v))
+                  for k, v in zip(keep, lists)]
+        keep = [k for k, a in arrays if a is not None]
+        if not keep:
+            return None
+        lists = [a for _, a in arrays if a is not None]
+        flat = np.concatenate(lists)
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     at = rows[keep]
     rest = col.copy()

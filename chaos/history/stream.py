@@ -53,6 +53,7 @@ import numpy as np
 import orjson
 
 from chaos.checkers._frame import hashable
+from chaos.errors import BadInput
 from chaos.history.columnar import INT64_MIN, Columns
 from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 from chaos.history.reader import BOM
@@ -87,6 +88,7 @@ class Split:
     raw_lines: int = 0  # newline-terminated lines, blank ones too (for line numbers)
     truncated_at: int | None = None  # line number (in the range read) of a bad last line
     worker_rss: list[int] = field(default_factory=list)  # peak RSS (bytes) of each worker
+    reader: str = "orjson"  # what parsed the lines: "duckdb" (chaos.history.duck) or "orjson"
     base_shards: int = 0  # shards of the first pieces; piece g of a key: + g * base_shards
     cut_keys: dict[Any, int] = field(default_factory=dict)  # key -> its last piece with rows
     #: (key, value) -> the last piece where a row mentions `value`, an unknown op's value from
@@ -229,9 +231,17 @@ class _Pairer:
         self.proc_is_client: dict[int, bool] = {}
 
     def block(self, ops: list[Any]) -> None:
+        """Pair the next block of op dicts (file order)."""
         cols = Columns(len(ops))
         cols.procs, cols.fs = self.procs, self.fs
-        if not cols.add(ops) or not cols.proc_types <= {int, str}:
+        if not cols.add(ops):
+            raise Doubt("not for the columnar path")
+        self.columns(cols)
+
+    def columns(self, cols: Columns) -> None:
+        """Pair the next block, as columns whose process and f codes are this pairer's
+        (`procs`, `fs`): from `block`, or from a columnar reader (chaos.history.duck)."""
+        if not cols.proc_types <= {int, str}:
             raise Doubt("not for the columnar path")
         index, times = cols.index, cols.time
         if (index.max() == OPEN or times.max() == OPEN or index.min() == INT64_MIN
@@ -367,42 +377,76 @@ class _Pairer:
         if not n:
             return
         self.split.ops += n
-        procs = rows["process"].tolist()
-        client = np.fromiter((type(p) is int for p in procs), dtype=bool, count=n)
+        client = _is_int(rows["process"])
         shard = np.full(n, -1, dtype=np.int64)
         if client.any():
             self.split.client_fs.update(set(rows["f"][client].tolist()))
-            ks = self.key_shard
             n_shards = self.split.base_shards or self.split.n_shards
             sel = np.flatnonzero(client)
-            codes = []
-            keys = [k if type(k) in _KEY_TYPES else key_code(k)
-                    for k in rows["key"][sel].tolist()]
-            for k in keys:
-                s = ks.get(k)
-                if s is None:
-                    s = ks[k] = (len(ks) if self.spread else hash(k)) % n_shards
-                codes.append(s)
-            pieces = self.pieces.route(
+            codes, keys = self._shards(rows["key"][sel], n_shards)
+            pieces = None if keys is None else self.pieces.route(
                 keys, rows["f"][sel].tolist(), rows["type"][sel].tolist(),
                 rows["value"][sel].tolist(), rows["result"][sel].tolist(),
-                rows["complete_time"][sel], rows["error"][sel].tolist()
-            ) if self.pieces.cuttable else [0] * len(keys)
-            shard[sel] = np.array(codes, dtype=np.int64) + np.array(
+                rows["complete_time"][sel], rows["error"][sel].tolist())
+            shard[sel] = codes if pieces is None else codes + np.array(
                 pieces, dtype=np.int64) * n_shards
-        for s in np.unique(shard).tolist():
-            sel = np.flatnonzero(shard == s)
-            part = {c: a[sel] for c, a in rows.items()} if len(sel) < n else rows
+        # one stable sort by shard, then each shard's rows are a slice (not a mask per shard)
+        order = np.argsort(shard, kind="stable")
+        ss = shard[order]
+        cuts = np.flatnonzero(ss[1:] != ss[:-1]) + 1
+        starts, ends = [0, *cuts.tolist()], [*cuts.tolist(), n]
+        if len(starts) > 1:
+            rows = {c: a[order] for c, a in rows.items()}
+        for a, b in zip(starts, ends):
+            s = int(ss[a])
+            part = {c: x[a:b] for c, x in rows.items()} if b - a < n else rows
             if s < 0:
                 for c in COLUMNS:
                     self.split.context.setdefault(c, []).append(part[c])
                 continue
-            self.split.shard_rows[s] += len(sel)
+            self.split.shard_rows[s] += b - a
             fh = self.files.get(s)
             if fh is None:
                 fh = self.files[s] = open(self.split.directory / f"shard-{s}.{self.tag}.pickle",
                                           "wb")
             dump_batch(fh, part)
+
+    def _shards(self, keys: np.ndarray, n_shards: int) -> tuple[np.ndarray, list[Any] | None]:
+        """Each client row's shard (of its key's first piece), and the rows' keys as the
+        splitter files them (`key_code`) when a key may be cut (else None). Each distinct
+        key (as a dict tells them: 1 == 1.0 == true) is looked up once."""
+        ks = self.key_shard
+        values = keys.tolist()
+        try:
+            at, uniques = _distinct(values)
+        except TypeError:  # a list or dict key: by key_code
+            at, uniques = _distinct([key_code(k) for k in values])
+        shard_of = np.empty(len(uniques), dtype=np.int64)
+        coded_u = [k if type(k) in _KEY_TYPES else key_code(k) for k in uniques]
+        for j, k in enumerate(coded_u):
+            s = ks.get(k)
+            if s is None:
+                s = ks[k] = (len(ks) if self.spread else hash(k)) % n_shards
+            shard_of[j] = s
+        if not self.pieces.cuttable:
+            return shard_of[at], None
+        return shard_of[at], _objects(coded_u)[at].tolist()
+
+
+def _distinct(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Each value's position among the distinct values (dict equality, first seen first),
+    and those values. TypeError for an unhashable value."""
+    seen: dict[Any, int] = {}
+    at = np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64,
+                     count=len(values))
+    return at, list(seen)
+
+
+def _is_int(procs: np.ndarray) -> np.ndarray:
+    """Which rows have an integer process (a client), testing each distinct process once."""
+    at, uniques = _distinct(procs.tolist())
+    is_int = np.fromiter((type(p) is int for p in uniques), dtype=bool, count=len(uniques))
+    return is_int[at]
 
 
 def completion(cols: Columns, i: int) -> tuple[Any, ...]:
@@ -434,6 +478,8 @@ def _objects(values: list[Any]) -> np.ndarray:
     return arr
 
 
+#: from this size on a history is read by DuckDB (chaos.history.duck) where it can be
+DUCK_MIN_BYTES = 8 << 20
 #: target size of one shard's slice of the file: its History is checked in memory
 SHARD_BYTES = 48 << 20
 #: a key's ops per piece (see the module doc): one piece's History and search fit in memory
@@ -468,6 +514,10 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
         n_shards = max(1, -(-size // SHARD_BYTES))
         if cuttable and size > SHARD_BYTES:  # a few long keys: one shard each (`spread`)
             n_shards = max(n_shards, MIN_CUT_SHARDS)
+    if workers is None and _use_duck(size):
+        split = _split_duck(p, d, n_shards, piece_ops if cuttable else 1 << 62, cuttable)
+        if split is not None:
+            return split
     if workers is None:
         workers = 1 if cuttable else ranges.default_workers(size)
     if workers > 1:
@@ -482,6 +532,59 @@ def split_history(path: str | os.PathLike[str], directory: str | os.PathLike[str
     split.end_time = pairer.last_time
     if split.truncated_at is not None:
         split.warnings.append(truncated_warning(split.source, split.truncated_at))
+    return split
+
+
+def _use_duck(size: int) -> bool:
+    """Whether to try DuckDB's reader (chaos.history.duck) on a file of `size` bytes:
+    CHAOS_HISTORY_READER=duckdb always, =orjson never, else (auto) from DUCK_MIN_BYTES on
+    (below it orjson is as quick: DuckDB's start costs tens of milliseconds)."""
+    choice = os.environ.get("CHAOS_HISTORY_READER", "auto")
+    if choice not in ("auto", "duckdb", "orjson"):
+        raise BadInput(f"CHAOS_HISTORY_READER must be auto, duckdb or orjson, not {choice!r}")
+    return choice == "duckdb" or (choice == "auto" and size >= DUCK_MIN_BYTES)
+
+
+def _split_duck(p: Path, d: Path, n_shards: int, piece_ops: int,
+                cuttable: frozenset[str]) -> Split | None:
+    """`split_history` read by DuckDB (chaos.history.duck) in one pass with every core; None
+    when the file is not for it (its spill files are then removed: the caller reads it
+    again with orjson, which names any problem, or raises the Doubt that sends it to the
+    in-memory reader)."""
+    from chaos.history import duck
+    if not duck.available():
+        return None
+    split = Split(source=str(p), n_shards=n_shards, directory=d,
+                  shard_rows=[0] * n_shards, base_shards=n_shards)
+    pairer = _Pairer(split, tag="d", pieces=Pieces(split, piece_ops, cuttable), spread=True)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    done = False
+    try:
+        for batch in duck.batches(p):
+            cols = duck.to_columns(batch, pairer.procs, pairer.fs)
+            split.lines += cols.n
+            if pairer.pieces.wants():  # a cut is due: look for a quiescent point more often
+                for k in range(0, cols.n, CUT_LINES):
+                    pairer.columns(cols.slice(k, k + CUT_LINES))
+            else:
+                pairer.columns(cols)
+        done = True
+    except (duck.NotHere, Doubt):
+        pass
+    finally:
+        try:
+            pairer.finish(done)
+        except Doubt:
+            done = False
+        if gc_was_enabled:
+            gc.enable()
+    if not done or not split.lines:
+        for f in d.glob("shard-*.d.pickle"):
+            f.unlink()
+        return None
+    split.end_time = pairer.last_time
+    split.reader = "duckdb"
     return split
 
 

@@ -1,0 +1,330 @@
+"""Read a history.jsonl with DuckDB's JSON reader, straight into the streaming reader's columns.
+
+Parsing every line into a Python dict (orjson) and then into columns is most of what a big
+history costs (~4 us a line of the ~10 of a set history's analysis). DuckDB parses the lines
+in C++ on every core and hands back Arrow columns, so no Python object is made per line:
+ints stay int64, a read-set's elements one flat int64 buffer, and the few distinct strings of
+a column (types, processes, fs, keys, nodes, meta) are decoded once each. The streaming
+reader (`chaos.history.stream._Pairer.columns`) then checks the rules and pairs as always.
+
+What comes out is exactly what the orjson path gives (tests compare the two on every stored
+history and on generated ones): every field is read as DuckDB's JSON type (its text), ints
+and read-set int lists are cast in DuckDB only where the text is a plain integer (`json_type`
+BIGINT/UBIGINT that fits int64, a list matching a digits-only pattern), and everything else is
+decoded from its text by orjson, one distinct text at a time.
+
+This path takes only the plain shape our recorder writes. Anything else raises `NotHere`
+and the caller reads the file with the orjson path, which names any problem by file and
+line: a file that does not end with a newline (a crash mid-write), a BOM, a line DuckDB
+refuses (not an object, bad JSON, a duplicate key), a missing or non-integer index or time, a
+type that is not one of the four, a float anywhere it would be read, and the few things
+DuckDB's parser accepts that JSON does not (a trailing comma, NaN, Infinity: the file's bytes
+are scanned for them first, `_lenient`). Without the duckdb package, every file is
+`NotHere`.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import orjson
+
+from chaos.history.columnar import Columns
+from chaos.history.forked import cores
+
+#: rows DuckDB hands over at a time (its vectors are 2048 rows: a multiple of that)
+BATCH_ROWS = 65536
+#: DuckDB's memory (its own buffers; the batches we hold are counted by us)
+MEMORY_LIMIT = "256MB"
+_INT = "json_type({c}) IN ('BIGINT', 'UBIGINT')"
+#: the bytes of a JSON list whose elements are all integer literals
+_INT_LIST_BYTES = np.zeros(256, dtype=bool)
+_INT_LIST_BYTES[list(b"0123456789,-[]")] = True
+
+
+class NotHere(Exception):
+    """This file is not for the DuckDB path: read it with the orjson path."""
+
+
+def available() -> bool:
+    try:
+        import duckdb  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _query(path: Path) -> str:
+    """The rows: a type code, index and time when they are integers (else null), the texts
+    of the other fields (JSON: a string keeps its quotes, so 1 and "1" differ), the value as
+    an int where it is one, as a cast int list (and its text, checked in `_values`) for a
+    read-set's completion, else as text."""
+    cols = ", ".join(f"{c}: 'JSON'" for c in ("type", "process", "f", "key", "value", "index",
+                                               "time", "node", "meta", "error", "final"))
+    as_int = f"{_INT.format(c='value')} AND TRY_CAST(value AS BIGINT) IS NOT NULL"
+    # a client's (integer process) read-set completion: the rows the spill packs
+    listed = ("f = '\"read-set\"' AND type <> '\"invoke\"' AND json_type(value) = 'ARRAY' "
+              f"AND {_INT.format(c='process')}")
+    return f"""
+        SELECT
+          CASE type::VARCHAR WHEN '"invoke"' THEN 0 WHEN '"ok"' THEN 1 WHEN '"fail"' THEN 2
+                             WHEN '"info"' THEN 3 ELSE -1 END::TINYINT AS typ,
+          CASE WHEN {_INT.format(c='index')} THEN TRY_CAST(index AS BIGINT) END AS idx,
+          CASE WHEN {_INT.format(c='time')} THEN TRY_CAST(time AS BIGINT) END AS tm,
+          process::VARCHAR AS process, f::VARCHAR AS f, key::VARCHAR AS key,
+          CASE WHEN {as_int} THEN TRY_CAST(value AS BIGINT) END AS vint,
+          CASE WHEN {listed} THEN TRY_CAST(value AS BIGINT[]) END AS vlist,
+          CASE WHEN NOT ({as_int}) THEN value::VARCHAR END AS vraw,
+          node::VARCHAR AS node, meta::VARCHAR AS meta, error::VARCHAR AS error,
+          final::VARCHAR = 'true' AS final
+        FROM read_json({_literal(path)}, format = 'newline_delimited', columns = {{{cols}}})
+    """
+
+
+#: a line holding what DuckDB's JSON parser accepts and JSON does not: a trailing comma
+#: (also before whitespace, or at the end of a piece of a line DuckDB's CSV reader cut at a
+#: carriage return), NaN, Infinity. The patterns may also sit inside a string: that only
+#: sends the file to the orjson path.
+_LENIENT_SQL = r"""contains(l, ',}') OR contains(l, ',]') OR contains(l, 'NaN')
+    OR contains(l, 'Infinity') OR suffix(l, ',')
+    OR ((contains(l, ', ') OR contains(l, ',' || chr(9)))
+        AND regexp_matches(l, ',\s+[\]}]'))"""
+
+
+def _lenient_query(path: Path) -> str:
+    # every line as text: no JSON line holds a raw 0x01 byte (a control character; a line
+    # that does is refused by the JSON reader anyway)
+    return f"""
+        SELECT count(*) FILTER (WHERE {_LENIENT_SQL}) AS n
+        FROM read_csv({_literal(path)}, columns = {{'l': 'VARCHAR'}}, delim = chr(1),
+                      quote = '', escape = '', header = false, auto_detect = false,
+                      strict_mode = false)
+    """
+
+
+class _Lenient(threading.Thread):
+    """Scans the file's lines for what DuckDB's JSON parser accepts and JSON does not (a
+    trailing comma, NaN, Infinity; the patterns may also sit inside a string, which only
+    costs the fast path), on its own DuckDB connection beside the read (the read leaves
+    most of one core idle: its consumer is one Python thread)."""
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True, name="chaos-duck-lenient")
+        self.path = path
+        self.found: bool | str = "not run"
+
+    def run(self) -> None:
+        import duckdb
+        try:
+            con = duckdb.connect(config={"threads": 1, "memory_limit": MEMORY_LIMIT})
+            try:
+                self.found = bool(con.sql(_lenient_query(self.path)).fetchall()[0][0])
+            finally:
+                con.close()
+        except Exception as exc:  # noqa: BLE001 - any failure: not for this path
+            self.found = f"the scan failed: {exc}"
+
+
+def batches(path: Path) -> Iterator[Any]:
+    """The file's rows as Arrow record batches (see `_query`); NotHere as the module says."""
+    if not available():
+        raise NotHere("no duckdb")
+    with open(path, "rb") as fh:
+        if fh.read(3) == b"\xef\xbb\xbf":
+            raise NotHere("a BOM")
+        fh.seek(0, 2)
+        if fh.tell() == 0:
+            raise NotHere("empty")
+        fh.seek(-1, 2)
+        if fh.read(1) != b"\n":
+            raise NotHere("no newline at the end")
+    scan = _Lenient(path)
+    scan.start()
+    producer = _Producer(path)
+    producer.start()
+    try:
+        while True:
+            item = producer.queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise NotHere(str(item).splitlines()[0] if str(item) else repr(item))
+            yield item
+        scan.join()
+        if scan.found:
+            raise NotHere("not plain JSON" if scan.found is True else str(scan.found))
+    finally:
+        producer.close()
+
+
+class _Producer(threading.Thread):
+    """Runs the query and fetches its batches on its own thread (DuckDB releases the GIL
+    while it works), a few batches ahead of the Python thread that pairs them: the fetch
+    does part of DuckDB's work on the fetching thread, which would otherwise be the
+    consumer's."""
+
+    AHEAD = 4  # batches fetched ahead (~10 MB each at most)
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True, name="chaos-duck-read")
+        self.path = path
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=self.AHEAD)
+        self.stop = threading.Event()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        import duckdb
+        try:
+            con = duckdb.connect(config={"threads": max(1, cores()),
+                                         "memory_limit": MEMORY_LIMIT,
+                                         "preserve_insertion_order": True})
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(exc)
+            return
+        try:
+            rel = con.sql(_query(self.path))
+            reader = (rel.to_arrow_reader(BATCH_ROWS) if hasattr(rel, "to_arrow_reader")
+                      else rel.fetch_record_batch(BATCH_ROWS))
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    self._put(None)
+                    return
+                if not self._put(batch):
+                    return
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(exc)
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        """Stop fetching (the consumer is done or gave up) and wait for the thread."""
+        self.stop.set()
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        self.join()
+
+
+def _decoded(arr: Any, default: Any = None) -> tuple[np.ndarray, list[Any], np.ndarray]:
+    """A column of JSON texts (Arrow) as an object array of their values (null -> `default`),
+    each distinct text decoded once; the distinct values; each row's position among them
+    (null: len(values))."""
+    import pyarrow.compute as pc
+    enc = pc.dictionary_encode(arr)
+    try:
+        values = [orjson.loads(t) for t in enc.dictionary.to_pylist()]
+    except orjson.JSONDecodeError:
+        raise NotHere("a value DuckDB read and JSON refuses") from None
+    codes = enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
+    table = np.empty(len(values) + 1, dtype=object)
+    table[:len(values)] = values
+    table[len(values)] = default
+    return table[codes], values, codes
+
+
+def to_columns(batch: Any, procs: dict[Any, int], fs: dict[Any, int]) -> Columns:
+    """One record batch as `Columns` (process and f coded in `procs` and `fs`, shared with
+    the pairer across batches). NotHere for anything the module doc sends to orjson."""
+    n = batch.num_rows
+    col = batch.column
+    cols = Columns(0)
+    cols.n = n
+    typ = col("typ").to_numpy(zero_copy_only=False)
+    if n and typ.min() < 0:
+        raise NotHere("a type that is not invoke, ok, fail or info")
+    if col("idx").null_count or col("tm").null_count:
+        raise NotHere("an index or time that is missing or not an integer")
+    cols.typ = typ.astype(np.int8, copy=False)
+    cols.index = col("idx").to_numpy()
+    cols.time = col("tm").to_numpy()
+    if col("f").null_count or col("process").null_count:
+        raise NotHere("a missing f or process")
+    for name, codes_of in (("process", procs), ("f", fs)):
+        obj, values, at = _decoded(col(name))
+        for v in values:
+            try:
+                if v not in codes_of:
+                    codes_of[v] = len(codes_of)
+            except TypeError:  # a list or dict: unhashable
+                raise NotHere(f"an unhashable {name}") from None
+        if name == "process":
+            cols.proc_types = set(map(type, values))
+        code = np.fromiter(map(codes_of.__getitem__, values), dtype=np.int64,
+                           count=len(values))
+        cols.obj[name] = obj
+        setattr(cols, "pcode" if name == "process" else "fcode", code[at])
+    for name in ("key", "node", "meta", "error"):
+        cols.obj[name] = _decoded(col(name))[0]
+    cols.obj["value"] = _values(col("vint"), col("vlist"), col("vraw"), n)
+    cols.final = col("final").fill_null(False).to_numpy(zero_copy_only=False)
+    return cols
+
+
+def _values(vint: Any, vlist: Any, vraw: Any, n: int) -> np.ndarray:
+    """The value column: ints as Python ints; a read-set's non-empty list of integer
+    literals as an int64 view of one buffer (the spill's and lost-writes' form of it);
+    everything else (null and missing: None) decoded from its JSON text by orjson."""
+    import pyarrow as pa
+    out = np.full(n, None, dtype=object)
+    ints = ~vint.is_null().to_numpy(zero_copy_only=False)
+    if ints.any():
+        out[ints] = vint.fill_null(0).to_numpy()[ints].astype(object)
+    done = ints
+    lists = np.flatnonzero(~vlist.is_null().to_numpy(zero_copy_only=False))
+    if len(lists):
+        done = ints.copy()
+        done[_int_lists(vlist, vraw, lists, out)] = True
+    rest = np.flatnonzero(~done)
+    if len(rest):
+        out[rest] = _decoded(vraw.take(pa.array(rest)))[0]
+    return out
+
+
+def _int_lists(vlist: Any, vraw: Any, lists: np.ndarray, out: np.ndarray) -> list[int]:
+    """Sets out[i] for the rows `lists` whose cast list is exact and non-empty; returns them.
+
+    The cast is exact only where the text has nothing but integer literals (DuckDB casts 1.5
+    to 2 and "1" to 1) none of which overflowed (a null element). An empty list stays for
+    the text ([], as orjson makes it)."""
+    import pyarrow as pa
+    texts = vraw.take(pa.array(lists))
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    toff = np.frombuffer(texts.buffers()[1], dtype=width)[
+        texts.offset:texts.offset + len(texts) + 1].astype(np.int64)
+    buf = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
+    bad_at = np.flatnonzero(~_INT_LIST_BYTES[buf[toff[0]:toff[-1]]]) + toff[0]
+    bad_rows = np.zeros(len(lists), dtype=bool)
+    bad_rows[np.searchsorted(toff, bad_at, side="right") - 1] = True
+    # .values and .offsets ignore a slice's offset: offsets index .values as they are
+    values = vlist.values
+    flat = values.fill_null(0).to_numpy(zero_copy_only=False)
+    nulls = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+    offsets = vlist.offsets.to_numpy()
+    done = []
+    for i, a, b, wrong in zip(lists.tolist(), offsets[lists].tolist(),
+                              offsets[lists + 1].tolist(), bad_rows.tolist()):
+        if wrong or a == b or (nulls is not None and nulls[a:b].any()):
+            continue
+        out[i] = flat[a:b]
+        done.append(i)
+    return done
