@@ -41,8 +41,9 @@ BATCH_ROWS = 65536
 MEMORY_LIMIT = "256MB"
 _INT = "json_type({c}) IN ('BIGINT', 'UBIGINT')"
 #: the bytes of a JSON list whose elements are all integer literals
+_INT_LIST_CHARS = b"0123456789,-[]"
 _INT_LIST_BYTES = np.zeros(256, dtype=bool)
-_INT_LIST_BYTES[list(b"0123456789,-[]")] = True
+_INT_LIST_BYTES[list(_INT_LIST_CHARS)] = True
 
 
 class NotHere(Exception):
@@ -225,17 +226,26 @@ class _Producer(threading.Thread):
         self.join()
 
 
+def _numpy(arr: Any, fill: Any) -> np.ndarray:
+    """An Arrow array as numpy, nulls as `fill` (no copy to fill when there is none)."""
+    if arr.null_count:
+        arr = arr.fill_null(fill)
+    return arr.to_numpy(zero_copy_only=False)
+
+
 def _decoded(arr: Any, default: Any = None) -> tuple[np.ndarray, list[Any], np.ndarray]:
     """A column of JSON texts (Arrow) as an object array of their values (null -> `default`),
     each distinct text decoded once; the distinct values; each row's position among them
     (null: len(values))."""
     import pyarrow.compute as pc
+    if arr.null_count == len(arr):  # a field no line of the batch has
+        return np.full(len(arr), default, dtype=object), [], np.zeros(len(arr), np.int64)
     enc = pc.dictionary_encode(arr)
     try:
         values = [orjson.loads(t) for t in enc.dictionary.to_pylist()]
     except orjson.JSONDecodeError:
         raise NotHere("a value DuckDB read and JSON refuses") from None
-    codes = enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
+    codes = _numpy(enc.indices, len(values))
     table = np.empty(len(values) + 1, dtype=object)
     table[:len(values)] = values
     table[len(values)] = default
@@ -276,7 +286,7 @@ def to_columns(batch: Any, procs: dict[Any, int], fs: dict[Any, int]) -> Columns
     for name in ("key", "node", "meta", "error"):
         cols.obj[name] = _decoded(col(name))[0]
     cols.obj["value"] = _values(col("vint"), col("vlist"), col("vraw"), n)
-    cols.final = col("final").fill_null(False).to_numpy(zero_copy_only=False)
+    cols.final = _numpy(col("final"), False)
     return cols
 
 
@@ -288,7 +298,7 @@ def _values(vint: Any, vlist: Any, vraw: Any, n: int) -> np.ndarray:
     out = np.full(n, None, dtype=object)
     ints = ~vint.is_null().to_numpy(zero_copy_only=False)
     if ints.any():
-        out[ints] = vint.fill_null(0).to_numpy()[ints].astype(object)
+        out[ints] = _numpy(vint, 0)[ints].astype(object)
     done = ints
     lists = np.flatnonzero(~vlist.is_null().to_numpy(zero_copy_only=False))
     if len(lists):
@@ -307,17 +317,23 @@ def _int_lists(vlist: Any, vraw: Any, lists: np.ndarray, out: np.ndarray) -> lis
     to 2 and "1" to 1) none of which overflowed (a null element). An empty list stays for
     the text ([], as orjson makes it)."""
     import pyarrow as pa
-    texts = vraw.take(pa.array(lists))
-    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    toff = np.frombuffer(texts.buffers()[1], dtype=width)[
-        texts.offset:texts.offset + len(texts) + 1].astype(np.int64)
-    buf = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
-    bad_at = np.flatnonzero(~_INT_LIST_BYTES[buf[toff[0]:toff[-1]]]) + toff[0]
-    bad_rows = np.zeros(len(lists), dtype=bool)
-    bad_rows[np.searchsorted(toff, bad_at, side="right") - 1] = True
+    # the texts' bytes as they are in the batch (no copy): the bytes of the batch that
+    # are not in an integer list, then the list rows holding one of them
+    width = np.int64 if pa.types.is_large_string(vraw.type) else np.int32
+    toff = np.frombuffer(vraw.buffers()[1], dtype=width)[
+        vraw.offset:vraw.offset + len(vraw) + 1].astype(np.int64)
+    data = vraw.buffers()[2]
+    if not data[toff[0]:toff[-1]].to_pybytes().translate(None, _INT_LIST_CHARS):
+        bad_rows = np.zeros(len(lists), dtype=bool)  # the usual case: one pass in C
+    else:
+        buf = np.frombuffer(data, dtype=np.uint8)[toff[0]:toff[-1]]
+        bad_at = np.flatnonzero(~_INT_LIST_BYTES[buf]) + toff[0]
+        bad_row = np.zeros(len(vraw), dtype=bool)
+        bad_row[np.searchsorted(toff, bad_at, side="right") - 1] = True
+        bad_rows = bad_row[lists]
     # .values and .offsets ignore a slice's offset: offsets index .values as they are
     values = vlist.values
-    flat = values.fill_null(0).to_numpy(zero_copy_only=False)
+    flat = _numpy(values, 0)
     nulls = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
     offsets = vlist.offsets.to_numpy()
     done = []

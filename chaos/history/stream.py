@@ -51,10 +51,11 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 import orjson
+import pandas as pd
 
 from chaos.checkers._frame import hashable
 from chaos.errors import BadInput
-from chaos.history.columnar import INT64_MIN, Columns
+from chaos.history.columnar import INT64_MIN, Columns, _pointers
 from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 from chaos.history.reader import BOM
 from chaos.history.pieces import Pieces, key_code
@@ -228,7 +229,7 @@ class _Pairer:
         self.last_time = INT64_MIN
         self.key_shard: dict[Any, int] = {}
         self.files: dict[int, BinaryIO] = {}
-        self.proc_is_client: dict[int, bool] = {}
+        self._client_codes: list[bool] = []  # process code -> a client's (`_clients`)
 
     def block(self, ops: list[Any]) -> None:
         """Pair the next block of op dicts (file order)."""
@@ -264,7 +265,7 @@ class _Pairer:
             raise Doubt("completion of another f")
         obj = cols.obj
         node = obj["node"][cd]
-        no_node = np.array([x is None for x in node.tolist()], dtype=bool)
+        no_node = _pointers(node) == id(None)
         node[no_node] = obj["node"][inv[no_node]]
         rows = {
             "process": obj["process"][inv], "f": obj["f"][inv], "key": obj["key"][inv],
@@ -277,7 +278,7 @@ class _Pairer:
         for i in orphan_pos:
             self.orphans[obj["process"][i]] = completion(cols, i)
         extra = [join(rec, completion(cols, i)) for rec, i in cross]
-        self._emit(rows, extra)
+        self._emit(rows, extra, self._clients()[cols.pcode[inv]])
         open_ = self.open
         for p, j in list(open_.items()):  # still open: carry the invoke's own fields
             if type(j) is int:
@@ -364,8 +365,22 @@ class _Pairer:
             for fh in self.files.values():
                 fh.close()
 
-    def _emit(self, rows: dict[str, np.ndarray] | None, extra: list[list[Any]]) -> None:
+    def _clients(self) -> np.ndarray:
+        """Whether each process code (`procs`) is a client's (an integer process)."""
+        known = self._client_codes
+        if len(known) < len(self.procs):
+            known += [type(p) is int for p in list(self.procs)[len(known):]]
+        return np.array(known, dtype=bool)
+
+    def _emit(self, rows: dict[str, np.ndarray] | None, extra: list[list[Any]],
+              client: np.ndarray | None = None) -> None:
+        """Spill `rows` and `extra` (rows as lists) to their shards; `client`: which of
+        `rows` are client ops, when the caller knows."""
+        if client is None and rows is not None:
+            client = _is_int(rows["process"])
         if extra:
+            more = np.fromiter((type(r[0]) is int for r in extra), dtype=bool, count=len(extra))
+            client = more if rows is None or client is None else np.concatenate([client, more])
             add = {c: np.array([r[k] for r in extra], dtype=np.int64 if c in _INT_COLS else
                                bool if c == "final" else object)
                    if c in _INT_COLS or c == "final" else _objects([r[k] for r in extra])
@@ -377,7 +392,7 @@ class _Pairer:
         if not n:
             return
         self.split.ops += n
-        client = _is_int(rows["process"])
+        assert client is not None
         shard = np.full(n, -1, dtype=np.int64)
         if client.any():
             self.split.client_fs.update(set(rows["f"][client].tolist()))
@@ -416,11 +431,10 @@ class _Pairer:
         splitter files them (`key_code`) when a key may be cut (else None). Each distinct
         key (as a dict tells them: 1 == 1.0 == true) is looked up once."""
         ks = self.key_shard
-        values = keys.tolist()
         try:
-            at, uniques = _distinct(values)
+            at, uniques = _distinct(keys)
         except TypeError:  # a list or dict key: by key_code
-            at, uniques = _distinct([key_code(k) for k in values])
+            at, uniques = _distinct(_objects([key_code(k) for k in keys.tolist()]))
         shard_of = np.empty(len(uniques), dtype=np.int64)
         coded_u = [k if type(k) in _KEY_TYPES else key_code(k) for k in uniques]
         for j, k in enumerate(coded_u):
@@ -433,18 +447,22 @@ class _Pairer:
         return shard_of[at], _objects(coded_u)[at].tolist()
 
 
-def _distinct(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Each value's position among the distinct values (dict equality, first seen first),
-    and those values. TypeError for an unhashable value."""
-    seen: dict[Any, int] = {}
-    at = np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64,
-                     count=len(values))
-    return at, list(seen)
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """Each value's position among the distinct values (first seen first), and those values,
+    as a dict tells them apart (1 == 1.0 == true), hashed in C by pandas. pandas sets None
+    aside (-1): it gets its own position here (a JSON value is never NaN, the other thing
+    pandas sets aside). TypeError for an unhashable value."""
+    at, uniques = pd.factorize(values)
+    out = uniques.tolist()
+    if (at < 0).any():
+        at[at < 0] = len(out)
+        out.append(None)
+    return at, out
 
 
 def _is_int(procs: np.ndarray) -> np.ndarray:
     """Which rows have an integer process (a client), testing each distinct process once."""
-    at, uniques = _distinct(procs.tolist())
+    at, uniques = _distinct(procs)
     is_int = np.fromiter((type(p) is int for p in uniques), dtype=bool, count=len(uniques))
     return is_int[at]
 
