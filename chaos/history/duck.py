@@ -19,7 +19,7 @@ line: a file that does not end with a newline (a crash mid-write), a BOM, a line
 refuses (not an object, bad JSON, a duplicate key), a missing or non-integer index or time, a
 type that is not one of the four, a float anywhere it would be read, and the few things
 DuckDB's parser accepts that JSON does not (a trailing comma, NaN, Infinity: the file's bytes
-are scanned for them first, `_lenient`). Without the duckdb package, every file is
+are scanned for them beside the read, `_Lenient`). Without the duckdb package, every file is
 `NotHere`.
 """
 from __future__ import annotations
@@ -118,20 +118,24 @@ class _Lenient(threading.Thread):
     most of one core idle: its consumer is one Python thread)."""
 
     def __init__(self, path: Path):
+        import duckdb
         super().__init__(daemon=True, name="chaos-duck-lenient")
         self.path = path
         self.found: bool | str = "not run"
+        self.con = duckdb.connect(config={"threads": 1, "memory_limit": MEMORY_LIMIT})
 
     def run(self) -> None:
-        import duckdb
         try:
-            con = duckdb.connect(config={"threads": 1, "memory_limit": MEMORY_LIMIT})
-            try:
-                self.found = bool(con.sql(_lenient_query(self.path)).fetchall()[0][0])
-            finally:
-                con.close()
+            self.found = bool(self.con.sql(_lenient_query(self.path)).fetchall()[0][0])
         except Exception as exc:  # noqa: BLE001 - any failure: not for this path
             self.found = f"the scan failed: {exc}"
+
+    def close(self) -> None:
+        """Stop the scan if it still runs (the read gave up) and wait for the thread."""
+        if self.is_alive():
+            self.con.interrupt()
+        self.join()
+        self.con.close()
 
 
 def batches(path: Path) -> Iterator[Any]:
@@ -164,6 +168,7 @@ def batches(path: Path) -> Iterator[Any]:
             raise NotHere("not plain JSON" if scan.found is True else str(scan.found))
     finally:
         producer.close()
+        scan.close()
 
 
 class _Producer(threading.Thread):
