@@ -117,12 +117,11 @@ class _Lenient(threading.Thread):
     costs the fast path), on its own DuckDB connection beside the read (the read leaves
     most of one core idle: its consumer is one Python thread)."""
 
-    def __init__(self, path: Path):
-        import duckdb
+    def __init__(self, path: Path, temp: Path | None):
         super().__init__(daemon=True, name="chaos-duck-lenient")
         self.path = path
         self.found: bool | str = "not run"
-        self.con = duckdb.connect(config={"threads": 1, "memory_limit": MEMORY_LIMIT})
+        self.con = _connect(1, temp)
 
     def run(self) -> None:
         try:
@@ -138,8 +137,20 @@ class _Lenient(threading.Thread):
         self.con.close()
 
 
-def batches(path: Path) -> Iterator[Any]:
-    """The file's rows as Arrow record batches (see `_query`); NotHere as the module says."""
+def _connect(threads: int, temp: Path | None) -> Any:
+    """A DuckDB connection; what it spills goes under `temp` (the analysis's own directory,
+    removed with it), never into the working directory (DuckDB's default)."""
+    import duckdb
+    config: dict[str, Any] = {"threads": threads, "memory_limit": MEMORY_LIMIT,
+                              "preserve_insertion_order": True}
+    if temp is not None:
+        config["temp_directory"] = str(temp / "duckdb")
+    return duckdb.connect(config=config)
+
+
+def batches(path: Path, temp: Path | None = None) -> Iterator[Any]:
+    """The file's rows as Arrow record batches (see `_query`); NotHere as the module says.
+    `temp`: where DuckDB may spill (None: its default)."""
     if not available():
         raise NotHere("no duckdb")
     with open(path, "rb") as fh:
@@ -151,9 +162,12 @@ def batches(path: Path) -> Iterator[Any]:
         fh.seek(-1, 2)
         if fh.read(1) != b"\n":
             raise NotHere("no newline at the end")
-    scan = _Lenient(path)
+    try:
+        scan = _Lenient(path, temp)
+    except Exception as exc:  # noqa: BLE001 - DuckDB could not start: not for this path
+        raise NotHere(f"duckdb: {exc}") from None
     scan.start()
-    producer = _Producer(path)
+    producer = _Producer(path, temp)
     producer.start()
     try:
         while True:
@@ -179,9 +193,9 @@ class _Producer(threading.Thread):
 
     AHEAD = 4  # batches fetched ahead (~10 MB each at most)
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, temp: Path | None):
         super().__init__(daemon=True, name="chaos-duck-read")
-        self.path = path
+        self.path, self.temp = path, temp
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=self.AHEAD)
         self.stop = threading.Event()
 
@@ -195,11 +209,8 @@ class _Producer(threading.Thread):
         return False
 
     def run(self) -> None:
-        import duckdb
         try:
-            con = duckdb.connect(config={"threads": max(1, cores()),
-                                         "memory_limit": MEMORY_LIMIT,
-                                         "preserve_insertion_order": True})
+            con = _connect(max(1, cores()), self.temp)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
             self._put(exc)
             return

@@ -579,7 +579,7 @@ def _split_duck(p: Path, d: Path, n_shards: int, piece_ops: int,
     gc.disable()
     done = False
     try:
-        for batch in duck.batches(p):
+        for batch in duck.batches(p, d):
             cols = duck.to_columns(batch, pairer.procs, pairer.fs)
             split.lines += cols.n
             if pairer.pieces.wants():  # a cut is due: look for a quiescent point more often
