@@ -253,3 +253,25 @@ def test_no_thread_left_when_the_reader_steps_aside(tmp_path: Path) -> None:
         for batch in duck.batches(path):
             duck.to_columns(batch, {}, {})
     assert not [t for t in threading.enumerate() if t.name.startswith("chaos-duck")]
+
+
+def test_context_rows_are_copies_not_views_of_a_block(tmp_path: Path, monkeypatch: Any) -> None:
+    """The non-client rows kept in memory must not be views of a block's arrays: a view
+    keeps the whole block (every row, its values, DuckDB's buffers) alive, and memory then
+    grows with the history (it did: 3.3 GB for 10M lines)."""
+    ops: list[dict[str, Any]] = []
+    for k in range(300):
+        p = "monitor" if k % 3 == 0 else k % 3
+        ops.append({"process": p, "type": "invoke", "f": "add", "key": "s", "value": k,
+                    "index": 2 * k, "time": 2 * k})
+        ops.append({"process": p, "type": "ok", "f": "add", "key": "s", "value": k,
+                    "index": 2 * k + 1, "time": 2 * k + 1})
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"".join(_jsonl(ops)))
+    for reader in ("duckdb", "orjson"):
+        monkeypatch.setenv("CHAOS_HISTORY_READER", reader)
+        split = split_history(path, tmp_path / reader, n_shards=2,
+                              workers=None if reader == "duckdb" else 1)
+        arrays = [a for parts in split.context.values() for a in parts]
+        assert arrays and sum(map(len, split.context["process"])) == 100
+        assert all(a.base is None for a in arrays), reader

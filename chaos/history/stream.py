@@ -415,9 +415,9 @@ class _Pairer:
         for a, b in zip(starts, ends):
             s = int(ss[a])
             part = {c: x[a:b] for c, x in rows.items()} if b - a < n else rows
-            if s < 0:
+            if s < 0:  # kept: a copy, not a view that would keep the whole block alive
                 for c in COLUMNS:
-                    self.split.context.setdefault(c, []).append(part[c])
+                    self.split.context.setdefault(c, []).append(part[c].copy())
                 continue
             self.split.shard_rows[s] += b - a
             fh = self.files.get(s)
