@@ -145,7 +145,9 @@ def _connect(threads: int, temp: Path | None) -> Any:
                               "preserve_insertion_order": True}
     if temp is not None:
         config["temp_directory"] = str(temp / "duckdb")
-    return duckdb.connect(config=config)
+    con = duckdb.connect(config=config)
+    con.execute("SET enable_progress_bar = false")  # its bar on the terminal: ours is enough
+    return con
 
 
 def batches(path: Path, temp: Path | None = None) -> Iterator[Any]:

@@ -44,6 +44,7 @@ verdict never depends on which path read the history (tests compare them).
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ from chaos.history.reader import BOM
 from chaos.history.pieces import Pieces, key_code
 from chaos.history.spill import dump_batch, load_batches, make_directory
 
+_log = logging.getLogger(__name__)
 BLOCK_LINES = 65536  # lines parsed at a time: ~10 MB of dicts, whatever the history's size
 READ_BYTES = 8 << 20  # bytes read from the file at a time
 _TYPE_NAMES = np.array(["invoke", "ok", "fail", "info"], dtype=object)
@@ -588,8 +590,8 @@ def _split_duck(p: Path, d: Path, n_shards: int, piece_ops: int,
             else:
                 pairer.columns(cols)
         done = True
-    except (duck.NotHere, Doubt):
-        pass
+    except (duck.NotHere, Doubt) as exc:
+        _log.info("%s: not read by DuckDB (%s): the orjson reader reads it", p, exc)
     finally:
         try:
             pairer.finish(done)
