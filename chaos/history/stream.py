@@ -7,7 +7,10 @@ columnar machinery (`chaos.history.columnar.Columns`), checks the reader's rules
 invokes with completions across blocks (only the invokes still open are carried from one
 block to the next: at most one per process; a block is paired with numpy, and line by line
 only when a process's lines do not alternate). A big file is read by one process per core,
-each a byte range (chaos.history.ranges). Each completed operation is one row of the pairs
+each a byte range (chaos.history.ranges); a file of DUCK_MIN_BYTES or more is first offered
+to DuckDB's JSON reader (chaos.history.duck: the lines parsed in C++ into the same columns,
+no Python object per line), which steps aside for anything it cannot read exactly as orjson
+does. Each completed operation is one row of the pairs
 contract (chaos.history.model) and goes to a spill file (format: chaos.history.spill):
 
 - client operations (integer processes) to shard `hash(key) % n_shards` (read by one
