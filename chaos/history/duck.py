@@ -5,7 +5,7 @@ history costs (~4 us a line of the ~10 of a set history's analysis). DuckDB pars
 in C++ on every core and hands back Arrow columns, so no Python object is made per line:
 ints stay int64, a read-set's elements one flat int64 buffer, and the few distinct strings of
 a column (types, processes, fs, keys, nodes, meta) are decoded once each. The streaming
-reader (`chaos.history.stream._Pairer.columns`) then checks the rules and pairs as always.
+reader (`chaos.history.pairing.Pairer.columns`) then checks the rules and pairs as always.
 
 What comes out is exactly what the orjson path gives (tests compare the two on every stored
 history and on generated ones): every field is read as DuckDB's JSON type (its text), ints

@@ -12,7 +12,7 @@ from chaos.checkers._frame import hashable
 from chaos.history.columnar import INT64_MIN
 
 if TYPE_CHECKING:
-    from chaos.history.stream import Split
+    from chaos.history.split import Split
 
 
 def key_code(key: Any) -> Any:
@@ -64,7 +64,7 @@ class Pieces:
             g = piece.get(k, 0)
             if f not in cuttable:
                 if g:
-                    from chaos.history.stream import Doubt
+                    from chaos.history.split import Doubt
                     raise Doubt("a key cut into pieces has an op no carry covers")
                 uncut.add(k)
                 rows.pop(k, None)

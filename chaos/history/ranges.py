@@ -3,7 +3,7 @@
 Parsing JSON is most of the cost of `chaos analyze` on a big history, and it is one core's
 work in one process. Here the file is cut into `workers` byte ranges at line boundaries; the
 caller reads the first range itself while forked worker processes read the others, each with
-its own `chaos.history.stream._Pairer` writing its own spill files (`shard-<s>.<range>.pickle`)
+its own `chaos.history.pairing.Pairer` writing its own spill files (`shard-<s>.<range>.pickle`)
 in the same directory. What crosses a range boundary is small and returned to the caller:
 
 - the invokes still open at a range's end (at most one per process), and
@@ -34,7 +34,7 @@ from chaos.history.forked import can_fork, cores, map_forked
 from chaos.history.stream import (
     Doubt,
     Split,
-    _Pairer,
+    Pairer,
     join,
     read_range,
     truncated_warning,
@@ -87,7 +87,7 @@ def _read_part(path: Path, directory: Path, n_shards: int, k: int, start: int,
                end: int) -> Part:
     split = Split(source=str(path), n_shards=n_shards, directory=directory,
                   shard_rows=[0] * n_shards)
-    pairer = read_range(path, split, _Pairer(split, tag=str(k), orphans_ok=k > 0), start,
+    pairer = read_range(path, split, Pairer(split, tag=str(k), orphans_ok=k > 0), start,
                         end, complete=False)
     names = {code: proc for proc, code in pairer.procs.items()}
     first = last = None
@@ -154,7 +154,7 @@ def _merge(path: Path, directory: Path, n_shards: int, parts: list[Part]) -> Spl
     assert last is not None
     split.end_time = last[1]
     rows += [join(rec, None) for rec in opens.values()]  # never completed
-    pairer = _Pairer(split, tag="x")
+    pairer = Pairer(split, tag="x")
     try:
         if rows:
             pairer._emit(None, rows)
