@@ -2,12 +2,14 @@
 
     nice -n 19 python benchmarks/bench_big.py --workload set register --lines 1000000 10000000
     nice -n 19 python benchmarks/bench_big.py --workload set --lines 30000000 --delete
+    python benchmarks/bench_big.py --workload set --lines 10000000 --reader duckdb orjson
 
 For each workload and size: generates the history with benchmarks/gen_history.py into --dir
 (reused when it is already there; --delete removes it afterwards: 30M set lines are ~6.5 GB),
 then runs `/usr/bin/time -v chaos analyze --no-results FILE` and prints, per history: lines,
 size, wall and CPU (user+sys) seconds, lines/s by wall and by CPU, the exit code and verdict,
-and two peaks of memory:
+and two peaks of memory (`--reader`: which reader parses the lines, CHAOS_HISTORY_READER;
+auto is DuckDB's from 8 MB on):
 
 - `time -v`'s maximum resident set size: of the biggest single process (wait4 reports the
   largest of the analysis and its reader processes, not their sum);
@@ -99,6 +101,9 @@ def main() -> None:
     ap.add_argument("--lines", nargs="+", type=int, default=[1_000_000])
     ap.add_argument("--dir", type=Path, default=Path("/tmp/chaos-bench-big"))
     ap.add_argument("--delete", action="store_true", help="remove the histories afterwards")
+    ap.add_argument("--reader", nargs="+", default=["auto"],
+                    choices=("auto", "duckdb", "orjson"),
+                    help="CHAOS_HISTORY_READER for the analysis: each one in turn per history")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     for workload in args.workload:
@@ -111,16 +116,21 @@ def main() -> None:
                                 str(path)], check=True)
                 print(f"generated {path} in {time.time() - t0:.0f} s", flush=True)
             lines = count_lines(path)
-            r = measure(path)
-            print(f"{workload} {lines:,} lines ({path.stat().st_size / 1e9:.2f} GB): exit "
-                  f"{r['exit']}, {r['verdict']}\n  wall {r['wall']:.1f} s = "
-                  f"{lines / r['wall']:,.0f} lines/s; CPU {r['cpu']:.1f} s = "
-                  f"{lines / r['cpu']:,.0f} lines/s; peak RSS {r['rss'] / 1e6:,.0f} MB "
-                  f"(time -v, largest process), {r['tree_rss'] / 1e6:,.0f} MB (all "
-                  f"processes at once, sampled); load {r['load'][0]:.1f} -> "
-                  f"{r['load'][1]:.1f} on {os.cpu_count()} cores", flush=True)
+            for reader in args.reader:
+                os.environ["CHAOS_HISTORY_READER"] = reader
+                report(workload, lines, path, reader, measure(path))
             if args.delete:
                 path.unlink()
+
+
+def report(workload: str, lines: int, path: Path, reader: str, r: dict) -> None:
+    print(f"{workload} {lines:,} lines ({path.stat().st_size / 1e9:.2f} GB, reader "
+          f"{reader}): exit {r['exit']}, {r['verdict']}\n  wall {r['wall']:.1f} s = "
+          f"{lines / r['wall']:,.0f} lines/s; CPU {r['cpu']:.1f} s = "
+          f"{lines / r['cpu']:,.0f} lines/s; peak RSS {r['rss'] / 1e6:,.0f} MB "
+          f"(time -v, largest process), {r['tree_rss'] / 1e6:,.0f} MB (all "
+          f"processes at once, sampled); load {r['load'][0]:.1f} -> "
+          f"{r['load'][1]:.1f} on {os.cpu_count()} cores", flush=True)
 
 
 if __name__ == "__main__":
