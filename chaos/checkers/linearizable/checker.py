@@ -197,7 +197,7 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str,
     kept: list[SearchOp] = []
     dropped = 0
     fs, read_only, observes_fail = model.fs, model.read_only, model.observes_fail
-    plain, make, add = _PLAIN, SearchOp.fast, kept.append
+    plain, new, add = _PLAIN, tuple.__new__, kept.append
     for f, key, value, result, typ, t0, t1, i0, i1, err in rows:
         if f not in fs:
             dropped += 1
@@ -220,8 +220,8 @@ def _key_ops(rows: list[tuple[Any, ...]], model: Model, fail_mode: str,
             continue
         if due and t1 == OPEN:
             due = False
-        add(make(inp, out, due, t0, t1, i0, i1, ro,
-                 key if type(key) in plain else freeze(key)))
+        add(new(SearchOp, (inp, out, due, t0, t1, i0, i1, ro,
+                           key if type(key) in plain else freeze(key))))
     if model.partition is not None:
         groups = {k: list(v) for k, v in model.partition(kept).items() if v}
     else:

@@ -26,19 +26,29 @@ Pruning, each sound for the reason given:
 
 The search is a generator that yields every few thousand model steps so a scheduler can share
 time fairly between keys, and gives up (undecided) past a memory cap on configurations.
+
+Implementation: a window's search costs Python overhead per op more than model steps (about
+one step per op), so the inner loop only indexes lists by op position (chaos.checkers.
+linearizable.plan: the ops' fields as columns, `bits[j]` = 1 << j) and the moves (linearize
+one op, then the read-only ops it makes legal, then pass the returns) are written out in it
+rather than called. One step is counted, not taken: a pending read-only op that is not
+linearized was found illegal in the configuration's state (every read-only op is tried when
+it is invoked and again after every change of state), and steps are pure, so a read-only op
+whose return is next is counted as a step (the `steps` statistic stays what it was) but not
+stepped again: it can only wait for an update.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Sequence
+from typing import Any, Generator, NamedTuple
 
 from chaos.checkers.linearizable.models import Model
+from chaos.checkers.linearizable.plan import Plan, UnknownPicker, bits, make_plan
 
 YIELD_EVERY = 4000  # model steps between yields to the scheduler
 
 
-@dataclass(frozen=True)
-class SearchOp:
+class SearchOp(NamedTuple):
     """One operation of a key as the search sees it.
 
     due:   True when the op returned (ok, or a fail the model observes): it must be
@@ -46,6 +56,11 @@ class SearchOp:
            (info / never completed): it may be linearized after its invoke, or never.
     index: the invoke line's `index` in the history; `complete_index` the completion's (-1).
     key:   the op's key (what the default partition groups by).
+
+    A named tuple, not a dataclass: the checker builds one per op of a history, and a tuple
+    is built in a quarter of the time (`tuple.__new__(SearchOp, fields)`, ~0.25 us), and the
+    search reads a window's ops as columns with one `zip(*ops)` (chaos.checkers.linearizable.
+    plan).
     """
 
     inp: tuple[str, Any]
@@ -53,28 +68,10 @@ class SearchOp:
     due: bool
     invoke_time: int
     complete_time: int
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index (never called)
     complete_index: int
     read_only: bool
     key: Any = None
-
-    @classmethod
-    def fast(cls, inp: tuple[str, Any], out: Any, due: bool, invoke_time: int,
-             complete_time: int, index: int, complete_index: int, read_only: bool,
-             key: Any) -> "SearchOp":
-        """The op the constructor makes, built without the frozen dataclass's nine
-        object.__setattr__ calls: the checker builds one per op of a history, and that
-        cost ~3 us an op, a third of reading a register history's op into the search."""
-        op = _new(cls)
-        _setattr(op, "__dict__", {
-            "inp": inp, "out": out, "due": due, "invoke_time": invoke_time,
-            "complete_time": complete_time, "index": index, "complete_index": complete_index,
-            "read_only": read_only, "key": key})
-        return op
-
-
-_new = object.__new__
-_setattr = object.__setattr__
 
 
 @dataclass
@@ -110,6 +107,12 @@ def _path_list(path: Any) -> list[int]:
     return out
 
 
+def _covered(group: list[int], used: int) -> bool:
+    """Whether some bitset of `group` is a subset of `used`."""
+    for u in group:
+        if u & used == u:
+            return True
+    return False
 def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
            progress: dict[str, Any] | None = None,
            starts: list[tuple[Any, int]] | None = None,
@@ -129,17 +132,168 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     used], so the caller knows every state the window can leave (valid True iff any).
     """
     step = model.step
-    plan = _plan(ops)
+    plan = make_plan(ops)
     returns, segments, pend_upd, pend_ro = plan.returns, plan.segments, plan.pend_upd, plan.pend_ro
-    kinds, seq, n_unknown = plan.kinds, plan.seq, plan.n_unknown
+    ro_target, inps, outs, dues = plan.ro_target, plan.inps, plan.outs, plan.dues
     n_ret = len(returns)
-    reachable = model.reachable
-    reach: Callable[..., bool] = reachable or (lambda *_: True)  # only called when set
-    ret_pos = {i: k for k, i in enumerate(returns)}
-    resetters = _resetters(model, ops) if reachable is not None else {}
+    bit = bits(len(ops))
+    ret_bits = [bit[r] for r in returns]
+    dead = _dead_ops(model, ops, plan)
+    unknown_all = 0
+    for i, due in enumerate(dues):
+        if not due:
+            unknown_all |= bit[i]
+    pick = UnknownPicker(model, plan) if unknown_all else None
+
+    stack: list[tuple[int, Any, int, Any]] = []
+    for s0, used0 in reversed(starts if starts is not None else [(model.init(), 0)]):
+        stack.append(_start(step, plan, s0, used0))
+    s0 = stack[-1][1] if stack else model.init()
+    visited: dict[tuple[int, Any, int], list[int]] = {}  # (k, state, due ops) -> unknowns used
+    seen: set[tuple[int, Any, int]] = set()  # the same, when there are no unknown ops
+    n_visited = 0
+    steps = 0
+    budget = YIELD_EVERY
+    # the deepest configuration seen: (k, state, path, length of path, culprit)
+    deep_k, deep_s, deep_path, deep_len, deep_culprit = -1, s0, None, 0, -1
+    pop, push = stack.pop, stack.append
+    while stack:
+        k, s, m, path = pop()
+        if k == n_ret:
+            if ends is None:
+                return Outcome(valid=True, steps=steps, max_configs=n_visited)
+            used = m & unknown_all
+            group_end = ends.get(s)
+            if group_end is None:
+                ends[s] = [used]
+            elif not _covered(group_end, used):
+                group_end.append(used)  # not covered by an end that used fewer unknown ops
+            continue
+        if unknown_all:
+            used = m & unknown_all
+            node = (k, s, m ^ used)
+            group = visited.get(node)
+            if group is None:
+                visited[node] = [used]
+            elif _covered(group, used):
+                continue  # this configuration, or one that used fewer unknown ops, was done
+            else:
+                group.append(used)
+        else:
+            n_seen = len(seen)
+            seen.add((k, s, m))
+            if len(seen) == n_seen:
+                continue
+        n_visited += 1
+        culprit = dead(k, s, m) if dead is not None else -1
+        if k >= deep_k:
+            plen = path[2] if path else 0
+            if k > deep_k or plen > deep_len:
+                deep_k, deep_s, deep_path, deep_len, deep_culprit = k, s, path, plen, culprit
+        if culprit >= 0:
+            continue
+        target = ro_target[k]
+        if target >= 0 and not m & bit[target]:
+            steps += 1  # a read-only target, illegal in `s` (module doc): it waits for an update
+        cands = pend_upd[k]
+        if pick is not None:
+            more = pick.candidates(k, m)
+            if more:
+                cands = cands + more
+        base = len(stack)
+        for j in cands:
+            b = bit[j]
+            if m & b:
+                continue
+            legal, s2 = step(s, inps[j], outs[j])
+            steps += 1
+            if not legal:
+                continue
+            if s2 == s:
+                if not dues[j]:
+                    continue  # an unknown op that changes nothing: never needed (module doc)
+                m2 = m | b
+                path2 = (j, path, path[2] + 1 if path else 1)
+            else:  # linearize every pending read-only op now legal (greedy: module doc)
+                m2 = m | b
+                path2 = (j, path, path[2] + 1 if path else 1)
+                for r in pend_ro[k]:
+                    b = bit[r]
+                    if not m2 & b and step(s2, inps[r], outs[r])[0]:
+                        m2 |= b
+                        path2 = (r, path2, path2[2] + 1)
+            k2 = k
+            while k2 < n_ret:  # pass the returns whose op is linearized
+                b = ret_bits[k2]
+                if not m2 & b:
+                    break
+                m2 ^= b
+                k2 += 1
+                for r in segments[k2]:  # read-only ops invoked before the next return
+                    if step(s2, inps[r], outs[r])[0]:
+                        m2 |= bit[r]
+                        path2 = (r, path2, path2[2] + 1)
+            push((k2, s2, m2, path2))
+        if len(stack) - base > 1:
+            stack[base:] = stack[base:][::-1]  # popped in invoke order (Porcupine's order)
+        if steps >= budget:
+            budget = steps + YIELD_EVERY
+            op = ops[returns[deep_k]]
+            window = (op.invoke_time, ops[returns[-1]].complete_time)
+            if n_visited > max_configs:
+                return Outcome(valid="unknown", steps=steps, max_configs=n_visited,
+                               reason=f"memory cap of {max_configs} configurations reached",
+                               window=window, time=op.complete_time)
+            if progress is not None:
+                progress.update(window=window, steps=steps, configs=n_visited)
+            yield
+    if ends:
+        return Outcome(valid=True, steps=steps, max_configs=n_visited)
+    stuck = deep_culprit if deep_culprit >= 0 else returns[deep_k]
+    done = set(_path_list(deep_path))
+    pending = sorted(j for j in pend_upd[deep_k] + pend_ro[deep_k]
+                     if j != stuck and j not in done)
+    pending += sorted(j for members in plan.kinds for j in members
+                      if plan.seq[j] < plan.n_unknown[deep_k] and j not in done)
+    return Outcome(valid=False, steps=steps, max_configs=n_visited, stuck_on=stuck,
+                   linearized=_path_list(deep_path), pending=pending, state=deep_s,
+                   time=ops[stuck].complete_time)
+
+
+def _start(step: Any, plan: Plan, s: Any, m: int) -> tuple[int, Any, int, Any]:
+    """The configuration a start (state, unknown ops used) begins in: the read-only ops
+    invoked before the first return linearized if legal, then the returns passed whose op is
+    linearized, with the read-only ops invoked before each next return (greedy, module doc)."""
+    bit = bits(len(plan.seq))
+    inps, outs = plan.inps, plan.outs
+    path: Any = None
+    for j in plan.pend_ro[0]:
+        if not m & bit[j] and step(s, inps[j], outs[j])[0]:
+            m |= bit[j]
+            path = (j, path, path[2] + 1 if path else 1)
+    k = 0
+    returns = plan.returns
+    while k < len(returns) and m & bit[returns[k]]:
+        m ^= bit[returns[k]]
+        k += 1
+        for j in plan.segments[k]:
+            if step(s, inps[j], outs[j])[0]:
+                m |= bit[j]
+                path = (j, path, path[2] + 1 if path else 1)
+    return k, s, m, path
+
+
+def _dead_ops(model: Model, ops: list[SearchOp], plan: Plan) -> Any:
+    """With a model that can tell (`reachable`): dead(k, s, m), a pending read no sequence
+    of updates can satisfy any more, or -1. None without `reachable`."""
+    reach = model.reachable
+    if reach is None:
+        return None
+    ret_pos = {i: k for k, i in enumerate(plan.returns)}
+    resetters = _resetters(model, ops)
+    pend_ro = plan.pend_ro
 
     def dead(k: int, s: Any, m: int) -> int:
-        """A pending read no sequence of updates can satisfy any more (model hint), or -1."""
         for j in pend_ro[k]:
             if m & (1 << j):
                 continue
@@ -151,119 +305,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
             if not resets or not reach(s, o.inp, o.out, resets):
                 return j
         return -1
-
-    unknown_all = 0
-    for i, op in enumerate(ops):
-        if not op.due:
-            unknown_all |= 1 << i
-    pick = _UnknownPicker(model, ops, plan) if unknown_all else None
-
-    def enter(k: int, s: Any, m: int, path: Any) -> tuple[int, int, Any]:
-        """Pass the returns whose op is linearized; on the way, linearize the read-only ops
-        invoked before the next return if they are legal (greedy, see the module doc)."""
-        while k < n_ret and m & (1 << returns[k]):
-            m &= ~(1 << returns[k])
-            k += 1
-            for j in segments[k]:
-                o = ops[j]
-                if step(s, o.inp, o.out)[0]:
-                    m |= 1 << j
-                    path = (j, path, path[2] + 1 if path else 1)
-        return k, m, path
-
-    def saturate(k: int, s: Any, m: int, path: Any) -> tuple[int, Any]:
-        """Linearize every pending read-only op that is legal in `s`."""
-        for j in pend_ro[k]:
-            b = 1 << j
-            if not m & b:
-                o = ops[j]
-                if step(s, o.inp, o.out)[0]:
-                    m |= b
-                    path = (j, path, path[2] + 1 if path else 1)
-        return m, path
-
-    stack: list[tuple[int, Any, int, Any]] = []
-    for s0, used0 in reversed(starts if starts is not None else [(model.init(), 0)]):
-        m0, p0 = saturate(0, s0, used0, None)  # read-only ops invoked before the first return
-        k0, m0, p0 = enter(0, s0, m0, p0)
-        stack.append((k0, s0, m0, p0))
-    s0 = stack[-1][1] if stack else model.init()
-    visited: dict[tuple[int, Any, int], list[int]] = {}  # (k, state, due ops) -> unknowns used
-    seen: set[tuple[int, Any, int]] = set()  # the same, when there are no unknown ops
-    n_visited = 0
-    steps = 0
-    budget = YIELD_EVERY
-    deepest: tuple[int, Any, Any, int] = (-1, s0, None, -1)
-    while stack:
-        k, s, m, path = stack.pop()
-        if k == n_ret:
-            if ends is None:
-                return Outcome(valid=True, steps=steps, max_configs=n_visited)
-            used = m & unknown_all
-            group_end = ends.setdefault(s, [])
-            if not any(u & ~used == 0 for u in group_end):
-                group_end.append(used)  # not covered by an end that used fewer unknown ops
-            continue
-        if unknown_all:
-            used = m & unknown_all
-            group = visited.setdefault((k, s, m & ~unknown_all), [])
-            if any(u & ~used == 0 for u in group):
-                continue  # this configuration, or one that used fewer unknown ops, was done
-            group.append(used)
-        else:
-            node = (k, s, m)
-            if node in seen:
-                continue
-            seen.add(node)
-        n_visited += 1
-        culprit = dead(k, s, m) if reachable is not None else -1
-        if k >= deepest[0] and (k > deepest[0] or _plen(path) > _plen(deepest[2])):
-            deepest = (k, s, path, culprit)
-        if culprit >= 0:
-            continue
-        target = returns[k]
-        children: list[tuple[int, Any, int, Any]] = []
-        cands = [j for j in pend_upd[k] if not m & (1 << j)]
-        if target not in cands and not m & (1 << target):
-            cands.append(target)  # a read-only target: it needs a state change first
-        if pick is not None:
-            cands += pick.candidates(k, m)
-        for j in cands:
-            op = ops[j]
-            legal, s2 = step(s, op.inp, op.out)
-            steps += 1
-            if not legal or (s2 == s and not op.due):
-                continue
-            m2 = m | (1 << j)
-            path2 = (j, path, path[2] + 1 if path else 1)
-            if s2 != s:
-                m2, path2 = saturate(k, s2, m2, path2)
-            k2, m2, path2 = enter(k, s2, m2, path2)
-            children.append((k2, s2, m2, path2))
-        children.reverse()  # popped in invoke order (Porcupine's order)
-        stack.extend(children)
-        if steps >= budget:
-            budget = steps + YIELD_EVERY
-            op = ops[returns[deepest[0]]]
-            window = (op.invoke_time, ops[returns[-1]].complete_time)
-            if n_visited > max_configs:
-                return Outcome(valid="unknown", steps=steps, max_configs=n_visited,
-                               reason=f"memory cap of {max_configs} configurations reached",
-                               window=window, time=op.complete_time)
-            if progress is not None:
-                progress.update(window=window, steps=steps, configs=n_visited)
-            yield
-    if ends:
-        return Outcome(valid=True, steps=steps, max_configs=n_visited)
-    k, s, path, culprit = deepest
-    stuck = culprit if culprit >= 0 else returns[k]
-    done = set(_path_list(path))
-    pending = sorted(j for j in pend_upd[k] + pend_ro[k] if j != stuck and j not in done)
-    pending += sorted(j for members in kinds for j in members
-                      if seq[j] < n_unknown[k] and j not in done)
-    return Outcome(valid=False, steps=steps, max_configs=n_visited, stuck_on=stuck,
-                   linearized=_path_list(path), pending=pending, state=s,
-                   time=ops[stuck].complete_time)
+    return dead
 
 
 def _resetters(model: Model, ops: list[SearchOp]) -> dict[int, list[int]]:
@@ -271,144 +313,3 @@ def _resetters(model: Model, ops: list[SearchOp]) -> dict[int, list[int]]:
     resets = [i for i, op in enumerate(ops) if not op.read_only and model.resets(op.inp)]
     return {j: [u for u in resets if ops[u].invoke_time <= op.complete_time]
             for j, op in enumerate(ops) if op.due and op.read_only}
-
-
-def _plen(path: Any) -> int:
-    return path[2] if path else 0
-
-
-class _UnknownPicker:
-    """Which unknown-outcome ops to try at a configuration.
-
-    Equal unknown ops (same input) are interchangeable: only the earliest unused one of each
-    kind is tried. With a model that tells what an unknown update leaves (`unknown_effect`)
-    and what ops can see (`observes`), a kind is tried only when its value is observed by a
-    pending due op, or by some unknown op (a chain of unknown ops), or when a pending op may
-    observe anything: an effect nobody observes before it is overwritten never mattered.
-    """
-
-    def __init__(self, model: Model, ops: list[SearchOp], plan: Plan):
-        self.ops, self.plan = ops, plan
-        self.kinds, self.seq, self.n_unknown = plan.kinds, plan.seq, plan.n_unknown
-        self.filtered = model.unknown_effect is not None
-        if not self.filtered:
-            return
-        assert model.unknown_effect is not None
-        static: set[Any] = set()
-        self.observed: dict[int, Any] = {}
-        try:
-            for j, op in enumerate(ops):
-                seen = model.observes(op.inp, op.out)
-                if not op.due:
-                    if seen is None:
-                        raise TypeError("an unknown op may observe anything")
-                    static.update(seen)
-                else:
-                    self.observed[j] = None if seen is None else frozenset(seen)
-            self.always: list[int] = []
-            self.by_value: dict[Any, list[int]] = {}
-            for n, members in enumerate(self.kinds):
-                value = model.unknown_effect(ops[members[0]].inp)
-                if value in static:
-                    self.always.append(n)
-                else:
-                    self.by_value.setdefault(value, []).append(n)
-        except TypeError:  # unhashable values, or no way to tell: try every kind
-            self.filtered = False
-
-    def candidates(self, k: int, m: int) -> list[int]:
-        limit = self.n_unknown[k]
-        if limit == 0:
-            return []
-        kinds: Sequence[int] = range(len(self.kinds))
-        if self.filtered:
-            values: set[Any] = set()
-            for j in self.plan.pend_upd[k] + self.plan.pend_ro[k]:
-                if not m & (1 << j):
-                    seen = self.observed[j]
-                    if seen is None:
-                        break
-                    values |= seen
-            else:
-                chosen = list(self.always)
-                for v in values:
-                    chosen += self.by_value.get(v, ())
-                kinds = sorted(chosen)  # first-invoke order, so the loop below can stop early
-        out: list[int] = []
-        seq = self.seq
-        for n in kinds:
-            members = self.kinds[n]
-            if seq[members[0]] >= limit:
-                break
-            for j in members:
-                if seq[j] >= limit:
-                    break
-                if not m & (1 << j):
-                    out.append(j)
-                    break
-        return out
-
-
-@dataclass
-class Plan:
-    """What is pending at each return (in real-time order), precomputed once per key.
-
-    returns[k]:  the op whose return is the k-th return event
-    segments[k]: due read-only ops invoked after return k-1 and before return k
-    pend_upd[k], pend_ro[k]: due updating / read-only ops invoked and not returned before
-                 return k (including returns[k] itself)
-    kinds:       unknown-outcome ops grouped by input, each group in invoke order, groups
-                 ordered by their first invoke; seq[j] is op j's rank among unknown invokes
-    n_unknown[k]: how many unknown-outcome ops were invoked before return k
-    Index k = len(returns) describes the end of the history.
-    """
-
-    returns: list[int]
-    segments: list[list[int]]
-    pend_upd: list[list[int]]
-    pend_ro: list[list[int]]
-    kinds: list[list[int]]
-    seq: list[int]
-    n_unknown: list[int]
-
-
-def _plan(ops: list[SearchOp]) -> Plan:
-    """Walk the invoke and return events once and record what each return sees."""
-    events: list[tuple[int, int, int]] = []
-    for i, op in enumerate(ops):
-        events.append((op.invoke_time, 0, i))
-        if op.due:
-            events.append((op.complete_time, 1, i))
-    events.sort()  # at equal times invokes come first: closed intervals, the permissive order
-    plan = Plan([], [[]], [], [], [], [len(ops)] * len(ops), [])
-    upd: list[int] = []
-    ro: list[int] = []
-    by_kind: dict[Any, list[int]] = {}
-    n_unknown = 0
-    for _t, kind, i in events:
-        op = ops[i]
-        if kind == 0:
-            if not op.due:
-                plan.seq[i] = n_unknown
-                n_unknown += 1
-                members = by_kind.get(op.inp)
-                if members is None:
-                    members = by_kind[op.inp] = []
-                    plan.kinds.append(members)
-                members.append(i)
-            elif op.read_only:
-                ro.append(i)
-                plan.segments[-1].append(i)
-            else:
-                upd.append(i)
-            continue
-        plan.returns.append(i)
-        plan.pend_upd.append(list(upd))
-        plan.pend_ro.append(list(ro))
-        plan.n_unknown.append(n_unknown)
-        plan.segments.append([])
-        (ro if op.read_only else upd).remove(i)
-    plan.pend_upd.append(list(upd))
-    plan.pend_ro.append(list(ro))
-    plan.n_unknown.append(n_unknown)
-    return plan

@@ -1,0 +1,224 @@
+"""What the search of one window needs, precomputed once: the return events in real-time
+order, what is pending at each, and the ops' fields as columns (chaos.checkers.linearizable.
+search). Also `UnknownPicker`: which unknown-outcome ops to try at a configuration.
+
+The plan is built in one walk over the invokes and returns; the search then only indexes
+lists by op position (`inps[j]`, `bits[j]`), which is most of what makes its inner loop cheap:
+an attribute of an op or a freshly shifted `1 << j` costs more than a list index, and the
+search does that millions of times.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import compress
+from typing import TYPE_CHECKING, Any, Sequence
+
+from chaos.checkers.linearizable.models import Model
+
+if TYPE_CHECKING:
+    from chaos.checkers.linearizable.search import SearchOp
+
+_BITS: list[int] = [1 << j for j in range(1024)]
+
+
+def bits(n: int) -> list[int]:
+    """A list whose j-th item is 1 << j, for j < n at least (shared: never mutate it)."""
+    while len(_BITS) < n:
+        _BITS.extend(1 << j for j in range(len(_BITS), 2 * len(_BITS)))
+    return _BITS
+
+
+@dataclass
+class Plan:
+    """What is pending at each return (in real-time order), precomputed once per window.
+
+    returns[k]:  the op whose return is the k-th return event
+    segments[k]: due read-only ops invoked after return k-1 and before return k
+    pend_upd[k], pend_ro[k]: due updating / read-only ops invoked and not returned before
+                 return k (including returns[k] itself)
+    ro_target[k]: returns[k] when that op is read-only, else -1
+    kinds:       unknown-outcome ops grouped by input, each group in invoke order, groups
+                 ordered by their first invoke; seq[j] is op j's rank among unknown invokes
+    n_unknown[k]: how many unknown-outcome ops were invoked before return k
+    inps, outs, dues: the ops' `inp`, `out` and `due`, by position
+    Index k = len(returns) describes the end of the history.
+    """
+
+    returns: list[int]
+    segments: list[list[int]]
+    pend_upd: list[list[int]]
+    pend_ro: list[list[int]]
+    ro_target: list[int]
+    kinds: list[list[int]]
+    seq: list[int]
+    n_unknown: list[int]
+    inps: Sequence[Any]
+    outs: Sequence[Any]
+    dues: Sequence[bool]
+
+
+def make_plan(ops: Sequence[SearchOp]) -> Plan:
+    """Walk the invoke and return events once and record what each return sees.
+
+    The events are ordered by time, invokes before returns at equal times (closed intervals:
+    the permissive order), invokes among themselves and returns among themselves by position.
+    """
+    n = len(ops)
+    if n:
+        inps, outs, dues, t0s, t1s, _i0, _i1, ros, _keys = zip(*ops)
+    else:
+        inps = outs = dues = t0s = t1s = ros = ()
+    order = sorted(range(n), key=t0s.__getitem__)
+    returns = sorted(compress(range(n), dues), key=t1s.__getitem__)
+    segments: list[list[int]] = []
+    pend_upd: list[list[int]] = []
+    pend_ro: list[list[int]] = []
+    ro_target: list[int] = []
+    n_unknown: list[int] = []
+    unknown = _Kinds(n, inps)
+    upd: list[int] = []
+    ro: list[int] = []
+    seg: list[int] = []
+    p = 0
+    for r in returns:
+        t = t1s[r]
+        while p < n:
+            i = order[p]
+            if t0s[i] > t:
+                break
+            p += 1
+            if not dues[i]:
+                unknown.add(i)
+            elif ros[i]:
+                ro.append(i)
+                seg.append(i)
+            else:
+                upd.append(i)
+        segments.append(seg)
+        seg = []
+        pend_upd.append(upd[:])
+        pend_ro.append(ro[:])
+        n_unknown.append(unknown.count)
+        if ros[r]:
+            ro.remove(r)
+            ro_target.append(r)
+        else:
+            upd.remove(r)
+            ro_target.append(-1)
+    for i in order[p:]:  # invoked after the last return: unknown outcome (a due op returns)
+        unknown.add(i)
+    segments.append(seg)
+    pend_upd.append(upd)
+    pend_ro.append(ro)
+    n_unknown.append(unknown.count)
+    return Plan(returns, segments, pend_upd, pend_ro, ro_target, unknown.kinds, unknown.seq,
+                n_unknown, inps, outs, dues)
+
+
+class _Kinds:
+    """The unknown-outcome ops as they are invoked, grouped by input (Plan.kinds, seq)."""
+
+    def __init__(self, n: int, inps: Sequence[Any]):
+        self.inps = inps
+        self.count = 0
+        self.seq = [n] * n
+        self.kinds: list[list[int]] = []
+        self.by_kind: dict[Any, list[int]] = {}
+
+    def add(self, i: int) -> None:
+        self.seq[i] = self.count
+        self.count += 1
+        members = self.by_kind.get(self.inps[i])
+        if members is None:
+            members = self.by_kind[self.inps[i]] = []
+            self.kinds.append(members)
+        members.append(i)
+
+
+class UnknownPicker:
+    """Which unknown-outcome ops to try at a configuration.
+
+    Equal unknown ops (same input) are interchangeable: only the earliest unused one of each
+    kind is tried. With a model that tells what an unknown update leaves (`unknown_effect`)
+    and what ops can see (`observes`), a kind is tried only when its value is observed by a
+    pending due op, or by some unknown op (a chain of unknown ops), or when a pending op may
+    observe anything: an effect nobody observes before it is overwritten never mattered.
+    """
+
+    def __init__(self, model: Model, plan: Plan):
+        self.plan = plan
+        self.kinds, self.seq, self.n_unknown = plan.kinds, plan.seq, plan.n_unknown
+        self.filtered = model.unknown_effect is not None
+        self.bits = bits(len(plan.seq))
+        if not self.filtered:
+            return
+        assert model.unknown_effect is not None
+        static: set[Any] = set()
+        observes = model.observes
+        self.observed: dict[int, Any] = {}
+        try:
+            for j, (inp, out, due) in enumerate(zip(plan.inps, plan.outs, plan.dues)):
+                seen = observes(inp, out)
+                if not due:
+                    if seen is None:
+                        raise TypeError("an unknown op may observe anything")
+                    static.update(seen)
+                else:
+                    self.observed[j] = None if seen is None else frozenset(seen)
+            self.always: list[int] = []
+            self.by_value: dict[Any, list[int]] = {}
+            for n, members in enumerate(self.kinds):
+                value = model.unknown_effect(plan.inps[members[0]])
+                if value in static:
+                    self.always.append(n)
+                else:
+                    self.by_value.setdefault(value, []).append(n)
+        except TypeError:  # unhashable values, or no way to tell: try every kind
+            self.filtered = False
+
+    def candidates(self, k: int, m: int) -> list[int]:
+        """The unknown ops worth trying at return k with ops `m` linearized, in the order of
+        their kinds' first invoke."""
+        limit = self.n_unknown[k]
+        if limit == 0:
+            return []
+        kinds: Sequence[int] = range(len(self.kinds))
+        bit = self.bits
+        if self.filtered:
+            values: set[Any] = set()
+            observed = self.observed
+            anything = False
+            for pending in (self.plan.pend_upd[k], self.plan.pend_ro[k]):
+                for j in pending:
+                    if not m & bit[j]:
+                        seen = observed[j]
+                        if seen is None:
+                            anything = True
+                            break
+                        if seen:
+                            values |= seen
+                if anything:
+                    break
+            if not anything:
+                chosen = list(self.always)
+                by_value = self.by_value
+                for v in values:
+                    got = by_value.get(v)
+                    if got is not None:
+                        chosen += got
+                if not chosen:
+                    return []
+                kinds = sorted(chosen)  # first-invoke order, so the loop below can stop early
+        out: list[int] = []
+        seq = self.seq
+        for n in kinds:
+            members = self.kinds[n]
+            if seq[members[0]] >= limit:
+                break
+            for j in members:
+                if seq[j] >= limit:
+                    break
+                if not m & bit[j]:
+                    out.append(j)
+                    break
+        return out
