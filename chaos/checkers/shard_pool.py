@@ -228,7 +228,7 @@ def _skipped(shard: History, opts: dict[str, Any]) -> CheckResult:
     keys and ops counted as the one search counts them, its keys listed as skipped."""
     from chaos.checkers.linearizable.checker import _choose_model, _client_rows, _key_ops
     rows = _client_rows(shard)
-    model = _choose_model({r[0] for r in rows}, opts.get("model"))
+    model = _choose_model(rows.fs(), opts.get("model"))
     groups, dropped = _key_ops(rows, model, opts.get("fail", "auto"))
     carry = opts.get("carry")
     carried_in = {k for k in groups if carry is not None and k in carry}

@@ -142,7 +142,8 @@ def _register_unobserved(ops: Sequence[Any]) -> set[int]:
     nothing is left out.
     """
     seen: set[Any] = set()
-    for op in ops:
+    unknown: list[int] = []
+    for n, op in enumerate(ops):  # one pass over all ops, the second only over unknown ones
         f, value = op.inp
         if f == "cas":
             if op.out is FAILED:
@@ -150,11 +151,11 @@ def _register_unobserved(ops: Sequence[Any]) -> set[int]:
             seen.add(value[0])
         elif f == "read" and op.due:
             seen.add(op.out)
+        if not op.due:
+            unknown.append(n)
     out: set[int] = set()
-    for n, op in enumerate(ops):
-        if op.due:
-            continue
-        f, value = op.inp
+    for n in unknown:
+        f, value = ops[n].inp
         new = value if f == "write" else value[1] if f == "cas" else None
         if f in ("write", "cas") and not _hashable_in(new, seen):
             out.add(n)

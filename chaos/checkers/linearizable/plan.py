@@ -9,6 +9,7 @@ search does that millions of times.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import compress
 from typing import TYPE_CHECKING, Any, Sequence
@@ -45,7 +46,7 @@ class Plan:
     """
 
     returns: list[int]
-    segments: list[list[int]]
+    segments: list[Sequence[int]]
     pend_upd: list[list[int]]
     pend_ro: list[list[int]]
     ro_target: list[int]
@@ -69,8 +70,9 @@ def make_plan(ops: Sequence[SearchOp]) -> Plan:
     else:
         inps = outs = dues = t0s = t1s = ros = ()
     order = sorted(range(n), key=t0s.__getitem__)
+    invoked = sorted(t0s)  # invoked[p]: the p-th invoke's time
     returns = sorted(compress(range(n), dues), key=t1s.__getitem__)
-    segments: list[list[int]] = []
+    segments: list[Sequence[int]] = []
     pend_upd: list[list[int]] = []
     pend_ro: list[list[int]] = []
     ro_target: list[int] = []
@@ -78,36 +80,44 @@ def make_plan(ops: Sequence[SearchOp]) -> Plan:
     unknown = _Kinds(n, inps)
     upd: list[int] = []
     ro: list[int] = []
-    seg: list[int] = []
+    # the last copies of upd / ro taken, shared by the returns until the list changes
+    upd_copy: list[int] = []
+    ro_copy: list[int] = []
     p = 0
     for r in returns:
-        t = t1s[r]
-        while p < n:
-            i = order[p]
-            if t0s[i] > t:
-                break
-            p += 1
-            if not dues[i]:
-                unknown.add(i)
-            elif ros[i]:
-                ro.append(i)
-                seg.append(i)
-            else:
-                upd.append(i)
-        segments.append(seg)
-        seg = []
-        pend_upd.append(upd[:])
-        pend_ro.append(ro[:])
+        q = bisect_right(invoked, t1s[r], p)  # the invokes up to this return
+        if q > p:
+            seg: list[int] = []
+            for i in order[p:q]:
+                if not dues[i]:
+                    unknown.add(i)
+                elif ros[i]:
+                    ro.append(i)
+                    seg.append(i)
+                else:
+                    upd.append(i)
+            p = q
+            segments.append(seg)
+            if len(upd) != len(upd_copy):
+                upd_copy = upd[:]
+            if len(ro) != len(ro_copy):
+                ro_copy = ro[:]
+        else:
+            segments.append(())
+        pend_upd.append(upd_copy)
+        pend_ro.append(ro_copy)
         n_unknown.append(unknown.count)
         if ros[r]:
             ro.remove(r)
+            ro_copy = ro[:]
             ro_target.append(r)
         else:
             upd.remove(r)
+            upd_copy = upd[:]
             ro_target.append(-1)
     for i in order[p:]:  # invoked after the last return: unknown outcome (a due op returns)
         unknown.add(i)
-    segments.append(seg)
+    segments.append(())
     pend_upd.append(upd)
     pend_ro.append(ro)
     n_unknown.append(unknown.count)
@@ -153,62 +163,78 @@ class UnknownPicker:
         if not self.filtered:
             return
         assert model.unknown_effect is not None
-        static: set[Any] = set()
         observes = model.observes
-        self.observed: dict[int, Any] = {}
+        inps, outs = plan.inps, plan.outs
+        static: set[Any] = set()
+        # watch[j]: the kinds due op j observes the value of (None: it may observe anything);
+        # a due op that observes no kind's value is not in it
+        self.watch: dict[int, tuple[int, ...] | None] = {}
+        self.relevant: list[list[int] | None] = [None] * len(plan.n_unknown)
         try:
-            for j, (inp, out, due) in enumerate(zip(plan.inps, plan.outs, plan.dues)):
-                seen = observes(inp, out)
-                if not due:
+            for members in self.kinds:
+                for j in members:
+                    seen = observes(inps[j], outs[j])
                     if seen is None:
                         raise TypeError("an unknown op may observe anything")
                     static.update(seen)
-                else:
-                    self.observed[j] = None if seen is None else frozenset(seen)
             self.always: list[int] = []
-            self.by_value: dict[Any, list[int]] = {}
+            by_value: dict[Any, list[int]] = {}
             for n, members in enumerate(self.kinds):
-                value = model.unknown_effect(plan.inps[members[0]])
+                value = model.unknown_effect(inps[members[0]])
                 if value in static:
                     self.always.append(n)
                 else:
-                    self.by_value.setdefault(value, []).append(n)
+                    by_value.setdefault(value, []).append(n)
+            for j in compress(range(len(plan.dues)), plan.dues):
+                seen = observes(inps[j], outs[j])
+                if seen is None:
+                    self.watch[j] = None
+                    continue
+                kinds = [n for v in frozenset(seen) for n in by_value.get(v, ())]
+                if kinds:
+                    self.watch[j] = tuple(kinds)
         except TypeError:  # unhashable values, or no way to tell: try every kind
             self.filtered = False
 
     def candidates(self, k: int, m: int) -> list[int]:
         """The unknown ops worth trying at return k with ops `m` linearized, in the order of
-        their kinds' first invoke."""
+        their kinds' first invoke.
+
+        A kind is tried when it is `always` tried, or when a pending due op not linearized
+        observes its value, or every kind when such an op may observe anything: the pending
+        ops that observe some kind's value (few: most observe none) are listed once per k.
+        """
         limit = self.n_unknown[k]
         if limit == 0:
             return []
         kinds: Sequence[int] = range(len(self.kinds))
         bit = self.bits
         if self.filtered:
-            values: set[Any] = set()
-            observed = self.observed
+            relevant = self.relevant[k]
+            if relevant is None:
+                watch = self.watch
+                relevant = self.relevant[k] = [
+                    j for j in self.plan.pend_upd[k] + self.plan.pend_ro[k] if j in watch]
+            chosen: set[int] | None = None
             anything = False
-            for pending in (self.plan.pend_upd[k], self.plan.pend_ro[k]):
-                for j in pending:
-                    if not m & bit[j]:
-                        seen = observed[j]
-                        if seen is None:
-                            anything = True
-                            break
-                        if seen:
-                            values |= seen
-                if anything:
-                    break
+            for j in relevant:
+                if not m & bit[j]:
+                    observed = self.watch[j]
+                    if observed is None:
+                        anything = True
+                        break
+                    if chosen is None:
+                        chosen = set(observed)
+                    else:
+                        chosen.update(observed)
             if not anything:
-                chosen = list(self.always)
-                by_value = self.by_value
-                for v in values:
-                    got = by_value.get(v)
-                    if got is not None:
-                        chosen += got
-                if not chosen:
-                    return []
-                kinds = sorted(chosen)  # first-invoke order, so the loop below can stop early
+                if chosen is None:
+                    if not self.always:
+                        return []
+                    kinds = self.always
+                else:
+                    chosen.update(self.always)
+                    kinds = sorted(chosen)  # first-invoke order: the loop below stops early
         out: list[int] = []
         seq = self.seq
         for n in kinds:
