@@ -257,6 +257,29 @@ def test_models_step_pure():
     assert freeze([1, [2, 3]]) == (1, (2, 3))
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.text("ab"),
+    lambda inner: st.lists(inner, max_size=2).map(freeze), max_leaves=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, json_values, json_values)
+def test_register_read_only_test_agrees_with_step(state, a, b):
+    """The inline test the search runs for a read or a failed compare (Model.read_only_test)
+    says legal exactly where step does, for any state a history can leave (nil, nan, 0 vs
+    False, tuples: None means step decides)."""
+    assert REGISTER.read_only_test is not None
+    for inp, out in ((("read", None), a), (("cas", (a, b)), FAILED)):
+        got = REGISTER.read_only_test(inp, out)
+        if got is None:
+            continue
+        value, equal = got
+        legal = (value == state) if equal else (state != value)
+        assert bool(legal) == bool(REGISTER.step(state, inp, out)[0]), (state, inp, out)
+    assert REGISTER.read_only_test(("read", None), UNKNOWN) is None
+    assert REGISTER.read_only_test(("write", a), a) is None
+
+
 # --- brute force cross-check on small random histories ----------------------------------------
 
 def brute_force(ops: list[dict], model: Any = REGISTER) -> bool:

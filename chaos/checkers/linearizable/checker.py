@@ -238,7 +238,15 @@ def _key_ops(rows: Iterable[tuple[Any, ...]], model: Model, fail_mode: str,
         else:
             inp = (f, freeze(value))
         if typ == "ok":
-            out, due = (result if type(result) in plain else freeze(result)), True
+            kind = type(result)
+            if kind in plain:
+                out = result
+            elif (kind is list and len(result) == 2 and type(result[0]) in plain
+                  and type(result[1]) in plain):
+                out = (result[0], result[1])
+            else:
+                out = freeze(result)
+            due = True
         elif typ == "fail":
             observe = observes_fail(inp) and (
                 fail_mode == "observe" or (fail_mode == "auto" and err == "compare-failed"))

@@ -41,7 +41,7 @@ class Plan:
     kinds:       unknown-outcome ops grouped by input, each group in invoke order, groups
                  ordered by their first invoke; seq[j] is op j's rank among unknown invokes
     n_unknown[k]: how many unknown-outcome ops were invoked before return k
-    inps, outs, dues: the ops' `inp`, `out` and `due`, by position
+    inps, outs, dues, ros: the ops' `inp`, `out`, `due` and `read_only`, by position
     Index k = len(returns) describes the end of the history.
     """
 
@@ -56,6 +56,7 @@ class Plan:
     inps: Sequence[Any]
     outs: Sequence[Any]
     dues: Sequence[bool]
+    ros: Sequence[bool]
 
 
 def make_plan(ops: Sequence[SearchOp]) -> Plan:
@@ -122,7 +123,7 @@ def make_plan(ops: Sequence[SearchOp]) -> Plan:
     pend_ro.append(ro)
     n_unknown.append(unknown.count)
     return Plan(returns, segments, pend_upd, pend_ro, ro_target, unknown.kinds, unknown.seq,
-                n_unknown, inps, outs, dues)
+                n_unknown, inps, outs, dues, ros)
 
 
 class _Kinds:

@@ -35,11 +35,16 @@ rather than called. One step is counted, not taken: a pending read-only op that 
 linearized was found illegal in the configuration's state (every read-only op is tried when
 it is invoked and again after every change of state), and steps are pure, so a read-only op
 whose return is next is counted as a step (the `steps` statistic stays what it was) but not
-stepped again: it can only wait for an update.
+stepped again: it can only wait for an update. A read-only op is tested inline when the model
+says how (Model.read_only_test: legal iff its value == the state, or != it; the register's
+read and failed compare), else with `step`. The first child of a configuration is visited
+next without going through the stack (the others are pushed in reverse, as before): the
+same order, one tuple and a push and pop fewer per configuration.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Generator, NamedTuple
 
 from chaos.checkers.linearizable.models import Model
@@ -140,10 +145,13 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     ret_bits = [bit[r] for r in returns]
     dead = _dead_ops(model, ops, plan)
     unknown_all = 0
-    for i, due in enumerate(dues):
-        if not due:
+    for members in plan.kinds:  # every unknown-outcome op, in a kind
+        for i in members:
             unknown_all |= bit[i]
     pick = UnknownPicker(model, plan) if unknown_all else None
+    # how a read-only op is tested (Model.read_only_test): 1: value == s, 2: s != value,
+    # 0: step(s, ...)
+    ro_kind, ro_value = _ro_tests(model, plan)
 
     stack: list[tuple[int, Any, int, Any]] = []
     for s0, used0 in reversed(starts if starts is not None else [(model.init(), 0)]):
@@ -157,8 +165,17 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     # the deepest configuration seen: (k, state, path, length of path, culprit)
     deep_k, deep_s, deep_path, deep_len, deep_culprit = -1, s0, None, 0, -1
     pop, push = stack.pop, stack.append
-    while stack:
-        k, s, m, path = pop()
+    k, s, m, path = 0, s0, 0, None
+    # the configuration to visit next when it is the first child of the one just visited
+    # (not pushed and popped: the same order as through the stack)
+    follow = False
+    while True:
+        if follow:
+            follow = False
+        elif stack:
+            k, s, m, path = pop()
+        else:
+            break
         if k == n_ret:
             if ends is None:
                 return Outcome(valid=True, steps=steps, max_configs=n_visited)
@@ -200,6 +217,10 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
             more = pick.candidates(k, m)
             if more:
                 cands = cands + more
+        first = -1  # the first child's k, once there is one (its state, ops, path in f_*)
+        f_s: Any = None
+        f_m = 0
+        f_path: Any = None
         base = len(stack)
         for j in cands:
             b = bit[j]
@@ -219,7 +240,11 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
                 path2 = (j, path, path[2] + 1 if path else 1)
                 for r in pend_ro[k]:
                     b = bit[r]
-                    if not m2 & b and step(s2, inps[r], outs[r])[0]:
+                    if m2 & b:
+                        continue
+                    t = ro_kind[r]
+                    if (ro_value[r] == s2 if t == 1 else s2 != ro_value[r] if t == 2
+                            else step(s2, inps[r], outs[r])[0]):
                         m2 |= b
                         path2 = (r, path2, path2[2] + 1)
             k2 = k
@@ -230,12 +255,19 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
                 m2 ^= b
                 k2 += 1
                 for r in segments[k2]:  # read-only ops invoked before the next return
-                    if step(s2, inps[r], outs[r])[0]:
+                    t = ro_kind[r]
+                    if (ro_value[r] == s2 if t == 1 else s2 != ro_value[r] if t == 2
+                            else step(s2, inps[r], outs[r])[0]):
                         m2 |= bit[r]
                         path2 = (r, path2, path2[2] + 1)
-            push((k2, s2, m2, path2))
+            if first < 0:
+                first, f_s, f_m, f_path = k2, s2, m2, path2
+            else:
+                push((k2, s2, m2, path2))
         if len(stack) - base > 1:
             stack[base:] = stack[base:][::-1]  # popped in invoke order (Porcupine's order)
+        if first >= 0:
+            k, s, m, path, follow = first, f_s, f_m, f_path, True
         if steps >= budget:
             budget = steps + YIELD_EVERY
             op = ops[returns[deep_k]]
@@ -258,6 +290,23 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     return Outcome(valid=False, steps=steps, max_configs=n_visited, stuck_on=stuck,
                    linearized=_path_list(deep_path), pending=pending, state=deep_s,
                    time=ops[stuck].complete_time)
+
+
+def _ro_tests(model: Model, plan: Plan) -> tuple[list[int], list[Any]]:
+    """For each read-only op, by position: how the search tests it (1: value == s, 2:
+    s != value, 0: with step) and the value (Model.read_only_test)."""
+    n = len(plan.dues)
+    kind = [0] * n
+    value: list[Any] = [None] * n
+    test = model.read_only_test
+    if test is not None:
+        inps, outs = plan.inps, plan.outs
+        for j in compress(range(n), plan.ros):
+            got = test(inps[j], outs[j])
+            if got is not None:
+                value[j] = got[0]
+                kind[j] = 1 if got[1] else 2
+    return kind, value
 
 
 def _start(step: Any, plan: Plan, s: Any, m: int) -> tuple[int, Any, int, Any]:

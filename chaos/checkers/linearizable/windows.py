@@ -26,6 +26,7 @@ A carry is a list of (state, frozenset of the `index` of the unknown ops still a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Generator
 
 from chaos.checkers.linearizable.models import Model
@@ -35,6 +36,8 @@ from chaos.checkers.linearizable.search import Outcome, SearchOp, search
 WINDOW_OPS = 200
 #: distinct (state, unknown ops unused) a cut may carry; past it the key is undecided there
 MAX_CARRY = 10_000
+
+_INVOKE_TIME = itemgetter(SearchOp._fields.index("invoke_time"))  # SearchOp.invoke_time
 
 
 @dataclass
@@ -54,22 +57,20 @@ def windows(ops: list[SearchOp], min_ops: int = WINDOW_OPS) -> list[list[SearchO
     """`ops` (one key) in invoke-time order, cut at quiescent points into windows of at least
     `min_ops` ops (0: no cut). A cut falls before an op invoked strictly after every earlier
     op that must take effect (due) had returned; unknown-outcome ops do not block a cut."""
-    order = sorted(ops, key=lambda o: o.invoke_time)
+    order = sorted(ops, key=_INVOKE_TIME)
     if not min_ops or len(order) <= min_ops:
         return [order] if order else []
     out: list[list[SearchOp]] = []
-    current: list[SearchOp] = []
+    start = 0
     last_return = None
-    for op in order:
-        if (len(current) >= min_ops and last_return is not None
+    for i, op in enumerate(order):
+        if (i - start >= min_ops and last_return is not None
                 and last_return < op.invoke_time):
-            out.append(current)
-            current = []
-        current.append(op)
+            out.append(order[start:i])
+            start = i
         if op.due and (last_return is None or op.complete_time > last_return):
             last_return = op.complete_time
-    if current:
-        out.append(current)
+    out.append(order[start:])
     return out
 
 
@@ -123,20 +124,24 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
         out = yield from search(model, wops, max_configs, progress, starts=starts, ends=ends)
         steps += out.steps
         peak = max(peak, out.max_configs)
-        window = (part[0].invoke_time, max(o.complete_time for o in part))
         if out.valid is not True:
             out.steps, out.max_configs, out.ops = steps, peak, wops
             if out.valid != False:  # noqa: E712
-                out.window = window
+                out.window = _span(part)
             return out
         if ends is None:
             return Outcome(valid=True, steps=steps, max_configs=peak)
         carried = _carry_out(model, wops, ends, later.seen_from(w + 1), effect,
                              later_observes)
         if len(carried.ends) > MAX_CARRY:
-            return Outcome(valid="unknown", steps=steps, max_configs=peak, window=window,
+            return Outcome(valid="unknown", steps=steps, max_configs=peak, window=_span(part),
                            reason=f"more than {MAX_CARRY} possible states at a cut")
     return Outcome(valid=True, steps=steps, max_configs=peak, carry=carried)
+
+
+def _span(part: list[SearchOp]) -> tuple[int, int]:
+    """The time window of a window's ops: first invoke, last completion."""
+    return part[0].invoke_time, max(o.complete_time for o in part)
 
 
 class _Later:
