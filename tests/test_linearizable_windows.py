@@ -4,6 +4,7 @@ quiescent point; a key checked in pieces with a carry agrees too; an undecided w
 its key and time range."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -120,6 +121,26 @@ def test_long_runs_with_unknown_ops_same_verdict(seed, n, p_info):
     assert both(h) == (True, True)
     whole, cut = both(mutate(h, seed))
     assert whole == cut
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10**6), st.integers(20, 150), st.sampled_from([0.0, 0.1, 0.3]),
+       st.booleans(), st.sampled_from([0, 1, 50]))
+def test_inline_read_only_test_same_as_step(seed, n, p_info, bad, window_ops):
+    """The search tests reads and failed compares inline (Model.read_only_test) instead of
+    stepping them: on generated histories, valid and invalid, with info ops and observed
+    failed cas, the result is the same as with every read stepped, to the steps, the
+    configurations counted and the counterexample."""
+    h = long_run(n, 2, 3, p_info, seed)
+    if bad:
+        h = mutate(h, seed)
+    stepped = dataclasses.replace(REGISTER, read_only_test=None)
+    opts = {"window_ops": window_ops, "fail": "observe", "time_limit": 1e9}
+    fast = check_linearizable(h, opts).to_dict()
+    slow = check_linearizable(h, {**opts, "model": stepped}).to_dict()
+    for doc in (fast, slow):
+        doc["stats"].pop("seconds")
+    assert fast == slow
 
 
 def pieces(h: History, cut_time: int) -> tuple[History, History]:

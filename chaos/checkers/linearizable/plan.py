@@ -70,8 +70,10 @@ def make_plan(ops: Sequence[SearchOp]) -> Plan:
         inps, outs, dues, t0s, t1s, _i0, _i1, ros, _keys = zip(*ops)
     else:
         inps = outs = dues = t0s = t1s = ros = ()
-    order = sorted(range(n), key=t0s.__getitem__)
     invoked = sorted(t0s)  # invoked[p]: the p-th invoke's time
+    # the invokes in time order, by position (a window's ops usually are in that order)
+    order: Sequence[int] = (range(n) if invoked == list(t0s) else
+                            sorted(range(n), key=t0s.__getitem__))
     returns = sorted(compress(range(n), dues), key=t1s.__getitem__)
     segments: list[Sequence[int]] = []
     pend_upd: list[list[int]] = []

@@ -169,6 +169,9 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     # the configuration to visit next when it is the first child of the one just visited
     # (not pushed and popped: the same order as through the stack)
     follow = False
+    f_s: Any = None
+    f_m = 0
+    f_path: Any = None
     while True:
         if follow:
             follow = False
@@ -218,9 +221,6 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
             if more:
                 cands = cands + more
         first = -1  # the first child's k, once there is one (its state, ops, path in f_*)
-        f_s: Any = None
-        f_m = 0
-        f_path: Any = None
         base = len(stack)
         for j in cands:
             b = bit[j]
