@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import compress
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from chaos.checkers.linearizable.models import Model
 
@@ -42,6 +42,8 @@ class Plan:
                  ordered by their first invoke; seq[j] is op j's rank among unknown invokes
     n_unknown[k]: how many unknown-outcome ops were invoked before return k
     inps, outs, dues, ros: the ops' `inp`, `out`, `due` and `read_only`, by position
+    ro_kind, ro_value: how the search tests a due read-only op (Model.read_only_test):
+                 1: legal iff ro_value == state, 2: iff state != ro_value, 0: with step
     Index k = len(returns) describes the end of the history.
     """
 
@@ -57,10 +59,14 @@ class Plan:
     outs: Sequence[Any]
     dues: Sequence[bool]
     ros: Sequence[bool]
+    ro_kind: list[int]
+    ro_value: list[Any]
 
 
-def make_plan(ops: Sequence[SearchOp]) -> Plan:
-    """Walk the invoke and return events once and record what each return sees.
+def make_plan(ops: Sequence[SearchOp],
+              ro_test: Callable[[Any, Any], tuple[Any, bool] | None] | None = None) -> Plan:
+    """Walk the invoke and return events once and record what each return sees; with
+    `ro_test` (Model.read_only_test) also how each read-only op is tested (Plan.ro_kind).
 
     The events are ordered by time, invokes before returns at equal times (closed intervals:
     the permissive order), invokes among themselves and returns among themselves by position.
@@ -81,6 +87,8 @@ def make_plan(ops: Sequence[SearchOp]) -> Plan:
     ro_target: list[int] = []
     n_unknown: list[int] = []
     unknown = _Kinds(n, inps)
+    ro_kind = [0] * n
+    ro_value: list[Any] = [None] * n
     upd: list[int] = []
     ro: list[int] = []
     # the last copies of upd / ro taken, shared by the returns until the list changes
@@ -97,6 +105,11 @@ def make_plan(ops: Sequence[SearchOp]) -> Plan:
                 elif ros[i]:
                     ro.append(i)
                     seg.append(i)
+                    if ro_test is not None:
+                        got = ro_test(inps[i], outs[i])
+                        if got is not None:
+                            ro_value[i] = got[0]
+                            ro_kind[i] = 1 if got[1] else 2
                 else:
                     upd.append(i)
             p = q
@@ -125,7 +138,7 @@ def make_plan(ops: Sequence[SearchOp]) -> Plan:
     pend_ro.append(ro)
     n_unknown.append(unknown.count)
     return Plan(returns, segments, pend_upd, pend_ro, ro_target, unknown.kinds, unknown.seq,
-                n_unknown, inps, outs, dues, ros)
+                n_unknown, inps, outs, dues, ros, ro_kind, ro_value)
 
 
 class _Kinds:

@@ -44,7 +44,6 @@ same order, one tuple and a push and pop fewer per configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any, Generator, NamedTuple
 
 from chaos.checkers.linearizable.models import Model
@@ -137,7 +136,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     used], so the caller knows every state the window can leave (valid True iff any).
     """
     step = model.step
-    plan = make_plan(ops)
+    plan = make_plan(ops, model.read_only_test)
     returns, segments, pend_upd, pend_ro = plan.returns, plan.segments, plan.pend_upd, plan.pend_ro
     ro_target, inps, outs, dues = plan.ro_target, plan.inps, plan.outs, plan.dues
     n_ret = len(returns)
@@ -149,9 +148,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
         for i in members:
             unknown_all |= bit[i]
     pick = UnknownPicker(model, plan) if unknown_all else None
-    # how a read-only op is tested (Model.read_only_test): 1: value == s, 2: s != value,
-    # 0: step(s, ...)
-    ro_kind, ro_value = _ro_tests(model, plan)
+    ro_kind, ro_value = plan.ro_kind, plan.ro_value  # how a read-only op is tested
 
     stack: list[tuple[int, Any, int, Any]] = []
     for s0, used0 in reversed(starts if starts is not None else [(model.init(), 0)]):
@@ -290,23 +287,6 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     return Outcome(valid=False, steps=steps, max_configs=n_visited, stuck_on=stuck,
                    linearized=_path_list(deep_path), pending=pending, state=deep_s,
                    time=ops[stuck].complete_time)
-
-
-def _ro_tests(model: Model, plan: Plan) -> tuple[list[int], list[Any]]:
-    """For each read-only op, by position: how the search tests it (1: value == s, 2:
-    s != value, 0: with step) and the value (Model.read_only_test)."""
-    n = len(plan.dues)
-    kind = [0] * n
-    value: list[Any] = [None] * n
-    test = model.read_only_test
-    if test is not None:
-        inps, outs = plan.inps, plan.outs
-        for j in compress(range(n), plan.ros):
-            got = test(inps[j], outs[j])
-            if got is not None:
-                value[j] = got[0]
-                kind[j] = 1 if got[1] else 2
-    return kind, value
 
 
 def _start(step: Any, plan: Plan, s: Any, m: int) -> tuple[int, Any, int, Any]:

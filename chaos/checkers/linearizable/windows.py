@@ -38,6 +38,8 @@ WINDOW_OPS = 200
 MAX_CARRY = 10_000
 
 _INVOKE_TIME = itemgetter(SearchOp._fields.index("invoke_time"))  # SearchOp.invoke_time
+_INP = itemgetter(SearchOp._fields.index("inp"))
+_OUT = itemgetter(SearchOp._fields.index("out"))
 
 
 @dataclass
@@ -77,16 +79,13 @@ def windows(ops: list[SearchOp], min_ops: int = WINDOW_OPS) -> list[list[SearchO
 def observers(model: Model, ops: list[SearchOp]) -> set[Any] | None:
     """The values some op of `ops` could observe (model.observes); None when one may
     observe anything (or the model cannot say)."""
-    seen: set[Any] = set()
     try:
-        for op in ops:
-            got = model.observes(op.inp, op.out)
-            if got is None:
-                return None
-            seen.update(got)
+        got = list(map(model.observes, map(_INP, ops), map(_OUT, ops)))
+        if None in got:
+            return None
+        return set().union(*got)
     except TypeError:  # unhashable values: cannot tell
         return None
-    return seen
 
 
 def check_key(model: Model, ops: list[SearchOp], max_configs: int,
