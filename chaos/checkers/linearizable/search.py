@@ -33,7 +33,8 @@ linearizable.plan: the ops' fields as columns, `bits[j]` = 1 << j) and the moves
 one op, then the read-only ops it makes legal, then pass the returns) are written out in it
 rather than called. One step is counted, not taken: a pending read-only op that is not
 linearized was found illegal in the configuration's state (every read-only op is tried when
-it is invoked and again after every change of state), and steps are pure, so a read-only op
+it becomes pending, in the start state or as the search passes the return before its invoke,
+and again after every change of state), and steps are pure, so a read-only op
 whose return is next is counted as a step (the `steps` statistic stays what it was) but not
 stepped again: it can only wait for an update. A read-only op is tested inline when the model
 says how (Model.read_only_test: legal iff its value == the state, or != it; the register's
