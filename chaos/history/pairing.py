@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 import numpy as np
-import pandas as pd
 
+from chaos.checkers._frame import factorize, object_array
 from chaos.history.columnar import INT64_MIN, Columns, _pointers
 from chaos.history.model import COLUMNS, OPEN
 from chaos.history.pieces import Pieces, key_code
@@ -47,17 +47,10 @@ class Pairer:
         self.files: dict[int, BinaryIO] = {}
         self._client_codes: list[bool] = []  # process code -> a client's (`_clients`)
 
-    def block(self, ops: list[Any]) -> None:
-        """Pair the next block of op dicts (file order)."""
-        cols = Columns(len(ops))
-        cols.procs, cols.fs = self.procs, self.fs
-        if not cols.add(ops):
-            raise Doubt("not for the columnar path")
-        self.columns(cols)
-
     def columns(self, cols: Columns) -> None:
         """Pair the next block, as columns whose process and f codes are this pairer's
-        (`procs`, `fs`): from `block`, or from a columnar reader (chaos.history.duck)."""
+        (`procs`, `fs`): parsed by orjson (chaos.history.stream) or DuckDB
+        (chaos.history.duck)."""
         if not cols.proc_types <= {int, str}:
             raise Doubt("not for the columnar path")
         index, times = cols.index, cols.time
@@ -190,16 +183,14 @@ class Pairer:
 
     def _emit(self, rows: dict[str, np.ndarray] | None, extra: list[list[Any]],
               client: np.ndarray | None = None) -> None:
-        """Spill `rows` and `extra` (rows as lists) to their shards; `client`: which of
-        `rows` are client ops, when the caller knows."""
-        if client is None and rows is not None:
-            client = _is_int(rows["process"])
+        """Spill `rows` (with `client`: which of them are client ops) and `extra` (rows as
+        lists) to their shards."""
         if extra:
             more = np.fromiter((type(r[0]) is int for r in extra), dtype=bool, count=len(extra))
             client = more if rows is None or client is None else np.concatenate([client, more])
             add = {c: np.array([r[k] for r in extra], dtype=np.int64 if c in INT_COLS else
                                bool if c == "final" else object)
-                   if c in INT_COLS or c == "final" else _objects([r[k] for r in extra])
+                   if c in INT_COLS or c == "final" else object_array([r[k] for r in extra])
                    for k, c in enumerate(COLUMNS)}
             rows = add if rows is None else {c: np.concatenate([rows[c], add[c]])
                                              for c in COLUMNS}
@@ -245,14 +236,11 @@ class Pairer:
     def _shards(self, keys: np.ndarray, n_shards: int) -> tuple[np.ndarray, list[Any] | None]:
         """Each client row's shard (of its key's first piece), and the rows' keys as the
         splitter files them (`key_code`) when a key may be cut (else None). Each distinct
-        key (as a dict tells them: 1 == 1.0 == true) is looked up once."""
+        key (as a dict tells them: 1 == 1.0 == true) is looked up once (`factorize`)."""
         ks = self.key_shard
-        try:
-            at, uniques = _distinct(keys)
-        except TypeError:  # a list or dict key: by key_code
-            at, uniques = _distinct(_objects([key_code(k) for k in keys.tolist()]))
+        at, uniques = factorize(keys)  # a list or dict key by its hashable stand-in
         shard_of = np.empty(len(uniques), dtype=np.int64)
-        coded_u = [k if type(k) in _KEY_TYPES else key_code(k) for k in uniques]
+        coded_u = [k if type(k) in _KEY_TYPES else key_code(k) for k in uniques.tolist()]
         for j, k in enumerate(coded_u):
             s = ks.get(k)
             if s is None:
@@ -260,27 +248,7 @@ class Pairer:
             shard_of[j] = s
         if not self.pieces.cuttable:
             return shard_of[at], None
-        return shard_of[at], _objects(coded_u)[at].tolist()
-
-
-def _distinct(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
-    """Each value's position among the distinct values (first seen first), and those values,
-    as a dict tells them apart (1 == 1.0 == true), hashed in C by pandas. pandas sets None
-    aside (-1): it gets its own position here (a JSON value is never NaN, the other thing
-    pandas sets aside). TypeError for an unhashable value."""
-    at, uniques = pd.factorize(values)
-    out = uniques.tolist()
-    if (at < 0).any():
-        at[at < 0] = len(out)
-        out.append(None)
-    return at, out
-
-
-def _is_int(procs: np.ndarray) -> np.ndarray:
-    """Which rows have an integer process (a client), testing each distinct process once."""
-    at, uniques = _distinct(procs)
-    is_int = np.fromiter((type(p) is int for p in uniques), dtype=bool, count=len(uniques))
-    return is_int[at]
+        return shard_of[at], object_array(coded_u)[at].tolist()
 
 
 def completion(cols: Columns, i: int) -> tuple[Any, ...]:
@@ -303,10 +271,3 @@ def join(rec: tuple[Any, ...], comp: tuple[Any, ...] | None) -> list[Any]:
         raise Doubt("completion of another f")
     return [proc, f, key, value, result, _TYPE_NAMES[typ], t, ct, idx, cidx,
             cnode if cnode is not None else node, meta, final or cfinal, error]
-
-
-def _objects(values: list[Any]) -> np.ndarray:
-    arr = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        arr[i] = v
-    return arr

@@ -55,6 +55,7 @@ from typing import Iterator
 import orjson
 
 from chaos.errors import BadInput
+from chaos.history.columnar import Columns
 from chaos.history.reader import BOM
 from chaos.history.pieces import Pieces
 from chaos.history.pairing import Pairer, join
@@ -201,14 +202,8 @@ def _split_duck(p: Path, d: Path, n_shards: int, piece_ops: int,
     gc.disable()
     done = False
     try:
-        for batch in duck.batches(p, d):
-            cols = duck.to_columns(batch, pairer.procs, pairer.fs)
-            split.lines += cols.n
-            if pairer.pieces.wants():  # a cut is due: look for a quiescent point more often
-                for k in range(0, cols.n, CUT_LINES):
-                    pairer.columns(cols.slice(k, k + CUT_LINES))
-            else:
-                pairer.columns(cols)
+        _pair_blocks(pairer, (duck.to_columns(batch, pairer.procs, pairer.fs)
+                              for batch in duck.batches(p, d)))
         done = True
     except (duck.NotHere, Doubt) as exc:
         _log.info("%s: not read by DuckDB (%s): the orjson reader reads it", p, exc)
@@ -257,22 +252,40 @@ def read_range(p: Path, split: Split, pairer: Pairer, start: int, end: int | Non
     gc.disable()  # a block is a few hundred thousand cycle-free objects: no GC passes
     done = False
     try:
-        loads = orjson.loads
-        for lines in _lines(p, split, start, end):
-            split.lines += len(lines)
-            try:
-                ops = list(map(loads, lines))
-            except orjson.JSONDecodeError:
-                raise Doubt("bad JSON") from None
-            del lines
-            if pairer.pieces.wants():  # a cut is due: look for a quiescent point more often
-                for k in range(0, len(ops), CUT_LINES):
-                    pairer.block(ops[k:k + CUT_LINES])
-            else:
-                pairer.block(ops)
+        _pair_blocks(pairer, _parsed(_lines(p, split, start, end), pairer))
         done = True
     finally:
         pairer.finish(complete and done)
         if gc_was_enabled:
             gc.enable()
     return pairer
+
+
+def _parsed(blocks: Iterator[list[bytes]], pairer: Pairer) -> Iterator[Columns]:
+    """Each block of lines parsed by orjson into columns coded as `pairer` codes them."""
+    loads = orjson.loads
+    for lines in blocks:
+        try:
+            ops = list(map(loads, lines))
+        except orjson.JSONDecodeError:
+            raise Doubt("bad JSON") from None
+        del lines
+        cols = Columns(len(ops))
+        cols.procs, cols.fs = pairer.procs, pairer.fs
+        if not cols.add(ops):
+            raise Doubt("not for the columnar path")
+        yield cols
+
+
+def _pair_blocks(pairer: Pairer, blocks: Iterator[Columns]) -> None:
+    """Pair blocks of columns in file order (whichever reader parsed them); while a cut is
+    due (`Pieces.wants`), a block goes in CUT_LINES slices: each end is a chance of a
+    quiescent point."""
+    split = pairer.split
+    for cols in blocks:
+        split.lines += cols.n
+        if pairer.pieces.wants():
+            for k in range(0, cols.n, CUT_LINES):
+                pairer.columns(cols.slice(k, k + CUT_LINES))
+        else:
+            pairer.columns(cols)
