@@ -205,13 +205,12 @@ class Pairer:
             self.split.client_fs.update(set(rows["f"][client].tolist()))
             n_shards = self.split.base_shards or self.split.n_shards
             sel = np.flatnonzero(client)
-            codes, keys = self._shards(rows["key"][sel], n_shards)
-            pieces = None if keys is None else self.pieces.route(
-                keys, rows["f"][sel].tolist(), rows["type"][sel].tolist(),
-                rows["value"][sel].tolist(), rows["result"][sel].tolist(),
-                rows["complete_time"][sel], rows["error"][sel].tolist())
-            shard[sel] = codes if pieces is None else codes + np.array(
-                pieces, dtype=np.int64) * n_shards
+            codes, at, keys = self._shards(rows["key"][sel], n_shards)
+            shard[sel] = codes
+            if self.pieces.cuttable:
+                shard[sel] += n_shards * self.pieces.route(
+                    at, keys, rows["f"][sel], rows["type"][sel], rows["value"][sel],
+                    rows["result"][sel], rows["complete_time"][sel], rows["error"][sel])
         # one stable sort by shard, then each shard's rows are a slice (not a mask per shard)
         order = np.argsort(shard, kind="stable")
         ss = shard[order]
@@ -233,10 +232,11 @@ class Pairer:
                                           "wb")
             dump_batch(fh, part)
 
-    def _shards(self, keys: np.ndarray, n_shards: int) -> tuple[np.ndarray, list[Any] | None]:
+    def _shards(self, keys: np.ndarray, n_shards: int
+                ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
         """Each client row's shard (of its key's first piece), and the rows' keys as the
-        splitter files them (`key_code`) when a key may be cut (else None). Each distinct
-        key (as a dict tells them: 1 == 1.0 == true) is looked up once (`factorize`)."""
+        splitter files them (`key_code`): row i's is the list's at[i]. Each distinct key (as
+        a dict tells them: 1 == 1.0 == true) is looked up once (`factorize`)."""
         ks = self.key_shard
         at, uniques = factorize(keys)  # a list or dict key by its hashable stand-in
         shard_of = np.empty(len(uniques), dtype=np.int64)
@@ -246,9 +246,7 @@ class Pairer:
             if s is None:
                 s = ks[k] = (len(ks) if self.spread else hash(k)) % n_shards
             shard_of[j] = s
-        if not self.pieces.cuttable:
-            return shard_of[at], None
-        return shard_of[at], object_array(coded_u)[at].tolist()
+        return shard_of[at], at, coded_u
 
 
 def completion(cols: Columns, i: int) -> tuple[Any, ...]:

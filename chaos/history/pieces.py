@@ -4,6 +4,8 @@ linearizable carry needs (which unknown-outcome values a later piece mentions, a
 with a failed cas: one may observe any value)."""
 from __future__ import annotations
 
+from itertools import chain, compress, repeat
+from operator import is_
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +36,31 @@ def _atoms(value: Any) -> list[Any]:
     return [hashable(value)]
 
 
+def _mentioned(xs: list[Any]) -> set[Any]:
+    """Every atom (`_atoms`) of the values `xs`, as one set. The usual values (plain ones, and
+    lists of plain ones: a cas's [expected, new]) are sorted out by type with C-level
+    iterators, not a call per value: this runs over every row of a long key's pieces."""
+    plain = _PLAIN
+    types = list(map(type, xs))
+    out = set(compress(xs, map(plain.__contains__, types)))
+    kinds = set(types)
+    if kinds <= plain:
+        return out
+    lists = list(compress(xs, map(is_, types, repeat(list))))
+    flat = list(chain.from_iterable(lists))
+    if set(map(type, flat)) <= plain:
+        out.update(flat)
+        out.update(map(tuple, lists))
+    else:
+        for x in lists:
+            out.update(_atoms(x))
+    if not kinds <= plain | {list}:
+        for x, t in zip(xs, types):
+            if t not in plain and t is not list:
+                out.update(_atoms(x))
+    return out
+
+
 class Pieces:
     """Which piece of its key each client row goes to, and where a key is cut (module doc)."""
 
@@ -46,52 +73,83 @@ class Pieces:
         self.closed: dict[Any, set[Any]] = {}  # the same, of its earlier pieces
         self.last: dict[Any, int] = {}  # key -> latest completion time in its current piece
 
-    def route(self, keys: list[Any], fs: list[Any], types: list[Any], values: list[Any],
-              results: list[Any], completed: np.ndarray,
-              errors: list[Any] | None = None) -> list[int]:
-        """Each row's piece; notes the rows per piece, unknown ops' values, observations
-        (`errors`: the rows' errors; None: every failed cas counts as a tagged one)."""
-        out = []
-        piece, rows, uncut, cuttable, last = (self.piece, self.rows, self.uncut, self.cuttable,
-                                              self.last)
-        observed, plain = self.split.observed, _PLAIN
-        errs = errors if errors is not None else ["compare-failed"] * len(keys)
-        for k, f, t, v, r, t1, e in zip(keys, fs, types, values, results, completed.tolist(),
-                                        errs):
-            if k in uncut:
-                out.append(0)
+    def route(self, at: np.ndarray, keys: list[Any], fs: np.ndarray, types: np.ndarray,
+              values: np.ndarray, results: np.ndarray, completed: np.ndarray,
+              errors: np.ndarray | None = None) -> np.ndarray:
+        """Each row's piece (int64); notes the rows per piece, unknown ops' values,
+        observations. Row i's key is keys[at[i]] (`key_code`s); `errors`: the rows' errors
+        (None: every failed cas counts as a tagged one).
+
+        A key's piece changes only at a cut, between blocks, so within a block every row of
+        a key goes to the same piece: the rows are handled a key at a time, with numpy over
+        the key's rows, where a loop per row cost most of the reading of a register history.
+        The outcome is the row-by-row rule's: a key meeting an f no carry covers is uncut
+        from that row on (a Doubt when it was already cut), the rows before it counted."""
+        n = len(at)
+        out = np.zeros(n, dtype=np.int64)
+        if not n:
+            return out
+        # one group per distinct key as a dict tells them (1 == 1.0 == True), in block order
+        group: dict[Any, int] = {}
+        gid = np.fromiter((group.setdefault(k, len(group)) for k in keys), dtype=np.int64,
+                          count=len(keys))
+        names = list(group)
+        if len(names) == 1:
+            slices = [(names[0], np.arange(n))]
+        else:
+            g_at = gid[at]
+            order = np.argsort(g_at, kind="stable")
+            bounds = np.flatnonzero(np.diff(g_at[order])) + 1
+            slices = [(names[int(g_at[rows[0]])], rows) for rows in np.split(order, bounds)]
+        for k, rows in slices:
+            if k in self.uncut:
                 continue
-            g = piece.get(k, 0)
-            if f not in cuttable:
-                if g:
+            f_k = fs[rows]
+            if not set(f_k.tolist()) <= self.cuttable:
+                first = next(i for i, f in enumerate(f_k.tolist()) if f not in self.cuttable)
+                if self.piece.get(k, 0):
                     from chaos.history.split import Doubt
                     raise Doubt("a key cut into pieces has an op no carry covers")
-                uncut.add(k)
-                rows.pop(k, None)
-                out.append(0)
+                self._note(k, 0, rows[:first], fs, types, values, results, completed, errors)
+                self.uncut.add(k)
+                self.rows.pop(k, None)
                 continue
-            out.append(g)
-            rows[k] = rows.get(k, 0) + 1
-            if g and not rows[k] - 1:
-                self.split.cut_keys[k] = g  # the key's piece g has rows: it continues there
-            if t1 > last.get(k, INT64_MIN):
-                last[k] = t1
-            if t == "info":
-                self.info.setdefault(k, set()).update(_atoms(v))
-            elif t == "fail" and f == "cas":  # observes "not the expected value" (Split)
-                tagged, _ = self.split.failed_cas.get(k, (-1, -1))
-                self.split.failed_cas[k] = (g if e == "compare-failed" else tagged, g)
-            seen = self.closed.get(k)
-            if seen:
-                for x in (v, r):
-                    if type(x) in plain:
-                        if x in seen:
-                            observed[(k, x)] = g
-                        continue
-                    for a in _atoms(x):
-                        if a in seen:
-                            observed[(k, a)] = g
+            g = self.piece.get(k, 0)
+            out[rows] = g
+            self._note(k, g, rows, fs, types, values, results, completed, errors)
         return out
+
+    def _note(self, k: Any, g: int, rows: np.ndarray, fs: np.ndarray, types: np.ndarray,
+              values: np.ndarray, results: np.ndarray, completed: np.ndarray,
+              errors: np.ndarray | None) -> None:
+        """The bookkeeping of key `k`'s `rows` (block positions), all in its piece `g`."""
+        if not len(rows):
+            return
+        before = self.rows.get(k, 0)
+        self.rows[k] = before + len(rows)
+        if g and not before:
+            self.split.cut_keys[k] = g  # the key's piece g has rows: it continues there
+        t1 = int(completed[rows].max())
+        if t1 > self.last.get(k, INT64_MIN):
+            self.last[k] = t1
+        t_k = types[rows]
+        info = t_k == "info"
+        if info.any():
+            mine = self.info.setdefault(k, set())
+            for v in values[rows[info]].tolist():
+                mine.update(_atoms(v))
+        failed = (t_k == "fail") & (fs[rows] == "cas")
+        if failed.any():  # observes "not the expected value" (Split)
+            tagged, _ = self.split.failed_cas.get(k, (-1, -1))
+            if errors is None or (errors[rows[failed]] == "compare-failed").any():
+                tagged = g
+            self.split.failed_cas[k] = (tagged, g)
+        seen = self.closed.get(k)
+        if seen:
+            observed = self.split.observed
+            for x in seen.intersection(_mentioned(values[rows].tolist()
+                                                  + results[rows].tolist())):
+                observed[(k, x)] = g
 
     def wants(self) -> bool:
         """Whether some key's piece is big enough to be cut at the next quiescent point."""
