@@ -60,6 +60,29 @@ def test_deal_keeps_a_keys_pieces_together() -> None:
     assert deal(split, 1) == [[0, 2, 3, 4, 5, 8]]
 
 
+@pytest.mark.parametrize("rows, want", [
+    ([10] * 5, 3),  # 5 equal keys: 3 : 2 on two processes, 2 : 2 : 1 on three (2.5)
+    ([10] * 4, 2),  # 2 : 2 already even
+    ([10] * 2, 2),
+    ([50, 10, 10, 10, 10], 2),  # one big key sets the wall time: more processes gain nothing
+    ([10] * 9, 3),  # 5 : 4 on two (5), 3 : 3 : 3 on three (4.5)
+    ([10] * 40, 2),  # many keys deal evenly on the cores
+])
+def test_workers_even_out_the_groups(monkeypatch: pytest.MonkeyPatch, rows: list[int],
+                                     want: int) -> None:
+    """One process per core, or more (at most two per core) where whole groups would leave
+    one core with much more work: the wall time is then all the work over the cores."""
+    from chaos.checkers import shard_pool
+    monkeypatch.setattr(shard_pool, "cores", lambda: 2)
+    monkeypatch.setattr(shard_pool, "can_fork", lambda: True)
+    split = Split(source="x", n_shards=len(rows), directory=Path("."),
+                  shard_rows=[r * 100_000 for r in rows])
+    split.ops = sum(split.shard_rows)
+    assert shard_pool.default_workers(split) == want
+    shares = deal(split, want)
+    assert sorted(i for s in shares for i in s) == list(range(len(rows)))
+
+
 def test_later_invalid_keys_are_not_finished() -> None:
     """Only the first invalid key by shard order stays invalid (one search stops there)."""
     def lin(valid: Any, key: str | None = None) -> ShardOutcome:
