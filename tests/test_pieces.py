@@ -122,14 +122,22 @@ json_values = st.recursive(json_atoms, lambda inner: st.one_of(
                                                  max_size=2)), max_leaves=6)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(json_values, max_size=12))
-def test_mentioned_is_every_values_atoms(xs: list[Any]) -> None:
+@settings(max_examples=400, deadline=None)
+@given(st.lists(json_values, max_size=12), st.data())
+def test_mentioned_is_the_atoms_seen(xs: list[Any], data: st.DataObject) -> None:
+    """_mentioned(seen, xs) is the atoms of xs that are in seen (`_atoms` row by row)."""
     from chaos.history.pieces import _atoms, _mentioned
-    want: set[Any] = set()
+    atoms: set[Any] = set()
     for x in xs:
-        want.update(_atoms(x))
-    assert _mentioned(xs) == want
+        atoms.update(_atoms(x))
+    some = data.draw(st.lists(st.sampled_from(sorted(atoms, key=repr)), unique=True)
+                     if atoms else st.just([]))
+    seen = set(some) | data.draw(st.sets(st.one_of(st.integers(-5, 5), st.just((1, 2)),
+                                                   st.just("zz"))))
+    tuples = any(type(a) is tuple for a in seen)
+    want = {a for a in atoms if a in seen}
+    assert _mentioned(seen, xs, tuples) == want
+    assert _mentioned(seen, xs) == want
 
 
 def _route_row_by_row(p: Any, keys: list[Any], fs: list[Any], types: list[Any],
@@ -196,6 +204,7 @@ def test_route_is_the_row_by_row_rule(data: st.DataObject) -> None:
     for p in both:
         p.piece, p.uncut = dict(state["piece"]), set(state["uncut"])
         p.closed = {k: set(v) for k, v in state["closed"].items()}
+        p.tupled = {k for k, v in p.closed.items() if any(type(x) is tuple for x in v)}
     n = data.draw(st.integers(1, 30))
     rows = data.draw(st.lists(st.tuples(
         st.sampled_from(keys), st.sampled_from(["read", "write", "cas", "read", "add"]),

@@ -36,28 +36,33 @@ def _atoms(value: Any) -> list[Any]:
     return [hashable(value)]
 
 
-def _mentioned(xs: list[Any]) -> set[Any]:
-    """Every atom (`_atoms`) of the values `xs`, as one set. The usual values (plain ones, and
-    lists of plain ones: a cas's [expected, new]) are sorted out by type with C-level
-    iterators, not a call per value: this runs over every row of a long key's pieces."""
+def _mentioned(seen: set[Any], xs: list[Any], tuples: bool = True) -> set[Any]:
+    """The atoms (`_atoms`) of the values `xs` that are in `seen`. The usual values (plain
+    ones, and lists of plain ones: a cas's [expected, new]) are sorted out by type and
+    looked up in `seen` with C-level iterators, not a call per value: this runs over every
+    row of a long key's pieces. `tuples`: whether `seen` may hold a tuple (a list's atom);
+    when not, the lists themselves are not looked up, only their elements."""
     plain = _PLAIN
     types = list(map(type, xs))
-    out = set(compress(xs, map(plain.__contains__, types)))
     kinds = set(types)
     if kinds <= plain:
-        return out
+        return set(compress(xs, map(seen.__contains__, xs)))
+    ok = list(compress(xs, map(plain.__contains__, types)))
+    out = set(compress(ok, map(seen.__contains__, ok)))
     lists = list(compress(xs, map(is_, types, repeat(list))))
     flat = list(chain.from_iterable(lists))
     if set(map(type, flat)) <= plain:
-        out.update(flat)
-        out.update(map(tuple, lists))
+        out.update(compress(flat, map(seen.__contains__, flat)))
+        if tuples:
+            tuples = list(map(tuple, lists))
+            out.update(compress(tuples, map(seen.__contains__, tuples)))
     else:
         for x in lists:
-            out.update(_atoms(x))
+            out.update(a for a in _atoms(x) if a in seen)
     if not kinds <= plain | {list}:
         for x, t in zip(xs, types):
             if t not in plain and t is not list:
-                out.update(_atoms(x))
+                out.update(a for a in _atoms(x) if a in seen)
     return out
 
 
@@ -72,6 +77,7 @@ class Pieces:
         self.info: dict[Any, set[Any]] = {}  # key -> values of its info rows, current piece
         self.closed: dict[Any, set[Any]] = {}  # the same, of its earlier pieces
         self.last: dict[Any, int] = {}  # key -> latest completion time in its current piece
+        self.tupled: set[Any] = set()  # keys whose `closed` values hold a tuple
 
     def route(self, at: np.ndarray, keys: list[Any], fs: np.ndarray, types: np.ndarray,
               values: np.ndarray, results: np.ndarray, completed: np.ndarray,
@@ -147,8 +153,8 @@ class Pieces:
         seen = self.closed.get(k)
         if seen:
             observed = self.split.observed
-            for x in seen.intersection(_mentioned(values[rows].tolist()
-                                                  + results[rows].tolist())):
+            xs = values[rows].tolist() + results[rows].tolist()
+            for x in _mentioned(seen, xs, k in self.tupled):
                 observed[(k, x)] = g
 
     def wants(self) -> bool:
@@ -165,7 +171,10 @@ class Pieces:
                 continue
             g = self.piece[k] = self.piece.get(k, 0) + 1
             self.rows[k] = 0
-            self.closed.setdefault(k, set()).update(self.info.pop(k, ()))
+            info = self.info.pop(k, ())
+            self.closed.setdefault(k, set()).update(info)
+            if any(type(x) is tuple for x in info):
+                self.tupled.add(k)
             need = (g + 1) * self.split.base_shards
             if need > len(self.split.shard_rows):
                 self.split.shard_rows += [0] * (need - len(self.split.shard_rows))
