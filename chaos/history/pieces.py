@@ -54,8 +54,8 @@ def _mentioned(seen: set[Any], xs: list[Any], tuples: bool = True) -> set[Any]:
     if set(map(type, flat)) <= plain:
         out.update(compress(flat, map(seen.__contains__, flat)))
         if tuples:
-            tuples = list(map(tuple, lists))
-            out.update(compress(tuples, map(seen.__contains__, tuples)))
+            as_tuples = list(map(tuple, lists))
+            out.update(compress(as_tuples, map(seen.__contains__, as_tuples)))
     else:
         for x in lists:
             out.update(a for a in _atoms(x) if a in seen)
