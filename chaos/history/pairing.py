@@ -3,7 +3,7 @@ operation to its shard (chaos.history.stream reads the blocks; chaos.history.ran
 `Pairer` per byte range and joins what crosses the boundaries)."""
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Sequence
 
 import numpy as np
 
@@ -16,6 +16,12 @@ from chaos.history.split import INT_COLS, Doubt, Split
 
 _TYPE_NAMES = np.array(["invoke", "ok", "fail", "info"], dtype=object)
 _KEY_TYPES = frozenset({str, int})  # keys `key_code` returns as they are
+#: a pair's columns taken from its invoke line's field of the same name
+_FROM_INVOKE = frozenset({"process", "f", "key", "value"})
+#: ... and from its completion line's field (column -> field)
+_FROM_COMPLETION = {"result": "value", "meta": "meta", "error": "error"}
+#: the columns the routing of client rows reads (`_emit`)
+_ROUTED = ("f", "key", "type", "value", "result", "complete_time", "error")
 
 
 class Pairer:
@@ -73,21 +79,41 @@ class Pairer:
         if not np.array_equal(cols.fcode[inv], cols.fcode[cd]):
             raise Doubt("completion of another f")
         obj = cols.obj
-        node = obj["node"][cd]
-        no_node = _pointers(node) == id(None)
-        node[no_node] = obj["node"][inv[no_node]]
-        rows = {
-            "process": obj["process"][inv], "f": obj["f"][inv], "key": obj["key"][inv],
-            "value": obj["value"][inv], "result": obj["value"][cd],
-            "type": _TYPE_NAMES[cols.typ[cd]], "invoke_time": times[inv],
-            "complete_time": times[cd], "invoke_index": index[inv],
-            "complete_index": index[cd], "node": node, "meta": obj["meta"][cd],
-            "final": cols.final[inv] | cols.final[cd], "error": obj["error"][cd],
-        }
+        final = cols.final
+
+        def take(pos: np.ndarray | None, names: Sequence[str] = COLUMNS
+                 ) -> dict[str, np.ndarray]:
+            """The columns `names` of the pairs at positions `pos` (None: all, in order),
+            indexed straight from the block's columns (no copy of the pairs first)."""
+            i, c = (inv, cd) if pos is None else (inv[pos], cd[pos])
+            out: dict[str, np.ndarray] = {}
+            for name in names:
+                if name in _FROM_INVOKE:
+                    out[name] = obj[name][i]
+                elif name in _FROM_COMPLETION:
+                    out[name] = obj[_FROM_COMPLETION[name]][c]
+                elif name == "type":
+                    out[name] = _TYPE_NAMES[cols.typ[c]]
+                elif name in ("invoke_time", "complete_time"):
+                    out[name] = times[i if name == "invoke_time" else c]
+                elif name in ("invoke_index", "complete_index"):
+                    out[name] = index[i if name == "invoke_index" else c]
+                elif name == "node":  # the completion's, else the invoke's
+                    node = obj["node"][c]
+                    no_node = _pointers(node) == id(None)
+                    node[no_node] = obj["node"][i[no_node]]
+                    out[name] = node
+                else:
+                    assert name == "final"
+                    out[name] = final[i] | final[c]
+            return out
+
         for i in orphan_pos:
             self.orphans[obj["process"][i]] = completion(cols, i)
+        self._emit(take, len(inv), self._clients()[cols.pcode[inv]])
         extra = [join(rec, completion(cols, i)) for rec, i in cross]
-        self._emit(rows, extra, self._clients()[cols.pcode[inv]])
+        if extra:
+            self._emit_rows(extra)
         open_ = self.open
         for p, j in list(open_.items()):  # still open: carry the invoke's own fields
             if type(j) is int:
@@ -169,7 +195,7 @@ class Pairer:
                 extra = [join(rec, None) for rec in self.open.values()]
                 self.open.clear()
                 if extra:
-                    self._emit(None, extra)
+                    self._emit_rows(extra)
         finally:
             for fh in self.files.values():
                 fh.close()
@@ -181,43 +207,44 @@ class Pairer:
             known += [type(p) is int for p in list(self.procs)[len(known):]]
         return np.array(known, dtype=bool)
 
-    def _emit(self, rows: dict[str, np.ndarray] | None, extra: list[list[Any]],
-              client: np.ndarray | None = None) -> None:
-        """Spill `rows` (with `client`: which of them are client ops) and `extra` (rows as
-        lists) to their shards."""
-        if extra:
-            more = np.fromiter((type(r[0]) is int for r in extra), dtype=bool, count=len(extra))
-            client = more if rows is None or client is None else np.concatenate([client, more])
-            add = {c: np.array([r[k] for r in extra], dtype=np.int64 if c in INT_COLS else
-                               bool if c == "final" else object)
-                   if c in INT_COLS or c == "final" else object_array([r[k] for r in extra])
-                   for k, c in enumerate(COLUMNS)}
-            rows = add if rows is None else {c: np.concatenate([rows[c], add[c]])
-                                             for c in COLUMNS}
-        assert rows is not None
-        n = len(rows["invoke_index"])
+    def _emit_rows(self, extra: list[list[Any]]) -> None:
+        """Spill rows given as lists (COLUMNS order) to their shards (see `_emit`)."""
+        client = np.fromiter((type(r[0]) is int for r in extra), dtype=bool, count=len(extra))
+        add = {c: np.array([r[k] for r in extra], dtype=np.int64 if c in INT_COLS else bool)
+               if c in INT_COLS or c == "final" else object_array([r[k] for r in extra])
+               for k, c in enumerate(COLUMNS)}
+
+        def take(pos: np.ndarray | None, names: Sequence[str] = COLUMNS
+                 ) -> dict[str, np.ndarray]:
+            return {c: add[c] if pos is None else add[c][pos] for c in names}
+        self._emit(take, len(extra), client)
+
+    def _emit(self, take: Any, n: int, client: np.ndarray) -> None:
+        """Spill `n` rows to their shards: take(positions, names) gives their columns
+        (chaos.history.model.COLUMNS; positions None: all in order); `client`: which rows
+        are client ops. The rows are taken once, already in shard order."""
         if not n:
             return
         self.split.ops += n
-        assert client is not None
         shard = np.full(n, -1, dtype=np.int64)
         if client.any():
-            self.split.client_fs.update(set(rows["f"][client].tolist()))
-            n_shards = self.split.base_shards or self.split.n_shards
             sel = np.flatnonzero(client)
-            codes, at, keys = self._shards(rows["key"][sel], n_shards)
+            need = take(sel, _ROUTED if self.pieces.cuttable else ("f", "key"))
+            self.split.client_fs.update(set(need["f"].tolist()))
+            n_shards = self.split.base_shards or self.split.n_shards
+            codes, at, keys = self._shards(need["key"], n_shards)
             shard[sel] = codes
             if self.pieces.cuttable:
                 shard[sel] += n_shards * self.pieces.route(
-                    at, keys, rows["f"][sel], rows["type"][sel], rows["value"][sel],
-                    rows["result"][sel], rows["complete_time"][sel], rows["error"][sel])
+                    at, keys, need["f"], need["type"], need["value"], need["result"],
+                    need["complete_time"], need["error"])
+            del need
         # one stable sort by shard, then each shard's rows are a slice (not a mask per shard)
         order = np.argsort(shard, kind="stable")
         ss = shard[order]
         cuts = np.flatnonzero(ss[1:] != ss[:-1]) + 1
         starts, ends = [0, *cuts.tolist()], [*cuts.tolist(), n]
-        if len(starts) > 1:
-            rows = {c: a[order] for c, a in rows.items()}
+        rows = take(order if len(starts) > 1 else None)
         for a, b in zip(starts, ends):
             s = int(ss[a])
             part = {c: x[a:b] for c, x in rows.items()} if b - a < n else rows

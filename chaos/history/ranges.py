@@ -157,7 +157,7 @@ def _merge(path: Path, directory: Path, n_shards: int, parts: list[Part]) -> Spl
     pairer = Pairer(split, tag="x")
     try:
         if rows:
-            pairer._emit(None, rows)
+            pairer._emit_rows(rows)
     finally:
         pairer.finish(False)
     return split
