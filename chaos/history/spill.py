@@ -4,7 +4,12 @@ The format (`dump_batch`, `load_batches`): a shard file is a sequence of pickled
 rows, each object column written as one JSON array (orjson writes and reads a column of
 small values many times faster than pickle, which visits every object on its own), int and
 bool columns as they are, and the int lists that read-sets return packed into one int64
-array per batch (see `_pack`).
+array per batch (see `_pack`). The columns of a few distinct strings (f, type, key, node,
+error: `CODED`) are written as `Coded`: small int codes and the distinct values. They load
+back as one object per distinct value (`Coded.column`), so a shard of 100k ops holds a
+handful of "read" strings instead of 100k scattered ones: every comparison the checkers
+make on them (f == "read", type == "ok") stays in cache, 3-6x faster, and loading skips
+JSON; a shard's batches are concatenated and put in order on the codes (`concat`, `take`).
 
 The directories: made so that they never outlive their owner for long, even when it is
 SIGKILLed (no `finally` runs then).
@@ -25,12 +30,13 @@ import shutil
 import tempfile
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 import orjson
+import pandas as pd
 
-from chaos.checkers._frame import int_array
+from chaos.checkers._frame import int_array, object_array
 
 PREFIX = "chaos-shards-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-(\d+)-")
@@ -93,6 +99,60 @@ class _Json(bytes):
 
 
 _PACKED = "result:packed"
+#: the columns spilled as `Coded` when they hold strings (and None) only
+CODED = ("f", "type", "key", "node", "error")
+
+
+class Coded(NamedTuple):
+    """An object column of strings and None as codes into its distinct values."""
+
+    codes: np.ndarray  # int, one per row
+    values: list[Any]  # the distinct values (str, and None), by code
+
+    def column(self) -> np.ndarray:
+        """The column as an object array: each distinct value one object, shared by rows."""
+        return object_array(self.values)[self.codes]
+
+    def take(self, rows: np.ndarray) -> "Coded":
+        return Coded(self.codes[rows], self.values)
+
+
+def code(a: np.ndarray) -> Coded | None:
+    """`a` (an object array) as `Coded` when every value is a str or None, else None.
+
+    pd.factorize gives equal values one code: only strings are coded, so True and 1 (equal
+    in Python) never share one; its missing values (None, NaN) are checked to be None.
+    """
+    if not len(a) or not (type(a[0]) is str or a[0] is None):
+        return None
+    try:
+        codes, uniq = pd.factorize(a)
+    except TypeError:  # an unhashable value: a list or dict
+        return None
+    values = uniq.tolist()
+    if not all(type(v) is str for v in values):
+        return None
+    missing = codes < 0
+    if missing.any():
+        if not (a[missing] == None).all():  # noqa: E711 - elementwise: NaN is not None
+            return None
+        codes = np.where(missing, len(values), codes)
+        values.append(None)
+    small = np.uint8 if len(values) <= 0xFF else np.uint16 if len(values) <= 0xFFFF else np.int64
+    return Coded(codes.astype(small), values)
+
+
+def concat(parts: list[Any]) -> Any:
+    """One column from its batches' pieces: a `Coded` when every piece is one (codes mapped
+    to the distinct values of all), else an object array."""
+    if not all(type(p) is Coded for p in parts):
+        return np.concatenate([p.column() if type(p) is Coded else p for p in parts])
+    index: dict[Any, int] = {}
+    codes = []
+    for p in parts:
+        where = np.array([index.setdefault(v, len(index)) for v in p.values], dtype=np.int64)
+        codes.append(where[p.codes])
+    return Coded(np.concatenate(codes), list(index))
 
 
 def encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -105,6 +165,11 @@ def encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c, a in part.items():
         if a.dtype == object:
+            if c in CODED:
+                coded = code(a)
+                if coded is not None:
+                    out[c] = coded
+                    continue
             if c == "result" and "f" in part:
                 packed = _pack(a, part["f"])
                 if packed is not None:
@@ -158,13 +223,15 @@ def _pack(col: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]] 
     return rest, (at, lengths, flat)
 
 
-def decode(batch: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The rows of a batch written by `encode`."""
-    out: dict[str, np.ndarray] = {}
+def decode(batch: dict[str, Any], coded: bool = False) -> dict[str, Any]:
+    """The rows of a batch written by `encode` (`coded`: `Coded` columns left coded)."""
+    out: dict[str, Any] = {}
     for c, a in batch.items():
         if c == _PACKED:
             continue
-        if type(a) is _Json:
+        if type(a) is Coded and not coded:
+            a = a.column()
+        elif type(a) is _Json:
             values = orjson.loads(memoryview(a))
             a = np.fromiter(values, dtype=object, count=len(values))
         out[c] = a
@@ -182,10 +249,11 @@ def dump_batch(fh: BinaryIO, part: dict[str, np.ndarray]) -> None:
     pickle.dump(encode(part), fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def load_batches(fh: BinaryIO) -> Iterator[dict[str, np.ndarray]]:
+def load_batches(fh: BinaryIO, coded: bool = False) -> Iterator[dict[str, Any]]:
+    """The batches of a spill file, decoded (`coded`: see `decode`)."""
     while True:
         try:
             batch = pickle.load(fh)
         except EOFError:
             return
-        yield decode(batch)
+        yield decode(batch, coded)
