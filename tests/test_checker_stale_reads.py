@@ -205,3 +205,18 @@ def test_vectorised_verdicts_match_the_naive_oracle(h):
     r = STALE_READS.check(h)
     got = {a.details["read_index"]: a.details["lag_ns"] for a in r.anomalies}
     assert got == oracle(h)
+
+
+def test_written_values_of_odd_cas() -> None:
+    """A cas writes its `new` whatever the others' shapes (the usual [old, new] lists are
+    taken in one pass; anything else row by row: not a pair, a tuple, None)."""
+    import numpy as np
+
+    from chaos.checkers.stale_reads import _written
+    values = np.empty(6, dtype=object)
+    for i, v in enumerate([5, [1, 2], [3, [4]], (6, 7), None, [1, 2, 3]]):
+        values[i] = v
+    fs = np.array(["write", "cas", "cas", "cas", "cas", "cas"], dtype=object)
+    assert _written(values, fs).tolist() == [5, 2, [4], 7, None, None]
+    usual = values[:3].copy()
+    assert _written(usual, fs[:3]).tolist() == [5, 2, [4]]

@@ -192,28 +192,40 @@ def _scalar(v: Any) -> bool:
     return not isinstance(v, (list, tuple, dict, set))
 
 
+def distinct(col: np.ndarray) -> set[Any]:
+    """The distinct values of an object column (lists and dicts by their `hashable` stand-in,
+    equal to no str): one pass in C, where each `(col == name).any()` would be a pass per
+    name."""
+    try:
+        return set(col.tolist())
+    except TypeError:
+        return {hashable(v) for v in col.tolist()}
+
+
 def register_facts(pairs: pd.DataFrame) -> tuple[bool, bool, bool, bool]:
     """(has read/write/cas ops, has write/cas, has add, every read/write/cas is register
     shaped): what `register_shaped` decides from; over parts of a history they merge as
     (any, any, any, all)."""
-    rows = pairs["f"].isin(REGISTER_FS).to_numpy()
-    if not rows.any():
-        return False, False, bool((pairs["f"] == "add").any()), True
-    writes = bool(pairs["f"].isin(("write", "cas")).any())
-    adds = bool((pairs["f"] == "add").any())
-    f = pairs["f"].to_numpy()[rows]
-    value = pairs["value"].to_numpy()[rows]
-    result = pairs["result"].to_numpy()[rows]
-    typ = pairs["type"].to_numpy()[rows]
+    f = pairs["f"].to_numpy()
+    fs = distinct(f)
+    adds = "add" in fs
+    if not fs & set(REGISTER_FS):
+        return False, False, adds, True
+    writes = bool(fs & {"write", "cas"})
+    value = pairs["value"].to_numpy()
+    result = pairs["result"].to_numpy()
+    typ = pairs["type"].to_numpy()
     # the usual history first, by type (a pass in C per column): plain written values and
     # read results, every cas a [plain, plain] list
     w, c = f == "write", f == "cas"
     rd = (f == "read") & (typ == "ok")
+    cas = value[c].tolist()
     if (set(map(type, value[w].tolist())) <= _PLAIN and set(map(type, result[rd].tolist()))
-            <= _PLAIN and all(type(v) is list and len(v) == 2 and type(v[0]) in _PLAIN
-                              and type(v[1]) in _PLAIN for v in value[c].tolist())):
+            <= _PLAIN and set(map(type, cas)) <= {list} and set(map(len, cas)) <= {2}
+            and set(map(type, chain.from_iterable(cas))) <= _PLAIN):
         return True, writes, adds, True
-    for fi, v, r, t in zip(f, value, result, typ):
+    rows = np.flatnonzero(w | c | (f == "read"))
+    for fi, v, r, t in zip(f[rows], value[rows], result[rows], typ[rows]):
         if fi == "write" and not _scalar(v):
             return True, writes, adds, False
         if fi == "cas" and not (isinstance(v, (list, tuple)) and len(v) == 2

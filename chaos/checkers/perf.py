@@ -64,7 +64,8 @@ class PerfParts:
 
     @classmethod
     def of(cls, pairs: pd.DataFrame, windows: list[FaultWindow]) -> "PerfParts":
-        client = pairs[client_mask(pairs)]
+        mask = client_mask(pairs)
+        client = pairs if mask.all() else pairs[mask]  # a shard: all client ops, no copy
         parts = cls()
         if client.empty:
             return parts

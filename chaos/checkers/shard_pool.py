@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from chaos.checkers import CHECKERS, evidence
-from chaos.checkers._frame import hashable, register_facts
+from chaos.checkers._frame import distinct, hashable, register_facts
 from chaos.checkers.base import CheckResult, check_safe
 from chaos.checkers.carry import WriteCarry
 from chaos.checkers.dual_leaders import WRITE_FS
@@ -165,12 +165,11 @@ def check_shards(plan: Plan, indices: list[int],
         if split.cut_keys:
             cut_here = {hashable(k) for k in set(pairs["key"].tolist())} & set(split.cut_keys)
         going_on = {k for k in cut_here if split.continues(k, piece)}
-        f = pairs["f"].to_numpy()
-        if (f == "add").any() and (f == "read").any():
+        fs = distinct(pairs["f"].to_numpy())
+        if {"add", "read"} <= fs:
             raise Doubt("a counter's adds and reads: the counter checker sums over all keys")
-        o = ShardOutcome(i, reg=register_facts(pairs), read_set=bool((f == "read-set").any()),
-                         kv=bool(np.isin(f, ("get", "put", "append")).any()),
-                         modelled=bool(np.isin(f, list(ALL_FS)).any()))
+        o = ShardOutcome(i, reg=register_facts(pairs), read_set="read-set" in fs,
+                         kv=bool(fs & {"get", "put", "append"}), modelled=bool(fs & ALL_FS))
         for name in PER_KEY:
             if (plan.names and name not in plan.names) or not (plan.names or plan.wanted[name]):
                 continue

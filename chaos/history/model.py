@@ -87,9 +87,13 @@ NAMED_PROCESSES = ("nemesis", "monitor", "controller")
 def client_mask(process: pd.Series) -> np.ndarray:
     """True for client ops (integer process ids), vectorised for the usual case.
 
-    Fast path: drop the named processes with a hash lookup, then let pandas confirm the
-    rest are all integers; only an unusual history pays for a per-op type check.
+    Fast paths: a column of integers only (a shard of a history read in shards holds client
+    ops only) is confirmed by one pass of pandas' type inference; else drop the named
+    processes with a hash lookup, then let pandas confirm the rest are all integers; only an
+    unusual history pays for a per-op type check.
     """
+    if len(process) and infer_dtype(process.to_numpy(), skipna=False) == "integer":
+        return np.ones(len(process), dtype=bool)
     mask = (~process.isin(NAMED_PROCESSES) & process.notna()).to_numpy()
     if not mask.any() or infer_dtype(process[mask], skipna=False) == "integer":
         return mask
