@@ -10,6 +10,10 @@ back as one object per distinct value (`Coded.column`), so a shard of 100k ops h
 handful of "read" strings instead of 100k scattered ones: every comparison the checkers
 make on them (f == "read", type == "ok") stays in cache, 3-6x faster, and loading skips
 JSON; a shard's batches are concatenated and put in order on the codes (`concat`, `take`).
+The process and meta columns (`SHARED`: ints, dicts) are coded by identity when the reader
+made one object per distinct value (DuckDB's does): `Coded` with each distinct value pickled
+once, loaded once, its rows sharing it again (a 100k-op shard then holds a few
+hundred {"term": 1} dicts, not 100k to load and free).
 
 The directories: made so that they never outlive their owner for long, even when it is
 SIGKILLed (no `finally` runs then).
@@ -36,7 +40,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from chaos.checkers._frame import int_array, object_array
+from chaos.checkers._frame import int_array
 
 PREFIX = "chaos-shards-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-(\d+)-")
@@ -101,17 +105,20 @@ class _Json(bytes):
 _PACKED = "result:packed"
 #: the columns spilled as `Coded` when they hold strings (and None) only
 CODED = ("f", "type", "key", "node", "error")
+#: the columns spilled as `Coded` when their rows share a few objects (`share`)
+SHARED = ("process", "meta")
 
 
 class Coded(NamedTuple):
-    """An object column of strings and None as codes into its distinct values."""
+    """An object column as codes into its values (`code`: by value, `share`: by identity)."""
 
     codes: np.ndarray  # int, one per row
-    values: list[Any]  # the distinct values (str, and None), by code
+    values: list[Any]  # the values, by code
 
     def column(self) -> np.ndarray:
         """The column as an object array: each distinct value one object, shared by rows."""
-        return object_array(self.values)[self.codes]
+        table = np.fromiter(self.values, dtype=object, count=len(self.values))
+        return table[self.codes]
 
     def take(self, rows: np.ndarray) -> "Coded":
         return Coded(self.codes[rows], self.values)
@@ -138,21 +145,39 @@ def code(a: np.ndarray) -> Coded | None:
             return None
         codes = np.where(missing, len(values), codes)
         values.append(None)
-    small = np.uint8 if len(values) <= 0xFF else np.uint16 if len(values) <= 0xFFFF else np.int64
-    return Coded(codes.astype(small), values)
+    return Coded(codes.astype(_small(len(values))), values)
+
+
+def share(a: np.ndarray) -> Coded | None:
+    """`a` (an object array) as `Coded` by identity: rows holding the same object get one
+    code, each distinct object pickled once (rows that shared an object share one again).
+    None when the rows share too little: a reader that made an object per row (then the
+    JSON array is cheaper)."""
+    n = len(a)
+    if n < 64 or len({id(v) for v in a[:64].tolist()}) > 16:
+        return None
+    codes, _ = pd.factorize(np.fromiter(map(id, a.tolist()), dtype=np.int64, count=n))
+    n_values = int(codes.max()) + 1
+    if n_values * 4 > n:
+        return None
+    # factorize numbers values in order of first appearance: where the running max grows
+    first = np.searchsorted(np.maximum.accumulate(codes), np.arange(n_values))
+    return Coded(codes.astype(_small(n_values)), a[first].tolist())
+
+
+def _small(n_values: int) -> type[np.integer[Any]]:
+    """The smallest int type of codes into `n_values` values."""
+    return np.uint8 if n_values <= 0xFF else np.uint16 if n_values <= 0xFFFF else np.int64
 
 
 def concat(parts: list[Any]) -> Any:
-    """One column from its batches' pieces: a `Coded` when every piece is one (codes mapped
-    to the distinct values of all), else an object array."""
+    """One column from its batches' pieces: a `Coded` when every piece is one (the codes of
+    each piece shifted past the values of the pieces before), else an array."""
     if not all(type(p) is Coded for p in parts):
         return np.concatenate([p.column() if type(p) is Coded else p for p in parts])
-    index: dict[Any, int] = {}
-    codes = []
-    for p in parts:
-        where = np.array([index.setdefault(v, len(index)) for v in p.values], dtype=np.int64)
-        codes.append(where[p.codes])
-    return Coded(np.concatenate(codes), list(index))
+    at = np.cumsum([0] + [len(p.values) for p in parts[:-1]]).tolist()
+    return Coded(np.concatenate([p.codes.astype(np.int64) + k for p, k in zip(parts, at)]),
+                 [v for p in parts for v in p.values])
 
 
 def encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -165,8 +190,8 @@ def encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c, a in part.items():
         if a.dtype == object:
-            if c in CODED:
-                coded = code(a)
+            if c in CODED or c in SHARED:
+                coded = code(a) if c in CODED else share(a)
                 if coded is not None:
                     out[c] = coded
                     continue
