@@ -41,6 +41,7 @@ import orjson
 import pandas as pd
 
 from chaos.checkers._frame import int_array
+from chaos.history.columnar import _pointers
 
 PREFIX = "chaos-shards-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-(\d+)-")
@@ -124,16 +125,30 @@ class Coded(NamedTuple):
         return Coded(self.codes[rows], self.values)
 
 
+def _objects(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a code per row by identity: rows holding the same object share one, the first row
+    of each code). Compares the object pointers (chaos.history.columnar._pointers), never
+    the objects: a pass over ints, whatever the objects are."""
+    codes, _ = pd.factorize(_pointers(np.ascontiguousarray(a)))
+    # factorize numbers the objects in order of first appearance: where the running max grows
+    first = np.searchsorted(np.maximum.accumulate(codes), np.arange(int(codes.max()) + 1))
+    return codes, first
+
+
 def code(a: np.ndarray) -> Coded | None:
     """`a` (an object array) as `Coded` when every value is a str or None, else None.
 
-    pd.factorize gives equal values one code: only strings are coded, so True and 1 (equal
-    in Python) never share one; its missing values (None, NaN) are checked to be None.
+    The rows' distinct objects first (a reader decodes each distinct text once), then their
+    distinct values: pd.factorize gives equal values one code, so only strings are coded
+    (True and 1, equal in Python, never share one), its missing values (None, NaN) checked
+    to be None.
     """
     if not len(a) or not (type(a[0]) is str or a[0] is None):
         return None
+    rows, first = _objects(a)
+    objects = a[first]
     try:
-        codes, uniq = pd.factorize(a)
+        codes, uniq = pd.factorize(objects)
     except TypeError:  # an unhashable value: a list or dict
         return None
     values = uniq.tolist()
@@ -141,11 +156,11 @@ def code(a: np.ndarray) -> Coded | None:
         return None
     missing = codes < 0
     if missing.any():
-        if not (a[missing] == None).all():  # noqa: E711 - elementwise: NaN is not None
+        if not (objects[missing] == None).all():  # noqa: E711 - elementwise: NaN is not None
             return None
         codes = np.where(missing, len(values), codes)
         values.append(None)
-    return Coded(codes.astype(_small(len(values))), values)
+    return Coded(codes.astype(_small(len(values)))[rows], values)
 
 
 def share(a: np.ndarray) -> Coded | None:
@@ -153,16 +168,12 @@ def share(a: np.ndarray) -> Coded | None:
     code, each distinct object pickled once (rows that shared an object share one again).
     None when the rows share too little: a reader that made an object per row (then the
     JSON array is cheaper)."""
-    n = len(a)
-    if n < 64 or len({id(v) for v in a[:64].tolist()}) > 16:
+    if not len(a):
         return None
-    codes, _ = pd.factorize(np.fromiter(map(id, a.tolist()), dtype=np.int64, count=n))
-    n_values = int(codes.max()) + 1
-    if n_values * 4 > n:
+    rows, first = _objects(a)
+    if len(first) * 4 > len(a):
         return None
-    # factorize numbers values in order of first appearance: where the running max grows
-    first = np.searchsorted(np.maximum.accumulate(codes), np.arange(n_values))
-    return Coded(codes.astype(_small(n_values)), a[first].tolist())
+    return Coded(rows.astype(_small(len(first))), a[first].tolist())
 
 
 def _small(n_values: int) -> type[np.integer[Any]]:
