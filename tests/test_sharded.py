@@ -362,3 +362,15 @@ def test_unshared_objects_stay_json() -> None:
     for i in range(100):
         col[i] = {"term": 1}
     assert type(encode({"meta": col})["meta"]) is not Coded
+
+
+def test_shared_objects_of_a_strided_column() -> None:
+    """A column that is a strided view (not contiguous) is coded from a held copy."""
+    from chaos.history.spill import decode, encode
+    objs = [{"term": 1}, {"term": 2}, [1, 2]]
+    col = np.empty(400, dtype=object)
+    for i in range(400):
+        col[i] = objs[i % 3]
+    view = col[::2]
+    back = decode(encode({"meta": view}))["meta"].tolist()
+    assert back == view.tolist()

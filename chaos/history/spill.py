@@ -129,7 +129,8 @@ def _objects(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(a code per row by identity: rows holding the same object share one, the first row
     of each code). Compares the object pointers (chaos.history.columnar._pointers), never
     the objects: a pass over ints, whatever the objects are."""
-    codes, _ = pd.factorize(_pointers(np.ascontiguousarray(a)))
+    held = np.ascontiguousarray(a)  # alive while its pointers are read (a copy if a is not)
+    codes, _ = pd.factorize(_pointers(held))
     # factorize numbers the objects in order of first appearance: where the running max grows
     first = np.searchsorted(np.maximum.accumulate(codes), np.arange(int(codes.max()) + 1))
     return codes, first
