@@ -244,3 +244,18 @@ def test_route_is_the_row_by_row_rule(data: st.DataObject) -> None:
     assert (a.rows, a.uncut, a.info, a.last) == (b.rows, b.uncut, b.info, b.last)
     assert (a.split.cut_keys, a.split.failed_cas, a.split.observed) == (
         b.split.cut_keys, b.split.failed_cas, b.split.observed)
+
+
+def test_write_carry_groups_keys_as_a_dict_tells_them() -> None:
+    """The carry files a key's writes under one key whatever its rows' spelling of it (1,
+    1.0 and true are one key; a list key is its tuple; None is a key of its own)."""
+    import numpy as np
+
+    from chaos.checkers._frame import object_array
+    from chaos.checkers.carry import _key_groups
+    keys = object_array(["a", 1, None, True, ["x", 1], "a", 1.0, ("x", 1), None, "b"])
+    names, group = _key_groups(keys)
+    assert sorted(map(repr, names)) == sorted(map(repr, ["a", 1, None, ("x", 1), "b"]))
+    want = ["a", 1, None, 1, ("x", 1), "a", 1, ("x", 1), None, "b"]
+    assert [names[g] for g in group.tolist()] == want
+    assert isinstance(group, np.ndarray) and len(set(map(repr, names))) == len(names)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from chaos.checkers._frame import hashable, int_array
+from chaos.checkers._frame import factorize, hashable, int_array
 from chaos.checkers.stale_reads import _written
 from chaos.history.model import COLUMNS, OPEN, History, frame_from_columns
 
@@ -62,15 +62,18 @@ class WriteCarry:
         #: the keys of cut keys' pieces stale-reads has counted (writes, ok reads)
         self.counted: set[Any] = set()
 
-    def _code(self, values: list[Any]) -> np.ndarray:
-        out = np.empty(len(values), dtype=np.int32)
-        for i, v in enumerate(values):
+    def _code(self, values: np.ndarray) -> np.ndarray:
+        """Each value's code in the shared table (a dict tells values apart), looked up
+        once per distinct value."""
+        at, uniques = factorize(values)
+        table = np.empty(len(uniques), dtype=np.int32)
+        for j, v in enumerate(uniques.tolist()):
             c = self.codes.get(v)
             if c is None:
                 c = self.codes[v] = len(self.table)
                 self.table.append(v)
-            out[i] = c
-        return out
+            table[j] = c
+        return table[at]
 
     def keep(self, shard: History, continuing: set[Any]) -> None:
         """Remember the write rows of the keys in `continuing` (they have a later piece)."""
@@ -78,9 +81,9 @@ class WriteCarry:
             return
         pairs = shard.pairs
         f = pairs["f"].to_numpy()
-        codes = [hashable(k) for k in pairs["key"].to_numpy().tolist()]
-        mine = np.isin(f, WRITE_FS) & np.fromiter((k in continuing for k in codes),
-                                                  dtype=bool, count=len(codes))
+        names, group = _key_groups(pairs["key"].to_numpy())
+        going = np.array([k in continuing for k in names], dtype=bool)
+        mine = np.isin(f, WRITE_FS) & going[group]
         sel = np.flatnonzero(mine)
         if not len(sel):
             return
@@ -88,16 +91,15 @@ class WriteCarry:
         value = _written(pairs["value"].to_numpy()[sel], f[sel])
         part: dict[str, Any] = {c: pairs[c].to_numpy()[sel].astype(np.int64) for c in _NUM}
         for c in _CODED:
-            part[c] = self._code(pairs[c].to_numpy()[sel].tolist())
-        part["type"] = np.array([_TYPE_CODE.get(t, 2) for t in pairs["type"].to_numpy()[sel]
-                                 .tolist()], dtype=np.int8)
+            part[c] = self._code(pairs[c].to_numpy()[sel])
+        typ = pairs["type"].to_numpy()[sel]
+        part["type"] = np.where(typ == "ok", 0, np.where(typ == "fail", 1, 2)).astype(np.int8)
         ints = int_array(value) if len(value) else None
         part["value"] = ints if ints is not None else value
-        keys = np.array([codes[i] for i in sel.tolist()], dtype=object)
-        for k in set(keys.tolist()):
-            rows = np.flatnonzero(np.fromiter((x == k for x in keys.tolist()), dtype=bool,
-                                              count=len(keys)))
-            w = self.keys.setdefault(k, _Writes())
+        at = group[sel]
+        for g in np.unique(at).tolist():
+            rows = np.flatnonzero(at == g)
+            w = self.keys.setdefault(names[g], _Writes())
             piece = {c: a[rows] for c, a in part.items()}
             if w.parts and w.parts[0]["value"].dtype != piece["value"].dtype:
                 piece["value"] = piece["value"].astype(object)
@@ -111,23 +113,26 @@ class WriteCarry:
         counts here that it counted in an earlier piece)."""
         pairs = shard.pairs
         f = pairs["f"].to_numpy()
-        codes = [hashable(k) for k in pairs["key"].to_numpy().tolist()]
+        names, group = _key_groups(pairs["key"].to_numpy())
         typ = pairs["type"].to_numpy()
         result = pairs["result"].to_numpy()
         is_read = (f == "read") & (typ == "ok")
         # the keys stale-reads counts here: of a write or cas (any type) or an ok read (the
         # carried rows below go only to keys with an ok read here)
-        counts = np.flatnonzero(is_read | np.isin(f, WRITE_FS)).tolist()
-        here = {codes[i] for i in counts} & set(keys)
+        counts = np.unique(group[is_read | np.isin(f, WRITE_FS)]).tolist()
+        here = {names[g] for g in counts} & set(keys)
         n_keys = len(here & self.counted)
         self.counted |= here
         ghosts: list[dict[str, np.ndarray]] = []
+        number = {k: g for g, k in enumerate(names)}
+        reads = np.flatnonzero(is_read)
         for k in keys:
             w = self.keys.get(k)
             if w is None:
                 continue
-            rows = [i for i in np.flatnonzero(is_read).tolist() if codes[i] == k]
-            read = [result[i] for i in rows]
+            at = number.get(k, -1)
+            rows = reads[group[reads] == at].tolist()
+            read = result[rows].tolist()
             picked = _needed(w.all(), read)
             if len(picked):
                 cols = w.all()
@@ -180,7 +185,9 @@ def _needed(cols: dict[str, np.ndarray], read: list[Any]) -> np.ndarray:
         of_read = np.fromiter((hashable(v) in want for v in value.tolist()), dtype=bool,
                               count=len(value))
     else:
-        ints = [i for i in map(_as_int64, wanted) if i is not None]
+        plain = int_array(wanted)  # the usual reads: ints (bools among them are ints too)
+        ints = (plain.tolist() if plain is not None else
+                [i for i in map(_as_int64, wanted) if i is not None])
         of_read = np.isin(value, np.array(ints, dtype=np.int64)) if ints else np.zeros(
             len(value), dtype=bool)
     picked = np.flatnonzero(of_read)
@@ -215,3 +222,14 @@ def _as_int64(v: Any) -> int | None:
     if type(v) in (int, bool) and -(2 ** 63) <= v < 2 ** 63:
         return int(v)
     return None
+
+
+def _key_groups(keys: np.ndarray) -> tuple[list[Any], np.ndarray]:
+    """The distinct keys of `keys` as the carry files them (`hashable`; equal as a dict tells
+    them: 1 == 1.0 == true; None a key of its own), and each row's position among them: one
+    lookup per distinct key, not per row."""
+    at, uniques = factorize(keys)
+    number: dict[Any, int] = {}
+    of_unique = np.fromiter((number.setdefault(hashable(u), len(number))
+                             for u in uniques.tolist()), dtype=np.int64, count=len(uniques))
+    return list(number), of_unique[at]
