@@ -248,6 +248,15 @@ _JSON = st.recursive(
     max_leaves=12)
 
 
+def typed(v: Any) -> Any:
+    """A value with the type of every part spelled out (True and 1, 1.0 and 1 differ)."""
+    if isinstance(v, list):
+        return ["list", [typed(x) for x in v]]
+    if isinstance(v, dict):
+        return ["dict", [(k, typed(x)) for k, x in v.items()]]
+    return [type(v).__name__, v]
+
+
 @settings(max_examples=200, deadline=None)
 @given(values=st.lists(_JSON, max_size=8))
 def test_spilled_columns_round_trip_exactly(values: list[Any]) -> None:
@@ -259,13 +268,6 @@ def test_spilled_columns_round_trip_exactly(values: list[Any]) -> None:
     for i, v in enumerate(values):
         col[i] = v
     back = decode(encode({"value": col}))["value"].tolist()
-
-    def typed(v: Any) -> Any:
-        if isinstance(v, list):
-            return ["list", [typed(x) for x in v]]
-        if isinstance(v, dict):
-            return ["dict", [(k, typed(x)) for k, x in v.items()]]
-        return [type(v).__name__, v]
     assert [typed(v) for v in back] == [typed(v) for v in values]
 
 
@@ -339,13 +341,6 @@ def test_shared_objects_round_trip_exactly(distinct: list[Any], picks: list[int]
     enc = encode({"meta": col})
     assert type(enc["meta"]) is Coded  # few objects, many rows
     back = decode(enc)["meta"]
-
-    def typed(v: Any) -> Any:
-        if isinstance(v, list):
-            return ["list", [typed(x) for x in v]]
-        if isinstance(v, dict):
-            return ["dict", [(k, typed(x)) for k, x in v.items()]]
-        return [type(v).__name__, v]
     assert [typed(v) for v in back.tolist()] == [typed(v) for v in rows]
     assert all((back[i] is back[j]) == (rows[i] is rows[j]) for i in range(5)
                for j in range(len(rows)))
