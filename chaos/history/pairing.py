@@ -11,7 +11,7 @@ from chaos.checkers._frame import factorize, object_array
 from chaos.history.columnar import INT64_MIN, Columns, _pointers
 from chaos.history.model import COLUMNS, OPEN
 from chaos.history.pieces import Pieces, key_code
-from chaos.history.spill import dump_batch
+from chaos.history.spill import code_columns, dump_batch
 from chaos.history.split import INT_COLS, Doubt, Split
 
 _TYPE_NAMES = np.array(["invoke", "ok", "fail", "info"], dtype=object)
@@ -245,6 +245,7 @@ class Pairer:
         cuts = np.flatnonzero(ss[1:] != ss[:-1]) + 1
         starts, ends = [0, *cuts.tolist()], [*cuts.tolist(), n]
         rows = take(order if len(starts) > 1 else None)
+        coded = code_columns(rows) if len(starts) > 1 or ss[0] >= 0 else {}
         for a, b in zip(starts, ends):
             s = int(ss[a])
             part = {c: x[a:b] for c, x in rows.items()} if b - a < n else rows
@@ -257,7 +258,8 @@ class Pairer:
             if fh is None:
                 fh = self.files[s] = open(self.split.directory / f"shard-{s}.{self.tag}.pickle",
                                           "wb")
-            dump_batch(fh, part)
+            dump_batch(fh, part, coded if b - a == n else
+                       {c: k.slice(a, b) for c, k in coded.items()})
 
     def _shards(self, keys: np.ndarray, n_shards: int
                 ) -> tuple[np.ndarray, np.ndarray, list[Any]]:

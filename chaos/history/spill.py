@@ -124,6 +124,10 @@ class Coded(NamedTuple):
     def take(self, rows: np.ndarray) -> "Coded":
         return Coded(self.codes[rows], self.values)
 
+    def slice(self, start: int, end: int) -> "Coded":
+        """Rows start..end, with all the values (a value no row uses costs nothing)."""
+        return Coded(self.codes[start:end], self.values)
+
 
 def _objects(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(a code per row by identity: rows holding the same object share one, the first row
@@ -192,8 +196,24 @@ def concat(parts: list[Any]) -> Any:
                  [v for p in parts for v in p.values])
 
 
-def encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
-    """A batch of rows (COLUMNS -> arrays) as it is spilled.
+def code_columns(rows: dict[str, np.ndarray]) -> dict[str, Coded]:
+    """The columns of `rows` that spill as `Coded` (CODED, SHARED), coded once: a caller
+    that spills slices of `rows` (a block cut into shards) passes each its `Coded.slice`
+    (`encode`'s `coded`), where coding every slice cost a fixed ~0.1 ms a column."""
+    out: dict[str, Coded] = {}
+    for c in (*CODED, *SHARED):
+        a = rows.get(c)
+        if a is not None and a.dtype == object:
+            coded = code(a) if c in CODED else share(a)
+            if coded is not None:
+                out[c] = coded
+    return out
+
+
+def encode(part: dict[str, np.ndarray],
+           coded: dict[str, Coded] | None = None) -> dict[str, Any]:
+    """A batch of rows (COLUMNS -> arrays) as it is spilled; `coded`: columns already coded
+    (`code_columns`), used as they are.
 
     Every value came out of orjson.loads, so the JSON round trip is exact (same types, same
     values); a column orjson cannot write (a lone surrogate in a string, a carried numpy
@@ -201,11 +221,14 @@ def encode(part: dict[str, np.ndarray]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for c, a in part.items():
+        if coded is not None and c in coded:
+            out[c] = coded[c]
+            continue
         if a.dtype == object:
-            if c in CODED or c in SHARED:
-                coded = code(a) if c in CODED else share(a)
-                if coded is not None:
-                    out[c] = coded
+            if coded is None and (c in CODED or c in SHARED):
+                got = code(a) if c in CODED else share(a)
+                if got is not None:
+                    out[c] = got
                     continue
             if c == "result" and "f" in part:
                 packed = _pack(a, part["f"])
@@ -282,8 +305,10 @@ def decode(batch: dict[str, Any], coded: bool = False) -> dict[str, Any]:
     return out
 
 
-def dump_batch(fh: BinaryIO, part: dict[str, np.ndarray]) -> None:
-    pickle.dump(encode(part), fh, protocol=pickle.HIGHEST_PROTOCOL)
+def dump_batch(fh: BinaryIO, part: dict[str, np.ndarray],
+               coded: dict[str, Coded] | None = None) -> None:
+    """Append `part` to a spill file (`coded`: see `encode`)."""
+    pickle.dump(encode(part, coded), fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_batches(fh: BinaryIO, coded: bool = False) -> Iterator[dict[str, Any]]:
