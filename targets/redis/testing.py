@@ -80,35 +80,46 @@ class LocalCluster:
                 raise RuntimeError(f"{node}/{svc.name} not ready: "
                                    f"{self.output(node, svc.name)[-500:]}")
 
-    def start_all(self, healthy_timeout: float = 20.0) -> "LocalCluster":
+    def start_all(self, healthy_timeout: float = 60.0) -> "LocalCluster":
         """Start every node; return once n1 has every replica online and every Sentinel
-        knows them all (so a test's first WAIT or failover does not race the start)."""
+        knows them all (so a test's first WAIT or failover does not race the start).
+
+        Usually ~2.5 s. The deadline is generous: a Sentinel learns the replicas from the
+        master's INFO, which it refreshes every 10 s, so a replica not yet online at one
+        refresh (a slow full sync on a busy CI machine) is seen a refresh later; once a CI
+        run went past 20 s."""
         for node in self.nodes:
             self.start(node)
         deadline = time.monotonic() + healthy_timeout
-        while not self.healthy():
+        while (why := self.unhealthy()) is not None:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"cluster not healthy in {healthy_timeout} s")
+                raise RuntimeError(f"cluster not healthy in {healthy_timeout} s: {why}")
             time.sleep(0.1)
         return self
 
     def healthy(self) -> bool:
+        return self.unhealthy() is None
+
+    def unhealthy(self) -> str | None:
+        """Why the cluster is not ready yet (see `start_all`), None once it is."""
         from .client import MASTER_NAME, call, info, pairs
 
         want = len(self.nodes) - 1
         try:
             rep = info(call(self.endpoints["n1"], 1.0, "INFO", "replication"))
-            if sum(1 for k, v in rep.items() if k.startswith("slave") and "online" in v) < want:
-                return False
+            online = sum(1 for k, v in rep.items() if k.startswith("slave") and "online" in v)
+            if online < want:
+                return f"n1 has {online} of {want} replicas online"
             for n in self.nodes:
                 m = pairs(call(self.endpoints.port(n, SENTINEL), 1.0, "SENTINEL", "MASTER",
                                MASTER_NAME))
                 if min(int(m.get("num-slaves", 0)),
                        int(m.get("num-other-sentinels", 0))) < want:
-                    return False
-        except Exception:  # noqa: BLE001 - not up yet
-            return False
-        return True
+                    return (f"{n}'s Sentinel knows {m.get('num-slaves')} replicas and "
+                            f"{m.get('num-other-sentinels')} other Sentinels of {want}")
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            return f"not answering yet ({exc})"
+        return None
 
     def role(self, node: str) -> str | None:
         """The node's status role, or None while it does not answer."""
