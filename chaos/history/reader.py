@@ -19,7 +19,6 @@ skipped with a warning in `History.warnings`, never silently.
 """
 from __future__ import annotations
 
-import gc
 import os
 from itertools import repeat
 from pathlib import Path
@@ -31,7 +30,7 @@ from chaos.errors import BadInput
 from chaos.history.columnar import CHUNK, Columns, fast_build, pair_columns
 from chaos.history.columnar import INT64_MIN as _INT64_MIN
 from chaos.history.columnar import fast_build as _fast_build  # noqa: F401 - tests import it
-from chaos.history.model import OPEN, History, make_pairs_frame
+from chaos.history.model import OPEN, History, gc_paused, make_pairs_frame
 
 TYPES = frozenset(("invoke", "ok", "fail", "info"))
 BOM = b"\xef\xbb\xbf"
@@ -75,15 +74,10 @@ def parse_jsonl(data: bytes, source: str) -> History:
         data = data[len(BOM):]
     # A million small dicts make the cyclic GC rescan everything again and again; nothing
     # here creates cycles, so pause it (this alone halves the parse time).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         history = _parse(data, source, fast=True) or _parse(data, source, fast=False)
-        assert history is not None  # the slow path always answers (or raises BadInput)
-        return history
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    assert history is not None  # the slow path always answers (or raises BadInput)
+    return history
 
 
 def _parse(data: bytes, source: str, fast: bool) -> History | None:

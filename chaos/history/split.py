@@ -3,7 +3,6 @@ operations in shard files on disk and its non-client operations in memory; and `
 streaming reader's refusal (the caller then reads the history in memory)."""
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from chaos.checkers._frame import hashable
-from chaos.history.model import COLUMNS, History, frame_from_columns
+from chaos.history.model import COLUMNS, History, frame_from_columns, gc_paused
 from chaos.history.spill import Coded, concat, load_batches
 
 INT_COLS = ("invoke_time", "complete_time", "invoke_index", "complete_index")
@@ -79,18 +78,13 @@ class Split:
         lists and dicts (values, results, metas), none in a cycle, and each collection it
         would trigger walks them all again (half the load's CPU time otherwise)."""
         parts: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             for path in sorted(self.directory.glob(f"shard-{i}.*.pickle")):
                 with open(path, "rb") as fh:
                     for batch in load_batches(fh, coded=True):
                         for c in COLUMNS:
                             parts[c].append(batch[c])
             return _history(parts, self.source, self.warnings)
-        finally:
-            if enabled:
-                gc.enable()
 
     def context_history(self, extra: list[dict[str, np.ndarray]] = ()) -> History:  # type: ignore[assignment]
         """The non-client ops (nemesis, monitor, controller), plus `extra` row batches."""

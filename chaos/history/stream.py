@@ -46,7 +46,6 @@ verdict never depends on which path read the history (tests compare them).
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from pathlib import Path
@@ -56,6 +55,7 @@ import orjson
 
 from chaos.errors import BadInput
 from chaos.history.columnar import Columns
+from chaos.history.model import gc_paused
 from chaos.history.reader import BOM
 from chaos.history.pieces import Pieces
 from chaos.history.pairing import Pairer, join
@@ -198,22 +198,19 @@ def _split_duck(p: Path, d: Path, n_shards: int, piece_ops: int,
     split = Split(source=str(p), n_shards=n_shards, directory=d,
                   shard_rows=[0] * n_shards, base_shards=n_shards)
     pairer = Pairer(split, tag="d", pieces=Pieces(split, piece_ops, cuttable), spread=True)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     done = False
-    try:
-        _pair_blocks(pairer, (duck.to_columns(batch, pairer.procs, pairer.fs)
-                              for batch in duck.batches(p, d)))
-        done = True
-    except (duck.NotHere, Doubt) as exc:
-        _log.info("%s: not read by DuckDB (%s): the orjson reader reads it", p, exc)
-    finally:
+    with gc_paused():
         try:
-            pairer.finish(done)
-        except Doubt:
-            done = False
-        if gc_was_enabled:
-            gc.enable()
+            _pair_blocks(pairer, (duck.to_columns(batch, pairer.procs, pairer.fs)
+                                  for batch in duck.batches(p, d)))
+            done = True
+        except (duck.NotHere, Doubt) as exc:
+            _log.info("%s: not read by DuckDB (%s): the orjson reader reads it", p, exc)
+        finally:
+            try:
+                pairer.finish(done)
+            except Doubt:
+                done = False
     if not done or not split.lines:
         for f in d.glob("shard-*.d.pickle"):
             f.unlink()
@@ -248,16 +245,13 @@ def read_range(p: Path, split: Split, pairer: Pairer, start: int, end: int | Non
     closed on return). `complete`: this is the whole file, so the invokes still open at its
     end never completed (rows of type info); else they stay in `pairer.open` for the caller.
     """
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a block is a few hundred thousand cycle-free objects: no GC passes
     done = False
-    try:
-        _pair_blocks(pairer, _parsed(_lines(p, split, start, end), pairer))
-        done = True
-    finally:
-        pairer.finish(complete and done)
-        if gc_was_enabled:
-            gc.enable()
+    with gc_paused():  # a block is a few hundred thousand cycle-free objects
+        try:
+            _pair_blocks(pairer, _parsed(_lines(p, split, start, end), pairer))
+            done = True
+        finally:
+            pairer.finish(complete and done)
     return pairer
 
 
