@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 _BITS: list[int] = [1 << j for j in range(1024)]
 
+#: in a list of `Model.observes` results: the model raised TypeError for that op (it cannot
+#: tell what the op observes), as asking it again would
+UNTOLD: Any = type("Untold", (), {"__repr__": lambda self: "UNTOLD"})()
+
 
 def bits(n: int) -> list[int]:
     """A list whose j-th item is 1 << j, for j < n at least (shared: never mutate it)."""
@@ -171,7 +175,9 @@ class UnknownPicker:
     observe anything: an effect nobody observes before it is overwritten never mattered.
     """
 
-    def __init__(self, model: Model, plan: Plan):
+    def __init__(self, model: Model, plan: Plan, observed: Sequence[Any] | None = None):
+        """`observed`: model.observes of each op, by position, when the caller has it
+        (chaos.checkers.linearizable.windows asks it once per op); else asked here."""
         self.plan = plan
         self.kinds, self.seq, self.n_unknown = plan.kinds, plan.seq, plan.n_unknown
         self.filtered = model.unknown_effect is not None
@@ -179,7 +185,6 @@ class UnknownPicker:
         if not self.filtered:
             return
         assert model.unknown_effect is not None
-        observes = model.observes
         inps, outs = plan.inps, plan.outs
         static: set[Any] = set()
         # watch[j]: the kinds due op j observes the value of (None: it may observe anything);
@@ -187,10 +192,12 @@ class UnknownPicker:
         self.watch: dict[int, tuple[int, ...] | None] = {}
         self.relevant: list[list[int] | None] = [None] * len(plan.n_unknown)
         try:
+            if observed is None:
+                observed = list(map(model.observes, inps, outs))
             for members in self.kinds:
                 for j in members:
-                    seen = observes(inps[j], outs[j])
-                    if seen is None:
+                    seen = observed[j]
+                    if seen is None or seen is UNTOLD:
                         raise TypeError("an unknown op may observe anything")
                     static.update(seen)
             self.always: list[int] = []
@@ -201,14 +208,18 @@ class UnknownPicker:
                     self.always.append(n)
                 else:
                     by_value.setdefault(value, []).append(n)
+            # the due ops that may observe anything or observe some kind's value: one C-level
+            # test an op (most observe none), then their kinds
+            values = by_value.keys()
             for j in compress(range(len(plan.dues)), plan.dues):
-                seen = observes(inps[j], outs[j])
+                seen = observed[j]
                 if seen is None:
                     self.watch[j] = None
-                    continue
-                kinds = [n for v in frozenset(seen) for n in by_value.get(v, ())]
-                if kinds:
-                    self.watch[j] = tuple(kinds)
+                elif seen is UNTOLD:
+                    raise TypeError("the model cannot tell what an op observes")
+                elif not values.isdisjoint(seen):
+                    self.watch[j] = tuple(n for v in frozenset(seen)
+                                          for n in by_value.get(v, ()))
         except TypeError:  # unhashable values, or no way to tell: try every kind
             self.filtered = False
 

@@ -121,7 +121,8 @@ def _covered(group: list[int], used: int) -> bool:
 def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
            progress: dict[str, Any] | None = None,
            starts: list[tuple[Any, int]] | None = None,
-           ends: dict[Any, list[int]] | None = None) -> Generator[None, None, Outcome]:
+           ends: dict[Any, list[int]] | None = None,
+           observed: list[Any] | None = None) -> Generator[None, None, Outcome]:
     """Decide whether `ops` (one key) are linearizable w.r.t. `model`; see the module doc.
 
     A generator: drive it with next() until StopIteration, whose value is the Outcome.
@@ -135,6 +136,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     the search does not stop at the first path that reaches the end: it explores every
     configuration and records each end it reaches as ends[state] = [bitsets of unknown ops
     used], so the caller knows every state the window can leave (valid True iff any).
+    `observed`: model.observes of each op, by position, if the caller has it already.
     """
     step = model.step
     plan = make_plan(ops, model.read_only_test)
@@ -148,7 +150,7 @@ def search(model: Model, ops: list[SearchOp], max_configs: int = 1_000_000,
     for members in plan.kinds:  # every unknown-outcome op, in a kind
         for i in members:
             unknown_all |= bit[i]
-    pick = UnknownPicker(model, plan) if unknown_all else None
+    pick = UnknownPicker(model, plan, observed) if unknown_all else None
     ro_kind, ro_value = plan.ro_kind, plan.ro_value  # how a read-only op is tested
 
     stack: list[tuple[int, Any, int, Any]] = []

@@ -30,6 +30,7 @@ from operator import itemgetter
 from typing import Any, Callable, Generator
 
 from chaos.checkers.linearizable.models import Model
+from chaos.checkers.linearizable.plan import UNTOLD
 from chaos.checkers.linearizable.search import Outcome, SearchOp, search
 
 #: a window is cut only once it holds this many ops (the per-window cost is then amortised)
@@ -79,9 +80,30 @@ def windows(ops: list[SearchOp], min_ops: int = WINDOW_OPS) -> list[list[SearchO
 def observers(model: Model, ops: list[SearchOp]) -> set[Any] | None:
     """The values some op of `ops` could observe (model.observes); None when one may
     observe anything (or the model cannot say)."""
+    return _union(observed(model, ops))
+
+
+def observed(model: Model, ops: list[SearchOp]) -> list[Any]:
+    """model.observes of each op of `ops`, in order (None: it may observe anything;
+    UNTOLD where the model raised TypeError: it cannot say)."""
     try:
-        got = list(map(model.observes, map(_INP, ops), map(_OUT, ops)))
-        if None in got:
+        return list(map(model.observes, map(_INP, ops), map(_OUT, ops)))
+    except TypeError:
+        return [_told(model, op) for op in ops]
+
+
+def _told(model: Model, op: SearchOp) -> Any:
+    try:
+        return model.observes(op.inp, op.out)
+    except TypeError:
+        return UNTOLD
+
+
+def _union(got: list[Any]) -> set[Any] | None:
+    """The union of observes results (None if one is None or UNTOLD, or a value is
+    unhashable)."""
+    try:
+        if None in got or UNTOLD in got:
             return None
         return set().union(*got)
     except TypeError:  # unhashable values: cannot tell
@@ -120,7 +142,10 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
                     used |= 1 << j
             starts.append((state, used))
         ends: dict[Any, list[int]] | None = {} if (collect or not last) else None
-        out = yield from search(model, wops, max_configs, progress, starts=starts, ends=ends)
+        seen = observed(model, unknown) + later.observed[w] if unknown else later.observed[w]
+        later.observed[w] = []  # done with: kept only until its window is searched
+        out = yield from search(model, wops, max_configs, progress, starts=starts, ends=ends,
+                                observed=seen)
         steps += out.steps
         peak = max(peak, out.max_configs)
         if out.valid is not True:
@@ -148,13 +173,17 @@ class _Later:
     nobody can see): for each value the last window observing it, and the last window whose
     ops may observe anything (`observers` None). One pass over the windows, where a set per
     window of all the values observed from there on cost time and memory quadratic in the
-    windows of a key (most of the windowed search's own time on a 100,000-op piece)."""
+    windows of a key (most of the windowed search's own time on a 100,000-op piece).
+
+    `observed[w]`: model.observes of each op of window w, asked once here and handed to the
+    window's search (which asks it of the due ops of every window holding an unknown op)."""
 
     def __init__(self, model: Model, parts: list[list[SearchOp]]):
         self.last: dict[Any, int] = {}
         self.anything = -1  # windows up to here may observe anything
-        for w, part in enumerate(parts):
-            got = observers(model, part)
+        self.observed = [observed(model, part) for part in parts]
+        for w, part_seen in enumerate(self.observed):
+            got = _union(part_seen)
             if got is None:
                 self.anything = w
             else:
