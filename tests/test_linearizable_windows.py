@@ -143,6 +143,36 @@ def test_inline_read_only_test_same_as_step(seed, n, p_info, bad, window_ops):
     assert fast == slow
 
 
+def _observes_untold(inp: Any, out: Any) -> Any:
+    """The register's `observes`, but raising TypeError for every cas (a model that cannot
+    say what some ops observe)."""
+    if inp[0] == "cas":
+        raise TypeError("cannot tell")
+    return REGISTER.observes(inp, out)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10**6), st.integers(20, 150), st.sampled_from([0.1, 0.3]),
+       st.booleans(), st.sampled_from([0, 1, 50]))
+def test_observes_asked_once_per_op_same_result(seed, n, p_info, bad, window_ops):
+    """What each op observes is asked once per op (windows.observed) and handed to the
+    window's search: the same result, to the steps, as a search that asks for itself (the
+    whole key: window_ops 0), and a model that raises TypeError for some ops turns the
+    unknown-op filter off exactly as before (the same verdict as with the filter off:
+    `unknown_effect` None), on generated histories, valid and invalid, with info ops."""
+    h = long_run(n, 2, 3, p_info, seed)
+    if bad:
+        h = mutate(h, seed)
+    opts = {"window_ops": window_ops, "fail": "observe", "time_limit": 1e9}
+    untold = dataclasses.replace(REGISTER, observes=_observes_untold)
+    unfiltered = dataclasses.replace(REGISTER, unknown_effect=None)
+    got = check_linearizable(h, {**opts, "model": untold})
+    off = check_linearizable(h, {**opts, "model": unfiltered})
+    assert got.valid == off.valid == check_linearizable(h, {**opts, **WHOLE}).valid
+    if window_ops == 0:  # no window: the search asks observes itself; the same steps
+        assert got.stats["steps"] == off.stats["steps"]
+
+
 def pieces(h: History, cut_time: int) -> tuple[History, History]:
     """The history's ops split by invoke time at `cut_time` (a pair goes whole to the piece
     of its invoke), as the streaming splitter cuts a key."""
