@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -206,6 +207,17 @@ _LAX = {
     "junk after a control byte": b'{"process":0,"type":"invoke","f":"add","index":2,'
                                  b'"time":2}\x01 x\n',
     "unknown type": b'{"process":0,"type":"done","f":"add","index":2,"time":2}\n',
+    "lower-case nan": b'{"process":0,"type":"invoke","f":"add","x":nan,"index":2,"time":2}\n',
+    "inf": b'{"process":0,"type":"invoke","f":"add","x":[-inf],"index":2,"time":2}\n',
+    "a number beyond a double": b'{"process":0,"type":"invoke","f":"add","x":1e999,'
+                                b'"index":2,"time":2}\n',
+    "trailing comma and a space before a carriage return": b'{"process":0,"type":"invoke",'
+                                                          b'"f":"add","x":[1, \r],"index":2,'
+                                                          b'"time":2}\n',
+    "nesting deeper than orjson's": b'{"process":0,"type":"invoke","f":"add","x":'
+                                    + b"[" * 1100 + b"]" * 1100 + b',"index":2,"time":2}\n',
+    "a form feed": b'{"process":0,"type":"invoke","f":"add","index":2,"time":2}\x0c\n',
+    "a vertical tab": b'\x0b{"process":0,"type":"invoke","f":"add","index":2,"time":2}\n',
 }
 
 
@@ -274,3 +286,167 @@ def test_context_rows_are_copies_not_views_of_a_block(tmp_path: Path, monkeypatc
         arrays = [a for parts in split.context.values() for a in parts]
         assert arrays and sum(map(len, split.context["process"])) == 100
         assert all(a.base is None for a in arrays), reader
+
+
+# The scan that was in chaos.history.duck before `lenient_scan`, over DuckDB's read_csv of
+# the lines (cut at \n and \r): the new scan must flag every line it flagged.
+_OLD_LENIENT_SQL = r"""contains(l, ',}') OR contains(l, ',]') OR contains(l, 'NaN')
+    OR contains(l, 'Infinity') OR suffix(l, ',')
+    OR ((contains(l, ', ') OR contains(l, ',' || chr(9)))
+        AND regexp_matches(l, ',\s+[\]}]'))"""
+
+
+@pytest.fixture(scope="module")
+def con() -> Any:
+    c = duck._connect(1, None)
+    yield c
+    c.close()
+
+
+def _old_flags(con: Any, path: Path) -> bool:
+    return bool(con.sql(f"""
+        SELECT count(*) FILTER (WHERE {_OLD_LENIENT_SQL})
+        FROM read_csv({duck._literal(path)}, columns = {{'l': 'VARCHAR'}}, delim = chr(1),
+                      quote = '', escape = '', header = false, auto_detect = false,
+                      strict_mode = false)""").fetchall()[0][0])
+
+
+def _duck_accepts(con: Any, path: Path) -> bool:
+    """DuckDB's read of the history (the query of the fast path) takes the file."""
+    try:
+        con.sql(duck._query(path)).fetchall()
+    except Exception:  # noqa: BLE001 - any refusal
+        return False
+    return True
+
+
+def _json_refuses(line: bytes) -> bool:
+    """The orjson reader refuses the line (a blank one it skips)."""
+    if not line.strip():
+        return False
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return True
+    return False
+
+
+_HEAD = b'{"process":0,"type":"invoke","f":"add","index":2,"time":2,"x":'
+#: (what follows `_HEAD`, DuckDB takes it and JSON does not): every form the scan is for
+_LENIENT_CASES = [
+    (b'1,}\n', True), (b'[1,]}\n', True), (b'1, }\n', True), (b'[1,\t]}\n', True),
+    (b'[1,  ]}\n', True), (b'{"a":1 ,\t}}\n', True), (b'[1, \r]}\n', True),
+    (b'[1,\r]}\n', True), (b'[1,\t\r ]}\n', True), (b'1,\n', False),
+    (b'1,\r"y":2}\n', False),  # a comma before a carriage return, then more: JSON, flagged
+    (b'1,\r}\n', True),
+    (b'NaN}\n', True), (b'-NaN}\n', True), (b'nan}\n', True), (b'NAN}\n', True),
+    (b'Infinity}\n', True), (b'-Infinity}\n', True), (b'inf}\n', True), (b'-inf}\n', True),
+    (b'Inf}\n', True), (b'INF}\n', True), (b'infinity}\n', True), (b'iNfInItY}\n', True),
+    (b'[1, nan]}\n', True), (b'{"a": -Inf }}\n', True), (b'[\tinf,1]}\n', True),
+    (b'\rnan\r}\n', True), (b'"NaN"}\n', False), (b'"Infinity"}\n', False),
+    (b'1e999}\n', True), (b'-1E+400}\n', True), (b'[17976931348623159e292]}\n', True),
+    (b'1' + b'0' * 400 + b'}\n', True), (b'-' + b'9' * 320 + b'.5}\n', True),
+    (b'1.7976931348623159e308}\n', True),
+    (b'[' * 1030 + b']' * 1030 + b'}\n', True),
+    (b'{"a":' * 1030 + b'1' + b'}' * 1031 + b'\n', True),
+    (b'1}\x0c\n', True), (b'1}\x0b\n', True),
+]
+
+
+@pytest.mark.parametrize("tail,lax", _LENIENT_CASES)
+def test_lenient_scan_flags_each_form(tmp_path: Path, con: Any, tail: bytes, lax: bool) -> None:
+    path = tmp_path / "h.jsonl"
+    line = _HEAD + tail
+    path.write_bytes(_OK + line + _OK)
+    assert duck.lenient_scan(path) is True
+    if lax:  # the case is one DuckDB takes and JSON refuses (else it tests nothing new)
+        assert _duck_accepts(con, path) and _json_refuses(line)
+
+
+#: lines of our recorder's shapes (and strings that hold the patterns' letters): not flagged,
+#: or every such history would go to the slow path
+_PLAIN = [
+    b'{"process":"monitor","type":"invoke","f":"status","value":null,"node":"n1","index":0,'
+    b'"time":37611}\n',
+    b'{"process":3,"type":"info","f":"cas","key":"k1","value":[1,2],"error":"net: info, '
+    b'Infinite retry: nano, [INFO] ok ] -nanosecond","index":5,"time":1700000000000000000}\n',
+    b'{"process":1,"type":"ok","f":"read-set","value":[' + b",".join(
+        str(i).encode() for i in range(5000)) + b'],"index":7,"time":8}\n',
+    b'{"process":1,"type":"ok","f":"read","value":[1.5e10,-2E+99,3e-300,[[{"a":[]}]]],'
+    b'"index":7,"time":8}\n',
+]
+
+
+def test_lenient_scan_leaves_plain_lines(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"".join(_PLAIN) * 3)
+    assert duck.lenient_scan(path) is False
+
+
+@pytest.mark.parametrize("chunk", [400, 401, 1000, 4096])
+def test_lenient_scan_in_small_pieces(tmp_path: Path, chunk: int) -> None:
+    """Pieces cut at line ends: a line is never split, wherever a piece ends; a line
+    longer than a piece gives up (str, not False)."""
+    lines = [_OK] * 40
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"".join(lines))
+    assert duck.lenient_scan(path, chunk=chunk) is False
+    for at in (0, 7, 39):
+        for tail in (b'[1, \r]}\n', b'nan}\n', b'1,\n'):
+            bad = lines[:at] + [_HEAD + tail] + lines[at:]
+            path.write_bytes(b"".join(bad))
+            assert duck.lenient_scan(path, chunk=chunk) is True, (at, tail)
+            path.write_bytes(b"".join(bad)[:-1])  # no newline at the end
+            assert duck.lenient_scan(path, chunk=chunk) is True, (at, tail)
+    path.write_bytes(_OK + _HEAD + b'"' + b"a" * chunk + b'"}\n')
+    assert isinstance(duck.lenient_scan(path, chunk=chunk), str)
+    path.write_bytes(b"")
+    assert duck.lenient_scan(path, chunk=chunk) is False
+
+
+_WS = st.sampled_from(["", " ", "\t", "  ", "\r", " \r", "\r ", "\t\r\t"])
+_ODD = st.sampled_from(["NaN", "-NaN", "nan", "NAN", "Infinity", "-Infinity", "inf", "-inf",
+                        "Inf", "iNfinity", "1e999", "-1E+400", "1" + "0" * 320])
+_SNIPPETS = st.one_of(_ODD, _WS, st.sampled_from([",", ", ", ",\t", ",\r", "]", "}", "[",
+                                                   "\x0c", "\x0b", "\r", "e", "E5", "i", "n"]))
+
+
+@st.composite
+def lax_lines(draw: st.DrawFn) -> bytes:
+    """A JSON object line (compact or spaced), then a few defects: a comma (and whitespace)
+    before a random ] or }, an odd number in place of a random value (a placeholder number,
+    also inside strings), a snippet anywhere."""
+    obj = draw(st.dictionaries(st.text(max_size=3), st.one_of(
+        _VALUES, st.just(-12345), st.just("x-12345y"), st.lists(st.just(-12345), max_size=3)),
+        max_size=4))
+    seps = draw(st.sampled_from([(",", ":"), (", ", ": ")]))
+    text = json.dumps(obj, separators=seps, ensure_ascii=draw(st.booleans()))
+    text = text.replace("-12345", draw(_ODD))
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.integers(0, 2))
+        if kind == 0:
+            closers = [i for i, c in enumerate(text) if c in "]}"]
+            if closers:
+                at = draw(st.sampled_from(closers))
+                text = text[:at] + draw(_WS) + "," + draw(_WS) + text[at:]
+        elif kind == 1:
+            at = draw(st.integers(0, len(text)))
+            text = text[:at] + draw(_SNIPPETS) + text[at:]
+        else:
+            text = text + draw(_WS) + "," + draw(_WS)
+    return text.encode() + b"\n"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(line=lax_lines())
+def test_lenient_scan_misses_nothing(tmp_path_factory: Any, con: Any, line: bytes) -> None:
+    """A line DuckDB takes and JSON refuses, or one the old scan flagged, is flagged."""
+    path = tmp_path_factory.mktemp("lax") / "h.jsonl"
+    path.write_bytes(line)
+    new = duck.lenient_scan(path)
+    assert new in (True, False)
+    if _old_flags(con, path):
+        assert new, "the old scan flagged it"
+    if _duck_accepts(con, path) and _json_refuses(line):
+        assert new, "DuckDB takes it, JSON does not"
