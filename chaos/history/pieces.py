@@ -46,9 +46,8 @@ def _mentioned(seen: set[Any], xs: list[Any], tuples: bool = True) -> set[Any]:
     types = list(map(type, xs))
     kinds = set(types)
     if kinds <= plain:
-        return set(compress(xs, map(seen.__contains__, xs)))
-    ok = list(compress(xs, map(plain.__contains__, types)))
-    out = set(compress(ok, map(seen.__contains__, ok)))
+        return seen.intersection(xs)  # the elements of xs in seen, as compress would give
+    out = seen.intersection(compress(xs, map(plain.__contains__, types)))
     lists = list(compress(xs, map(is_, types, repeat(list))))
     flat = list(chain.from_iterable(lists))
     if set(map(type, flat)) <= plain:
