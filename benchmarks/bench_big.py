@@ -61,7 +61,7 @@ def _tree_rss(pid: int) -> int:
 
 def measure(path: Path) -> dict:
     """`chaos analyze --no-results PATH` under /usr/bin/time -v."""
-    return measure_chaos(["analyze", "--no-results", str(path)])
+    return measure_chaos(["analyze", "--no-results", str(path.resolve())])
 
 
 def measure_chaos(args: list[str]) -> dict:
@@ -69,9 +69,12 @@ def measure_chaos(args: list[str]) -> dict:
     wall and CPU seconds, peak RSS of the largest process (`rss`) and of the process tree
     sampled every 50 ms (`tree_rss`), the load average before and after."""
     load0 = os.getloadavg()[0]
+    # the tree this script is in is the one measured: `python -m` puts the working
+    # directory first on sys.path, ahead of PYTHONPATH, so it runs from ROOT too (from
+    # another tree's directory, that tree's chaos would run)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(["/usr/bin/time", "-v", *CHAOS, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, text=True)
+                            stderr=subprocess.PIPE, env=env, text=True, cwd=ROOT)
     peak = [0]
     stop = threading.Event()
 
