@@ -3,8 +3,10 @@ its matrix (targets/postgres/matrix.py) on the docker runtime through the transp
 and bad input (one line, exit 4, before anything starts).
 
 The docker tests run whenever a Docker engine answers (the first one on a fresh machine builds
-the postgres node image, about a minute from a cached base); each runs 30 s of load: a 10 s
-partition of the primary outlasts Patroni's failover with ttl=6.
+the postgres node image, about a minute from a cached base). The async partition cell keeps
+the matrix's 12 s fault: Patroni's failover with ttl=6 took 9.3 s median and 10.2 s at most
+in the matrix's runs (docs/benchmarks.md), so a 10 s partition sometimes healed before any
+standby promoted, and with no new primary there was no loss to find (seen once in CI).
 """
 from __future__ import annotations
 
@@ -24,10 +26,13 @@ def _cell(tmp_path, name: str, seed: int, *more: str) -> tuple[int, dict]:
 @pytest.mark.docker
 @pytest.mark.integration
 def test_async_partition_of_the_primary_loses_committed_writes(tmp_path):
-    code, doc = _cell(tmp_path, "pg sync off, partition primary", 41)
+    # the matrix's 12 s partition (12-24 s), then 8 s for the old primary to rejoin
+    code, doc = _cell(tmp_path, "pg sync off, partition primary", 41,
+                      "--nemesis-interval", "12", "--time-limit", "32")
+    # the loss needs a failover: without one, valid is the right verdict, not the test's point
+    assert failover_times(doc["history"]), "no new primary seen after the partition"
     assert code == 1, doc.get("reasons")
     assert "lost-write" in anomaly_kinds(doc, "lost-writes")
-    assert failover_times(doc["history"]), "no new primary seen after the partition"
 
 
 @pytest.mark.docker
