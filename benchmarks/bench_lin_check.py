@@ -8,7 +8,8 @@ shards in order with the linearizable checker only, as one checking process does
 per run: CPU seconds (time.process_time) spent inside the checker's `check`, and
 microseconds per op. `--profile N` prints the N costliest functions of one run (cProfile).
 `--dump FILE` writes the merged result without its timing (verdict, stats, anomalies) as
-JSON, so two versions of the checker can be compared for identical output.
+JSON, so two versions of the checker can be compared for identical output. `--no-paths`:
+the exact search on every window (no witness paths: chaos.checkers.linearizable.witness).
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ def main() -> int:
     ap.add_argument("--profile", type=int, default=0, metavar="N")
     ap.add_argument("--dump", type=Path)
     ap.add_argument("--time-limit", type=float, default=600.0)
+    ap.add_argument("--no-paths", action="store_true")
     args = ap.parse_args()
     directory = make_directory()
     try:
@@ -76,7 +78,7 @@ def main() -> int:
             prof = cProfile.Profile() if args.profile and run == args.repeat else None
             if prof is not None:
                 prof.enable()
-            outs = check_shards(plan, indices)
+            outs = check_shards(plan, indices, paths=not args.no_paths)
             if prof is not None:
                 prof.disable()
                 pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)

@@ -35,6 +35,7 @@ from chaos.checkers.base import CheckResult, check_safe
 from chaos.checkers.carry import WriteCarry
 from chaos.checkers.dual_leaders import WRITE_FS
 from chaos.checkers.linearizable.checker import ALL_FS
+from chaos.checkers.linearizable.windows import REDO_EXACT
 from chaos.checkers.perf import PerfParts
 from chaos.history.faults import FaultWindow
 from chaos.history.forked import can_fork, cores, map_forked
@@ -148,8 +149,14 @@ def check_all(plan: Plan, workers: int,
 
 
 def check_shards(plan: Plan, indices: list[int],
-                 status: Callable[[str], None] = lambda _: None) -> list[ShardOutcome]:
-    """Check shards `indices` in order, carrying what a long key's pieces need."""
+                 status: Callable[[str], None] = lambda _: None,
+                 paths: bool = True) -> list[ShardOutcome]:
+    """Check shards `indices` in order, carrying what a long key's pieces need.
+
+    `paths`: the linearizable search tries witness paths first (its `paths` option). A key
+    whose later piece then fails from a path's carry (windows.REDO_EXACT) is no verdict:
+    these shards are checked again from the first, with paths off (an invalid or unusual
+    key costs its group twice; a valid one is decided by paths almost everywhere)."""
     split, opts = plan.split, plan.opts
     lin_carry: dict[Any, Any] = {}
     writes = WriteCarry()
@@ -191,11 +198,17 @@ def check_shards(plan: Plan, indices: list[int],
                 shard_opts["time_limit"] = max(plan.lin_limit - lin_spent, 1e-3)
                 if plan.model is not None:
                     shard_opts["model"] = plan.model
+                shard_opts["paths"] = paths
                 t0 = time.perf_counter()
             o.results[name] = check_safe(CHECKERS[name], shard, shard_opts)
             if name == "linearizable":
                 lin_spent += time.perf_counter() - t0
                 lin_invalid = o.results[name].valid is False
+                if paths and any(u.get("reason") == REDO_EXACT
+                                 for u in o.results[name].stats.get("undecided", ())):
+                    status("a key failed from a witness path's carry: its shards again, "
+                           "searched exactly...")
+                    return check_shards(plan, indices, status, paths=False)
         writes.keep(shard, going_on)
         o.facts = evidence.client_facts(pairs, plan.thresholds.failing_tail_s)
         o.perf = PerfParts.of(pairs, plan.windows)

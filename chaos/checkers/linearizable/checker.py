@@ -16,6 +16,11 @@ Options read from `opts` (all optional):
     window_ops   a key is searched window by window, cut at its quiescent points once a
                  window holds this many ops (default 200; 0: each key whole). The verdict
                  is the same either way (chaos.checkers.linearizable.windows).
+    paths        try a witness path on each window before searching it (default True;
+                 chaos.checkers.linearizable.witness): the same verdict, far fewer steps on
+                 a valid history. With carry, a key whose later piece fails from a path's
+                 carry is reported undecided with reason windows.REDO_EXACT: the caller
+                 checks its pieces again with paths False.
     carry        for a key split into pieces checked one after another (chaos.checkers.
                  sharded): a dict key -> `Carried` that each key starts from (absent: the
                  initial state) and that the check replaces with where the key ends.
@@ -94,7 +99,7 @@ class LinearizableChecker:
         time_limit = float(opts.get("time_limit", DEFAULT_TIME_LIMIT))
         max_configs = int(opts.get("max_configs", DEFAULT_MAX_CONFIGS))
         keys = _KeyPlan(int(opts.get("window_ops", WINDOW_OPS)), carry,
-                        opts.get("later_observes"), continues)
+                        opts.get("later_observes"), continues, bool(opts.get("paths", True)))
         carried_in = {k for k in groups if carry is not None and k in carry}
         outcomes, skipped, elapsed = _run_keys(model, groups, time_limit, max_configs, keys)
         going_on = set()
@@ -289,14 +294,15 @@ class _KeyPlan:
     in and out and what later pieces may observe (see the options in the module doc)."""
 
     def __init__(self, window_ops: int, carry: dict[Any, Carried | None] | None,
-                 later_observes: Any = None, continues: Any = None):
+                 later_observes: Any = None, continues: Any = None, paths: bool = True):
         self.window_ops, self.carry, self.later_observes = window_ops, carry, later_observes
-        self.continues = continues
+        self.continues, self.paths = continues, paths
 
     def search(self, model: Model, key: Any, ops: list[SearchOp], max_configs: int,
                progress: dict[str, Any]) -> Generator[None, None, Outcome]:
         if self.carry is None:
-            return check_key(model, ops, max_configs, progress, min_ops=self.window_ops)
+            return check_key(model, ops, max_configs, progress, min_ops=self.window_ops,
+                             paths=self.paths)
         if key in self.carry and self.carry[key] is None:
             return _undecided_before()
         more = self.continues is None or bool(self.continues(key))
@@ -305,7 +311,8 @@ class _KeyPlan:
             later = ((lambda value: True) if self.later_observes is None else
                      (lambda value: bool(self.later_observes(key, value))))
         return check_key(model, ops, max_configs, progress, carry=self.carry.get(key),
-                         collect=more, min_ops=self.window_ops, later_observes=later)
+                         collect=more, min_ops=self.window_ops, later_observes=later,
+                         paths=self.paths)
 
 
 def _undecided_before() -> Generator[None, None, Outcome]:

@@ -31,12 +31,17 @@ from typing import Any, Callable, Generator
 
 from chaos.checkers.linearizable.models import Model
 from chaos.checkers.linearizable.plan import UNTOLD
-from chaos.checkers.linearizable.search import Outcome, SearchOp, search
+from chaos.checkers.linearizable.search import YIELD_EVERY, Outcome, SearchOp, search
+from chaos.checkers.linearizable.witness import witness as witness_path
 
 #: a window is cut only once it holds this many ops (the per-window cost is then amortised)
 WINDOW_OPS = 200
 #: distinct (state, unknown ops unused) a cut may carry; past it the key is undecided there
 MAX_CARRY = 10_000
+#: Outcome.reason of a piece that must be checked again from the key's first piece, exactly:
+#: the exact search of a window failed from a carry a witness path left (not every state the
+#: key could be in), so the failure proves nothing (the caller redoes the key without paths)
+REDO_EXACT = "a window failed from a witness path's carry: check the key again exactly"
 
 _INVOKE_TIME = itemgetter(SearchOp._fields.index("invoke_time"))  # SearchOp.invoke_time
 _INP = itemgetter(SearchOp._fields.index("inp"))
@@ -46,10 +51,16 @@ _OUT = itemgetter(SearchOp._fields.index("out"))
 @dataclass
 class Carried:
     """What one key carries across a cut: the states a window can end in, with the
-    unknown-outcome ops each end has not used (by `SearchOp.index`), and those ops."""
+    unknown-outcome ops each end has not used (by `SearchOp.index`), and those ops.
+
+    `exact`: the ends are every state the key can be in at the cut. False once a window
+    was decided by a witness path (chaos.checkers.linearizable.witness): its ends are then
+    some of those states, enough to prove what follows valid, not to prove it invalid.
+    """
 
     ends: list[tuple[Any, frozenset[int]]]
     unknown: dict[int, SearchOp] = field(default_factory=dict)
+    exact: bool = True
 
     @staticmethod
     def initial(model: Model) -> "Carried":
@@ -113,14 +124,20 @@ def _union(got: list[Any]) -> set[Any] | None:
 def check_key(model: Model, ops: list[SearchOp], max_configs: int,
               progress: dict[str, Any] | None = None, carry: Carried | None = None,
               collect: bool = False, min_ops: int = WINDOW_OPS,
-              later_observes: Callable[[Any], bool] | None = None
-              ) -> Generator[None, None, Outcome]:
+              later_observes: Callable[[Any], bool] | None = None,
+              paths: bool = True) -> Generator[None, None, Outcome]:
     """Search one key window by window (a generator like `search`); see the module doc.
 
     carry: where the key's earlier piece left off (None: the initial state). collect: also
     compute the carry out of the last window (Outcome.carry, a `Carried`), for a next piece.
     later_observes(value): whether an op after these ones (a later piece) may observe the
     effect `value` of an unknown op; None: nothing comes later.
+    paths: try a witness path on each window first (chaos.checkers.linearizable.witness),
+    searching only the windows it leaves. A path proves a window valid; its end is one of
+    the window's ends, so a later window's search that fails from it proves nothing: the
+    key is then searched again exactly from `carry` (or, when `carry` itself came from a
+    path, the outcome is "unknown" with reason REDO_EXACT, for the caller to redo the key
+    from its first piece). The verdict is the exact search's either way.
     """
     carried = carry if carry is not None else Carried.initial(model)
     parts = windows(ops, min_ops)
@@ -129,6 +146,7 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
     effect = model.unknown_effect
     later = _Later(model, parts)
     steps = peak = 0
+    budget = YIELD_EVERY
     for w, part in enumerate(parts):
         last = w == len(parts) - 1
         unknown = sorted(carried.unknown.values(), key=lambda o: o.index)
@@ -142,6 +160,20 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
                     used |= 1 << j
             starts.append((state, used))
         ends: dict[Any, list[int]] | None = {} if (collect or not last) else None
+        found = witness_path(model, wops, starts) if paths else None
+        if found is not None:
+            later.observed[w] = []
+            steps += found.steps
+            if ends is None:
+                return Outcome(valid=True, steps=steps, max_configs=peak)
+            carried = _carry_out(model, wops, {found.state: [found.used]},
+                                 later.seen_from(w + 1), effect, later_observes, exact=False)
+            if steps >= budget:  # a key decided by paths still lets the others run
+                budget = steps + YIELD_EVERY
+                if progress is not None:
+                    progress.update(window=_span(part), steps=steps, configs=peak)
+                yield
+            continue
         seen = observed(model, unknown) + later.observed[w] if unknown else later.observed[w]
         later.observed[w] = []  # done with: kept only until its window is searched
         out = yield from search(model, wops, max_configs, progress, starts=starts, ends=ends,
@@ -149,6 +181,15 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
         steps += out.steps
         peak = max(peak, out.max_configs)
         if out.valid is not True:
+            if not carried.exact:  # not decided from every state: the exact search decides
+                if carry is None or carry.exact:  # redo this key from where it began
+                    again = yield from check_key(model, ops, max_configs, progress, carry,
+                                                 collect, min_ops, later_observes, paths=False)
+                    again.steps += steps
+                    again.max_configs = max(again.max_configs, peak)
+                    return again
+                return Outcome(valid="unknown", steps=steps, max_configs=peak,
+                               window=_span(part), reason=REDO_EXACT)
             out.steps, out.max_configs, out.ops = steps, peak, wops
             if out.valid != False:  # noqa: E712
                 out.window = _span(part)
@@ -156,7 +197,7 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
         if ends is None:
             return Outcome(valid=True, steps=steps, max_configs=peak)
         carried = _carry_out(model, wops, ends, later.seen_from(w + 1), effect,
-                             later_observes)
+                             later_observes, exact=carried.exact)
         if len(carried.ends) > MAX_CARRY:
             return Outcome(valid="unknown", steps=steps, max_configs=peak, window=_span(part),
                            reason=f"more than {MAX_CARRY} possible states at a cut")
@@ -200,9 +241,11 @@ class _Later:
 def _carry_out(model: Model, wops: list[SearchOp], ends: dict[Any, list[int]],
                seen_after: Callable[[Any], bool] | None,
                effect: Callable[[Any], Any] | None,
-               later_observes: Callable[[Any], bool] | None) -> Carried:
+               later_observes: Callable[[Any], bool] | None, exact: bool = True) -> Carried:
     """The carry out of a window from its ends: unknown ops still unused, those that nothing
-    later can observe dropped, ends covered by another (same state, more ops unused) dropped."""
+    later can observe dropped, ends covered by another (same state, more ops unused) dropped.
+    `exact`: whether `ends` are all the window's ends from all the states it could start in
+    (Carried.exact)."""
     unknown = [j for j, op in enumerate(wops) if not op.due]
     keep: set[int] = set()
     if unknown:
@@ -230,4 +273,4 @@ def _carry_out(model: Model, wops: list[SearchOp], ends: dict[Any, list[int]],
                 continue
             group[:] = [a for a in group if not a < avail] + [avail]
     kept = {wops[j].index: wops[j] for j in keep}
-    return Carried([(s, a) for s, group in out.items() for a in group], kept)
+    return Carried([(s, a) for s, group in out.items() for a in group], kept, exact)
