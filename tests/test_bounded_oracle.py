@@ -398,8 +398,10 @@ def test_budgets_never_give_a_more_definite_verdict(
 def test_carry_over_the_cap_is_unknown_never_valid(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Two overlapping writes, then a cut: the carry holds two states. Capped at one, the
-    key is undecided (unknown), whether the read after the cut is of either value (valid)
-    or of a third (invalid)."""
+    exact search leaves the key undecided (unknown), whether the read after the cut is of
+    either value (valid) or of a third (invalid). With witness paths (the default), the
+    read of the value the path ended on is proved valid by the path (its carry is one
+    state); the others fall to the exact search: unknown, never valid."""
     from chaos.checkers.linearizable import windows
     for seen, whole in ((1, True), (2, True), (3, False)):
         ops = _ops(_op(0, "invoke", "write", 1, 0), _op(1, "invoke", "write", 2, 1),
@@ -410,16 +412,21 @@ def test_carry_over_the_cap_is_unknown_never_valid(tmp_path: Path,
         assert verdicts(bounded(path, {}, 1, 1))["linearizable"] is whole
         with monkeypatch.context() as m:
             m.setattr(windows, "MAX_CARRY", 1)
-            got = verdicts(bounded(path, {}, 1, 1))
+            got = verdicts(bounded(path, {"paths": False}, 1, 1))
+            with_paths = verdicts(bounded(path, {}, 1, 1))
         assert got["linearizable"] == "unknown", seen
         assert got["valid"] == "unknown"
+        # the path ends on the write that returned last (2)
+        assert with_paths["linearizable"] == (True if seen == 2 else "unknown"), seen
 
 
 def test_time_out_in_a_piece_is_unknown_never_valid(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """No time left (the search yields after every step and the checker's clock moves a
     second at every reading): a valid key cut into pieces is undecided in its first piece,
-    and every later piece is too (nothing to start it from), never valid."""
+    and every later piece is too (nothing to start it from), never valid. Searched exactly
+    (paths off): a witness path proves these few writes valid before the search's first
+    yield, so no budget is ever checked."""
     from chaos.checkers.linearizable import checker, search
     ops = _ops(*[_op(n % 2, typ, "write", n, 4 * n + (typ == "ok"))
                  for n in range(4) for typ in ("invoke", "ok")])
@@ -427,7 +434,7 @@ def test_time_out_in_a_piece_is_unknown_never_valid(tmp_path: Path,
     assert verdicts(oracle(path, {}))["linearizable"] is True
     monkeypatch.setattr(search, "YIELD_EVERY", 1)
     monkeypatch.setattr(checker, "time", SlowClock())
-    got = bounded(path, {"time_limit": 0.0}, 1, 1)
+    got = bounded(path, {"time_limit": 0.0, "paths": False}, 1, 1)
     lin = got["results"]["linearizable"]
     assert lin["valid"] == "unknown" and got["valid"] == "unknown"
     assert lin["stats"]["keys_valid"] == 1  # the ticker's key, read only: nothing to search

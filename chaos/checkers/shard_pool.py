@@ -198,7 +198,7 @@ def check_shards(plan: Plan, indices: list[int],
                 shard_opts["time_limit"] = max(plan.lin_limit - lin_spent, 1e-3)
                 if plan.model is not None:
                     shard_opts["model"] = plan.model
-                shard_opts["paths"] = paths
+                shard_opts["paths"] = paths and bool(opts.get("paths", True))
                 t0 = time.perf_counter()
             o.results[name] = check_safe(CHECKERS[name], shard, shard_opts)
             if name == "linearizable":

@@ -34,10 +34,15 @@ not all of them (the caller knows its carry is then not exact).
 """
 from __future__ import annotations
 
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 from chaos.checkers.linearizable.models import Model
 from chaos.checkers.linearizable.search import SearchOp
+
+_INP, _OUT, _DUE, _T1 = (itemgetter(SearchOp._fields.index(f))
+                         for f in ("inp", "out", "due", "complete_time"))
 
 #: ops placed last that an illegal op may be inserted before
 TAIL = 32
@@ -58,16 +63,18 @@ def witness(model: Model, ops: list[SearchOp], starts: list[tuple[Any, int]]) ->
     """A linearization of `ops` (one window: due ops and unknown-outcome ops) from one of
     `starts` ((model state, bitset of the unknown ops used before the window), as the search
     takes them), or None when this path finds none (which proves nothing)."""
-    order = sorted((j for j, op in enumerate(ops) if op.due), key=lambda j: ops[j].complete_time)
+    order = sorted(compress(range(len(ops)), map(_DUE, ops)),
+                   key=list(map(_T1, ops)).__getitem__)
+    inps, outs = list(map(_INP, ops)), list(map(_OUT, ops))
     for state, used in starts:
-        got = _walk(model, ops, order, state, used)
+        got = _walk(model, ops, order, inps, outs, state, used)
         if got is not None:
             return got
     return None
 
 
-def _walk(model: Model, ops: list[SearchOp], order: list[int], s: Any, used: int
-          ) -> Path | None:
+def _walk(model: Model, ops: list[SearchOp], order: list[int], inps: list[Any],
+          outs: list[Any], s: Any, used: int) -> Path | None:
     step = model.step
     placed: list[int] = []   # positions, in the path's order
     before: list[Any] = []   # the state before each placed op
@@ -76,8 +83,7 @@ def _walk(model: Model, ops: list[SearchOp], order: list[int], s: Any, used: int
     for j in order:
         if pulled and j in pulled:
             continue
-        op = ops[j]
-        legal, s2 = step(s, op.inp, op.out)
+        legal, s2 = step(s, inps[j], outs[j])
         steps += 1
         if legal:
             placed.append(j)
