@@ -227,9 +227,11 @@ def test_pieces_redo_a_key_exactly_when_a_path_carry_fails(tmp_path, monkeypatch
     calls: list[bool] = []
     inner = shard_pool.check_shards
 
-    def spy(plan: Any, indices: Any, status: Any = lambda _: None, paths: bool = True) -> Any:
+    def spy(plan: Any, indices: Any, status: Any = lambda _: None, paths: bool = True,
+            lin_spent: float = 0.0) -> Any:
         calls.append(paths)
-        return inner(plan, indices, status, paths)
+        assert paths or lin_spent > 0  # the redo goes on with the budget left
+        return inner(plan, indices, status, paths, lin_spent)
 
     monkeypatch.setattr(shard_pool, "check_shards", spy)
     monkeypatch.setattr(stream, "BLOCK_LINES", 101)

@@ -150,17 +150,17 @@ def check_all(plan: Plan, workers: int,
 
 def check_shards(plan: Plan, indices: list[int],
                  status: Callable[[str], None] = lambda _: None,
-                 paths: bool = True) -> list[ShardOutcome]:
+                 paths: bool = True, lin_spent: float = 0.0) -> list[ShardOutcome]:
     """Check shards `indices` in order, carrying what a long key's pieces need.
 
     `paths`: the linearizable search tries witness paths first (its `paths` option). A key
     whose later piece then fails from a path's carry (windows.REDO_EXACT) is no verdict:
     these shards are checked again from the first, with paths off (an invalid or unusual
-    key costs its group twice; a valid one is decided by paths almost everywhere)."""
+    key costs its group twice; a valid one is decided by paths almost everywhere), within
+    what is left of the search's time budget (`lin_spent`: seconds already spent)."""
     split, opts = plan.split, plan.opts
     lin_carry: dict[Any, Any] = {}
     writes = WriteCarry()
-    lin_spent = 0.0
     lin_invalid = False
     out: list[ShardOutcome] = []
     for i in indices:
@@ -208,7 +208,8 @@ def check_shards(plan: Plan, indices: list[int],
                                  for u in o.results[name].stats.get("undecided", ())):
                     status("a key failed from a witness path's carry: its shards again, "
                            "searched exactly...")
-                    return check_shards(plan, indices, status, paths=False)
+                    return check_shards(plan, indices, status, paths=False,
+                                        lin_spent=lin_spent)
         writes.keep(shard, going_on)
         o.facts = evidence.client_facts(pairs, plan.thresholds.failing_tail_s)
         o.perf = PerfParts.of(pairs, plan.windows)
