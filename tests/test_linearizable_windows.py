@@ -155,8 +155,9 @@ def _observes_untold(inp: Any, out: Any) -> Any:
 @given(st.integers(0, 10**6), st.integers(20, 150), st.sampled_from([0.1, 0.3]),
        st.booleans(), st.sampled_from([0, 1, 50]))
 def test_observes_asked_once_per_op_same_result(seed, n, p_info, bad, window_ops):
-    """What each op observes is asked once per op (windows.observed) and handed to the
-    window's search: the same result, to the steps, as a search that asks for itself (the
+    """What each op of a searched window observes is asked once (windows.observed) and
+    handed to the window's search: the same result, to the steps, as a search that asks
+    for itself (the
     whole key: window_ops 0), and a model that raises TypeError for some ops turns the
     unknown-op filter off exactly as before (the same verdict as with the filter off:
     `unknown_effect` None), on generated histories, valid and invalid, with info ops."""

@@ -162,7 +162,6 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
         ends: dict[Any, list[int]] | None = {} if (collect or not last) else None
         found = witness_path(model, wops, starts) if paths else None
         if found is not None:
-            later.observed[w] = []
             steps += found.steps
             if ends is None:
                 return Outcome(valid=True, steps=steps, max_configs=peak)
@@ -174,8 +173,7 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
                     progress.update(window=_span(part), steps=steps, configs=peak)
                 yield
             continue
-        seen = observed(model, unknown) + later.observed[w] if unknown else later.observed[w]
-        later.observed[w] = []  # done with: kept only until its window is searched
+        seen = observed(model, wops)
         out = yield from search(model, wops, max_configs, progress, starts=starts, ends=ends,
                                 observed=seen)
         steps += out.steps
@@ -216,15 +214,21 @@ class _Later:
     window of all the values observed from there on cost time and memory quadratic in the
     windows of a key (most of the windowed search's own time on a 100,000-op piece).
 
-    `observed[w]`: model.observes of each op of window w, asked once here and handed to the
-    window's search (which asks it of the due ops of every window holding an unknown op)."""
+    A window's values are one C-level union over its ops' `Model.observes`; only when that
+    raises (an op may observe anything: None; the model cannot tell; an unhashable value)
+    is the window asked op by op (`observers`). The search asks again for the few windows
+    no witness path decides (`observed`), so nothing per op is kept here."""
 
     def __init__(self, model: Model, parts: list[list[SearchOp]]):
         self.last: dict[Any, int] = {}
         self.anything = -1  # windows up to here may observe anything
-        self.observed = [observed(model, part) for part in parts]
-        for w, part_seen in enumerate(self.observed):
-            got = _union(part_seen)
+        observes = model.observes
+        for w, part in enumerate(parts):
+            got: set[Any] | None
+            try:
+                got = set().union(*map(observes, map(_INP, part), map(_OUT, part)))
+            except TypeError:
+                got = observers(model, part)
             if got is None:
                 self.anything = w
             else:
