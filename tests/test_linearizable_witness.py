@@ -256,3 +256,16 @@ def test_two_inserts_keep_the_states_right():
     assert verify(REGISTER, ops, (None, 0), path.order) is None
     assert [ops[j].inp for j in path.order] == [
         ("write", 1), ("read", None), ("write", 2), ("read", None), ("write", 3)]
+
+
+def test_paths_pause_after_windows_they_cannot_do(monkeypatch):
+    """Where no path works (here: none is ever found), paths are tried after 1, 2, 4, ...
+    windows (at most MAX_BACKOFF), not on every window; the verdict is the search's."""
+    from chaos.checkers.linearizable import windows as win
+    h = long_run(600, 1, 1, 0.0, seed=5)
+    n_windows = len(key_windows(h, 1))
+    tries: list[int] = []
+    monkeypatch.setattr(win, "witness_path", lambda *a: tries.append(1))
+    assert check_linearizable(h, {"window_ops": 1}).valid is True
+    assert n_windows > 100
+    assert 5 <= len(tries) <= 6 + n_windows // win.MAX_BACKOFF, (len(tries), n_windows)

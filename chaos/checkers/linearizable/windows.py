@@ -38,6 +38,11 @@ from chaos.checkers.linearizable.witness import witness as witness_path
 WINDOW_OPS = 200
 #: distinct (state, unknown ops unused) a cut may carry; past it the key is undecided there
 MAX_CARRY = 10_000
+#: a window no path can do costs its path and its search: after each such window the next
+#: path is tried that many windows later, twice as many each time (up to this), and at once
+#: again after a path is found. A history whose ops take effect far from their completions
+#: (wide, random intervals) then pays a path every few dozen windows, not every window.
+MAX_BACKOFF = 32
 #: Outcome.reason of a piece that must be checked again from the key's first piece, exactly:
 #: the exact search of a window failed from a carry a witness path left (not every state the
 #: key could be in), so the failure proves nothing (the caller redoes the key without paths)
@@ -133,7 +138,8 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
     later_observes(value): whether an op after these ones (a later piece) may observe the
     effect `value` of an unknown op; None: nothing comes later.
     paths: try a witness path on each window first (chaos.checkers.linearizable.witness),
-    searching only the windows it leaves. A path proves a window valid; its end is one of
+    searching only the windows it leaves (after a window no path does, paths pause: see
+    MAX_BACKOFF). A path proves a window valid; its end is one of
     the window's ends, so a later window's search that fails from it proves nothing: the
     key is then searched again exactly from `carry` (or, when `carry` itself came from a
     path, the outcome is "unknown" with reason REDO_EXACT, for the caller to redo the key
@@ -147,6 +153,7 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
     later = _Later(model, parts)
     steps = peak = 0
     budget = YIELD_EVERY
+    skip, backoff = 0, 1  # windows left before the next path is tried; the next pause
     for w, part in enumerate(parts):
         last = w == len(parts) - 1
         unknown = sorted(carried.unknown.values(), key=lambda o: o.index)
@@ -160,7 +167,15 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
                     used |= 1 << j
             starts.append((state, used))
         ends: dict[Any, list[int]] | None = {} if (collect or not last) else None
-        found = witness_path(model, wops, starts) if paths else None
+        found = None
+        if paths and not skip:
+            found = witness_path(model, wops, starts)
+            if found is None:  # try again after `backoff` windows, twice as many each time
+                skip, backoff = backoff, min(2 * backoff, MAX_BACKOFF)
+            else:
+                backoff = 1
+        elif skip:
+            skip -= 1
         if found is not None:
             steps += found.steps
             if ends is None:
