@@ -139,11 +139,11 @@ def check_key(model: Model, ops: list[SearchOp], max_configs: int,
     effect `value` of an unknown op; None: nothing comes later.
     paths: try a witness path on each window first (chaos.checkers.linearizable.witness),
     searching only the windows it leaves (after a window no path does, paths pause: see
-    MAX_BACKOFF). A path proves a window valid; its end is one of
-    the window's ends, so a later window's search that fails from it proves nothing: the
-    key is then searched again exactly from `carry` (or, when `carry` itself came from a
-    path, the outcome is "unknown" with reason REDO_EXACT, for the caller to redo the key
-    from its first piece). The verdict is the exact search's either way.
+    MAX_BACKOFF). A path proves a window valid; its end is one of the window's ends, so a
+    later window's search that fails from it proves nothing: the key is then searched
+    again exactly from `carry` (or, when `carry` itself came from a path, the outcome is
+    "unknown" with reason REDO_EXACT, for the caller to redo the key from its first
+    piece). The verdict is the exact search's either way.
     """
     carried = carry if carry is not None else Carried.initial(model)
     parts = windows(ops, min_ops)
