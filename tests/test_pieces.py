@@ -259,3 +259,113 @@ def test_write_carry_groups_keys_as_a_dict_tells_them() -> None:
     want = ["a", 1, None, 1, ("x", 1), "a", 1, ("x", 1), None, "b"]
     assert [names[g] for g in group.tolist()] == want
     assert isinstance(group, np.ndarray) and len(set(map(repr, names))) == len(names)
+
+
+def _first_quiet_row_by_row(lines: list[tuple[int, int, Any, int]], carried: dict[int, Any],
+                            waiting: list[Any], last: dict[Any, int]) -> int | None:
+    """Where Pairer.next_cut should slice, found one line at a time (the oracle): just after
+    the first line (not the block's last) at which a waiting key has no op open and its last
+    completion is older than that line's time."""
+    from chaos.history.columnar import INT64_MIN
+    open_key = dict(carried)  # process -> the key of its open op
+    last = dict(last)
+    for i, (typ, proc, key, t) in enumerate(lines[:-1]):
+        if typ == 0:
+            open_key[proc] = key
+        else:
+            last[open_key.pop(proc)] = t
+        for k in waiting:
+            if k not in open_key.values() and last.get(k, INT64_MIN) < t:
+                return i + 1
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_next_cut_is_the_first_quiescent_line(data: st.DataObject) -> None:
+    """Blocks of alternating invokes and completions on a few keys (completions without a
+    key, invokes carried open into the block, equal times): the slice Pairer.next_cut picks
+    ends just after the first line where a waiting key is quiescent, line by line."""
+    import numpy as np
+
+    from chaos.checkers._frame import object_array
+    from chaos.history.columnar import Columns
+    from chaos.history.pairing import Pairer
+    from chaos.history.pieces import Pieces
+    from chaos.history.split import Split
+    keys = ["a", "b", 7]
+    procs = data.draw(st.integers(1, 4))
+    split = Split(source="x", n_shards=2, directory=Path("."), base_shards=2)
+    pieces = Pieces(split, 10, frozenset({"read", "write"}))
+    waiting = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
+    for k in keys:
+        pieces.rows[k] = 10 if k in waiting else 3
+    last = data.draw(st.dictionaries(st.sampled_from(keys), st.integers(0, 3)))
+    pieces.last.update(last)
+    pairer = Pairer(split, pieces=pieces)
+    carried = data.draw(st.dictionaries(st.integers(0, procs - 1), st.sampled_from(keys)))
+    for p, k in carried.items():
+        pairer.open[p] = (0, p, "write", k, 1, 0, 0, None, False)
+    open_ = dict(carried)
+    lines: list[tuple[int, int, Any, int]] = []
+    t = 3
+    for _ in range(data.draw(st.integers(2, 40))):
+        p = data.draw(st.integers(0, procs - 1))
+        t += data.draw(st.integers(0, 1))
+        if p in open_:
+            lines.append((1, p, data.draw(st.sampled_from([None, open_.pop(p)])), t))
+        else:
+            open_[p] = data.draw(st.sampled_from(keys))
+            lines.append((0, p, open_[p], t))
+    n = len(lines)
+    cols = Columns(n)
+    cols.n = n
+    cols.typ = np.array([x[0] for x in lines], dtype=np.int8)
+    cols.pcode = np.array([x[1] for x in lines], dtype=np.int64)
+    cols.obj["key"] = object_array([x[2] for x in lines])
+    cols.time = np.array([x[3] for x in lines], dtype=np.int64)
+    want = _first_quiet_row_by_row(lines, carried, waiting, last)
+    assert pairer.next_cut(cols) == want
+
+
+def test_keys_are_cut_at_their_first_quiescent_line(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """In blocks of 1,000 lines (a key reaches `piece_ops` inside one and waits for the
+    next), each key is cut soon after, every slice the finder picks ends in a cut, and the
+    verdicts, counts and anomalies are the in-memory checkers'."""
+    from chaos.history import pairing
+    from chaos.history.pieces import Pieces
+    path = gen(tmp_path, 8000, 4)
+    slices: list[int] = []
+    cuts: list[int] = []
+    real_next, real_cut = pairing.Pairer.next_cut, Pieces.cut
+
+    def next_cut(self: Any, cols: Any) -> Any:
+        at = real_next(self, cols)
+        if at is not None:
+            slices.append(len(slices))
+        return at
+
+    def cut(self: Any, open_keys: set[Any], now: int) -> None:
+        before = dict(self.piece)
+        real_cut(self, open_keys, now)
+        if self.piece != before and slices and len(cuts) < len(slices):
+            cuts.append(slices[-1])
+    monkeypatch.setattr(pairing.Pairer, "next_cut", next_cut)
+    monkeypatch.setattr(Pieces, "cut", cut)
+    monkeypatch.setattr(stream, "BLOCK_LINES", 1000)
+    split = split_history(path, tmp_path / "s", n_shards=2, piece_ops=300,
+                          cuttable=frozenset({"read", "write", "cas"}))
+    assert sum(split.cut_keys.values()) >= 9, split.cut_keys
+    assert slices and cuts == slices, (slices, cuts)  # no slice the cut then refused
+    sizes: dict[tuple[Any, int], int] = {}  # (key, piece) -> its ops
+    for i in range(split.n_shards):
+        for key in split.shard(i).pairs["key"].tolist():
+            sizes[(key, split.piece(i))] = sizes.get((key, split.piece(i)), 0) + 1
+    full = [n for (key, g), n in sizes.items() if split.continues(key, g)]
+    assert full and max(full) < 300 + 250, sizes  # cut within about a block of piece_ops
+    assert pieces_doc(path, 2, 300) == same_stats(oracle(path))
+    bad = stale_late(path, 4)
+    want = same_stats(oracle(bad))
+    assert want["results"]["linearizable"]["valid"] is False
+    assert pieces_doc(bad, 2, 300) == want

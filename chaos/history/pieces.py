@@ -160,6 +160,12 @@ class Pieces:
         """Whether some key's piece is big enough to be cut at the next quiescent point."""
         return bool(self.cuttable) and any(n >= self.piece_ops for n in self.rows.values())
 
+    def waiting(self) -> list[Any]:
+        """The keys whose piece is big enough to be cut at the next quiescent point."""
+        if not self.cuttable:
+            return []
+        return [k for k, n in self.rows.items() if n >= self.piece_ops]
+
     def cut(self, open_keys: set[Any], now: int) -> None:
         """At a block boundary (`now`: the block's last line's time, no later line is older):
         cut each big key none of whose ops is open and whose last completion is before

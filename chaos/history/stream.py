@@ -22,10 +22,10 @@ contract (chaos.history.model) and goes to a spill file (format: chaos.history.s
 
 A key with many ops (a register workload has a handful of keys for the whole run) is cut into
 *pieces* so no shard holds more than about `PIECE_OPS` of its ops: once its current piece is
-that big, the key is cut at the next block boundary (blocks are then `CUT_LINES` long) where
-none of its ops is open and its last completion is older than the block's last line (so
-every later op is invoked strictly after it: a quiescent point, every op on one side
-completed before any op on the other was invoked). Piece g of a key goes to shard
+that big, the key is cut at its next quiescent point: the block is sliced just after the
+first line where none of its ops is open and its last completion is older than that line
+(so every later op is invoked strictly after it: every op on one side completed before any
+op on the other was invoked). Piece g of a key goes to shard
 `base + g * base_shards`, so reading the shards in order reads a key's pieces in time order,
 and the checkers that can carry what they need across a cut (`cuttable` fs: the register and
 kv ops: linearizability carries its possible states, stale reads the writes before the cut)
@@ -125,9 +125,6 @@ DUCK_MIN_BYTES = 8 << 20
 SHARD_BYTES = 48 << 20
 #: a key's ops per piece (see the module doc): one piece's History and search fit in memory
 PIECE_OPS = 100_000
-#: while a key waits for its cut, blocks are paired this many lines at a time: each end is a
-#: chance of a quiescent point (a key with 16 clients on 5 keys has none open ~3% of the time)
-CUT_LINES = 1024
 #: shards (of first pieces) at least, for a big history whose keys may be cut: a register
 #: workload's few keys each get their own, so processes can check them side by side
 MIN_CUT_SHARDS = 8
@@ -273,13 +270,15 @@ def _parsed(blocks: Iterator[list[bytes]], pairer: Pairer) -> Iterator[Columns]:
 
 def _pair_blocks(pairer: Pairer, blocks: Iterator[Columns]) -> None:
     """Pair blocks of columns in file order (whichever reader parsed them); while a cut is
-    due (`Pieces.wants`), a block goes in CUT_LINES slices: each end is a chance of a
-    quiescent point."""
+    due (`Pieces.wants`), a block is sliced just after the first line where a waiting key
+    is quiescent (`Pairer.next_cut`), so the key is cut there, and the rest goes on."""
     split = pairer.split
     for cols in blocks:
         split.lines += cols.n
-        if pairer.pieces.wants():
-            for k in range(0, cols.n, CUT_LINES):
-                pairer.columns(cols.slice(k, k + CUT_LINES))
-        else:
-            pairer.columns(cols)
+        while True:
+            at = pairer.next_cut(cols) if pairer.pieces.wants() else None
+            if at is None:
+                pairer.columns(cols)
+                break
+            pairer.columns(cols.slice(0, at))
+            cols = cols.slice(at, cols.n)
