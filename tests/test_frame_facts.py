@@ -81,3 +81,55 @@ def test_client_mask_integers_only(procs: list[Any]) -> None:
     assert client_mask(pd.Series(_obj(procs), dtype=object)).tolist() == want
     ints = [np.int64(p) for p in procs if type(p) is int and p < 2**62]
     assert client_mask(pd.Series(_obj(ints), dtype=object)).all()
+
+
+_ODD = st.one_of(_F, st.sampled_from(["ok", "fail", "info", "invoke"]), st.none(),
+                 st.integers(-2, 2), st.booleans(), st.lists(st.sampled_from(["read", 1]),
+                                                             max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_ODD, _ODD), max_size=30),
+       st.lists(st.sampled_from(["read", "write", "cas", "read-set", "ok", "info", "fail",
+                                 "nope", 1, 0]), min_size=1, max_size=3))
+def test_kinds_masks_are_the_object_comparisons(rows: list[tuple[Any, Any]],
+                                                names: list[Any]) -> None:
+    """Kinds' masks of f and type are the rows the object column compares equal to one of
+    the names (1 == True: as == tells them), and its fs are `distinct`'s, on usual and odd
+    columns (None, ints, bools, lists)."""
+    from chaos.checkers._frame import Kinds
+    pairs = _pairs([(f, None, None, t) for f, t in rows])
+    kinds = Kinds(pairs)
+    f, t = pairs["f"].to_numpy(), pairs["type"].to_numpy()
+
+    def by_row(col: np.ndarray) -> list[bool]:
+        return [any(type(v) is not list and v == n for n in names) for v in col.tolist()]
+    assert kinds.f(*names).tolist() == by_row(f)
+    assert kinds.type(*names).tolist() == by_row(t)
+    assert kinds.fs == distinct(f)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(_F, _VALUE, _VALUE, st.sampled_from(["ok", "fail", "info"])),
+                min_size=1, max_size=25))
+def test_shard_parts_with_kinds_count_as_row_by_row(
+        rows: list[tuple[str, Any, Any, str]]) -> None:
+    """client_facts and PerfParts given a shard's Kinds count what the rows say, one at a
+    time; register_facts gives what it gives working the columns out itself."""
+    from chaos.checkers import evidence
+    from chaos.checkers._frame import Kinds
+    from chaos.checkers.perf import PerfParts
+    pairs = _pairs(rows)
+    kinds = Kinds(pairs)
+    assert register_facts(pairs, kinds) == register_facts(pairs)
+    facts = evidence.client_facts(pairs, 1.0, kinds)
+    types = [r[3] for r in rows]
+    assert (facts.ops, facts.ok, facts.fail, facts.info) == (
+        len(rows), types.count("ok"), types.count("fail"), types.count("info"))
+    assert facts.ok_reads == sum(1 for r in rows if r[0] == "read" and r[3] == "ok")
+    assert facts.ok_read_sets == sum(1 for r in rows if r[0] == "read-set" and r[3] == "ok")
+    perf = PerfParts.of(pairs, [], kinds)
+    assert perf.counts == {t: types.count(t) for t in ("ok", "fail", "info")}
+    for f, (_, lats) in perf.latency.items():  # completed at invoke_time + 0: latency 0
+        assert sum(len(x) for x in lats) == sum(1 for r in rows if r[0] == f
+                                                and r[3] != "info")

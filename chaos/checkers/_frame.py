@@ -192,6 +192,47 @@ def _scalar(v: Any) -> bool:
     return not isinstance(v, (list, tuple, dict, set))
 
 
+class _Codes:
+    """An object column as codes into its distinct values, factorized once (`Kinds`)."""
+
+    def __init__(self, col: np.ndarray):
+        self.codes, uniq = factorize(col)
+        self.index: dict[Any, int] = {}
+        for i, u in enumerate(uniq.tolist()):
+            self.index.setdefault(u, i)
+
+    def mask(self, names: Sequence[Any]) -> np.ndarray:
+        """The rows whose value equals one of `names` (str or int names)."""
+        codes = [self.index[n] for n in names if n in self.index]
+        if not codes:
+            return np.zeros(len(self.codes), dtype=bool)
+        if len(codes) == 1:
+            return self.codes == codes[0]
+        return np.isin(self.codes, codes)
+
+
+class Kinds:
+    """A frame's f and type columns as codes, factorized once and shared by the parts of a
+    shard's check (register_facts, evidence.client_facts, perf, the split-brain acks): a
+    mask of one f or type is then an int comparison, where comparing the object column
+    costs a Python compare per row, and each consumer did it again (~3 s CPU on 10M
+    register lines). Built from the same frame its consumers are given."""
+
+    def __init__(self, pairs: pd.DataFrame):
+        self._f = _Codes(pairs["f"].to_numpy())
+        self._type = _Codes(pairs["type"].to_numpy())
+        #: the distinct fs (as `distinct` gives them: lists by their `hashable` stand-in)
+        self.fs: set[Any] = set(self._f.index)
+
+    def f(self, *names: Any) -> np.ndarray:
+        """The rows whose f is one of `names`."""
+        return self._f.mask(names)
+
+    def type(self, *names: Any) -> np.ndarray:
+        """The rows whose type is one of `names`."""
+        return self._type.mask(names)
+
+
 def distinct(col: np.ndarray) -> set[Any]:
     """The distinct values of an object column (lists and dicts by their `hashable` stand-in,
     equal to no str): one pass in C, where each `(col == name).any()` would be a pass per
@@ -202,23 +243,26 @@ def distinct(col: np.ndarray) -> set[Any]:
         return {hashable(v) for v in col.tolist()}
 
 
-def register_facts(pairs: pd.DataFrame) -> tuple[bool, bool, bool, bool]:
+def register_facts(pairs: pd.DataFrame, kinds: Kinds | None = None
+                   ) -> tuple[bool, bool, bool, bool]:
     """(has read/write/cas ops, has write/cas, has add, every read/write/cas is register
     shaped): what `register_shaped` decides from; over parts of a history they merge as
-    (any, any, any, all)."""
-    f = pairs["f"].to_numpy()
-    fs = distinct(f)
+    (any, any, any, all). `kinds`: `pairs`' Kinds, when the caller has them."""
+    if kinds is None:
+        kinds = Kinds(pairs)
+    fs = kinds.fs
     adds = "add" in fs
     if not fs & set(REGISTER_FS):
         return False, False, adds, True
     writes = bool(fs & {"write", "cas"})
+    f = pairs["f"].to_numpy()
     value = pairs["value"].to_numpy()
     result = pairs["result"].to_numpy()
     typ = pairs["type"].to_numpy()
     # the usual history first, by type (a pass in C per column): plain written values and
     # read results, every cas a [plain, plain] list
-    w, c = f == "write", f == "cas"
-    rd = (f == "read") & (typ == "ok")
+    w, c = kinds.f("write"), kinds.f("cas")
+    rd = kinds.f("read") & kinds.type("ok")
     cas = value[c].tolist()
     if (set(map(type, value[w].tolist())) <= _PLAIN and set(map(type, result[rd].tolist()))
             <= _PLAIN and set(map(type, cas)) <= {list} and set(map(len, cas)) <= {2}

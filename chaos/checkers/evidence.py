@@ -39,7 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from chaos.checkers._frame import hashable
+from chaos.checkers._frame import Kinds, hashable
 from chaos.checkers.base import UNKNOWN, CheckResult
 from chaos.history.faults import NODE_OUT, fault_windows
 from chaos.history.leadership import monitor_frame
@@ -135,19 +135,21 @@ class ClientFacts:
         self.tail = [x for x in self.tail + other.tail if x[0] >= cut]
 
 
-def client_facts(pairs: pd.DataFrame, tail_s: float) -> ClientFacts:
-    """The ClientFacts of the client ops in `pairs`."""
+def client_facts(pairs: pd.DataFrame, tail_s: float,
+                 kinds: Kinds | None = None) -> ClientFacts:
+    """The ClientFacts of the client ops in `pairs` (`kinds`: their Kinds, when the caller
+    has them)."""
     client = client_mask(pairs["process"])
+    if kinds is None:
+        kinds = Kinds(pairs)
     types = pairs["type"].to_numpy()
-    f = pairs["f"].to_numpy()
-    ct = types[client]
-    ok = ct == "ok"
-    cf = f[client]
+    ok = kinds.type("ok")[client]
     facts = ClientFacts(ops=int(client.sum()), ok=int(ok.sum()),
-                        fail=int((ct == "fail").sum()), info=int((ct == "info").sum()),
-                        ok_reads=int((ok & (cf == "read")).sum()),
-                        ok_read_sets=int((ok & (cf == "read-set")).sum()),
-                        final_gaps=missed_finals(pairs),
+                        fail=int(kinds.type("fail")[client].sum()),
+                        info=int(kinds.type("info")[client].sum()),
+                        ok_reads=int((ok & kinds.f("read")[client]).sum()),
+                        ok_read_sets=int((ok & kinds.f("read-set")[client]).sum()),
+                        final_gaps=missed_finals(pairs, kinds),
                         tail_ns=int(tail_s * NS_PER_S))
     load = client & ~pairs["final"].to_numpy().astype(bool)
     if load.any():
@@ -165,12 +167,15 @@ def client_facts(pairs: pd.DataFrame, tail_s: float) -> ClientFacts:
 Missed = tuple[int, Any, Any, int, Any, Any]
 
 
-def missed_finals(pairs: pd.DataFrame) -> list[Missed]:
+def missed_finals(pairs: pd.DataFrame, kinds: Kinds | None = None) -> list[Missed]:
     """Every (key, node) whose final read-sets were attempted and none came back ok, in the
     order of their first attempt (mergeable: a key's ops are all in one shard)."""
-    f = pairs["f"].to_numpy()
+    read_sets = (kinds.f("read-set") if kinds is not None
+                 else pairs["f"].to_numpy() == "read-set")
+    if not read_sets.any():
+        return []
     final = pairs["final"].to_numpy().astype(bool)
-    rows = np.flatnonzero((f == "read-set") & final)
+    rows = np.flatnonzero(read_sets & final)
     if not len(rows):
         return []
     sub = pairs.iloc[rows]

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from chaos.checkers._frame import Kinds
 from chaos.checkers.base import UNKNOWN, CheckResult
 from chaos.history.faults import FaultWindow, fault_windows, in_windows
 from chaos.history.model import OPEN, History
@@ -63,22 +64,26 @@ class PerfParts:
     inside: dict[str, int] = field(default_factory=lambda: {"ops": 0, "ok": 0})
 
     @classmethod
-    def of(cls, pairs: pd.DataFrame, windows: list[FaultWindow]) -> "PerfParts":
+    def of(cls, pairs: pd.DataFrame, windows: list[FaultWindow],
+           kinds: Kinds | None = None) -> "PerfParts":
+        """The parts of the client ops in `pairs` (`kinds`: their Kinds, when the caller
+        has them)."""
         mask = client_mask(pairs)
         client = pairs if mask.all() else pairs[mask]  # a shard: all client ops, no copy
         parts = cls()
         if client.empty:
             return parts
-        types = client["type"].to_numpy()
+        if kinds is None or client is not pairs:
+            kinds = Kinds(client)
         t0 = client["invoke_time"].to_numpy()
         t1 = client["complete_time"].to_numpy()
         done = t1 != OPEN
         parts.ops = int(len(client))
-        parts.counts = {t: int((types == t).sum()) for t in ("ok", "fail", "info")}
+        parts.counts = {t: int(kinds.type(t).sum()) for t in ("ok", "fail", "info")}
         parts.first = int(t0.min())
         parts.last = int(max(t0.max(), t1[done].max() if done.any() else t0.max()))
         lat = np.where(done, t1 - np.where(done, t0, 0), 0)
-        measured = done & (types != "info")  # a timeout's "latency" is the timeout, not the op
+        measured = done & ~kinds.type("info")  # a timeout's "latency" is the timeout, not the op
         fs = client["f"].to_numpy()
         codes, uniq = pd.factorize(fs, use_na_sentinel=False)
         first_pos = np.full(len(uniq), len(fs), dtype=np.int64)
@@ -87,7 +92,7 @@ class PerfParts:
         for c, f in enumerate(uniq):
             parts.latency[f] = (int(idx[first_pos[c]]), [lat[measured & (codes == c)]])
         inside = in_windows(t0, windows)
-        parts.inside = {"ops": int(inside.sum()), "ok": int((types[inside] == "ok").sum())}
+        parts.inside = {"ops": int(inside.sum()), "ok": int((kinds.type("ok") & inside).sum())}
         return parts
 
     def merge(self, other: "PerfParts") -> None:

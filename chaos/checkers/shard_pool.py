@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from chaos.checkers import CHECKERS, evidence
-from chaos.checkers._frame import distinct, hashable, register_facts
+from chaos.checkers._frame import Kinds, hashable, register_facts
 from chaos.checkers.base import CheckResult, check_safe
 from chaos.checkers.carry import WriteCarry
 from chaos.checkers.dual_leaders import WRITE_FS
@@ -172,10 +172,11 @@ def check_shards(plan: Plan, indices: list[int],
         if split.cut_keys:
             cut_here = {hashable(k) for k in set(pairs["key"].tolist())} & set(split.cut_keys)
         going_on = {k for k in cut_here if split.continues(k, piece)}
-        fs = distinct(pairs["f"].to_numpy())
+        kinds = Kinds(pairs)  # f and type as codes, for every part below
+        fs = kinds.fs
         if {"add", "read"} <= fs:
             raise Doubt("a counter's adds and reads: the counter checker sums over all keys")
-        o = ShardOutcome(i, reg=register_facts(pairs), read_set="read-set" in fs,
+        o = ShardOutcome(i, reg=register_facts(pairs, kinds), read_set="read-set" in fs,
                          kv=bool(fs & {"get", "put", "append"}), modelled=bool(fs & ALL_FS))
         for name in PER_KEY:
             if (plan.names and name not in plan.names) or not (plan.names or plan.wanted[name]):
@@ -211,10 +212,10 @@ def check_shards(plan: Plan, indices: list[int],
                     return check_shards(plan, indices, status, paths=False,
                                         lin_spent=lin_spent)
         writes.keep(shard, going_on)
-        o.facts = evidence.client_facts(pairs, plan.thresholds.failing_tail_s)
-        o.perf = PerfParts.of(pairs, plan.windows)
+        o.facts = evidence.client_facts(pairs, plan.thresholds.failing_tail_s, kinds)
+        o.perf = PerfParts.of(pairs, plan.windows, kinds)
         if plan.overlaps:
-            o.acks = _acks_in(pairs, plan.overlaps)
+            o.acks = _acks_in(pairs, plan.overlaps, kinds)
         out.append(o)
         del shard, pairs
     return out
@@ -280,15 +281,15 @@ def _skipped(shard: History, opts: dict[str, Any]) -> CheckResult:
         "dropped_ops": dropped, "skipped_keys": list(groups)})
 
 
-def _acks_in(pairs: Any, overlaps: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+def _acks_in(pairs: Any, overlaps: list[tuple[int, int]],
+             kinds: Kinds) -> dict[str, np.ndarray]:
     """The ok writes with a node that ran inside some leadership overlap (all dual-leaders'
     split-brain rule can count)."""
-    f = pairs["f"].to_numpy()
-    ok = np.isin(f, WRITE_FS) & (pairs["type"].to_numpy() == "ok")
+    ok = kinds.f(*WRITE_FS) & kinds.type("ok")
     ok &= pairs["node"].notna().to_numpy() & client_mask(pairs["process"])
     inv = pairs["invoke_time"].to_numpy()
     cmp = pairs["complete_time"].to_numpy()
-    inside = np.zeros(len(f), dtype=bool)
+    inside = np.zeros(len(ok), dtype=bool)
     for start, end in overlaps:
         inside |= ok & (inv >= start) & (cmp <= end)
     rows = np.flatnonzero(inside)
