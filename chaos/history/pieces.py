@@ -41,7 +41,14 @@ def _mentioned(seen: set[Any], xs: list[Any], tuples: bool = True) -> set[Any]:
     ones, and lists of plain ones: a cas's [expected, new]) are sorted out by type and
     looked up in `seen` with C-level iterators, not a call per value: this runs over every
     row of a long key's pieces. `tuples`: whether `seen` may hold a tuple (a list's atom);
-    when not, the lists themselves are not looked up, only their elements."""
+    when not, the lists themselves are not looked up, only their elements.
+
+    First one C-level intersection: when every value is hashable (no list or dict: a
+    register's written values and read results), each is its own atom."""
+    try:
+        return seen.intersection(xs)
+    except TypeError:
+        pass
     plain = _PLAIN
     types = list(map(type, xs))
     kinds = set(types)
@@ -143,7 +150,8 @@ class Pieces:
             mine = self.info.setdefault(k, set())
             for v in values[rows[info]].tolist():
                 mine.update(_atoms(v))
-        failed = (t_k == "fail") & (fs[rows] == "cas")
+        cas = fs[rows] == "cas"
+        failed = (t_k == "fail") & cas
         if failed.any():  # observes "not the expected value" (Split)
             tagged, _ = self.split.failed_cas.get(k, (-1, -1))
             if errors is None or (errors[rows[failed]] == "compare-failed").any():
@@ -152,8 +160,17 @@ class Pieces:
         seen = self.closed.get(k)
         if seen:
             observed = self.split.observed
-            xs = values[rows].tolist() + results[rows].tolist()
-            for x in _mentioned(seen, xs, k in self.tupled):
+            tupled = k in self.tupled
+            # a cas's [expected, new] apart: the other values and the results are usually
+            # plain, looked up by one intersection (`_mentioned`)
+            got = _mentioned(seen, results[rows].tolist(), tupled)
+            if cas.all():
+                got |= _mentioned(seen, values[rows].tolist(), tupled)
+            else:
+                got |= _mentioned(seen, values[rows[~cas]].tolist(), tupled)
+                if cas.any():
+                    got |= _mentioned(seen, values[rows[cas]].tolist(), tupled)
+            for x in got:
                 observed[(k, x)] = g
 
     def wants(self) -> bool:
