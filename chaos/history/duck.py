@@ -373,6 +373,8 @@ def _values(vint: Any, vlist: Any, vraw: Any, n: int) -> np.ndarray:
     if len(lists):
         done = ints.copy()
         done[_int_lists(vlist, vraw, lists, out)] = True
+    if vraw.null_count:  # no text (an int, or no value at all): None already, or done
+        done = done | vraw.is_null().to_numpy(zero_copy_only=False)
     rest = np.flatnonzero(~done)
     if len(rest):
         out[rest] = _decoded(vraw.take(pa.array(rest)))[0]
