@@ -215,8 +215,9 @@ class Kinds:
     """A frame's f and type columns as codes, factorized once and shared by the parts of a
     shard's check (register_facts, evidence.client_facts, perf, the split-brain acks): a
     mask of one f or type is then an int comparison, where comparing the object column
-    costs a Python compare per row, and each consumer did it again (~3 s CPU on 10M
-    register lines). Built from the same frame its consumers are given."""
+    costs a Python compare per row, and each consumer did it again (on 10M register lines
+    those three parts took 2.9 s CPU, 1.5 s with Kinds). Built from the same frame its
+    consumers are given."""
 
     def __init__(self, pairs: pd.DataFrame):
         self._f = _Codes(pairs["f"].to_numpy())

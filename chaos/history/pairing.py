@@ -16,7 +16,7 @@ from chaos.history.split import INT_COLS, Doubt, Split
 
 _TYPE_NAMES = np.array(["invoke", "ok", "fail", "info"], dtype=object)
 _KEY_TYPES = frozenset({str, int})  # keys `key_code` returns as they are
-_NO_KEY = object()
+_NO_KEY = object()  # a key equal to no other
 #: a pair's columns taken from its invoke line's field of the same name
 _FROM_INVOKE = frozenset({"process", "f", "key", "value"})
 #: ... and from its completion line's field (column -> field)

@@ -175,7 +175,7 @@ class Pieces:
 
     def wants(self) -> bool:
         """Whether some key's piece is big enough to be cut at the next quiescent point."""
-        return bool(self.cuttable) and any(n >= self.piece_ops for n in self.rows.values())
+        return bool(self.waiting())
 
     def waiting(self) -> list[Any]:
         """The keys whose piece is big enough to be cut at the next quiescent point."""
