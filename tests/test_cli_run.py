@@ -83,7 +83,8 @@ def test_set_run_rotates_keys_and_reads_each_key_on_each_node(tmp_path):
     configuration without faults is valid."""
     code, doc = run_json("--store", str(tmp_path), "--workload", "set", "--nemesis", "none",
                          "-W", "adds_per_key=64",
-                         "--time-limit", "5", "--rate", "0", "--concurrency", "8",
+                         # 2 s at full speed: ~8k adds over ~130 keys here (>= 3 needed)
+                         "--time-limit", "2", "--rate", "0", "--concurrency", "8",
                          "--quiesce", "0.5", "-O", "replication=quorum",
                          "-O", "failover=majority")
     assert code == 0, doc
