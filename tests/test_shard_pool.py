@@ -140,3 +140,40 @@ def test_invalid_keys_in_two_processes_same_as_in_memory(tmp_path: Path) -> None
     for keys in (["k2"], ["k0", "k1", "k2", "k3"]):
         bad = stale_keys(path, keys)
         assert same_stats(doc(bad, 4, 2, piece_ops=300)) == same_stats(oracle(bad))
+
+
+def failing_tail(path: Path, seconds: float) -> Path:
+    """The history slowed 100 times (0.4 s of load become 40 s) with every client op
+    invoked in its last `seconds` of load completing as a fail instead of ok."""
+    lines = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+    for op in lines:
+        op["time"] *= 100
+    last = max(op["time"] for op in lines
+               if type(op.get("process")) is int and op["type"] == "invoke")
+    invoked: dict[int, int] = {}
+    for op in lines:
+        p = op.get("process")
+        if type(p) is not int:
+            continue
+        if op["type"] == "invoke":
+            invoked[p] = op["time"]
+        elif op["type"] == "ok" and invoked[p] >= last - seconds * 1e9:
+            op["type"] = "fail"
+    out = path.with_name(path.stem + f"-tail-{seconds:g}.jsonl")
+    out.write_bytes(b"".join(orjson.dumps(op) + b"\n" for op in lines))
+    return out
+
+
+@pytest.mark.usefixtures("small_blocks", "no_fork")
+def test_a_failing_tail_is_seen_when_shares_merge_their_facts(tmp_path: Path) -> None:
+    """Keys cut into pieces and dealt to 3 shares, each merging its shards' client facts as
+    it goes (a piece's own last seconds are dropped by the next): a load whose last 6 s all
+    failed is unknown with the same reason as in memory, and a load whose last 4 s failed
+    is not (the default tail is 5 s)."""
+    path = gen(tmp_path, 6000, 5, keys=4)
+    for seconds, stopped in ((6.0, True), (4.0, False)):
+        bad = failing_tail(path, seconds)
+        want = same_stats(oracle(bad))
+        said = any("stopped serving clients" in r for r in want["reasons"])
+        assert said is stopped, want["reasons"]
+        assert same_stats(doc(bad, 4, 3, piece_ops=200)) == want
