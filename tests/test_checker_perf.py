@@ -1,7 +1,11 @@
 """Perf checker: fault windows, availability inside/outside them, latency quantiles."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chaos.checkers.perf import PERF, client_mask, fault_windows, in_windows
 from tests.strategies import MS, HistoryBuilder
@@ -140,3 +144,29 @@ def test_client_mask_is_the_history_rule_a_numeric_string_is_no_client():
     h = b.history()
     assert client_mask(h.pairs).tolist() == [True, False, False]
     assert len(h.client()) == 1 and PERF.check(h).stats["ops"] == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["read", "write"]),
+                          st.lists(st.integers(0, 10**9), max_size=30)), min_size=1, max_size=6))
+def test_merged_latency_quantiles_are_numpys_and_leave_the_parts(parts: list[Any]) -> None:
+    """The quantiles of merged parts (each concatenation partitioned in place) are
+    np.percentile's of all the latencies, per f and together, and the parts are left as
+    they were: the stats come out the same twice."""
+    from chaos.checkers.perf import QUANTILES, PerfParts
+    merged = PerfParts()
+    for n, (f, lats) in enumerate(parts):
+        one = PerfParts(ops=max(1, len(lats)), first=0, last=10**9)
+        one.latency[f] = (n, [np.array(lats, dtype=np.int64)])
+        merged.merge(one)
+    every = [x for _, lats in parts for x in lats]
+    first = merged.stats([])
+    assert merged.stats([]) == first
+    for name, xs in [("all", every)] + [(f, [x for g, ls in parts if g == f for x in ls])
+                                         for f in {f for f, _ in parts}]:
+        got = first["latency_ms"][name]
+        assert got["count"] == len(xs)
+        if xs:
+            want = np.percentile(np.array(xs, dtype=np.int64), list(QUANTILES.values()))
+            assert [got[q] for q in QUANTILES] == [round(float(v) / 1e6, 3) for v in want]
+            assert got["max"] == round(max(xs) / 1e6, 3)
